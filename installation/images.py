@@ -1,0 +1,39 @@
+"""Generator tensors to pictures: uint8 conversion, grids and PNG files."""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .storage import atomic_write_bytes
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """(B, 3, H, W) in [-1, 1] -> (B, H, W, 3) uint8; non-finite values become black rather than noise."""
+    x = torch.nan_to_num(images.detach().float(), nan=-1.0, posinf=1.0, neginf=-1.0)
+    x = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return x.permute(0, 2, 3, 1).cpu().numpy()
+
+
+def grid(images: np.ndarray, columns: int | None = None, pad: int = 0, fill: int = 0) -> np.ndarray:
+    """Tile (N, H, W, C) images row by row into one (rows*H, columns*W, C) picture."""
+    n, h, w, c = images.shape
+    columns = columns or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / columns)
+    out = np.full((rows * (h + pad) + pad, columns * (w + pad) + pad, c), fill, dtype=images.dtype)
+    for i, image in enumerate(images):
+        r, col = divmod(i, columns)
+        y, x = pad + r * (h + pad), pad + col * (w + pad)
+        out[y:y + h, x:x + w] = image
+    return out
+
+
+def save_png(path: str | Path, image: np.ndarray) -> None:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    atomic_write_bytes(Path(path), buffer.getvalue())

@@ -1,0 +1,144 @@
+"""One face for every supported StyleGAN: generate, map, synthesise, discriminate.
+
+The engine, the latent walks and the display only talk to `GAN`; which upstream architecture sits behind it
+(rosinality StyleGAN1 with its `step`/`alpha`, or StyleGAN2 with its list-of-styles call) stays in here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from . import stylegan1, stylegan2
+
+ARCHS = ("stylegan1", "stylegan2")
+
+
+def build_generator(arch: str, config: dict[str, Any]) -> nn.Module:
+    if arch == "stylegan1":
+        return stylegan1.StyledGenerator(config["code_dim"], config["n_mlp"], config["channels"])
+    return stylegan2.Generator(config["size"], config["style_dim"], config["n_mlp"], config["channel_multiplier"])
+
+
+def build_discriminator(arch: str, config: dict[str, Any]) -> nn.Module:
+    if arch == "stylegan1":
+        return stylegan1.Discriminator(config["channels"], config["from_rgb_activate"])
+    return stylegan2.Discriminator(config["size"], config["channel_multiplier"])
+
+
+@dataclass(eq=False)
+class GAN:
+    """A generator to fine-tune and display, its discriminator (or None) and what is known about them."""
+
+    arch: str
+    generator: nn.Module
+    discriminator: nn.Module | None
+    resolution: int
+    latent_dim: int
+    mean_latent: Tensor  # (1, latent_dim): the centre of w space that truncation pulls towards
+    g_config: dict[str, Any]
+    d_config: dict[str, Any] | None = None
+    format: str = "uncanny"
+    source: str = ""
+    trained_resolutions: tuple[int, ...] = ()
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def device(self) -> torch.device:
+        return self.mean_latent.device
+
+    @property
+    def step(self) -> int:
+        """StyleGAN1's progression step for the chosen resolution."""
+        return stylegan1.step_for_resolution(self.resolution)
+
+    def to(self, device: torch.device | str) -> GAN:
+        self.generator.to(device)
+        if self.discriminator is not None:
+            self.discriminator.to(device)
+        self.mean_latent = self.mean_latent.to(device)
+        return self
+
+    def mapping(self, z: Tensor) -> Tensor:
+        """z (B, latent_dim) -> w (B, latent_dim)."""
+        return self.generator.style(z)
+
+    def make_noise(self, batch: int, generator: torch.Generator | None = None) -> list[Tensor]:
+        """Explicit per-layer noise, so a walk can keep it fixed and frames do not flicker."""
+        if self.arch == "stylegan1":
+            return self.generator.make_noise(batch, self.step, generator=generator, device=self.device)
+        source = generator.device if generator is not None else self.device
+        return [torch.randn(batch, *n.shape[1:], generator=generator, device=source).to(self.device)
+                for n in self.generator.make_noise()]
+
+    def synthesize(self, w: Tensor, noise: list[Tensor] | None = None, truncation: float = 1.0) -> Tensor:
+        """w (B, latent_dim) -> images (B, 3, R, R), nominally in [-1, 1]."""
+        if noise is None:
+            noise = self.make_noise(w.shape[0])
+        if self.arch == "stylegan1":
+            mean = self.mean_latent if truncation != 1.0 else None
+            return self.generator(w, noise=noise, step=self.step, alpha=-1, mean_style=mean,
+                                  style_weight=truncation, input_is_latent=True)
+        image, _ = self.generator([w], input_is_latent=True, noise=noise, truncation=truncation,
+                                  truncation_latent=self.mean_latent)
+        return image
+
+    def generate(self, z: Tensor, noise: list[Tensor] | None = None, truncation: float = 1.0) -> Tensor:
+        """z (B, latent_dim) -> images (B, 3, R, R)."""
+        return self.synthesize(self.mapping(z), noise, truncation)
+
+    def discriminate(self, images: Tensor) -> Tensor:
+        """Raw logits (B,): high means D calls the image real."""
+        if self.discriminator is None:
+            raise RuntimeError("this GAN has no discriminator")
+        if self.arch == "stylegan1":
+            return self.discriminator(images, step=self.step, alpha=-1).view(-1)
+        return self.discriminator(images).view(-1)
+
+    def mapping_parameters(self) -> list[nn.Parameter]:
+        return list(self.generator.style.parameters())
+
+    def synthesis_parameters(self) -> list[nn.Parameter]:
+        mapping = {id(p) for p in self.mapping_parameters()}
+        return [p for p in self.generator.parameters() if id(p) not in mapping]
+
+    def describe(self) -> dict[str, Any]:
+        """Plain facts for `inspect`, logs and the HUD."""
+        count = lambda m: sum(p.numel() for p in m.parameters()) if m is not None else 0  # noqa: E731
+        return {
+            "source": self.source,
+            "format": self.format,
+            "arch": self.arch,
+            "resolution": self.resolution,
+            "trained_resolutions": list(self.trained_resolutions),
+            "latent_dim": self.latent_dim,
+            "generator_parameters": count(self.generator),
+            "discriminator_parameters": count(self.discriminator),
+            "discriminator": self.discriminator is not None,
+            "notes": list(self.notes),
+        }
+
+
+@torch.no_grad()
+def estimate_mean_latent(generator: nn.Module, latent_dim: int, samples: int = 4096, seed: int = 0) -> Tensor:
+    """Average w over a fixed set of z (seeded, so the same file always truncates the same way)."""
+    device = next(generator.parameters()).device
+    z = torch.randn(samples, latent_dim, generator=torch.Generator().manual_seed(seed)).to(device)
+    return generator.style(z).mean(0, keepdim=True)
+
+
+def create_stylegan1(channels: tuple[int, ...] | list[int], code_dim: int = 512, n_mlp: int = 8,
+                     resolution: int | None = None, from_rgb_activate: bool = True, seed: int = 0) -> GAN:
+    """A freshly initialised progressive StyleGAN1 G and D (for training from scratch and for tests)."""
+    torch.manual_seed(seed)
+    g_config = {"code_dim": code_dim, "n_mlp": n_mlp, "channels": list(channels)}
+    d_config = {"channels": list(channels), "from_rgb_activate": from_rgb_activate}
+    generator = build_generator("stylegan1", g_config)
+    discriminator = build_discriminator("stylegan1", d_config)
+    max_resolution = 4 * 2 ** (len(channels) - 1)
+    trained = tuple(4 * 2**i for i in range(len(channels)))
+    return GAN("stylegan1", generator, discriminator, resolution or max_resolution, code_dim,
+               estimate_mean_latent(generator, code_dim), g_config, d_config, "new", "", trained)

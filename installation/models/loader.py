@@ -1,0 +1,335 @@
+"""Load any supported checkpoint file into a `GAN`, safely, with one clear line when it cannot be done.
+
+Recognised layouts (facts in shared/reference/checkpoint-formats.md):
+- StyleGAN1, rosinality: `train_step-N.model` / `stylegan-*px-new.model` dicts (generator, discriminator,
+  g_running, optimisers) and bare g_running state_dicts (`NNNNNN.model`); zip or legacy (2019) serialisation.
+- StyleGAN2, rosinality: train.py files (g, d, g_ema, optimisers, argparse `args`, ada_aug_p) and
+  convert_weight.py files (g_ema, latent_avg, optional g / d).
+- The project's own format (`save_gan`), which the shipped default model uses.
+NVlabs `.pkl` files are recognised and refused: reading them safely needs an NVlabs-keyed model (not yet built).
+
+Files are read with `torch.load(weights_only=True)`; the only class allowed beyond tensors is
+`argparse.Namespace`, which rosinality's StyleGAN2 train.py stores under `args`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..storage import atomic_torch_save
+from . import stylegan1, stylegan2
+from .gan import GAN, build_discriminator, build_generator, estimate_mean_latent
+
+OWN_FORMAT_KEY = "uncanny_format"
+OWN_FORMAT_VERSION = 1
+
+SG1_TRAIN_KEYS = {"generator", "discriminator", "g_running"}
+SG2_TRAIN_KEYS = {"g", "d", "g_ema"}
+D_FILE_KINDS = ("StyleGAN1 train_step-N.model / stylegan-*px-new.model files, StyleGAN2 train.py checkpoints, "
+                "StyleGAN2 converter files made with --disc, or this project's own files")
+
+
+class CheckpointError(Exception):
+    """A checkpoint cannot be used; the message is one line naming the problem and the fix."""
+
+
+def _read(path: Path) -> Any:
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such file; pass the path of a .model/.pt checkpoint")
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a folder; pass the checkpoint file inside it")
+    size = path.stat().st_size
+    if size == 0:
+        raise CheckpointError(f"{path}: the file is empty; copy the checkpoint again")
+    with open(path, "rb") as f:
+        head = f.read(1 << 20)
+    if b"torch_utils.persistence" in head or b"dnnlib.util" in head:
+        raise CheckpointError(
+            f"{path}: this is an NVlabs StyleGAN2-ADA/StyleGAN3 pickle, which is not supported yet; "
+            "use a rosinality StyleGAN1/StyleGAN2 checkpoint (.model/.pt)")
+    is_zip = head[:4] == b"PK\x03\x04"
+    is_pickle = head[:1] == b"\x80"
+    if not (is_zip or is_pickle):
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint (unrecognised file header {head[:8]!r}); "
+                              "pass a rosinality StyleGAN .model/.pt file")
+    if is_zip and not zipfile.is_zipfile(path):
+        raise CheckpointError(f"{path}: the file is truncated or corrupt ({size} bytes, zip index missing); "
+                              "copy or download it again")
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except (EOFError, RuntimeError, OSError, ValueError, IndexError, KeyError) as error:
+        raise CheckpointError(f"{path}: the file is truncated or corrupt ({_first_line(error)}); "
+                              "copy or download it again") from None
+    except Exception as error:  # pickle.UnpicklingError and friends: a pickle that is not plain weights
+        raise CheckpointError(f"{path}: refused to unpickle it safely ({_first_line(error)}); "
+                              "only weight files can be loaded, never pickled code") from None
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return (text[0] if text else type(error).__name__)[:160]
+
+
+def _is_state_dict(obj: Any) -> bool:
+    return isinstance(obj, Mapping) and len(obj) > 0 and all(isinstance(v, Tensor) for v in obj.values())
+
+
+def _as_float32(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+
+
+# ----------------------------------------------------------------------------------------- config inference
+
+def infer_stylegan1_generator_config(state: Mapping[str, Tensor]) -> dict[str, Any]:
+    channels = []
+    while f"generator.progression.{len(channels)}.conv2.conv.weight_orig" in state:
+        channels.append(int(state[f"generator.progression.{len(channels)}.conv2.conv.weight_orig"].shape[0]))
+    n_mlp = 0
+    while f"style.{2 * n_mlp + 1}.linear.weight_orig" in state:
+        n_mlp += 1
+    if not channels or n_mlp == 0:
+        raise ValueError("no generator.progression.N / style.N.linear weights")
+    code_dim = int(state["style.1.linear.weight_orig"].shape[1])
+    return {"code_dim": code_dim, "n_mlp": n_mlp, "channels": channels}
+
+
+def infer_stylegan1_discriminator_config(state: Mapping[str, Tensor]) -> dict[str, Any]:
+    activate = "from_rgb.0.0.conv.weight_orig" in state
+    pattern = "from_rgb.{}.0.conv.weight_orig" if activate else "from_rgb.{}.conv.weight_orig"
+    widths = []
+    while pattern.format(len(widths)) in state:
+        widths.append(int(state[pattern.format(len(widths))].shape[0]))
+    if not widths:
+        raise ValueError("no from_rgb.K weights")
+    return {"channels": widths[::-1], "from_rgb_activate": activate}
+
+
+def stylegan1_trained_resolution(state: Mapping[str, Tensor]) -> int:
+    """Highest resolution whose block has learned noise strengths.
+
+    Noise weights start at exactly zero and Adam never touches a block that is not in the graph yet, so the
+    blocks above the size a file was trained to keep all-zero noise weights.
+    """
+    trained = 0
+    i = 0
+    while f"generator.progression.{i}.noise1.weight_orig" in state:
+        if state[f"generator.progression.{i}.noise1.weight_orig"].abs().sum() > 0:
+            trained = i
+        i += 1
+    return 4 * 2**trained
+
+
+def _resolution_hint(path: Path) -> int | None:
+    """rosinality file names tell the trained size: stylegan-256px-new.model, train_step-7.model (= 256)."""
+    if m := re.search(r"(\d+)px", path.name):
+        return int(m.group(1))
+    if m := re.search(r"train_step-(\d+)", path.name):
+        return 4 * 2 ** (int(m.group(1)) - 1)
+    return None
+
+
+# ------------------------------------------------------------------------------------------- strict loading
+
+def _load_strict(module: nn.Module, state: Mapping[str, Tensor], what: str, path: Path,
+                 regenerable=lambda key: False) -> None:
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in state and not regenerable(k)]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [f"{k} {tuple(state[k].shape)} (expected {tuple(expected[k].shape)})"
+             for k in expected if k in state and state[k].shape != expected[k].shape]
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"missing {_few(missing)}")
+        if unexpected:
+            parts.append(f"unexpected {_few(unexpected)}")
+        if wrong:
+            parts.append(f"wrong shape {_few(wrong)}")
+        raise CheckpointError(f"{path}: {what} does not match its architecture: {'; '.join(parts)}")
+    module.load_state_dict({k: v for k, v in state.items() if k in expected}, strict=False)
+
+
+def _few(keys: list[str], n: int = 3) -> str:
+    more = f" (+{len(keys) - n} more)" if len(keys) > n else ""
+    return ", ".join(keys[:n]) + more
+
+
+def _closest_format(state: Mapping[str, Tensor]) -> str:
+    """Name the known layout sharing the most key names, with the first differences, for an unknown dict."""
+    with torch.device("meta"):
+        candidates = {
+            "StyleGAN1 g_running (rosinality)": stylegan1.StyledGenerator().state_dict().keys(),
+            "StyleGAN1 discriminator (rosinality)": stylegan1.Discriminator().state_dict().keys(),
+            "StyleGAN2 generator (rosinality, 256 px)": stylegan2.Generator(256).state_dict().keys(),
+            "StyleGAN2 discriminator (rosinality, 256 px)": stylegan2.Discriminator(256).state_dict().keys(),
+        }
+    keys = set(state)
+    name, expected = max(candidates.items(), key=lambda item: len(keys & set(item[1])))
+    missing = sorted(set(expected) - keys)
+    unexpected = sorted(keys - set(expected))
+    return f"closest known format is {name}: missing {_few(missing)}; unexpected {_few(unexpected)}"
+
+
+# ------------------------------------------------------------------------------------------ the formats
+
+def _load_stylegan1(path: Path, g_state: Mapping[str, Tensor], d_state: Mapping[str, Tensor] | None,
+                    fmt: str, resolution: int | None, trained: int | None = None) -> GAN:
+    try:
+        g_config = infer_stylegan1_generator_config(g_state)
+    except (ValueError, KeyError) as error:
+        raise CheckpointError(f"{path}: StyleGAN1 generator weights are incomplete ({error}); "
+                              f"{_closest_format(g_state)}") from None
+    generator = build_generator("stylegan1", g_config)
+    _load_strict(generator, _as_float32(g_state), "the StyleGAN1 generator", path)
+
+    trained = min(trained or _resolution_hint(path) or stylegan1_trained_resolution(g_state),
+                  generator.max_resolution)
+    available = tuple(4 * 2**i for i in range(stylegan1.step_for_resolution(trained) + 1))
+    if resolution is None:
+        resolution = trained
+    elif resolution not in available:
+        raise CheckpointError(f"{path}: this StyleGAN1 file was trained up to {trained} px, so {resolution} px "
+                              f"is not available; choose one of {', '.join(map(str, available))}")
+
+    discriminator, d_config = None, None
+    if d_state is not None:
+        try:
+            d_config = infer_stylegan1_discriminator_config(d_state)
+        except (ValueError, KeyError) as error:
+            raise CheckpointError(f"{path}: StyleGAN1 discriminator weights are incomplete ({error}); "
+                                  f"{_closest_format(d_state)}") from None
+        discriminator = build_discriminator("stylegan1", d_config)
+        _load_strict(discriminator, _as_float32(d_state), "the StyleGAN1 discriminator", path)
+        if len(d_config["channels"]) < stylegan1.step_for_resolution(resolution) + 1:
+            raise CheckpointError(f"{path}: the discriminator stops below {resolution} px; choose a lower resolution")
+    mean = estimate_mean_latent(generator, g_config["code_dim"])
+    return GAN("stylegan1", generator, discriminator, resolution, g_config["code_dim"], mean, g_config, d_config,
+               fmt, str(path), available)
+
+
+def _load_stylegan2(path: Path, g_state: Mapping[str, Tensor], d_state: Mapping[str, Tensor] | None,
+                    fmt: str, resolution: int | None, latent_avg: Tensor | None) -> GAN:
+    try:
+        g_config = stylegan2.infer_generator_config(g_state)
+    except (ValueError, KeyError) as error:
+        raise CheckpointError(f"{path}: StyleGAN2 generator weights are incomplete ({error}); "
+                              f"{_closest_format(g_state)}") from None
+    generator = build_generator("stylegan2", g_config)
+    _load_strict(generator, _as_float32(g_state), "the StyleGAN2 generator", path, stylegan2.is_regenerable_buffer)
+    size = g_config["size"]
+    if resolution is not None and resolution != size:
+        raise CheckpointError(f"{path}: this StyleGAN2 file is {size} px only (StyleGAN2 does not grow); "
+                              f"drop the resolution or pass {size}")
+    discriminator, d_config = None, None
+    if d_state is not None:
+        try:
+            d_config = stylegan2.infer_discriminator_config(d_state)
+        except (ValueError, KeyError) as error:
+            raise CheckpointError(f"{path}: StyleGAN2 discriminator weights are incomplete ({error}); "
+                                  f"{_closest_format(d_state)}") from None
+        discriminator = build_discriminator("stylegan2", d_config)
+        _load_strict(discriminator, _as_float32(d_state), "the StyleGAN2 discriminator", path,
+                     stylegan2.is_regenerable_buffer)
+        if d_config["size"] != size:
+            raise CheckpointError(f"{path}: the discriminator is {d_config['size']} px but the generator is "
+                                  f"{size} px; the file mixes two models")
+    if latent_avg is not None:
+        mean = latent_avg.float().reshape(1, -1)
+    else:
+        mean = estimate_mean_latent(generator, g_config["style_dim"])
+    return GAN("stylegan2", generator, discriminator, size, g_config["style_dim"], mean, g_config, d_config,
+               fmt, str(path), (size,))
+
+
+def _load_own(path: Path, ckpt: Mapping[str, Any], resolution: int | None, use_ema: bool) -> GAN:
+    version = ckpt.get(OWN_FORMAT_KEY)
+    if version != OWN_FORMAT_VERSION:
+        raise CheckpointError(f"{path}: uncanny checkpoint version {version!r} is not supported by this release "
+                              f"(it reads version {OWN_FORMAT_VERSION}); update uncanny")
+    arch = ckpt.get("arch")
+    if arch not in ("stylegan1", "stylegan2"):
+        raise CheckpointError(f"{path}: unknown architecture {arch!r} in an uncanny checkpoint")
+    g_state = ckpt.get("g_ema") if use_ema and ckpt.get("g_ema") is not None else ckpt.get("generator")
+    if g_state is None:
+        raise CheckpointError(f"{path}: the uncanny checkpoint holds no generator weights")
+    if arch == "stylegan1":
+        return _load_stylegan1(path, g_state, ckpt.get("discriminator"), "uncanny",
+                               resolution or ckpt.get("resolution"), ckpt.get("trained_resolution"))
+    return _load_stylegan2(path, g_state, ckpt.get("discriminator"), "uncanny", resolution, ckpt.get("mean_latent"))
+
+
+def save_gan(gan: GAN, path: str | os.PathLike, raw_generator: nn.Module | None = None,
+             half: bool = False, meta: dict[str, Any] | None = None) -> None:
+    """Write the project's own format atomically: G (and optional raw G beside the EMA one), D, configs."""
+    cast = (lambda sd: {k: v.half() if v.is_floating_point() else v for k, v in sd.items()}) if half else dict
+    state = lambda m: cast({k: v.detach().cpu() for k, v in m.state_dict().items()})  # noqa: E731
+    ckpt = {
+        OWN_FORMAT_KEY: OWN_FORMAT_VERSION,
+        "arch": gan.arch,
+        "resolution": gan.resolution,
+        "trained_resolution": max(gan.trained_resolutions or (gan.resolution,)),
+        "g_ema": state(gan.generator),
+        "generator": state(raw_generator) if raw_generator is not None else None,
+        "discriminator": state(gan.discriminator) if gan.discriminator is not None else None,
+        "mean_latent": gan.mean_latent.detach().cpu(),
+        "meta": dict(meta or {}),
+    }
+    atomic_torch_save(ckpt, Path(path))
+
+
+def load_gan(path: str | os.PathLike, resolution: int | None = None, device: str | torch.device = "cpu",
+             use_ema: bool = True, require_discriminator: bool = False) -> GAN:
+    """Load a checkpoint of any supported layout.
+
+    `resolution` picks the output size of a progressive StyleGAN1 file (default: the largest it was trained
+    to). `use_ema=False` takes the raw generator instead of its moving average where the file has both.
+    Raises `CheckpointError` with a one-line explanation for every file that cannot be used.
+    """
+    path = Path(path)
+    ckpt = _read(path)
+    if isinstance(ckpt, Mapping) and OWN_FORMAT_KEY in ckpt:
+        gan = _load_own(path, ckpt, resolution, use_ema)
+    elif isinstance(ckpt, Mapping) and SG1_TRAIN_KEYS <= set(ckpt):
+        g_state = ckpt["g_running"] if use_ema else ckpt["generator"]
+        gan = _load_stylegan1(path, g_state, ckpt["discriminator"], "stylegan1-train-step", resolution)
+    elif _is_state_dict(ckpt) and any(k.startswith("generator.progression.") for k in ckpt):
+        if not use_ema:
+            raise CheckpointError(f"{path}: this bare StyleGAN1 file holds only the moving-average generator "
+                                  "(g_running); load it without asking for the raw generator")
+        gan = _load_stylegan1(path, ckpt, None, "stylegan1-g-running", resolution)
+    elif isinstance(ckpt, Mapping) and "g_ema" in ckpt:
+        if use_ema:
+            g_state = ckpt["g_ema"]
+        elif "g" in ckpt:
+            g_state = ckpt["g"]
+        else:
+            raise CheckpointError(f"{path}: this StyleGAN2 file holds only g_ema; load it without asking for "
+                                  "the raw generator")
+        fmt = "stylegan2-train" if SG2_TRAIN_KEYS <= set(ckpt) and "g_optim" in ckpt else "stylegan2-converted"
+        gan = _load_stylegan2(path, g_state, ckpt.get("d"), fmt, resolution, ckpt.get("latent_avg"))
+    elif _is_state_dict(ckpt):
+        raise CheckpointError(f"{path}: unknown key layout; {_closest_format(ckpt)}")
+    elif isinstance(ckpt, Mapping):
+        keys = ", ".join(sorted(map(str, ckpt))[:6])
+        raise CheckpointError(f"{path}: not a recognised StyleGAN checkpoint (top-level keys: {keys}); expected "
+                              "rosinality StyleGAN1 (generator/discriminator/g_running) or StyleGAN2 (g_ema) files")
+    else:
+        raise CheckpointError(f"{path}: holds a {type(ckpt).__name__}, not a checkpoint dict; "
+                              "pass a rosinality StyleGAN .model/.pt file")
+    if require_discriminator and gan.discriminator is None:
+        raise CheckpointError(f"{path}: this {gan.format} file has no discriminator, which the fine-tuning needs; "
+                              f"use one of: {D_FILE_KINDS}")
+    gan.generator.eval()
+    if gan.discriminator is not None:
+        gan.discriminator.eval()
+    return gan.to(device)

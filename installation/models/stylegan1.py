@@ -1,0 +1,357 @@
+"""StyleGAN (v1) with progressive growing, state_dict-compatible with rosinality/style-based-gan-pytorch.
+
+Module nesting, parameter names and buffers follow the upstream `model.py` exactly, so the released
+`stylegan-{256,512,1024}px-new.model` files and `train_step-N.model` / `NNNNNN.model` checkpoints load
+strictly. Channel widths are configurable (one entry per resolution, 4 px upwards) so the same classes build
+the small models the project trains and tests with; the defaults are the 1024 px FFHQ network.
+
+Conventions kept from upstream:
+- equal learning rate: parameters are stored raw as `weight_orig`, scaled by sqrt(2 / fan_in) at run time;
+- fused up/down-sampling convs (resolutions >= 128) store a raw `weight` and scale inside forward;
+- blur kernels are persistent buffers (`weight`, `weight_flip`), so they are part of every state_dict;
+- resolution is chosen at forward time by `step` (R = 4 * 2**step); `alpha` in [0, 1) fades in the new block.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+# Channels per resolution of the published FFHQ network, for 4, 8, ..., 1024 px.
+FFHQ_CHANNELS = (512, 512, 512, 512, 256, 128, 64, 32, 16)
+# Upstream switches to fused (transposed / strided) convs from this resolution up.
+FUSED_FROM_RESOLUTION = 128
+
+
+def step_for_resolution(resolution: int) -> int:
+    """The `step` argument for an output size: R = 4 * 2**step."""
+    step = int(round(math.log2(resolution))) - 2
+    if step < 0 or 4 * 2**step != resolution:
+        raise ValueError(f"resolution {resolution} is not a power of two >= 4")
+    return step
+
+
+class EqualLR:
+    """Forward pre-hook that rebuilds `weight` from the stored `weight_orig` scaled by He's constant."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __call__(self, module: nn.Module, _inputs) -> None:
+        weight = getattr(module, self.name + "_orig")
+        fan_in = weight.size(1) * weight[0][0].numel()
+        setattr(module, self.name, weight * math.sqrt(2 / fan_in))
+
+
+def equal_lr(module: nn.Module, name: str = "weight") -> nn.Module:
+    weight = getattr(module, name)
+    del module._parameters[name]
+    module.register_parameter(name + "_orig", nn.Parameter(weight.data))
+    module.register_forward_pre_hook(EqualLR(name))
+    return module
+
+
+class PixelNorm(nn.Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return x / torch.sqrt(torch.mean(x**2, dim=1, keepdim=True) + 1e-8)
+
+
+class Blur(nn.Module):
+    """3x3 binomial blur, depthwise. The flipped copy is kept only because upstream files carry it."""
+
+    def __init__(self, channel: int):
+        super().__init__()
+        kernel = torch.tensor([[1, 2, 1], [2, 4, 2], [1, 2, 1]], dtype=torch.float32)
+        kernel = (kernel / kernel.sum()).view(1, 1, 3, 3).repeat(channel, 1, 1, 1)
+        self.register_buffer("weight", kernel)
+        self.register_buffer("weight_flip", torch.flip(kernel, [2, 3]))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.conv2d(x, self.weight, padding=1, groups=x.shape[1])
+
+
+class EqualConv2d(nn.Module):
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+        conv = nn.Conv2d(*args, **kwargs)
+        conv.weight.data.normal_()
+        conv.bias.data.zero_()
+        self.conv = equal_lr(conv)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(x)
+
+
+class EqualLinear(nn.Module):
+    def __init__(self, in_dim: int, out_dim: int):
+        super().__init__()
+        linear = nn.Linear(in_dim, out_dim)
+        linear.weight.data.normal_()
+        linear.bias.data.zero_()
+        self.linear = equal_lr(linear)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.linear(x)
+
+
+def _box_smoothed(weight: Tensor) -> Tensor:
+    """Pad a 3x3 kernel to 4x4 and average its four one-pixel shifts (upsample/downsample fused with blur)."""
+    w = F.pad(weight, [1, 1, 1, 1])
+    return (w[:, :, 1:, 1:] + w[:, :, :-1, 1:] + w[:, :, 1:, :-1] + w[:, :, :-1, :-1]) / 4
+
+
+class FusedUpsample(nn.Module):
+    """Transposed stride-2 conv; weight layout (in, out, k, k), scaled here rather than by a hook."""
+
+    def __init__(self, in_channel: int, out_channel: int, kernel_size: int, padding: int = 0):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(in_channel, out_channel, kernel_size, kernel_size))
+        self.bias = nn.Parameter(torch.zeros(out_channel))
+        self.multiplier = math.sqrt(2 / (in_channel * kernel_size * kernel_size))
+        self.pad = padding
+
+    def forward(self, x: Tensor) -> Tensor:
+        weight = _box_smoothed(self.weight * self.multiplier)
+        return F.conv_transpose2d(x, weight, self.bias, stride=2, padding=self.pad)
+
+
+class FusedDownsample(nn.Module):
+    """Stride-2 conv; weight layout (out, in, k, k), scaled here rather than by a hook."""
+
+    def __init__(self, in_channel: int, out_channel: int, kernel_size: int, padding: int = 0):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_channel, in_channel, kernel_size, kernel_size))
+        self.bias = nn.Parameter(torch.zeros(out_channel))
+        self.multiplier = math.sqrt(2 / (in_channel * kernel_size * kernel_size))
+        self.pad = padding
+
+    def forward(self, x: Tensor) -> Tensor:
+        weight = _box_smoothed(self.weight * self.multiplier)
+        return F.conv2d(x, weight, self.bias, stride=2, padding=self.pad)
+
+
+class AdaptiveInstanceNorm(nn.Module):
+    def __init__(self, channel: int, style_dim: int):
+        super().__init__()
+        self.norm = nn.InstanceNorm2d(channel)
+        self.style = EqualLinear(style_dim, channel * 2)
+        self.style.linear.bias.data[:channel] = 1  # gamma starts at 1, beta at 0
+        self.style.linear.bias.data[channel:] = 0
+
+    def forward(self, x: Tensor, style: Tensor) -> Tensor:
+        gamma, beta = self.style(style).unsqueeze(2).unsqueeze(3).chunk(2, 1)
+        return gamma * self.norm(x) + beta
+
+
+class NoiseInjection(nn.Module):
+    def __init__(self, channel: int):
+        super().__init__()
+        # Starts at zero: a block that never trained keeps zero noise strength (used to find the trained size).
+        self.weight = nn.Parameter(torch.zeros(1, channel, 1, 1))
+
+    def forward(self, x: Tensor, noise: Tensor) -> Tensor:
+        return x + self.weight * noise
+
+
+class ConstantInput(nn.Module):
+    def __init__(self, channel: int, size: int = 4):
+        super().__init__()
+        self.input = nn.Parameter(torch.randn(1, channel, size, size))
+
+    def forward(self, batch_like: Tensor) -> Tensor:
+        return self.input.repeat(batch_like.shape[0], 1, 1, 1)
+
+
+class StyledConvBlock(nn.Module):
+    """Two 3x3 convs at one resolution, each followed by noise, LeakyReLU and AdaIN (upstream's order)."""
+
+    def __init__(self, in_channel: int, out_channel: int, style_dim: int, initial: bool = False,
+                 upsample: bool = False, fused: bool = False):
+        super().__init__()
+        if initial:
+            self.conv1 = ConstantInput(in_channel)
+        elif upsample and fused:
+            self.conv1 = nn.Sequential(FusedUpsample(in_channel, out_channel, 3, padding=1), Blur(out_channel))
+        elif upsample:
+            self.conv1 = nn.Sequential(
+                nn.Upsample(scale_factor=2, mode="nearest"),
+                EqualConv2d(in_channel, out_channel, 3, padding=1),
+                Blur(out_channel),
+            )
+        else:
+            self.conv1 = EqualConv2d(in_channel, out_channel, 3, padding=1)
+        self.noise1 = equal_lr(NoiseInjection(out_channel))
+        self.adain1 = AdaptiveInstanceNorm(out_channel, style_dim)
+        self.lrelu1 = nn.LeakyReLU(0.2)
+        self.conv2 = EqualConv2d(out_channel, out_channel, 3, padding=1)
+        self.noise2 = equal_lr(NoiseInjection(out_channel))
+        self.adain2 = AdaptiveInstanceNorm(out_channel, style_dim)
+        self.lrelu2 = nn.LeakyReLU(0.2)
+
+    def forward(self, x: Tensor, style: Tensor, noise: Tensor) -> Tensor:
+        out = self.adain1(self.lrelu1(self.noise1(self.conv1(x), noise)), style)
+        return self.adain2(self.lrelu2(self.noise2(self.conv2(out), noise)), style)
+
+
+class Generator(nn.Module):
+    """Synthesis network: one StyledConvBlock and one to_rgb per resolution, 4 px upwards."""
+
+    def __init__(self, style_dim: int = 512, channels: Sequence[int] = FFHQ_CHANNELS):
+        super().__init__()
+        blocks, to_rgb = [], []
+        for i, out_channel in enumerate(channels):
+            resolution = 4 * 2**i
+            if i == 0:
+                blocks.append(StyledConvBlock(out_channel, out_channel, style_dim, initial=True))
+            else:
+                blocks.append(StyledConvBlock(channels[i - 1], out_channel, style_dim, upsample=True,
+                                              fused=resolution >= FUSED_FROM_RESOLUTION))
+            to_rgb.append(EqualConv2d(out_channel, 3, 1))
+        self.progression = nn.ModuleList(blocks)
+        self.to_rgb = nn.ModuleList(to_rgb)
+
+    def forward(self, styles: list[Tensor], noise: list[Tensor], step: int = 0, alpha: float = -1,
+                mixing_range: tuple[int, int] = (-1, -1)) -> Tensor:
+        out = noise[0]
+        if len(styles) < 2:
+            inject_index = [len(self.progression) + 1]
+        else:
+            inject_index = sorted(random.sample(list(range(step)), len(styles) - 1))
+        crossover = 0
+        for i, (block, to_rgb) in enumerate(zip(self.progression, self.to_rgb)):
+            if mixing_range == (-1, -1):
+                if crossover < len(inject_index) and i > inject_index[crossover]:
+                    crossover = min(crossover + 1, len(styles))
+                style = styles[crossover]
+            else:
+                style = styles[1] if mixing_range[0] <= i <= mixing_range[1] else styles[0]
+            previous = out
+            out = block(out, style, noise[i])
+            if i == step:
+                out = to_rgb(out)
+                if i > 0 and 0 <= alpha < 1:
+                    skip = F.interpolate(self.to_rgb[i - 1](previous), scale_factor=2, mode="nearest")
+                    out = (1 - alpha) * skip + alpha * out
+                break
+        return out
+
+
+class StyledGenerator(nn.Module):
+    """Mapping network (`style`) plus synthesis (`generator`), rosinality's top-level G."""
+
+    def __init__(self, code_dim: int = 512, n_mlp: int = 8, channels: Sequence[int] = FFHQ_CHANNELS):
+        super().__init__()
+        self.code_dim = code_dim
+        self.channels = tuple(channels)
+        self.generator = Generator(code_dim, channels)
+        layers: list[nn.Module] = [PixelNorm()]
+        for _ in range(n_mlp):
+            layers += [EqualLinear(code_dim, code_dim), nn.LeakyReLU(0.2)]
+        self.style = nn.Sequential(*layers)
+
+    @property
+    def max_resolution(self) -> int:
+        return 4 * 2 ** (len(self.channels) - 1)
+
+    def make_noise(self, batch: int, step: int, generator: torch.Generator | None = None,
+                   device: torch.device | str | None = None) -> list[Tensor]:
+        """One noise map per block up to `step`; each feeds both noise injections of its block."""
+        device = device if device is not None else self.generator.to_rgb[0].conv.bias.device
+        source = generator.device if generator is not None else device  # draw where the RNG lives
+        return [torch.randn(batch, 1, 4 * 2**i, 4 * 2**i, generator=generator, device=source).to(device)
+                for i in range(step + 1)]
+
+    def forward(self, input: Tensor | list[Tensor], noise: list[Tensor] | None = None, step: int = 0,
+                alpha: float = -1, mean_style: Tensor | None = None, style_weight: float = 0,
+                mixing_range: tuple[int, int] = (-1, -1), input_is_latent: bool = False) -> Tensor:
+        """Images (B, 3, 4*2**step, 4*2**step), unclamped, nominally in [-1, 1].
+
+        `input` is z (or a list of z for style mixing); with `input_is_latent` it is already w.
+        With `mean_style`, w is truncated to mean_style + style_weight * (w - mean_style).
+        """
+        inputs = list(input) if isinstance(input, (list, tuple)) else [input]
+        styles = inputs if input_is_latent else [self.style(z) for z in inputs]
+        if noise is None:
+            noise = self.make_noise(inputs[0].shape[0], step, device=inputs[0].device)
+        if mean_style is not None:
+            styles = [mean_style + style_weight * (s - mean_style) for s in styles]
+        return self.generator(styles, noise, step, alpha, mixing_range=mixing_range)
+
+    def mean_style(self, z: Tensor) -> Tensor:
+        return self.style(z).mean(0, keepdim=True)
+
+
+class ConvBlock(nn.Module):
+    """Discriminator block: conv, then (optionally blurred and downsampling) conv, LeakyReLU after each."""
+
+    def __init__(self, in_channel: int, out_channel: int, kernel_size: int, padding: int,
+                 kernel_size2: int | None = None, padding2: int | None = None,
+                 downsample: bool = False, fused: bool = False):
+        super().__init__()
+        kernel2 = kernel_size if kernel_size2 is None else kernel_size2
+        pad2 = padding if padding2 is None else padding2
+        self.conv1 = nn.Sequential(EqualConv2d(in_channel, out_channel, kernel_size, padding=padding),
+                                   nn.LeakyReLU(0.2))
+        if downsample and fused:
+            self.conv2 = nn.Sequential(Blur(out_channel), FusedDownsample(out_channel, out_channel, kernel2, pad2),
+                                       nn.LeakyReLU(0.2))
+        elif downsample:
+            self.conv2 = nn.Sequential(Blur(out_channel), EqualConv2d(out_channel, out_channel, kernel2,
+                                                                      padding=pad2),
+                                       nn.AvgPool2d(2), nn.LeakyReLU(0.2))
+        else:
+            self.conv2 = nn.Sequential(EqualConv2d(out_channel, out_channel, kernel2, padding=pad2),
+                                       nn.LeakyReLU(0.2))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv2(self.conv1(x))
+
+
+class Discriminator(nn.Module):
+    """Progressive D. Blocks are ordered from the highest resolution down; it enters at from_rgb[n-1-step].
+
+    `from_rgb_activate=True` matches the Sept-2019 "new" files (keys `from_rgb.K.0.conv.*`), False the
+    July-2019 "old" ones (`from_rgb.K.conv.*`). `channels` lists widths per resolution from 4 px upwards,
+    the same list the generator takes.
+    """
+
+    def __init__(self, channels: Sequence[int] = FFHQ_CHANNELS, from_rgb_activate: bool = True):
+        super().__init__()
+        self.channels = tuple(channels)
+        self.from_rgb_activate = from_rgb_activate
+        n = len(channels)
+        blocks = []
+        for k in range(n - 1):  # k = 0 is the highest resolution
+            i = n - 1 - k  # resolution index of the block's input
+            blocks.append(ConvBlock(channels[i], channels[i - 1], 3, 1, downsample=True,
+                                    fused=4 * 2**i >= FUSED_FROM_RESOLUTION))
+        blocks.append(ConvBlock(channels[0] + 1, channels[0], 3, 1, 4, 0))
+        self.progression = nn.ModuleList(blocks)
+
+        def from_rgb(out_channel: int) -> nn.Module:
+            conv = EqualConv2d(3, out_channel, 1)
+            return nn.Sequential(conv, nn.LeakyReLU(0.2)) if from_rgb_activate else conv
+
+        self.from_rgb = nn.ModuleList(from_rgb(channels[n - 1 - k]) for k in range(n))
+        self.n_layer = n
+        self.linear = EqualLinear(channels[0], 1)
+
+    def forward(self, x: Tensor, step: int = 0, alpha: float = -1) -> Tensor:
+        """Raw logits (B, 1): high means real. The minibatch-stddev feature couples samples in a batch."""
+        for i in range(step, -1, -1):
+            index = self.n_layer - i - 1
+            if i == step:
+                out = self.from_rgb[index](x)
+            if i == 0:
+                std = torch.sqrt(out.var(0, unbiased=False) + 1e-8).mean()
+                out = torch.cat([out, std.expand(out.size(0), 1, 4, 4)], 1)
+            out = self.progression[index](out)
+            if i > 0 and i == step and 0 <= alpha < 1:
+                skip = self.from_rgb[index + 1](F.avg_pool2d(x, 2))
+                out = (1 - alpha) * skip + alpha * out
+        return self.linear(out.squeeze(2).squeeze(2))
