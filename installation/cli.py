@@ -43,6 +43,36 @@ def positive_float(text: str) -> float:
     return value
 
 
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return value
+
+
+def batch_size(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 64:
+        raise argparse.ArgumentTypeError(f"batch must be 1..64 (the paper used 2-8), got {text!r}")
+    return value
+
+
 def resolution_arg(text: str) -> int:
     try:
         value = int(text)
@@ -105,9 +135,42 @@ def cmd_sample(args: argparse.Namespace) -> None:
     print(f"wrote {args.out} ({len(tiles)} samples at {gan.resolution} px, truncation {args.truncation})")
 
 
+def cmd_journey(args: argparse.Namespace) -> None:
+    if args.checkpoint is None:
+        raise UsageError("no embedded default model ships yet (a later release adds one); pass --checkpoint FILE, "
+                         "a checkpoint that includes its discriminator")
+    from .engine import ConfigError, EngineConfig, EngineError
+    from .journey import MAX_COLUMNS, JourneyError, journey_columns, run_journey
+
+    if args.rows > 16:
+        raise UsageError(f"--rows {args.rows}: at most 16 contact-sheet rows")
+    if len(journey_columns(args.iterations, args.every)) > MAX_COLUMNS:
+        raise UsageError(f"--iterations {args.iterations} --every {args.every} makes more than {MAX_COLUMNS} "
+                         "contact-sheet columns; raise --every")
+    gan = _load(args, require_discriminator=True)
+    try:
+        config = EngineConfig(loss=args.loss, lr=args.lr, batch=args.batch, seed=args.seed, device=str(gan.device),
+                              snapshot_every=args.snapshot_every)
+        summary = run_journey(gan, args.out, config, args.iterations, args.every, rows=args.rows)
+    except (ConfigError, EngineError) as error:
+        raise UsageError(str(error)) from None
+    except JourneyError as error:
+        print(f"uncanny: journey failed: {error} (outputs so far are in {args.out})", file=sys.stderr)
+        raise SystemExit(1) from None
+    d_first, d_last = summary["probe_d"]
+    div_first, div_last = summary["diversity"]
+    resumed = (f", resumed from iteration {summary['resumed_from']} with the run's own seed and settings"
+               if summary["resumed_from"] else "")
+    print(f"wrote {args.out}: metrics.jsonl, contact_sheet.png ({summary['rows']} rows x {summary['columns']} "
+          f"columns), journey.png, snapshots/{resumed}")
+    print(f"iteration {summary['iteration']}: probe D score {d_first:.4g} -> {d_last:.4g}, diversity "
+          f"{div_first:.4g} -> {div_last:.4g}, {summary['rollbacks']} rollbacks"
+          f"{', COLLAPSED' if summary['collapsed'] else ''}")
+
+
 def cmd_run(args: argparse.Namespace) -> None:
     raise UsageError("the live installation (engine + display) is not built yet in this release; "
-                     "available now: inspect and sample (see --help)")
+                     "available now: inspect, sample and journey (see --help)")
 
 
 def _checkpoint_options(parser: argparse.ArgumentParser) -> None:
@@ -140,6 +203,31 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--columns", type=int, default=None, help="grid columns (default: square)")
     sample.add_argument("--out", type=Path, default=Path("grid.png"), help="PNG to write (default grid.png)")
     sample.set_defaults(handler=cmd_sample)
+
+    journey = commands.add_parser("journey", help="run the inverted fine-tuning headless; write metrics, snapshots, "
+                                                  "a contact sheet and a plot",
+                                  usage="%(prog)s --checkpoint FILE [--iterations N] [--every N] [--out DIR] [options]")
+    journey.add_argument("--checkpoint", type=Path, default=None,
+                         help="a checkpoint that includes its discriminator (StyleGAN1/2 training files, uncanny)")
+    journey.add_argument("--iterations", type=positive_int, default=1000, help="steps to run (default 1000)")
+    journey.add_argument("--every", type=positive_int, default=100,
+                         help="contact-sheet column spacing in iterations (default 100)")
+    journey.add_argument("--out", type=Path, default=Path("journey"),
+                         help="run folder; an existing run there is resumed (default ./journey)")
+    journey.add_argument("--batch", type=batch_size, default=4, help="images per step, 1..64 (default 4)")
+    journey.add_argument("--lr", type=positive_float, default=1e-3, help="learning rate (default 0.001)")
+    journey.add_argument("--loss", choices=("logit", "softplus", "log"), default="logit",
+                         help="inverted objective (default logit, the paper's)")
+    journey.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default 0)")
+    journey.add_argument("--snapshot-every", type=positive_int, default=50,
+                         help="snapshot spacing in iterations (default 50)")
+    journey.add_argument("--rows", type=positive_int, default=4, help="contact-sheet rows (default 4)")
+    journey.add_argument("--resolution", type=resolution_arg, default=None,
+                         help="output size for progressive StyleGAN1 files (default: the largest trained)")
+    journey.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default)")
+    journey.add_argument("--raw-generator", action="store_true",
+                         help="fine-tune the raw generator instead of its moving average where the file has both")
+    journey.set_defaults(handler=cmd_journey)
     return parser
 
 

@@ -1,0 +1,94 @@
+"""Commands the engine takes between steps, and their validation.
+
+A command arrives as a `Command`, a line of text ("lr 0.0005", "rewind 300"), a mapping
+({"name": "lr", "value": 0.0005}) or a (name, value) pair, so a console, OSC or a test can send it without
+importing anything. Text values are converted with int()/float() only; nothing is ever evaluated.
+Checks that need the engine's state (rewind past the current iteration) happen in `Engine.apply`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .config import ConfigError, check_batch, check_int, check_loss, check_lr, check_rate
+
+FAULTS = ("loss", "grad", "weight")
+
+
+class CommandError(ValueError):
+    """A command is malformed or cannot be applied now; one line, and the engine carries on."""
+
+
+def _number(kind: type, name: str) -> Callable[[Any], Any]:
+    """Accept a number of `kind` or its text form; a float is not silently truncated to an int."""
+    def convert(value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return kind(value.strip())
+            except ValueError:
+                raise CommandError(f"{name}: {value!r} is not {'an integer' if kind is int else 'a number'}") from None
+        return value
+    return convert
+
+
+def _fault(value: Any) -> str:
+    if value not in FAULTS:
+        raise ConfigError(f"fault must be one of {', '.join(FAULTS)}, got {value!r}")
+    return value
+
+
+# name -> (value check or None when the command takes no value, default value, help)
+COMMANDS: dict[str, tuple[Callable[[Any], Any] | None, Any, str]] = {
+    "pause": (None, None, "stop stepping (the between-steps hook keeps running)"),
+    "resume": (None, None, "step again; also clears a pause after repeated rollbacks"),
+    "limit": (lambda v: check_rate(_number(float, "limit")(v)), None, "at most N steps per second; 0 = no limit"),
+    "lr": (lambda v: check_lr(_number(float, "lr")(v)), None, "learning rate of the synthesis network"),
+    "loss": (check_loss, None, "logit, softplus or log"),
+    "batch": (lambda v: check_batch(_number(int, "batch")(v)), None, "images per step, 1..64"),
+    "rewind": (lambda v: check_int("rewind iteration", _number(int, "rewind")(v), 0), None,
+               "restore the nearest snapshot at or before iteration N and go on from there"),
+    "reset": (None, None, "restore iteration 0 (the unmodified model)"),
+    "snapshot": (None, None, "take a snapshot now"),
+    "shutdown": (None, None, "snapshot, stop and exit"),
+    "fault": (_fault, "weight", "drill: make the next step non-finite (loss, grad or weight) to exercise the guard"),
+}
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    value: Any = None
+
+
+def parse_command(raw: Command | str | Mapping[str, Any] | Sequence[Any]) -> Command:
+    """Normalise and validate one command; raises CommandError with a one-line message."""
+    if isinstance(raw, Command):
+        name, value = raw.name, raw.value
+    elif isinstance(raw, str):
+        parts = raw.split()
+        if not parts or len(parts) > 2:
+            raise CommandError(f"cannot read command {raw!r}; write a name and at most one value, e.g. 'lr 0.0005'")
+        name, value = parts[0], parts[1] if len(parts) == 2 else None
+    elif isinstance(raw, Mapping):
+        name, value = raw.get("name"), raw.get("value")
+    elif isinstance(raw, Sequence) and 1 <= len(raw) <= 2:
+        name, value = raw[0], raw[1] if len(raw) == 2 else None
+    else:
+        raise CommandError(f"cannot read command {raw!r}; send a name and an optional value")
+    if name not in COMMANDS:
+        raise CommandError(f"unknown command {name!r}; known: {', '.join(COMMANDS)}")
+    check, default, _ = COMMANDS[name]
+    if check is None:
+        if value is not None:
+            raise CommandError(f"{name} takes no value, got {value!r}")
+        return Command(name)
+    if value is None:
+        if default is None:
+            raise CommandError(f"{name} needs a value ({COMMANDS[name][2]})")
+        value = default
+    try:
+        return Command(name, check(value))
+    except ConfigError as error:
+        raise CommandError(str(error)) from None  # the message already names the setting

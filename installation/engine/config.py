@@ -1,0 +1,123 @@
+"""Engine settings: one validated dataclass (presets will fill it from TOML), and the checks it shares with commands."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+LOSSES = ("logit", "softplus", "log")
+MAX_BATCH = 64
+
+
+class ConfigError(ValueError):
+    """A setting is out of range; the message is one line naming the setting, the value and what is allowed."""
+
+
+def check_int(name: str, value: Any, low: int, high: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+        allowed = f"from {low} to {high}" if high is not None else f">= {low}"
+        raise ConfigError(f"{name} must be an integer {allowed}, got {value!r}")
+    return value
+
+
+def check_float(name: str, value: Any, low: float, high: float | None = None, low_open: bool = False) -> float:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (value > low if low_open else value >= low) and (high is None or value <= high)
+    if not ok:
+        allowed = f"{'>' if low_open else '>='} {low:g}" + (f" and <= {high:g}" if high is not None else "")
+        raise ConfigError(f"{name} must be a finite number {allowed}, got {value!r}")
+    return float(value)
+
+
+def check_lr(value: Any) -> float:
+    return check_float("lr", value, 0.0, 1.0, low_open=True)
+
+
+def check_batch(value: Any) -> int:
+    return check_int("batch", value, 1, MAX_BATCH)
+
+
+def check_loss(value: Any) -> str:
+    if value not in LOSSES:
+        raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, got {value!r}")
+    return value
+
+
+def check_rate(value: Any) -> float:
+    return check_float("steps per second limit", value, 0.0)
+
+
+def check_device(value: Any) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", value):
+        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {value!r}")
+    return value
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' is cuda where there is one and cpu otherwise; asking for cuda without one is an error, not a fallback."""
+    check_device(name)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {name}: no CUDA device is available here; use cpu or auto")
+    return torch.device(name)
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """How the inverted fine-tuning runs. The first four can also be changed live by commands."""
+
+    loss: str = "logit"  # logit | softplus | log (see engine/losses.py)
+    lr: float = 1e-3  # synthesis lr; the mapping network gets lr * mapping_lr_mult
+    batch: int = 4  # the paper used 2, 4 and 8
+    steps_per_second: float = 0.0  # 0 = as fast as the device goes
+    mapping_lr_mult: float = 0.01
+    seed: int = 0
+    device: str = "auto"
+    snapshot_every: int = 50
+    keep_recent: int = 8  # snapshots kept at full density behind the newest; older ones are thinned
+    memory_snapshots: int = 4  # held in RAM for instant rewind, iteration 0 included
+    disk_budget_mb: float = 4096.0
+    probe_size: int = 8  # fixed latents + noise scored for D and diversity
+    probe_every: int = 10  # a probe costs about 2/3 of a step, so not every step by default
+    collapse_fraction: float = 0.2  # diversity below this share of its iteration-0 value = collapse
+    nan_lr_factor: float = 0.5  # lr multiplier after a non-finite rollback
+    max_rollbacks: int = 8  # rollbacks in a row (no good snapshot between) before the engine pauses itself
+    threads: int = 0  # torch CPU threads in the engine process; 0 = torch's default
+
+    def __post_init__(self) -> None:
+        check_loss(self.loss)
+        check_lr(self.lr)
+        check_batch(self.batch)
+        check_rate(self.steps_per_second)
+        check_float("mapping_lr_mult", self.mapping_lr_mult, 0.0, 1.0)
+        check_int("seed", self.seed, 0, 2**63 - 1)
+        check_device(self.device)
+        check_int("snapshot_every", self.snapshot_every, 1)
+        check_int("keep_recent", self.keep_recent, 1)
+        check_int("memory_snapshots", self.memory_snapshots, 2)
+        check_float("disk_budget_mb", self.disk_budget_mb, 0.0, low_open=True)
+        check_int("probe_size", self.probe_size, 2, 256)
+        check_int("probe_every", self.probe_every, 1)
+        check_float("collapse_fraction", self.collapse_fraction, 0.0, 1.0)
+        check_float("nan_lr_factor", self.nan_lr_factor, 0.0, 1.0, low_open=True)
+        check_int("max_rollbacks", self.max_rollbacks, 1)
+        check_int("threads", self.threads, 0)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> EngineConfig:
+        """Build from a plain mapping (a TOML table); unknown keys are errors, not silently ignored."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown engine setting {unknown[0]!r}; known: {', '.join(sorted(known))}")
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> EngineConfig:
+        return dataclasses.replace(self, **changes)

@@ -1,0 +1,471 @@
+"""The inverted fine-tuning engine: G is pushed, step by step, towards what its frozen D calls fake.
+
+One `Engine` owns the GAN, the Adam optimiser, the snapshots and a run folder:
+
+    run.json        model facts, seed, probe size, iteration-0 probe values (written once, when the run starts)
+    metrics.jsonl   one line per step (a rewind or rollback repeats iterations; the latest line wins)
+    events.jsonl    start, resume, commands, rewinds, resets, rollbacks, collapse, errors, stop
+    snapshots/      see snapshots.py
+
+`step()` is one optimiser step; `apply(command)` changes settings between steps; `run()` alternates commands, the
+`between_steps(engine)` hook (where the display renders frames from `engine.gan`) and steps until told to stop.
+
+On a folder that already holds a run, the engine resumes from its newest readable snapshot; the run's own seed,
+probe and live settings (lr, loss, batch as of that snapshot) win over the config passed in.
+
+Randomness: the training batch of iteration i on branch b is drawn from a generator seeded by (seed, b, i), so a run
+resumed after a crash repeats what the uninterrupted run would have done, while a rewind or rollback starts a new
+branch and explores a different path.
+
+Metrics: `iteration` counts optimiser steps. `loss`, `batch_d` (mean D logit of the training batch) and `grad_norm`
+(L2 over all G gradients) belong to the step that reached it. `probe_d` (mean D logit of a fixed batch of latents
+and noise) and `diversity` describe the weights after it; they are measured every `probe_every` iterations (null in
+between; a probe costs about 2/3 of a step) and after every start, rewind and rollback. Diversity is the mean
+pairwise RMS distance between the probe images, area-downsampled to at most 64 px so it measures structure rather
+than pixel noise and compares across resolutions.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+from ..models import GAN
+from ..storage import atomic_write_bytes
+from .commands import Command, CommandError, parse_command
+from .config import EngineConfig
+from .losses import inverted_loss
+from .snapshots import Snapshot, SnapshotError, SnapshotStore, clone_tree
+
+BETAS = (0.0, 0.99)  # rosinality train.py, and FreezeD fine-tuning the same checkpoints
+IDLE_WAIT = 0.02  # seconds between hook calls while paused or throttled (the display keeps drawing)
+PUBLISH_EVERY = 0.05  # at most 20 state updates a second, plus one after every command or event
+ERRORS_KEPT = 8
+PROBE_STREAM, STEP_STREAM = 1, 2
+
+Hook = Callable[["Engine"], None]
+
+
+class EngineError(Exception):
+    """The engine cannot start or go on; the message is one line."""
+
+
+def derive_seed(*parts: int) -> int:
+    """A 63-bit seed mixed from non-negative integers (seed, stream, branch, iteration)."""
+    return int.from_bytes(np.random.SeedSequence(parts).generate_state(2).tobytes(), "little") & (2**63 - 1)
+
+
+def fixed_latents(gan: GAN, count: int, seed: int) -> tuple[Tensor, list[Tensor]]:
+    """z and noise drawn on the CPU, so the same seed gives the same probe on every device."""
+    rng = torch.Generator().manual_seed(seed)
+    z = torch.randn(count, gan.latent_dim, generator=rng).to(gan.device)
+    return z, gan.make_noise(count, rng)
+
+
+def diversity(images: Tensor) -> Tensor:
+    """Mean pairwise RMS distance between images (B, 3, R, R), compared at no more than 64 px."""
+    if images.shape[-1] > 64:
+        images = F.adaptive_avg_pool2d(images, 64)
+    flat = images.flatten(1)
+    return (torch.pdist(flat) / math.sqrt(flat.shape[1])).mean()
+
+
+class Engine:
+    """Fine-tunes `gan.generator` against its frozen discriminator; see the module docstring."""
+
+    def __init__(self, gan: GAN, config: EngineConfig, run_dir: str | Path, between_steps: Hook | None = None) -> None:
+        if gan.discriminator is None:
+            raise EngineError("this GAN has no discriminator, which the fine-tuning needs")
+        self.gan, self.config, self.run_dir, self.between_steps = gan, config, Path(run_dir), between_steps
+        self.device = gan.device
+        # live settings, changed by commands
+        self.lr, self.loss_name, self.batch = config.lr, config.loss, config.batch
+        self.steps_per_second = config.steps_per_second
+        self.seed, self.probe_size = config.seed, config.probe_size
+        self.iteration = self.branch = 0
+        self.paused = self.stopping = self.collapsed = False
+        self.failure: str | None = None
+        self.errors: deque[str] = deque(maxlen=ERRORS_KEPT)
+        self.error_count = self.rollbacks = self.commands = 0
+        self.last: dict[str, Any] = {}  # newest loss, batch_d, grad_norm, probe_d, diversity
+        self.diversity0 = self.probe_d0 = None
+        self._rollbacks_in_row = 0
+        self._fault: str | None = None
+        self._step_times: deque[float] = deque(maxlen=20)
+        self._next_step_at = 0.0
+        self._dirty = True
+        self._closed = False
+
+        discriminator = gan.discriminator
+        discriminator.eval()  # frozen: no parameter gradients, still differentiable with respect to its input
+        for p in discriminator.parameters():
+            p.requires_grad_(False)
+        gan.generator.train()
+        self.optimizer = torch.optim.Adam([
+            {"params": gan.synthesis_parameters(), "lr": config.lr},
+            {"params": gan.mapping_parameters(), "lr": config.lr * config.mapping_lr_mult},
+        ], betas=BETAS)
+        self._rng = torch.Generator(device=self.device)
+
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = _lock_folder(self.run_dir)
+        self._metrics: IO[str] | None = None
+        self._events: IO[str] | None = None
+        try:
+            self._metrics = open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8")
+            self._events = open(self.run_dir / "events.jsonl", "a", encoding="utf-8")
+            header = {"arch": gan.arch, "resolution": gan.resolution, "mean_latent": gan.mean_latent.detach().cpu(),
+                      "trained_resolution": max(gan.trained_resolutions or (gan.resolution,))}
+            self.store = SnapshotStore(self.run_dir / "snapshots", header, config.snapshot_every, config.keep_recent,
+                                       config.memory_snapshots, config.disk_budget_mb * 2**20)
+            info = self._read_run_info()
+            if info is not None and self.store.iterations():
+                self._resume(info)
+            elif self.store.iterations():
+                raise EngineError(f"{self.run_dir}: holds snapshots but no run.json; choose an empty run folder")
+            else:
+                self._start_new()
+        except BaseException:
+            if hasattr(self, "store"):
+                self.store.close()
+            self._release()
+            raise
+
+    # ------------------------------------------------------------------------------------------ start / resume
+
+    def _read_run_info(self) -> dict[str, Any] | None:
+        path = self.run_dir / "run.json"
+        if not path.exists():
+            return None
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            raise EngineError(f"{path}: unreadable ({error}); choose another run folder") from None
+
+    def _model_facts(self) -> dict[str, Any]:
+        return {"arch": self.gan.arch, "g_config": json.loads(json.dumps(self.gan.g_config)),
+                "resolution": self.gan.resolution}
+
+    def _start_new(self) -> None:
+        self._make_probe()
+        if not self._probe():
+            raise EngineError("the model's images are not finite before any fine-tuning; the checkpoint is broken")
+        self.diversity0, self.probe_d0 = self.last["diversity"], self.last["probe_d"]
+        info = {**self._model_facts(), "source": self.gan.source, "seed": self.seed, "probe_size": self.probe_size,
+                "diversity0": self.diversity0, "probe_d0": self.probe_d0, "created": time.time()}
+        atomic_write_bytes(self.run_dir / "run.json", json.dumps(info, indent=2).encode())
+        self._write_metrics({"iteration": 0, "branch": 0, "time": time.time(), "loss": None, "batch_d": None,
+                             "grad_norm": None, "lr": self.lr, "objective": self.loss_name, "batch": self.batch,
+                             "probe_d": self.probe_d0, "diversity": self.diversity0})
+        self.snapshot()
+        self._event("start", device=str(self.device), source=self.gan.source, seed=self.seed)
+
+    def _resume(self, info: dict[str, Any]) -> None:
+        facts = self._model_facts()
+        if any(info.get(k) != v for k, v in facts.items()):
+            raise EngineError(f"{self.run_dir}: this run folder belongs to another model ({info.get('arch')}, "
+                              f"{info.get('resolution')} px); choose another run folder")
+        self.seed, self.probe_size = int(info["seed"]), int(info["probe_size"])
+        self.diversity0, self.probe_d0 = info["diversity0"], info["probe_d0"]
+        self._make_probe()
+        snapshot = self._load_at_or_before(math.inf)
+        self._restore(snapshot, settings=True)
+        self.branch = snapshot.branch
+        self._load_at_or_before(0)  # keeps iteration 0 in memory: reset must be instant
+        self._probe()
+        self._event("resume", device=str(self.device), snapshot=snapshot.iteration)
+
+    def _make_probe(self) -> None:
+        seed = derive_seed(self.seed, PROBE_STREAM)
+        self._probe_z, self._probe_noise = fixed_latents(self.gan, self.probe_size, seed)
+
+    # ------------------------------------------------------------------------------------------------ stepping
+
+    def step(self) -> dict[str, Any] | None:
+        """One optimiser step. Returns its metrics line, or None when the non-finite guard rolled it back."""
+        self._rng.manual_seed(derive_seed(self.seed, STEP_STREAM, self.branch, self.iteration))
+        z = torch.randn(self.batch, self.gan.latent_dim, generator=self._rng, device=self.device)
+        noise = self.gan.make_noise(self.batch, self._rng)
+        fault, self._fault = self._fault, None
+        logits = self.gan.discriminate(self.gan.generate(z, noise))
+        loss = inverted_loss(self.loss_name, logits)
+        if fault == "loss":
+            loss = loss * math.nan
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        grads = [p.grad for p in params if p.grad is not None]
+        if fault == "grad":
+            grads[0].view(-1)[0] = math.nan
+        grad_norm = torch.nn.utils.get_total_norm(grads)
+        self.optimizer.step()
+        if fault == "weight":
+            params[0].data.view(-1)[0] = math.nan
+        # One device sync for every check: a NaN/Inf weight makes the total weight norm non-finite.
+        checks = torch.stack([loss.detach(), logits.detach().mean(), grad_norm,
+                              torch.nn.utils.get_total_norm(params)]).tolist()
+        if not all(map(math.isfinite, checks)):
+            names = ("loss", "D score", "gradients", "weights")
+            self._rollback(", ".join(n for n, v in zip(names, checks) if not math.isfinite(v)))
+            return None
+        probed = (self.iteration + 1) % self.config.probe_every == 0
+        if probed and not self._probe():
+            self._rollback("probe images")
+            return None
+        self.iteration += 1
+        self._step_times.append(time.monotonic())
+        self.last.update(loss=checks[0], batch_d=checks[1], grad_norm=checks[2])
+        line = {"iteration": self.iteration, "branch": self.branch, "time": time.time(), "loss": checks[0],
+                "batch_d": checks[1], "grad_norm": checks[2], "lr": self.lr, "objective": self.loss_name,
+                "batch": self.batch, "probe_d": self.last["probe_d"] if probed else None,
+                "diversity": self.last["diversity"] if probed else None}
+        self._write_metrics(line)
+        if self.iteration % self.config.snapshot_every == 0:
+            self.snapshot()
+        for message in self.store.take_errors():
+            self._error(message)
+        return line
+
+    @torch.no_grad()
+    def _probe(self) -> bool:
+        """Score the fixed probe batch; False when its numbers are not finite."""
+        images = self.gan.generate(self._probe_z, self._probe_noise)
+        probe_d, spread = torch.stack([self.gan.discriminate(images).mean(), diversity(images)]).tolist()
+        if not (math.isfinite(probe_d) and math.isfinite(spread)):
+            return False
+        self.last.update(probe_d=probe_d, diversity=spread)
+        collapsed = self.diversity0 is not None and spread < self.config.collapse_fraction * self.diversity0
+        if collapsed != self.collapsed:
+            self.collapsed = collapsed
+            self._event("collapse" if collapsed else "recovered", diversity=spread, diversity0=self.diversity0)
+        return True
+
+    # -------------------------------------------------------------------------------------- snapshots & rewind
+
+    def snapshot(self) -> None:
+        """Store the current G weights and optimiser state (no-op if this iteration already has a snapshot)."""
+        if self.iteration in self.store.iterations():
+            return
+        start = time.perf_counter()
+        state = {k: v.detach().to("cpu", copy=True) for k, v in self.gan.generator.state_dict().items()}
+        self.store.add(Snapshot(self.iteration, self.branch, state, clone_tree(self.optimizer.state_dict()),
+                                {"lr": self.lr, "loss": self.loss_name, "batch": self.batch}))
+        self.store.last_capture_seconds = time.perf_counter() - start
+        self._rollbacks_in_row = 0
+        self._event("snapshot")
+
+    def rewind(self, iteration: int) -> int:
+        """Go back to the nearest snapshot at or before `iteration`; returns the iteration restored."""
+        if iteration < 0 or iteration > self.iteration:
+            raise CommandError(f"cannot rewind to {iteration}: the journey is at iteration {self.iteration}; "
+                               f"choose 0..{self.iteration}")
+        return self._go_back(iteration, "rewind", requested=iteration)
+
+    def reset(self) -> None:
+        """Back to iteration 0, the unmodified model (the live settings stay as they are)."""
+        self._go_back(0, "reset")
+
+    def _go_back(self, iteration: float, event: str, **fields: Any) -> int:
+        snapshot = self._load_at_or_before(iteration)
+        self.store.discard_after(snapshot.iteration)  # the abandoned future; events.jsonl keeps its story
+        branch = max(self.branch, snapshot.branch) + 1
+        self._restore(snapshot, settings=False)
+        self.branch = branch
+        self._probe()
+        self._event(event, to=snapshot.iteration, lr=self.lr, **fields)
+        return snapshot.iteration
+
+    def _load_at_or_before(self, iteration: float) -> Snapshot:
+        for it in reversed(self.store.iterations()):
+            if it <= iteration:
+                try:
+                    return self.store.load(it)
+                except SnapshotError as error:
+                    self._error(str(error))
+                    self.store.discard(it)
+        raise EngineError(f"{self.run_dir}: no readable snapshot at or before iteration {iteration}")
+
+    def _restore(self, snapshot: Snapshot, settings: bool) -> None:
+        self.gan.generator.load_state_dict(snapshot.generator)  # copies into the live parameters
+        # A CPU copy: load_state_dict moves moments to the parameters' device but keeps Adam's `step` counters on
+        # the CPU as non-capturable Adam requires, and it would otherwise share (and mutate) the snapshot's tensors.
+        self.optimizer.load_state_dict(clone_tree(snapshot.optimizer))
+        self.optimizer.zero_grad(set_to_none=True)
+        if settings:
+            self.lr, self.loss_name, self.batch = (snapshot.settings[k] for k in ("lr", "loss", "batch"))
+        self._set_lr(self.lr)
+        self.iteration = snapshot.iteration
+        self._step_times.clear()
+
+    def _rollback(self, cause: str) -> None:
+        failed_at, old_lr = self.iteration + 1, self.lr
+        self.lr = old_lr * self.config.nan_lr_factor
+        target = self._go_back(self.iteration, "rollback", cause=cause, failed_at=failed_at, old_lr=old_lr)
+        self.rollbacks += 1
+        self._rollbacks_in_row += 1
+        self._error(f"non-finite {cause} at iteration {failed_at}: rolled back to {target}, "
+                    f"lr {old_lr:.3g} -> {self.lr:.3g}")
+        if self._rollbacks_in_row >= self.config.max_rollbacks:
+            self.paused = True
+            self.failure = (f"paused after {self._rollbacks_in_row} rollbacks in a row; "
+                            "lower the lr, rewind or reset, then resume")
+            self._error(self.failure)
+
+    def _set_lr(self, lr: float) -> None:
+        self.optimizer.param_groups[0]["lr"] = lr
+        self.optimizer.param_groups[1]["lr"] = lr * self.config.mapping_lr_mult
+
+    # ---------------------------------------------------------------------------------------------- commands
+
+    def apply(self, raw: Command | str | dict | tuple) -> Command:
+        """Validate and apply one command between steps; raises CommandError (and changes nothing) when bad."""
+        command = parse_command(raw)
+        match command.name, command.value:
+            case "pause", _:
+                self.paused = True
+                self._step_times.clear()
+            case "resume", _:
+                self.paused, self.failure, self._rollbacks_in_row = False, None, 0
+            case "limit", rate:
+                self.steps_per_second = rate
+            case "lr", lr:
+                self.lr = lr
+                self._set_lr(lr)
+            case "loss", name:
+                self.loss_name = name
+            case "batch", batch:
+                self.batch = batch
+            case "rewind", iteration:
+                self.rewind(iteration)
+            case "reset", _:
+                self.reset()
+            case "snapshot", _:
+                self.snapshot()
+            case "shutdown", _:
+                self.stopping = True
+            case "fault", kind:
+                self._fault = kind
+        self._event("command", command=command.name, value=command.value)
+        return command
+
+    def submit(self, raw: Any) -> bool:
+        """`apply`, recording a rejection in `errors` instead of raising: the engine keeps running."""
+        self.commands += 1
+        try:
+            self.apply(raw)
+            return True
+        except CommandError as error:
+            self._error(f"rejected command: {error}")
+            return False
+
+    # -------------------------------------------------------------------------------------------------- loop
+
+    def run(self, receive: Callable[[float], list[Any]] | None = None,
+            publish: Callable[[dict[str, Any]], None] | None = None, until: int | None = None) -> None:
+        """Loop: commands, the between-steps hook, a step; until shutdown, `until` iterations, or (with no
+        command source to resume it) a pause. `receive(timeout)` returns the commands that arrived within
+        `timeout` seconds; `publish(state)` gets the state at most every PUBLISH_EVERY s and after changes."""
+        last_publish = 0.0
+        while True:
+            wait = self._wait()
+            if receive is not None:
+                for raw in receive(wait):
+                    self.submit(raw)
+            elif wait:
+                time.sleep(wait)
+            if self.between_steps is not None:
+                self.between_steps(self)
+            done = (self.stopping or (until is not None and self.iteration >= until)
+                    or (receive is None and self.paused))
+            if not done and not self.paused and time.monotonic() >= self._next_step_at:
+                self._next_step_at = time.monotonic() + (1 / self.steps_per_second if self.steps_per_second else 0)
+                self.step()
+            if publish is not None and (done or self._dirty or time.monotonic() - last_publish >= PUBLISH_EVERY):
+                publish(self.state())
+                last_publish, self._dirty = time.monotonic(), False
+            if done:
+                return
+
+    def _wait(self) -> float:
+        if self.paused:
+            return IDLE_WAIT
+        return min(IDLE_WAIT, max(0.0, self._next_step_at - time.monotonic()))
+
+    def state(self) -> dict[str, Any]:
+        """What the caller shows: progress, numbers, snapshots, errors. Plain data, small enough to pickle fast."""
+        times = self._step_times
+        rate = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
+        status = ("stopped" if self._closed else "stopping" if self.stopping else "failed" if self.failure
+                  else "paused" if self.paused else "running")
+        return {
+            "status": status, "iteration": self.iteration, "branch": self.branch,
+            "objective": self.loss_name, "lr": self.lr, "batch": self.batch, "limit": self.steps_per_second,
+            "steps_per_second": rate, **{k: self.last.get(k) for k in ("loss", "batch_d", "grad_norm", "probe_d",
+                                                                         "diversity")},
+            "diversity0": self.diversity0, "probe_d0": self.probe_d0, "collapsed": self.collapsed,
+            "snapshots": self.store.iterations(), "snapshot_seconds": self.store.last_capture_seconds,
+            "snapshot_write_seconds": self.store.last_write_seconds, "rollbacks": self.rollbacks,
+            "errors": list(self.errors), "error_count": self.error_count, "failure": self.failure,
+            "commands": self.commands, "device": str(self.device), "resolution": self.gan.resolution,
+            "seed": self.seed, "time": time.time(),
+        }
+
+    def close(self, snapshot: bool = True) -> None:
+        """Finish pending snapshot writes (taking a last one of the current weights unless told not to)."""
+        if self._closed:
+            return
+        if snapshot:
+            self.snapshot()
+        self.store.flush()
+        for message in self.store.take_errors():
+            self._error(message)
+        self.store.close()
+        self._event("stop")
+        self._closed = True
+        self._release()
+
+    # ------------------------------------------------------------------------------------------------ logging
+
+    def _error(self, message: str) -> None:
+        self.errors.append(message)
+        self.error_count += 1
+        self._event("error", message=message)
+
+    def _event(self, kind: str, **fields: Any) -> None:
+        self._dirty = True
+        if self._events is not None:
+            line = {"time": time.time(), "event": kind, "iteration": self.iteration, "branch": self.branch, **fields}
+            self._events.write(json.dumps(line) + "\n")
+            self._events.flush()
+
+    def _write_metrics(self, line: dict[str, Any]) -> None:
+        self._metrics.write(json.dumps(line) + "\n")
+        self._metrics.flush()
+
+    def _release(self) -> None:
+        for handle in (self._metrics, self._events, self._lock):
+            if handle is not None:
+                handle.close()  # closing the lock file releases the flock
+        self._metrics = self._events = self._lock = None
+
+
+def _lock_folder(run_dir: Path) -> IO[str]:
+    """One engine per run folder; the kernel drops the lock when its process dies, even by kill -9."""
+    handle = open(run_dir / ".lock", "a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise EngineError(f"{run_dir}: another engine is using this run folder; stop it or choose another") from None
+    return handle

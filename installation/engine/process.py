@@ -1,0 +1,243 @@
+"""The engine in its own process ("the GPU process"), started and supervised by the caller.
+
+Caller and engine share no memory and no locks: commands go down one pipe, state dicts come up another. Each end of
+each pipe is held by one process only, so when the engine dies (crash, kill -9) the caller reads EOF instead of
+hanging, and when the caller dies the engine reads EOF and shuts down cleanly. The engine publishes from a thread
+that holds only the newest state, so a caller that stops reading never stalls training. `restart()` starts a fresh
+process on the same run folder, which resumes from the newest complete snapshot.
+
+`between_steps` (the display's frame hook) is pickled into the child: pass a module-level function or an instance
+of a module-level class, and create GPU/GL resources lazily on its first call, inside the engine process.
+Spawn re-imports the caller's main module in the child, so a script that starts an engine needs the usual
+`if __name__ == "__main__":` guard.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+
+import torch
+
+from ..models import CheckpointError, load_gan
+from .commands import Command
+from .config import ConfigError, EngineConfig, resolve_device
+from .engine import Engine, EngineError, Hook
+from .snapshots import first_line
+
+
+@dataclass(frozen=True)
+class _Spec:
+    checkpoint: str
+    run_dir: str
+    config: EngineConfig
+    resolution: int | None
+    use_ema: bool
+    between_steps: Hook | None
+
+
+class EngineProcess:
+    """Start, command, watch, stop and restart an engine running in a spawned process."""
+
+    def __init__(self, checkpoint: str | os.PathLike, run_dir: str | os.PathLike, config: EngineConfig | None = None,
+                 resolution: int | None = None, use_ema: bool = True, between_steps: Hook | None = None) -> None:
+        self._spec = _Spec(str(checkpoint), str(run_dir), config or EngineConfig(), resolution, use_ema, between_steps)
+        self._context = multiprocessing.get_context("spawn")  # fork would copy torch/CUDA/GL state: unsafe
+        self._process: multiprocessing.process.BaseProcess | None = None
+        self._commands: Connection | None = None
+        self._states: Connection | None = None
+        self._state: dict[str, Any] = {}
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    @property
+    def alive(self) -> bool:
+        return self._process is not None and self._process.is_alive()
+
+    def start(self) -> None:
+        if self.alive:
+            raise EngineError("the engine process is already running")
+        self._close_pipes()
+        commands_out, commands_in = self._context.Pipe(duplex=False)
+        states_out, states_in = self._context.Pipe(duplex=False)
+        process = self._context.Process(target=_serve, args=(self._spec, commands_out, states_in),
+                                        name="uncanny-engine", daemon=True)
+        process.start()
+        commands_out.close()  # the child's ends: holding them here would hide its death from us
+        states_in.close()
+        self._process, self._commands, self._states = process, commands_in, states_out
+        self._state = {"status": "starting"}
+
+    def send(self, command: Command | str | dict | tuple) -> None:
+        """Queue a command; the engine validates it and reports a rejection in `poll()['errors']`."""
+        if self._commands is None or not self.alive:
+            raise EngineError("the engine process is not running; restart it")
+        try:
+            self._commands.send(command)
+        except (OSError, ValueError):
+            raise EngineError("the engine process is not running; restart it") from None
+
+    def poll(self) -> dict[str, Any]:
+        """The newest state the engine published, plus `alive`, `pid` and `exitcode`."""
+        alive = self.alive  # checked before draining: once dead, everything it sent is already in the pipe
+        if self._states is not None:
+            try:
+                while self._states.poll():
+                    self._state = self._states.recv()
+            except (EOFError, OSError):
+                self._states.close()
+                self._states = None
+        state = dict(self._state)
+        exitcode = self._process.exitcode if self._process is not None else None
+        state.update(alive=alive, pid=self.pid, exitcode=exitcode)
+        if self._process is not None and not alive and state.get("status") not in ("stopped", "crashed"):
+            state.update(status="crashed", error=f"the engine process died (exit code {exitcode})")
+        return state
+
+    def wait_for(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 60.0) -> dict[str, Any]:
+        """Poll until `predicate(state)` holds; raises EngineError if the process dies first, TimeoutError."""
+        deadline = time.monotonic() + timeout
+        while True:
+            state = self.poll()
+            if predicate(state):
+                return state
+            if not state["alive"] and state["status"] != "starting":
+                raise EngineError(f"the engine process is not running: {state.get('error') or state['status']}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"engine state did not get there in {timeout:g} s (last: iteration "
+                                   f"{state.get('iteration')}, status {state.get('status')})")
+            time.sleep(0.02)
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        """Ask for a clean shutdown (last snapshot, pending writes finished); force it after `timeout` s."""
+        if self._process is None:
+            return None
+        if self.alive:
+            try:
+                self.send("shutdown")
+            except EngineError:
+                pass
+            self._process.join(timeout)
+            if self._process.is_alive():
+                self._process.terminate()
+                self._process.join(5)
+            if self._process.is_alive():
+                self._process.kill()
+                self._process.join()
+        self.poll()
+        self._close_pipes()
+        return self._process.exitcode
+
+    def kill(self) -> None:
+        """SIGKILL, no questions asked (a hung engine; also how the tests simulate a power cut)."""
+        if self.alive:
+            os.kill(self._process.pid, signal.SIGKILL)
+            self._process.join()
+
+    def restart(self) -> None:
+        """Stop the engine if it still runs, then start a new one; it resumes from the newest snapshot."""
+        self.stop()
+        self.start()
+
+    def _close_pipes(self) -> None:
+        for conn in (self._commands, self._states):
+            if conn is not None:
+                conn.close()
+        self._commands = self._states = None
+
+
+class _Publisher:
+    """Sends states from a thread, keeping only the newest, so a slow reader never blocks the training loop."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._ready = threading.Condition()
+        self._latest: dict[str, Any] | None = None
+        self._closed = False
+        self._thread = threading.Thread(target=self._loop, name="state-publisher", daemon=True)
+        self._thread.start()
+
+    def publish(self, state: dict[str, Any]) -> None:
+        with self._ready:
+            self._latest = state
+            self._ready.notify()
+
+    def close(self, timeout: float = 5.0) -> None:
+        with self._ready:
+            self._closed = True
+            self._ready.notify()
+        self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        while True:
+            with self._ready:
+                self._ready.wait_for(lambda: self._latest is not None or self._closed)
+                state, self._latest = self._latest, None
+            if state is None:
+                return  # closed and nothing left to send
+            try:
+                self._conn.send(state)
+            except OSError:
+                return  # the caller is gone
+
+
+def _receiver(conn: Connection) -> Callable[[float], list[Any]]:
+    def receive(timeout: float) -> list[Any]:
+        try:
+            if not conn.poll(timeout):
+                return []
+            received = []
+            while conn.poll():
+                received.append(conn.recv())
+            return received
+        except (EOFError, OSError):
+            return [Command("shutdown")]  # the caller has gone away
+    return receive
+
+
+def _serve(spec: _Spec, commands: Connection, states: Connection) -> None:
+    """The engine process's main function."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in the terminal is for the caller, which stops us
+    publisher = _Publisher(states)
+    engine = None
+    try:
+        if spec.config.threads:
+            torch.set_num_threads(spec.config.threads)
+        try:
+            gan = load_gan(spec.checkpoint, resolution=spec.resolution, device=resolve_device(spec.config.device),
+                           use_ema=spec.use_ema, require_discriminator=True)
+            engine = Engine(gan, spec.config, spec.run_dir, spec.between_steps)
+        except (CheckpointError, ConfigError, EngineError) as error:
+            raise EngineError(str(error)) from None
+        engine.run(receive=_receiver(commands), publish=publisher.publish)
+        engine.close()
+        publisher.publish(engine.state())
+    except BaseException as error:
+        if isinstance(error, EngineError):
+            print(f"uncanny engine: {error}", file=sys.stderr)
+            message = str(error)
+        else:
+            traceback.print_exc()  # a bug: the operator's log needs the whole story
+            message = f"{type(error).__name__}: {first_line(error)}"
+        state = engine.state() if engine is not None else {}
+        state.update(status="crashed", error=message)
+        publisher.publish(state)
+        if engine is not None:
+            try:
+                engine.close(snapshot=False)  # finish the complete snapshots already queued
+            except Exception:
+                traceback.print_exc()
+        raise SystemExit(1) from None
+    finally:
+        publisher.close()

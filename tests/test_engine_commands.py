@@ -1,0 +1,83 @@
+"""Command parsing and engine settings validation (no model needed)."""
+
+import pytest
+import torch
+
+from installation.engine import (COMMANDS, Command, CommandError, ConfigError, EngineConfig, parse_command,
+                                resolve_device)
+
+
+def test_every_command_form_reads_the_same():
+    expected = Command("lr", 0.0005)
+    for raw in ("lr 0.0005", "  lr   5e-4 ", {"name": "lr", "value": "0.0005"}, ("lr", 0.0005), ["lr", "5e-4"],
+                Command("lr", 0.0005)):
+        assert parse_command(raw) == expected
+    assert parse_command("pause") == Command("pause")
+    assert parse_command("rewind 300") == Command("rewind", 300)
+    assert parse_command("batch 8") == Command("batch", 8)
+    assert parse_command("limit 0") == Command("limit", 0.0)
+    assert parse_command("loss log") == Command("loss", "log")
+    assert parse_command("fault") == Command("fault", "weight")
+    assert set(COMMANDS) == {"pause", "resume", "limit", "lr", "loss", "batch", "rewind", "reset", "snapshot",
+                             "shutdown", "fault"}
+
+
+@pytest.mark.parametrize("raw, message", [
+    ("jump 3", "unknown command 'jump'; known: pause, resume"),
+    ("__import__('os')", "unknown command"),  # text is never evaluated
+    ("rewind -5", "rewind iteration must be an integer >= 0, got -5"),
+    ("rewind 2.5", "rewind: '2.5' is not an integer"),
+    (("rewind", 2.5), "rewind iteration must be an integer >= 0, got 2.5"),
+    (("batch", True), "batch must be an integer from 1 to 64, got True"),
+    ("batch 0", "batch must be an integer from 1 to 64, got 0"),
+    ("lr 0", "lr must be a finite number > 0 and <= 1, got 0.0"),
+    ("lr inf", "lr must be a finite number > 0 and <= 1, got inf"),
+    ("lr", "lr needs a value"),
+    ("limit -1", "steps per second limit must be a finite number >= 0, got -1.0"),
+    ("loss hinge", "loss must be one of logit, softplus, log, got 'hinge'"),
+    ("fault disk", "fault must be one of loss, grad, weight"),
+    ("reset now", "reset takes no value, got 'now'"),
+    ("lr 1 2", "cannot read command 'lr 1 2'"),
+    (None, "cannot read command None"),
+])
+def test_bad_commands_get_one_clear_line(raw, message):
+    with pytest.raises(CommandError) as error:
+        parse_command(raw)
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_config_defaults_follow_the_paper_and_rosinality():
+    config = EngineConfig()
+    assert (config.loss, config.lr, config.batch, config.mapping_lr_mult) == ("logit", 1e-3, 4, 0.01)
+    assert (config.snapshot_every, config.collapse_fraction, config.nan_lr_factor) == (50, 0.2, 0.5)
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"batch": 0}, "batch must be an integer from 1 to 64"),
+    ({"lr": -1e-3}, "lr must be a finite number > 0"),
+    ({"loss": "hinge"}, "loss must be one of"),
+    ({"device": "tpu"}, "device must be auto, cpu, cuda or cuda:N"),
+    ({"snapshot_every": 0}, "snapshot_every must be an integer >= 1"),
+    ({"memory_snapshots": 1}, "memory_snapshots must be an integer >= 2"),
+    ({"probe_size": 1}, "probe_size must be an integer from 2 to 256"),
+    ({"collapse_fraction": 1.5}, "collapse_fraction must be a finite number >= 0 and <= 1"),
+    ({"nan_lr_factor": 0}, "nan_lr_factor must be a finite number > 0 and <= 1"),
+    ({"disk_budget_mb": float("nan")}, "disk_budget_mb must be a finite number > 0"),
+])
+def test_bad_settings_are_refused(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        EngineConfig(**changes)
+
+
+def test_config_from_a_table():
+    assert EngineConfig.from_dict({"lr": 0.002, "loss": "log"}) == EngineConfig(lr=0.002, loss="log")
+    with pytest.raises(ConfigError, match="unknown engine setting 'learning_rate'"):
+        EngineConfig.from_dict({"learning_rate": 0.002})
+
+
+def test_device_resolution():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="no CUDA device is available"):
+            resolve_device("cuda:0")

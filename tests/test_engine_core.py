@@ -1,0 +1,237 @@
+"""The in-process Engine: the inverted objective, determinism, rewind/reset, the non-finite guard, commands."""
+
+import json
+import math
+import time
+
+import pytest
+import torch
+
+from installation.engine import CommandError, Engine, EngineConfig, EngineError, inverted_loss
+from installation.models import create_stylegan1
+
+TINY = dict(channels=[32, 32, 16, 16], code_dim=32, n_mlp=2)  # 32 px
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # 2 shared cores: oversubscription costs more than it gains
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_engine(run_dir, hook=None, **settings):
+    return Engine(create_stylegan1(**TINY), EngineConfig(device="cpu", **settings), run_dir, between_steps=hook)
+
+
+def g_state(engine):
+    return {k: v.clone() for k, v in engine.gan.generator.state_dict().items()}
+
+
+def same_tensors(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def adam_state(engine):
+    return [{k: v.clone() for k, v in s.items()} for s in engine.optimizer.state_dict()["state"].values()]
+
+
+def events(run_dir):
+    return [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+
+
+def test_hundred_steps_push_the_probe_towards_fake_and_leave_d_untouched(tmp_path):
+    engine = tiny_engine(tmp_path)
+    d_before = {k: v.clone() for k, v in engine.gan.discriminator.state_dict().items()}
+    start = engine.state()["probe_d"]
+    for _ in range(100):
+        assert engine.step() is not None
+    state = engine.state()
+    assert state["iteration"] == 100
+    assert state["probe_d"] < start - 1.0, (start, state["probe_d"])  # measured: -0.74 -> -2.38
+    assert same_tensors(d_before, engine.gan.discriminator.state_dict())
+    assert all(not p.requires_grad and p.grad is None for p in engine.gan.discriminator.parameters())
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [line["iteration"] for line in lines] == list(range(101))
+    assert all(line["probe_d"] is not None for line in lines if line["iteration"] % 10 == 0)
+    assert lines[0]["diversity"] == state["diversity0"] and lines[-1]["grad_norm"] > 0
+    engine.close()
+
+
+def test_same_seed_same_trajectory_bit_for_bit(tmp_path):
+    runs = []
+    for name, seed in (("a", 7), ("b", 7), ("c", 8)):
+        engine = tiny_engine(tmp_path / name, seed=seed)
+        for _ in range(12):
+            engine.step()
+        runs.append(g_state(engine))
+        engine.close()
+    assert same_tensors(runs[0], runs[1])
+    assert not same_tensors(runs[0], runs[2])
+
+
+def test_mapping_network_learns_at_a_hundredth_of_the_lr(tmp_path):
+    engine = tiny_engine(tmp_path, lr=2e-3)
+    synthesis, mapping = engine.optimizer.param_groups
+    assert synthesis["lr"] == 2e-3 and mapping["lr"] == pytest.approx(2e-5)
+    assert synthesis["betas"] == (0.0, 0.99)
+    assert {id(p) for p in mapping["params"]} == {id(p) for p in engine.gan.mapping_parameters()}
+    engine.apply("lr 0.0005")
+    assert synthesis["lr"] == 5e-4 and mapping["lr"] == pytest.approx(5e-6)
+    engine.close()
+
+
+def test_rewind_restores_weights_and_optimiser_bit_for_bit_and_branches(tmp_path):
+    engine = tiny_engine(tmp_path, snapshot_every=5)
+    for _ in range(10):
+        engine.step()
+    weights, adam = g_state(engine), adam_state(engine)
+    for _ in range(7):
+        engine.step()
+    ahead = g_state(engine)
+    assert engine.rewind(12) == 10  # the nearest snapshot at or before 12
+    assert engine.iteration == 10 and engine.branch == 1
+    assert same_tensors(weights, g_state(engine))
+    assert all(same_tensors(a, b) for a, b in zip(adam, adam_state(engine), strict=True))
+    assert engine.store.iterations() == [0, 5, 10]  # the abandoned future is gone
+    for _ in range(7):
+        engine.step()
+    assert not same_tensors(ahead, g_state(engine))  # a new branch draws new batches
+    assert [e["to"] for e in events(tmp_path) if e["event"] == "rewind"] == [10]
+    engine.close()
+
+
+def test_reset_restores_iteration_zero(tmp_path):
+    engine = tiny_engine(tmp_path, snapshot_every=4)
+    initial = g_state(engine)
+    for _ in range(9):
+        engine.step()
+    engine.apply("lr 0.002")
+    engine.apply("reset")
+    assert engine.iteration == 0 and engine.store.iterations() == [0]
+    assert same_tensors(initial, g_state(engine))
+    assert engine.optimizer.state_dict()["state"] == {} and engine.lr == 0.002  # live settings stay
+    assert engine.state()["probe_d"] == engine.probe_d0
+    engine.close()
+
+
+@pytest.mark.parametrize("fault", ["loss", "grad", "weight"])
+def test_non_finite_step_rolls_back_and_halves_the_lr(tmp_path, fault):
+    engine = tiny_engine(tmp_path, snapshot_every=5)
+    for _ in range(7):
+        engine.step()
+    at_five = engine.store.load(5).generator
+    engine.apply(f"fault {fault}")
+    assert engine.step() is None
+    assert engine.iteration == 5 and engine.lr == 5e-4 and engine.rollbacks == 1
+    assert same_tensors(at_five, engine.gan.generator.state_dict())
+    assert all(torch.isfinite(p).all() for p in engine.gan.generator.parameters())
+    assert "non-finite" in engine.errors[-1] and "rolled back to 5" in engine.errors[-1]
+    assert [e["cause"] for e in events(tmp_path) if e["event"] == "rollback"] == [
+        {"loss": "loss, gradients, weights", "grad": "gradients, weights", "weight": "weights"}[fault]]
+    assert engine.step() is not None  # carries on
+    engine.close()
+
+
+def test_a_nan_weight_never_reaches_a_frame(tmp_path):
+    frames = []
+
+    def render(engine):  # what the display will do between steps
+        with torch.no_grad():
+            frames.append(engine.gan.generate(torch.ones(1, 32), engine.gan.make_noise(1, torch.Generator())))
+
+    engine = tiny_engine(tmp_path, hook=render, snapshot_every=3)
+    script = iter([[], [], [], [], ["fault weight"], [], [], ["fault loss"], [], [], ["shutdown"]])
+    engine.run(receive=lambda timeout: next(script))
+    with torch.no_grad():  # poison a weight directly, as a buggy hook might
+        next(engine.gan.generator.parameters()).view(-1)[0] = math.inf
+    assert engine.step() is None
+    assert engine.rollbacks == 3 and len(frames) == 11
+    assert all(torch.isfinite(frame).all() for frame in frames)
+    assert all(torch.isfinite(p).all() for p in engine.gan.generator.parameters())
+    engine.close()
+
+
+def test_repeated_rollbacks_pause_the_engine_until_resumed(tmp_path):
+    engine = tiny_engine(tmp_path, max_rollbacks=2)
+    for _ in range(2):
+        engine.apply("fault loss")
+        engine.step()
+    state = engine.state()
+    assert state["status"] == "failed" and "2 rollbacks in a row" in state["failure"]
+    assert engine.lr == 2.5e-4
+    engine.run()  # with no command source, a paused engine returns instead of spinning
+    assert engine.iteration == 0
+    engine.apply("resume")
+    assert engine.state()["status"] == "running" and engine.step() is not None
+    engine.close()
+
+
+def test_bad_commands_are_rejected_and_the_engine_keeps_running(tmp_path):
+    engine = tiny_engine(tmp_path)
+    bad = ["warp 9", "rewind -1", "rewind 999", "rewind 1.5", "lr 0", "lr -1", "lr nan", "batch 0", "batch 65",
+           "loss hinge", {"name": "lr"}, ("pause", 3), 42, ""]
+    script = iter([[], [], [], bad, [], [], [], ["lr 0.0007", "batch 2", "loss softplus"], [], ["shutdown"]])
+    engine.run(receive=lambda timeout: next(script))
+    state = engine.state()
+    errors = [e for e in (json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines())
+              if e["event"] == "error"]
+    messages = [e["message"] for e in errors]
+    assert len(messages) == len(bad) and state["commands"] == len(bad) + 4
+    for expected in ["unknown command 'warp'", "rewind iteration must be an integer >= 0, got -1",
+                     "cannot rewind to 999: the journey is at iteration 3", "'1.5' is not an integer",
+                     "lr must be a finite number > 0", "batch must be an integer from 1 to 64, got 0",
+                     "batch must be an integer from 1 to 64, got 65", "loss must be one of logit, softplus, log",
+                     "lr needs a value", "pause takes no value", "cannot read command 42", "cannot read command ''"]:
+        assert any(expected in m for m in messages), expected
+    assert all(m.startswith("rejected command: ") and "\n" not in m for m in messages)
+    assert state["iteration"] == 9 and state["status"] == "stopping"  # it kept stepping through all of that
+    assert (state["lr"], state["batch"], state["objective"]) == (7e-4, 2, "softplus")
+    with pytest.raises(CommandError, match="cannot rewind to 10"):
+        engine.apply("rewind 10")
+    engine.close()
+
+
+def test_rate_limit_slows_the_loop(tmp_path):
+    engine = tiny_engine(tmp_path)
+    engine.apply("limit 20")
+    start = time.monotonic()
+    engine.run(until=6)
+    assert time.monotonic() - start >= 5 / 20
+    engine.close()
+
+
+def test_collapse_is_flagged_when_the_probe_stops_varying(tmp_path):
+    engine = tiny_engine(tmp_path, probe_every=1)
+    assert engine.state()["collapsed"] is False
+    with torch.no_grad():  # every z now maps to the same w; noise strengths start at zero: identical images
+        engine.gan.generator.style[-2].linear.weight_orig.zero_()
+    engine.step()
+    state = engine.state()
+    assert state["collapsed"] is True and state["diversity"] < 0.2 * state["diversity0"]
+    assert any(e["event"] == "collapse" for e in events(tmp_path))
+    engine.close()
+
+
+def test_losses():
+    logits = torch.tensor([-2.0, 0.5, 3.0])
+    assert inverted_loss("logit", logits) == pytest.approx(0.5)
+    assert inverted_loss("softplus", logits).item() == pytest.approx(
+        sum(math.log1p(math.exp(v)) for v in (-2.0, 0.5, 3.0)) / 3)
+    assert inverted_loss("log", torch.tensor([-1e5])).item() == pytest.approx(-math.log(1 + 1e5), rel=1e-5)
+    for extreme in (-1e30, -1e6, 0.0, 1e6, 1e30):
+        x = torch.tensor([extreme, extreme / 2], requires_grad=True)
+        loss = inverted_loss("log", x)
+        loss.backward()
+        assert math.isfinite(loss.item()) and loss.item() <= 0 and torch.isfinite(x.grad).all()
+        assert x.grad.min() >= 0  # descending the loss always lowers the logits
+    with pytest.raises(ValueError):
+        inverted_loss("hinge", logits)
+
+
+def test_a_gan_without_discriminator_is_refused(tmp_path):
+    gan = create_stylegan1(**TINY)
+    gan.discriminator = None
+    with pytest.raises(EngineError, match="no discriminator"):
+        Engine(gan, EngineConfig(device="cpu"), tmp_path)

@@ -1,0 +1,119 @@
+"""The headless `journey` command, its outputs and flags, and the engine benchmark's smoke run."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from installation.cli import main
+from installation.journey import journey_columns, read_metrics
+from installation.models import create_stylegan1, save_gan
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "tiny.pt"
+    save_gan(create_stylegan1([32, 32, 16, 16], code_dim=32, n_mlp=2), path)
+    return path
+
+
+def run_cli(*args):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, str(ROOT / "run_installation.py"), *map(str, args)],
+                          capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_journey_writes_metrics_snapshots_contact_sheet_and_plot_then_resumes(tmp_path, checkpoint, capsys):
+    out = tmp_path / "journey"
+    done = run_cli("journey", "--checkpoint", checkpoint, "--iterations", 30, "--every", 10, "--out", out,
+                   "--device", "cpu", "--snapshot-every", 10, "--rows", 3, "--loss", "softplus", "--batch", 2)
+    assert done.returncode == 0, done.stderr
+    assert "journey     30/30 [####################] 100.0%" in done.stderr  # plain text progress
+    assert "probe D score" in done.stdout and "Traceback" not in done.stderr
+    metrics = read_metrics(out / "metrics.jsonl")
+    assert [m["iteration"] for m in metrics] == list(range(31))
+    assert {m["objective"] for m in metrics} == {"softplus"} and {m["batch"] for m in metrics} == {2}
+    assert metrics[30]["probe_d"] < metrics[0]["probe_d"]
+    assert sorted(p.name for p in (out / "snapshots").glob("*.pt")) == [f"it{i:08d}.pt" for i in (0, 10, 20, 30)]
+    sheet = Image.open(out / "contact_sheet.png")
+    assert sheet.size == (4 * 34 + 2, 14 + 3 * 34 + 2)  # 4 columns (0, 10, 20, 30) x 3 rows of 32 px + padding
+    assert Image.open(out / "journey.png").size == (960, 720)
+
+    # The same command on the same folder resumes (in-process here, to spare a second torch start-up).
+    assert main(["journey", "--checkpoint", str(checkpoint), "--iterations", "40", "--every", "10",
+                 "--out", str(out), "--device", "cpu", "--rows", "4"]) == 0
+    assert "resumed from iteration 30" in capsys.readouterr().out
+    assert Image.open(out / "contact_sheet.png").size == (5 * 34 + 2, 14 + 3 * 34 + 2)  # rows all columns have
+    assert read_metrics(out / "metrics.jsonl")[-1]["iteration"] == 40
+
+
+def test_bad_flags_exit_2_with_one_clear_line(tmp_path, checkpoint, capsys):
+    no_d = create_stylegan1([32, 32, 16, 16], code_dim=32, n_mlp=2)
+    no_d.discriminator = None
+    save_gan(no_d, tmp_path / "no-d.pt")
+    ok = ["journey", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "x"), "--device", "cpu"]
+    cases = {
+        ("--batch", "0"): "batch must be 1..64", ("--batch", "65"): "batch must be 1..64",
+        ("--lr", "-1"): "expected a positive number", ("--lr", "fast"): "expected a positive number",
+        ("--loss", "hinge"): "invalid choice: 'hinge'", ("--iterations", "0"): "expected a positive whole number",
+        ("--every", "x"): "expected a positive whole number", ("--seed", "-3"): "expected a whole number >= 0",
+        ("--rows", "99"): "at most 16 contact-sheet rows", ("--every", "1"): "more than 64 contact-sheet columns",
+        ("--device", "cuda"): "no CUDA device is available", ("--resolution", "100"): "power of two",
+        ("--resolution", "64"): "64 px is not available",
+    }
+    for extra, expected in cases.items():
+        args = ok + list(extra)
+        try:
+            code = main(args)
+        except SystemExit as exit_:  # argparse's own exit
+            code = exit_.code
+        err = capsys.readouterr().err
+        error_lines = [line for line in err.splitlines() if "error" in line]  # argparse adds a usage line
+        assert code == 2 and "Traceback" not in err, (extra, err)
+        assert len(error_lines) == 1 and expected in error_lines[0], (extra, err)
+
+    for args, expected in [(["journey", "--out", str(tmp_path / "y")], "no embedded default model ships yet"),
+                           (["journey", "--checkpoint", str(tmp_path / "no-d.pt")], "has no discriminator"),
+                           (["journey", "--checkpoint", str(tmp_path / "missing.pt")], "no such file")]:
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and expected in err and err.startswith("uncanny: error: ")
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+    done = run_cli("journey", "--checkpoint", checkpoint, "--batch", "0")  # a real process, real exit status
+    assert done.returncode == 2 and done.stderr.strip().splitlines()[-1].endswith("got '0'")
+
+
+def test_columns_and_metrics_reader(tmp_path):
+    assert journey_columns(2000, 250) == [0, 250, 500, 750, 1000, 1250, 1500, 1750, 2000]
+    assert journey_columns(25, 10) == [0, 10, 20, 25]
+    lines = [{"iteration": 0, "loss": None}, {"iteration": 1, "loss": 5.0}, {"iteration": 2, "loss": 6.0},
+             {"iteration": 1, "loss": 7.0}]  # a rollback repeated iteration 1
+    text = "\n".join(map(json.dumps, lines)) + '\n{"iteration": 2, "lo'  # and a kill cut the last line
+    (tmp_path / "metrics.jsonl").write_text(text)
+    assert [m["loss"] for m in read_metrics(tmp_path / "metrics.jsonl")] == [None, 7.0, 6.0]
+
+
+def test_benchmark_quick_run(capsys):
+    spec = importlib.util.spec_from_file_location("bench_engine", ROOT / "benchmarks" / "bench_engine.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--quick", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "device: cpu (" in out and "steps/s" in out and "snapshot" in out
