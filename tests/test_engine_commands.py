@@ -69,12 +69,6 @@ def test_bad_settings_are_refused(changes, message):
         EngineConfig(**changes)
 
 
-def test_config_from_a_table():
-    assert EngineConfig.from_dict({"lr": 0.002, "loss": "log"}) == EngineConfig(lr=0.002, loss="log")
-    with pytest.raises(ConfigError, match="unknown engine setting 'learning_rate'"):
-        EngineConfig.from_dict({"learning_rate": 0.002})
-
-
 def test_device_resolution():
     assert resolve_device("cpu") == torch.device("cpu")
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")

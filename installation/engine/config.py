@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,15 +108,6 @@ class EngineConfig:
         check_float("nan_lr_factor", self.nan_lr_factor, 0.0, 1.0, low_open=True)
         check_int("max_rollbacks", self.max_rollbacks, 1)
         check_int("threads", self.threads, 0)
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> EngineConfig:
-        """Build from a plain mapping (a TOML table); unknown keys are errors, not silently ignored."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"unknown engine setting {unknown[0]!r}; known: {', '.join(sorted(known))}")
-        return cls(**values)
 
     def replace(self, **changes: Any) -> EngineConfig:
         return dataclasses.replace(self, **changes)

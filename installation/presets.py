@@ -1,0 +1,157 @@
+"""Presets: TOML files holding every setting of a performance, validated when they are loaded.
+
+A preset has up to five tables — [model], [engine], [walk], [display], [render] — each mapped onto one frozen
+dataclass. Missing keys take the defaults below; unknown tables or keys, wrong types and out-of-range values are
+refused with one line naming the file, the key and what is allowed. `presets/default.toml` documents every key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .engine.config import ConfigError, EngineConfig, check_float, check_int
+
+PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
+DISPLAY_MODES = ("fit", "fill", "stretch")
+
+
+class PresetError(ValueError):
+    """A preset cannot be used; the message is one line naming the file, the key and the fix."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    checkpoint: str = ""  # empty: the embedded default model
+    resolution: int = 0  # 0: the largest the file was trained to
+    raw_generator: bool = False  # the raw generator instead of its moving average
+
+    def __post_init__(self) -> None:
+        if self.resolution and (self.resolution < 4 or self.resolution & (self.resolution - 1)):
+            raise ConfigError(f"resolution must be 0 or a power of two >= 4, got {self.resolution!r}")
+
+
+@dataclass(frozen=True)
+class WalkConfig:
+    keyframes: int = 6  # keyframes per loop
+    period: float = 30.0  # seconds per loop
+    truncation: float = 0.7  # 1 = none
+    seed: int = 0
+    grid: int = 3  # N for the N x N population view
+
+    def __post_init__(self) -> None:
+        check_int("keyframes", self.keyframes, 2, 256)
+        check_float("period", self.period, 0.0, 86400.0, low_open=True)
+        check_float("truncation", self.truncation, 0.0, 2.0, low_open=True)
+        check_int("seed", self.seed, 0, 2**31 - 1)
+        check_int("grid", self.grid, 1, 8)
+
+
+@dataclass(frozen=True)
+class DisplayConfig:
+    fullscreen: bool = True
+    monitor: str = ""  # index ("1") or name; empty: the primary monitor
+    width: int = 1920  # windowed and headless size; full-screen uses the monitor's mode
+    height: int = 1080
+    mode: str = "fit"  # fit (letterbox) | fill (crop) | stretch
+    letterbox: tuple[float, float, float] = (0.0, 0.0, 0.0)  # RGB 0..1
+    crossfade: float = -1.0  # seconds; -1 follows the generator's frame interval, 0 cuts
+    show_grid: bool = False
+    hud: bool = False
+    keys: bool = True  # development keys; switch off for gallery use
+    fps: float = 30.0  # headless output frame rate
+
+    def __post_init__(self) -> None:
+        check_int("width", self.width, 16, 16384)
+        check_int("height", self.height, 16, 16384)
+        if self.mode not in DISPLAY_MODES:
+            raise ConfigError(f"mode must be one of {', '.join(DISPLAY_MODES)}, got {self.mode!r}")
+        if len(self.letterbox) != 3:
+            raise ConfigError(f"letterbox must be three numbers 0..1 (RGB), got {list(self.letterbox)!r}")
+        for value in self.letterbox:
+            check_float("letterbox", value, 0.0, 1.0)
+        if self.crossfade != -1.0:
+            check_float("crossfade", self.crossfade, 0.0, 10.0)
+        check_float("fps", self.fps, 1.0, 240.0)
+
+
+@dataclass(frozen=True)
+class RenderConfig:
+    share: float = 0.5  # share of the engine process's time spent drawing frames rather than training
+    max_fps: float = 30.0  # most generator frames per second
+
+    def __post_init__(self) -> None:
+        check_float("share", self.share, 0.0, 0.95, low_open=True)
+        check_float("max_fps", self.max_fps, 1.0, 240.0)
+
+
+@dataclass(frozen=True)
+class Preset:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    walk: WalkConfig = field(default_factory=WalkConfig)
+    display: DisplayConfig = field(default_factory=DisplayConfig)
+    render: RenderConfig = field(default_factory=RenderConfig)
+    source: str = "built-in defaults"
+
+    def replace(self, section: str, **changes: Any) -> Preset:
+        """A copy with some settings of one table changed (command-line flags override the file)."""
+        changes = {k: v for k, v in changes.items() if v is not None}
+        try:
+            return dataclasses.replace(self, **{section: dataclasses.replace(getattr(self, section), **changes)})
+        except ConfigError as error:
+            raise PresetError(f"{section}: {error}") from None
+
+
+_CLASSES = {"model": ModelConfig, "engine": EngineConfig, "walk": WalkConfig, "display": DisplayConfig,
+            "render": RenderConfig}
+
+
+_TYPE_NAMES = {int: "a whole number", float: "a number", bool: "true or false", str: "a string", tuple: "a list"}
+
+
+def _build(cls: type, table: dict[str, Any]) -> Any:
+    """One dataclass from one TOML table: names and types are checked against the defaults, ranges by the class."""
+    defaults = cls()
+    known = {f.name for f in dataclasses.fields(cls)}
+    values = {}
+    for key, value in table.items():
+        if key not in known:
+            raise ConfigError(f"unknown key {key!r}; known keys: {', '.join(sorted(known))}")
+        default = getattr(defaults, key)
+        if isinstance(default, tuple) and isinstance(value, list):
+            value = tuple(value)
+        elif isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if type(value) is not type(default):
+            raise ConfigError(f"{key} must be {_TYPE_NAMES[type(default)]}, got {value!r}")
+        values[key] = value
+    return cls(**values)
+
+
+def load_preset(name_or_path: str | Path) -> Preset:
+    """A preset by file path, or by name from presets/ (`default` = presets/default.toml)."""
+    path = Path(name_or_path)
+    if not path.suffix and not path.exists():
+        path = PRESET_DIR / f"{name_or_path}.toml"
+    if not path.is_file():
+        names = ", ".join(sorted(p.stem for p in PRESET_DIR.glob("*.toml")))
+        raise PresetError(f"preset {str(name_or_path)!r} not found; give a .toml file or one of: {names}")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise PresetError(f"{path}: not valid TOML ({error})") from None
+    built: dict[str, Any] = {}
+    for section, table in data.items():
+        if section not in _CLASSES:
+            raise PresetError(f"{path}: unknown table [{section}]; known tables: {', '.join(_CLASSES)}")
+        if not isinstance(table, dict):
+            raise PresetError(f"{path}: {section} must be a table ([{section}]), got {table!r}")
+        try:
+            built[section] = _build(_CLASSES[section], table)
+        except (ConfigError, TypeError) as error:
+            raise PresetError(f"{path}: [{section}] {error}") from None
+    return Preset(**built, source=str(path))

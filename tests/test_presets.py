@@ -1,0 +1,56 @@
+"""Presets load, merge with defaults, and refuse every bad value with one line naming file and key."""
+
+import dataclasses
+
+import pytest
+
+from installation.presets import PRESET_DIR, Preset, PresetError, load_preset
+
+
+def test_shipped_presets_load_and_default_lists_every_key():
+    default = load_preset("default")
+    assert default == dataclasses.replace(Preset(), source=default.source)  # the file documents the defaults
+    text = (PRESET_DIR / "default.toml").read_text()
+    for section in ("model", "engine", "walk", "display", "render"):
+        for f in dataclasses.fields(getattr(default, section)):
+            assert f"\n{f.name} = " in text, f"{section}.{f.name} is not documented in default.toml"
+    gallery = load_preset("gallery")
+    assert gallery.display.keys is False and gallery.display.fullscreen and gallery.walk == default.walk
+    assert load_preset(PRESET_DIR / "performance.toml").display.hud is True
+
+
+def test_flags_override_a_preset_and_are_validated():
+    preset = load_preset("gallery").replace("engine", lr=0.01, batch=None)
+    assert preset.engine.lr == 0.01 and preset.engine.batch == 4
+    with pytest.raises(PresetError, match="engine: batch must be an integer from 1 to 64, got 0"):
+        preset.replace("engine", batch=0)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[walk]\nperiod = -3\n", r"\[walk\] period must be a finite number > 0"),
+    ("[walk]\nperiod = 'slow'\n", r"\[walk\] period must be a number, got 'slow'"),
+    ("[engine]\nlr = 0\n", r"\[engine\] lr must be a finite number > 0"),
+    ("[engine]\nloss = 'hinge'\n", r"\[engine\] loss must be one of logit, softplus, log"),
+    ("[engine]\nbatch = 2.5\n", r"\[engine\] batch must be a whole number, got 2.5"),
+    ("[engine]\nlearning_rate = 0.1\n", r"\[engine\] unknown key 'learning_rate'; known keys: batch, "),
+    ("[display]\nmode = 'zoom'\n", r"\[display\] mode must be one of fit, fill, stretch"),
+    ("[display]\nletterbox = [1, 0]\n", r"\[display\] letterbox must be three numbers"),
+    ("[display]\nfullscreen = 'yes'\n", r"\[display\] fullscreen must be true or false"),
+    ("[display]\nzoom = 2\n", r"\[display\] unknown key 'zoom'; known keys: "),
+    ("[model]\nresolution = 100\n", r"\[model\] resolution must be 0 or a power of two"),
+    ("[render]\nshare = 1.5\n", r"\[render\] share must be a finite number"),
+    ("[audio]\ngain = 1\n", r"unknown table \[audio\]"),
+    ("walk = 3\n", r"walk must be a table"),
+    ("[walk\nperiod = 3\n", r"not valid TOML"),
+])
+def test_bad_presets_are_one_line_naming_file_and_key(tmp_path, text, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(PresetError, match=message) as info:
+        load_preset(path)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_missing_preset_lists_the_shipped_ones():
+    with pytest.raises(PresetError, match="not found; give a .toml file or one of: default, gallery, performance"):
+        load_preset("nightclub")
