@@ -1,0 +1,132 @@
+"""The GLFW window the installation is shown in, with a ModernGL 3.3 core context."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import glfw
+import moderngl
+
+log = logging.getLogger(__name__)
+
+
+def monitor_names() -> list[str]:
+    """Names of the connected monitors, in the order `Window(monitor=index)` counts them (needs glfw.init)."""
+    return [glfw.get_monitor_name(m).decode(errors="replace") for m in glfw.get_monitors()]
+
+
+def find_monitor(which: int | str | None) -> object:
+    """A monitor by index or (case-insensitive, partial) name; the primary one for None or when not found."""
+    monitors, names = glfw.get_monitors(), monitor_names()
+    if isinstance(which, int) and 0 <= which < len(monitors):
+        return monitors[which]
+    if isinstance(which, str):
+        for monitor, name in zip(monitors, names):
+            if which.lower() in name.lower():
+                return monitor
+    if which is not None:  # a gallery machine should still show something, on the main screen
+        log.warning("monitor %r not found among %s; using the primary monitor", which, names)
+    return glfw.get_primary_monitor()
+
+
+class Window:
+    """A window (windowed for development, or full screen on a chosen monitor at its current video mode).
+
+    Full screen hides the cursor; losing focus never iconifies it (a gallery PC's pop-ups must not blank the
+    wall). `handlers` maps GLFW key codes to actions run on key press; `keys_enabled = False` ignores them all
+    (gallery mode). Use as a context manager or call `close()`.
+    """
+
+    def __init__(self, width: int = 1280, height: int = 720, *, fullscreen: bool = False,
+                 monitor: int | str | None = None, title: str = "uncanny", vsync: bool = True,
+                 handlers: dict[int, Callable[[], None]] | None = None):
+        if not glfw.init():
+            raise RuntimeError("GLFW could not start (no display? set DISPLAY or run under Xvfb)")
+        glfw.default_window_hints()
+        glfw.window_hint(glfw.CONTEXT_VERSION_MAJOR, 3)
+        glfw.window_hint(glfw.CONTEXT_VERSION_MINOR, 3)
+        glfw.window_hint(glfw.OPENGL_PROFILE, glfw.OPENGL_CORE_PROFILE)
+        glfw.window_hint(glfw.OPENGL_FORWARD_COMPAT, True)
+        glfw.window_hint(glfw.AUTO_ICONIFY, False)
+        target = find_monitor(monitor) if fullscreen else None
+        if target is not None:
+            mode = glfw.get_video_mode(target)  # keep the monitor's mode: no mode switch, no flicker
+            width, height = mode.size.width, mode.size.height
+            glfw.window_hint(glfw.RED_BITS, mode.bits.red)
+            glfw.window_hint(glfw.GREEN_BITS, mode.bits.green)
+            glfw.window_hint(glfw.BLUE_BITS, mode.bits.blue)
+            glfw.window_hint(glfw.REFRESH_RATE, mode.refresh_rate or glfw.DONT_CARE)
+        self.handle = glfw.create_window(width, height, title, target, None)
+        if not self.handle:
+            glfw.terminate()
+            raise RuntimeError(f"GLFW could not open a {width}x{height} OpenGL 3.3 core window")
+        glfw.make_context_current(self.handle)
+        glfw.swap_interval(1 if vsync else 0)
+        if fullscreen:
+            glfw.set_input_mode(self.handle, glfw.CURSOR, glfw.CURSOR_HIDDEN)
+        self.fullscreen = fullscreen
+        self._monitor_choice = monitor
+        self._windowed_size = (width, height) if target is None else (1280, 720)
+        self.ctx = moderngl.create_context(require=330)
+        self.handlers = dict(handlers or {})
+        self.keys_enabled = True
+        glfw.set_key_callback(self.handle, self._on_key)
+
+    def _on_key(self, _window: object, key: int, _scancode: int, action: int, _mods: int) -> None:
+        if action != glfw.PRESS or not self.keys_enabled or key not in self.handlers:
+            return
+        try:
+            self.handlers[key]()
+        except Exception:  # a broken key action must not take the show down
+            log.exception("key handler for %s failed", glfw.get_key_name(key, 0) or key)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """Framebuffer size in pixels (can differ from the window size on HiDPI screens)."""
+        return glfw.get_framebuffer_size(self.handle)
+
+    def toggle_fullscreen(self) -> None:
+        """Switch between full screen (on the chosen monitor, at its current mode) and a window."""
+        if self.fullscreen:
+            width, height = self._windowed_size
+            glfw.set_window_monitor(self.handle, None, 64, 64, width, height, glfw.DONT_CARE)
+            glfw.set_input_mode(self.handle, glfw.CURSOR, glfw.CURSOR_NORMAL)
+        else:
+            self._windowed_size = glfw.get_window_size(self.handle)
+            monitor = find_monitor(self._monitor_choice)
+            mode = glfw.get_video_mode(monitor)
+            glfw.set_window_monitor(self.handle, monitor, 0, 0, mode.size.width, mode.size.height,
+                                    mode.refresh_rate or glfw.DONT_CARE)
+            glfw.set_input_mode(self.handle, glfw.CURSOR, glfw.CURSOR_HIDDEN)
+        self.fullscreen = not self.fullscreen
+        glfw.swap_interval(1)
+
+    @property
+    def should_close(self) -> bool:
+        return bool(glfw.window_should_close(self.handle))
+
+    def request_close(self) -> None:
+        glfw.set_window_should_close(self.handle, True)
+
+    def poll(self) -> None:
+        """Handle pending input and window events (runs the key handlers)."""
+        glfw.poll_events()
+
+    def swap(self) -> None:
+        """Show what was drawn; waits for the vertical blank when vsync is on."""
+        glfw.swap_buffers(self.handle)
+
+    def close(self) -> None:
+        if self.handle is None:
+            return
+        self.ctx.release()
+        glfw.destroy_window(self.handle)
+        self.handle = None
+        glfw.terminate()  # one window per process: this is the only GLFW user
+
+    def __enter__(self) -> Window:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,50 @@
+"""Shared fixtures: a headless EGL context, and an X server for window tests (started only when asked for)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+
+import moderngl
+import pytest
+
+
+@pytest.fixture(scope="session")
+def egl_ctx() -> Iterator[moderngl.Context]:
+    """One standalone EGL context (Mesa llvmpipe without a GPU) for all GL tests."""
+    ctx = moderngl.create_standalone_context(backend="egl")
+    yield ctx
+    ctx.release()
+
+
+@pytest.fixture(scope="session")
+def x_display() -> Iterator[str]:
+    """DISPLAY for GLFW: the one already set, else a private Xvfb (1280x720) for the whole session."""
+    if os.environ.get("DISPLAY"):
+        yield os.environ["DISPLAY"]
+        return
+    if shutil.which("Xvfb") is None:
+        pytest.skip("Xvfb not installed (apt-get install xvfb)")
+    read_end, write_end = os.pipe()
+    # -noreset: by default the server resets when its last client disconnects, and a window opened during the
+    # reset fails with "Failed to open display"
+    server = subprocess.Popen(["Xvfb", "-displayfd", str(write_end), "-screen", "0", "1280x720x24", "-nolisten", "tcp",
+                               "-noreset"], pass_fds=(write_end,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(write_end)
+    # Xvfb writes the display number it picked, then a newline, once it is ready. Read up to the newline:
+    # closing the pipe after a partial read makes its second write fail, and Xvfb exits on that.
+    reply = b""
+    while not reply.endswith(b"\n") and (chunk := os.read(read_end, 16)):
+        reply += chunk
+    os.close(read_end)
+    number = reply.decode().strip()
+    if not number:
+        server.kill()
+        pytest.fail("Xvfb exited without reporting a display number")
+    os.environ["DISPLAY"] = f":{number}"
+    yield os.environ["DISPLAY"]
+    server.terminate()
+    server.wait(5)
+    del os.environ["DISPLAY"]
