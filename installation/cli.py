@@ -168,9 +168,52 @@ def cmd_journey(args: argparse.Namespace) -> None:
           f"{', COLLAPSED' if summary['collapsed'] else ''}")
 
 
+def size_arg(text: str) -> tuple[int, int]:
+    width, _, height = text.lower().partition("x")
+    try:
+        size = int(width), int(height)
+    except ValueError:
+        size = (0, 0)
+    if not (16 <= size[0] <= 16384 and 16 <= size[1] <= 16384):
+        raise argparse.ArgumentTypeError(f"size must be WIDTHxHEIGHT in pixels, e.g. 1920x1080, got {text!r}")
+    return size
+
+
+def _has_display() -> bool:
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
 def cmd_run(args: argparse.Namespace) -> None:
-    raise UsageError("the live installation (engine + display) is not built yet in this release; "
-                     "available now: inspect, sample and journey (see --help)")
+    from .app import run_headless, run_window
+    from .models import default_checkpoint, load_gan
+    from .presets import load_preset
+
+    preset = load_preset(args.preset)
+    preset = preset.replace("model", checkpoint=str(args.checkpoint) if args.checkpoint else None,
+                            resolution=args.resolution)
+    preset = preset.replace("engine", device=args.device, seed=args.seed)
+    preset = preset.replace("walk", seed=args.seed)
+    width, height = args.size or (None, None)
+    preset = preset.replace("display", fullscreen=args.fullscreen, monitor=args.monitor, width=width,
+                            height=height, hud=args.hud or None, keys=False if args.no_keys else None)
+    checkpoint = Path(preset.model.checkpoint) if preset.model.checkpoint else default_checkpoint()
+    _device(preset.engine.device)
+    # Check the file here, before any window opens or process starts: a bad file is one line and exit 2.
+    gan = load_gan(checkpoint, resolution=preset.model.resolution or None, require_discriminator=True)
+    run_dir = args.run_dir or Path("runs") / checkpoint.stem
+    headless = args.headless
+    if not headless and not _has_display():
+        print("uncanny: no display found ($DISPLAY is not set): running headless", file=sys.stderr)
+        headless = True
+    print(f"uncanny: {checkpoint} ({gan.format}, {gan.resolution} px); run folder {run_dir} "
+          f"(snapshots, metrics; restarting with the same folder resumes)", file=sys.stderr)
+    resolution = gan.resolution
+    del gan
+    if headless:
+        video, png = run_headless(preset, checkpoint, resolution, run_dir, args.seconds)
+        print(f"uncanny: wrote {video} and {png}")
+    else:
+        run_window(preset, checkpoint, resolution, run_dir, args.seconds)
 
 
 def _checkpoint_options(parser: argparse.ArgumentParser) -> None:
@@ -188,6 +231,26 @@ def build_parser() -> argparse.ArgumentParser:
         description="uncanny: a StyleGAN fine-tuned live towards what its own discriminator calls fake "
                     "(Broad, Leymarie, Grierson 2020, 'Amplifying The Uncanny').")
     parser.set_defaults(handler=cmd_run)
+    live = parser.add_argument_group("the installation (no command)")
+    live.add_argument("--checkpoint", type=Path, default=None,
+                      help="a checkpoint with its discriminator (default: the embedded model)")
+    live.add_argument("--preset", default="default", help="a preset name from presets/ or a .toml file")
+    live.add_argument("--resolution", type=resolution_arg, default=None, help="StyleGAN1 output size")
+    live.add_argument("--device", default=None, help="engine device: auto, cpu, cuda or cuda:N")
+    live.add_argument("--seed", type=non_negative_int, default=None, help="training and walk seed")
+    screen = live.add_mutually_exclusive_group()
+    screen.add_argument("--fullscreen", dest="fullscreen", action="store_true", default=None,
+                        help="full-screen on the chosen monitor (the default preset's choice)")
+    screen.add_argument("--windowed", dest="fullscreen", action="store_false", help="a window, for development")
+    live.add_argument("--monitor", default=None, help="monitor index (0, 1, ...) or part of its name")
+    live.add_argument("--size", type=size_arg, default=None, help="window / headless size, e.g. 1920x1080")
+    live.add_argument("--headless", action="store_true",
+                      help="no window: render offscreen to RUN_DIR/live.mp4 and RUN_DIR/last_frame.png")
+    live.add_argument("--seconds", type=positive_float, default=None, help="stop cleanly after this long")
+    live.add_argument("--run-dir", type=Path, default=None,
+                      help="run folder for snapshots and metrics (default runs/CHECKPOINT-NAME; reused = resumed)")
+    live.add_argument("--hud", action="store_true", help="show iteration, loss, D score and fps")
+    live.add_argument("--no-keys", action="store_true", help="ignore the keyboard (gallery use)")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     inspect = commands.add_parser("inspect", help="describe a checkpoint: format, resolutions, sizes, D present")
@@ -235,11 +298,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # torch shares few cores with GL and ffmpeg
     args = build_parser().parse_args(argv)
     handler: Callable[[argparse.Namespace], None] = args.handler
+    from .engine import ConfigError
     from .models import CheckpointError
+    from .presets import PresetError
 
     try:
         handler(args)
-    except (CheckpointError, UsageError) as error:
+    except (CheckpointError, UsageError, PresetError, ConfigError) as error:
         print(f"uncanny: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

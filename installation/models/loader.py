@@ -29,6 +29,7 @@ from ..storage import atomic_torch_save
 from . import stylegan1, stylegan2
 from .gan import GAN, build_discriminator, build_generator, estimate_mean_latent
 
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "assets" / "default.pt"
 OWN_FORMAT_KEY = "uncanny_format"
 OWN_FORMAT_VERSION = 1
 
@@ -266,6 +267,14 @@ def _load_own(path: Path, ckpt: Mapping[str, Any], resolution: int | None, use_e
         return _load_stylegan1(path, g_state, ckpt.get("discriminator"), "uncanny",
                                resolution or ckpt.get("resolution"), ckpt.get("trained_resolution"))
     return _load_stylegan2(path, g_state, ckpt.get("discriminator"), "uncanny", resolution, ckpt.get("mean_latent"))
+
+
+def default_checkpoint() -> Path:
+    """The embedded default model shipped inside the package."""
+    if not DEFAULT_CHECKPOINT.is_file():
+        raise CheckpointError(f"no embedded default model at {DEFAULT_CHECKPOINT} in this install; pass --checkpoint "
+                              "FILE (a StyleGAN checkpoint that includes its discriminator)")
+    return DEFAULT_CHECKPOINT
 
 
 def save_gan(gan: GAN, path: str | os.PathLike, raw_generator: nn.Module | None = None,
