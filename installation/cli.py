@@ -267,6 +267,10 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--out", type=Path, default=Path("grid.png"), help="PNG to write (default grid.png)")
     sample.set_defaults(handler=cmd_sample)
 
+    from .training.cli import add_train_parser
+
+    add_train_parser(commands)
+
     journey = commands.add_parser("journey", help="run the inverted fine-tuning headless; write metrics, snapshots, "
                                                   "a contact sheet and a plot",
                                   usage="%(prog)s --checkpoint FILE [--iterations N] [--every N] [--out DIR] [options]")

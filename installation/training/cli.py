@@ -1,0 +1,152 @@
+"""The `train` command: progressive StyleGAN1 training in resumable chunks, and `--evaluate` for a trained D.
+
+Wire it in with `add_train_parser(commands)` on the main parser's subparsers. torch loads only when the
+command runs, so `--help` and argument errors stay fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from .. import cli as app_cli  # attributes are read at call time, so importing from installation.cli is safe
+
+# Options that decide the weights: None means "the stored value on resume, else the default".
+CONFIG_OPTIONS = ("resolution", "channels", "code_dim", "n_mlp", "kimg_per_phase", "batch", "lr", "r1",
+                  "r1_every", "seed", "total_kimg")
+
+
+def _int_at_least(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}, got {text!r}")
+        return value
+    return parse
+
+
+def non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def channels_arg(text: str) -> tuple[int, ...]:
+    """'256,256,256,128,64' -> widths per resolution from 4 px up."""
+    try:
+        widths = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        widths = ()
+    if not widths or min(widths) < 1:
+        raise argparse.ArgumentTypeError(f"bad channel list {text!r}; write widths from 4 px up, e.g. 256,256,128")
+    return widths
+
+
+def batch_arg(text: str) -> tuple[tuple[int, int], ...]:
+    """'32' or '32,8:128,16:64': a batch for every stage, optionally per resolution (key 0 = the rest)."""
+    pairs = []
+    try:
+        for part in text.split(","):
+            resolution, _, size = part.strip().rpartition(":")
+            pairs.append((app_cli.resolution_arg(resolution) if resolution else 0, int(size)))
+    except (ValueError, argparse.ArgumentTypeError):
+        pairs = []
+    if not pairs or min(size for _, size in pairs) < 2:
+        raise argparse.ArgumentTypeError(f"bad batch {text!r}; write e.g. 32 or 32,8:128,16:64 (sizes >= 2)")
+    return tuple(pairs)
+
+
+def add_train_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add `train` to the CLI's subcommands (the handler is set with set_defaults, as for `sample`)."""
+    train = commands.add_parser(
+        "train", help="train a small progressive StyleGAN1 G+D on face images (resumable chunks)",
+        usage="%(prog)s --data DATA --out DIR [options]  |  %(prog)s --data HELD_OUT --evaluate CHECKPOINT",
+        description="Train the project's own StyleGAN1 G+D. Re-running with the same --out resumes from "
+                    "DIR/checkpoint.pt; settings left out are taken from it, different ones are refused.")
+    train.add_argument("--data", type=Path, required=True,
+                       help="a .npz from tools/make_face_data.py or a folder of PNG/JPEG images")
+    train.add_argument("--out", type=Path, help="run folder: checkpoint.pt, stage-<R>px.pt, samples/")
+    model = train.add_argument_group("model and schedule (fixed for a run)")
+    model.add_argument("--resolution", type=app_cli.resolution_arg, help="final size (default 64)")
+    model.add_argument("--channels", type=channels_arg,
+                       help="widths per resolution from 4 px (default min(256, 2048/R): 256,256,128,64,32 at 64)")
+    model.add_argument("--code-dim", type=_int_at_least(1), help="z and w size (default 256)")
+    model.add_argument("--n-mlp", type=_int_at_least(1), help="mapping network layers (default 4)")
+    model.add_argument("--kimg-per-phase", type=app_cli.positive_float,
+                       help="thousands of real images per phase; each stage fades in, then stabilises (default 150)")
+    model.add_argument("--total-kimg", type=app_cli.positive_float,
+                       help="stop at this many kimg (default: the end of the last stage); may be raised on resume")
+    model.add_argument("--batch", type=batch_arg, help="batch size, optionally per resolution: 32,8:128 (default 32)")
+    model.add_argument("--lr", type=app_cli.positive_float, help="Adam learning rate (default 0.001)")
+    model.add_argument("--r1", type=non_negative_float, help="R1 penalty weight gamma, 0 = off (default 10)")
+    model.add_argument("--r1-every", type=_int_at_least(1), help="lazy R1: apply it every N steps (default 4)")
+    model.add_argument("--seed", type=_int_at_least(0), help="seeds weights, data order and noise (default 0)")
+    run = train.add_argument_group("this run")
+    run.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    run.add_argument("--max-minutes", type=app_cli.positive_float,
+                     help="save and stop before this many minutes; run again to continue")
+    run.add_argument("--max-steps", type=_int_at_least(1), help="save and stop after this many steps")
+    run.add_argument("--sample-every-kimg", type=app_cli.positive_float, default=20.0,
+                     help="write samples/kimgNNNNNN.png (fixed seeds) this often (default 20)")
+    run.add_argument("--evaluate", type=Path, metavar="CHECKPOINT",
+                     help="instead of training: print the ROC AUC of this checkpoint's D on --data (held-out "
+                          "images) vs its G's samples")
+    run.add_argument("--eval-count", type=_int_at_least(1), help="use at most this many --data images")
+    train.set_defaults(handler=cmd_train)
+    return train
+
+
+def _device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise app_cli.UsageError("--device cuda: no CUDA device is available here; use --device cpu")
+    if name == "cuda":
+        torch.backends.cudnn.benchmark = True  # shapes change only at stage boundaries
+    return name
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    started = time.monotonic()  # --max-minutes counts data loading too
+    from . import trainer
+    from .data import TrainingError, describe_data, load_images
+    from .evaluate import evaluate_checkpoint
+
+    device = _device(args.device)
+    try:
+        if args.evaluate is not None:
+            auc, count, gan = evaluate_checkpoint(args.evaluate, args.data, args.eval_count, device)
+            print(f"D ROC AUC {auc:.4f}: {count} images from {args.data} vs {count} samples, "
+                  f"{args.evaluate} at {gan.resolution} px")
+            return
+        if args.out is None:
+            raise app_cli.UsageError("train needs --out DIR (or --evaluate CHECKPOINT)")
+        path = args.out / trainer.CHECKPOINT_NAME
+        ckpt = trainer.read_checkpoint(args.out)
+        config = trainer.resolve_config({name: getattr(args, name) for name in CONFIG_OPTIONS}, ckpt, path)
+        images = load_images(args.data, config.resolution)
+        facts = describe_data(args.data, images)
+        if ckpt is not None:
+            trainer.check_data(facts, ckpt, path, args.data)
+        run = trainer.Trainer(config, images, facts, args.out, device, ckpt)
+    except TrainingError as error:
+        raise app_cli.UsageError(str(error)) from None
+    print(f"{'resuming at ' + format(run.images_seen / 1000, '.1f') + ' kimg' if ckpt else 'starting'}: "
+          f"{len(images)} images, {' -> '.join(f'{r}px' for r in config.stages)}, "
+          f"{config.total_images / 1000:g} kimg, on {device}", file=sys.stderr)
+    reason = run.run(args.max_minutes, args.max_steps, args.sample_every_kimg, started)
+    rate = run.elapsed_s / (run.images_seen / 1000) if run.images_seen else float("nan")
+    print(f"{reason} at {run.images_seen / 1000:.1f} of {config.total_images / 1000:g} kimg, {run.iteration} steps, "
+          f"{rate:.2f} s/kimg so far; {'done' if reason == 'finished' else 'run the same command to continue'}: "
+          f"{args.out}")

@@ -1,0 +1,186 @@
+"""The train command at tiny size: outputs, bit-identical resume across processes, refusals; schedule; ROC AUC."""
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from installation.cli import UsageError
+from installation.models import load_gan
+from installation.training.cli import add_train_parser, batch_arg, cmd_train
+from installation.training.data import TrainingError
+from installation.training.evaluate import discriminator_auc, roc_auc
+from installation.training.faces import procedural_faces
+from installation.training.trainer import TrainConfig, default_channels
+
+ROOT = Path(__file__).resolve().parents[1]
+# 8 px then 16 px, 100 images per phase, batch 8: 400 images = 50 steps, a few seconds on one thread.
+TINY = ["--resolution", "16", "--channels", "32,32,16", "--code-dim", "32", "--n-mlp", "2",
+        "--kimg-per-phase", "0.1", "--batch", "8", "--sample-every-kimg", "0.2", "--seed", "3"]
+WEIGHTS = ("generator", "g_running", "discriminator")
+
+
+def run_train(*args):
+    return subprocess.run([sys.executable, str(ROOT / "run_installation.py"), "train", *map(str, args)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def train_in_process(*args) -> None:
+    """The same parser and handler without a new interpreter, for refusals that happen before any training."""
+    parser = argparse.ArgumentParser()
+    add_train_parser(parser.add_subparsers())
+    parsed = parser.parse_args(["train", *map(str, args)])
+    parsed.handler(parsed)
+
+
+def one_error_line(result) -> str:
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.splitlines() if "error" in line]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def checkpoint(run: Path) -> dict:
+    return torch.load(run / "checkpoint.pt", weights_only=True)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "faces.npz"
+    np.savez_compressed(path, images=procedural_faces(96, seed=0, resolution=16))
+    path.with_suffix(".json").write_text('{"source": "procedural", "licence": "test faces"}')
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference(data, tmp_path_factory) -> Path:
+    """One uninterrupted run, shared by the tests below."""
+    out = tmp_path_factory.mktemp("reference")
+    result = run_train("--data", data, "--out", out, *TINY)
+    assert result.returncode == 0, result.stderr
+    assert "finished at 0.4 of 0.4 kimg, 50 steps" in result.stdout
+    assert re.search(r"train \[#+\] 0\.4/0\.4 kimg \| 16px", result.stderr)  # the progress line
+    return out
+
+
+def test_a_run_writes_checkpoint_samples_and_loadable_stage_files(reference):
+    ckpt = checkpoint(reference)
+    assert ckpt["images_seen"] == 400 and ckpt["iteration"] == 50
+    assert ckpt["config"]["channels"] == [32, 32, 16] and ckpt["config"]["batch"] == [[8, 8], [16, 8]]
+    assert sorted(p.name for p in (reference / "samples").iterdir()) == ["kimg000000.png"]  # sub-kimg ticks share
+    with Image.open(reference / "samples" / "kimg000000.png") as grid:
+        assert grid.size == (8 * 16, 2 * 16) and np.asarray(grid).std() > 5
+
+    for resolution, trained in [(8, (4, 8)), (16, (4, 8, 16))]:
+        gan = load_gan(reference / f"stage-{resolution}px.pt", require_discriminator=True)
+        assert gan.format == "uncanny" and gan.resolution == resolution and gan.trained_resolutions == trained
+        with torch.no_grad():
+            images = gan.generate(torch.randn(3, 32))
+            assert images.shape == (3, 3, resolution, resolution) and torch.isfinite(images).all()
+            assert gan.discriminate(images).shape == (3,)
+    meta = torch.load(reference / "stage-16px.pt", weights_only=True)["meta"]
+    assert meta["kimg"] == 0.4 and meta["data"]["licence"] == "test faces"
+    # The stage files hold the EMA generator, as training left it (fp16 rounding aside).
+    final = load_gan(reference / "stage-16px.pt")
+    for key, value in final.generator.state_dict().items():
+        assert torch.allclose(value, ckpt["g_running"][key], rtol=1e-3, atol=1e-3), key
+
+
+def test_interrupted_and_resumed_run_is_bit_identical(data, reference, tmp_path):
+    first = run_train("--data", data, "--out", tmp_path, *TINY, "--max-steps", 9)
+    assert first.returncode == 0, first.stderr
+    assert "stopped after 9 steps" in first.stdout
+    assert checkpoint(tmp_path)["images_seen"] == 72 and not (tmp_path / "stage-16px.pt").exists()
+
+    second = run_train("--data", data, "--out", tmp_path)  # settings come from the checkpoint
+    assert second.returncode == 0, second.stderr
+    assert "resuming at 0.1 kimg" in second.stderr and "finished" in second.stdout
+    resumed, straight = checkpoint(tmp_path), checkpoint(reference)
+    assert resumed["iteration"] == straight["iteration"] and torch.equal(resumed["rng"], straight["rng"])
+    for name in WEIGHTS:
+        assert all(torch.equal(resumed[name][k], straight[name][k]) for k in straight[name]), name
+    moments = [c["d_optimizer"]["state"][0]["exp_avg_sq"] for c in (resumed, straight)]
+    assert torch.equal(*moments)
+
+
+def test_time_limit_stops_after_a_step_and_saves(data, tmp_path):
+    result = run_train("--data", data, "--out", tmp_path, *TINY, "--max-minutes", "0.00001")
+    assert result.returncode == 0, result.stderr
+    assert "minute limit" in result.stdout and checkpoint(tmp_path)["iteration"] == 1
+
+
+def test_resume_refuses_other_settings_or_other_data(data, reference, tmp_path):
+    line = one_error_line(run_train("--data", data, "--out", reference, "--channels", "32,16,16"))
+    assert "was started with --channels 32,32,16 but this run asks for 32,16,16" in line
+    with pytest.raises(UsageError, match="started with --batch 8:8,16:8 but this run asks for 8:16,16:16"):
+        train_in_process("--data", data, "--out", reference, "--batch", "16")
+    other = tmp_path / "other.npz"
+    np.savez(other, images=procedural_faces(96, seed=1, resolution=16))
+    with pytest.raises(UsageError, match="trained on other images"):
+        train_in_process("--data", other, "--out", reference)
+    with pytest.raises(UsageError, match="needs --out"):
+        train_in_process("--data", data)
+    with pytest.raises(UsageError, match="not a stage"):
+        train_in_process("--data", data, "--out", tmp_path, *TINY, "--batch", "32:8")
+    with pytest.raises(UsageError, match="needs 3 widths"):
+        train_in_process("--data", data, "--out", tmp_path, *TINY, "--channels", "32,32")
+    assert not (tmp_path / "checkpoint.pt").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--batch", "1"], "bad batch"),
+    (["--channels", "32,x"], "bad channel list"),
+    (["--resolution", "12"], "power of two"),
+    (["--device", "gpu"], "invalid choice"),
+    (["--kimg-per-phase", "0"], "positive number"),
+])
+def test_bad_flags_are_one_error_line_and_exit_2(data, tmp_path, args, message):
+    assert message in one_error_line(run_train("--data", data, "--out", tmp_path, *TINY, *args))
+    assert not (tmp_path / "checkpoint.pt").exists()
+
+
+def test_evaluate_prints_the_discriminator_auc(data, reference):
+    result = run_train("--data", data, "--evaluate", reference / "stage-16px.pt", "--eval-count", 40)
+    assert result.returncode == 0, result.stderr
+    auc = float(re.search(r"D ROC AUC ([0-9.]+): 40 images", result.stdout).group(1))
+    gan = load_gan(reference / "stage-16px.pt", require_discriminator=True)
+    assert auc == pytest.approx(discriminator_auc(gan, procedural_faces(40, 0, 16)), abs=1e-4)
+
+
+def test_parser_wiring_and_schedule():
+    parser = argparse.ArgumentParser()
+    add_train_parser(parser.add_subparsers())
+    args = parser.parse_args(["train", "--data", "d.npz", "--out", "run", "--batch", "16,8:64"])
+    assert args.handler is cmd_train and args.resolution is None  # unset: taken from a checkpoint on resume
+
+    config = TrainConfig(resolution=32, channels=default_channels(32), kimg_per_phase=0.1, batch=batch_arg("16,8:64"))
+    assert config.stages == (8, 16, 32) and config.channels == (256, 256, 128, 64)
+    assert config.batch == ((8, 64), (16, 16), (32, 16)) and config.total_images == 600
+    assert config.schedule(0) == (0, 1.0)  # the first stage has no fade-in
+    assert config.schedule(199) == (0, 1.0)
+    assert config.schedule(200) == (1, 0.0) and config.schedule(250) == (1, 0.5)  # fade-in phase
+    assert config.schedule(350) == (1, 1.0)  # stabilising phase
+    assert config.schedule(10**6) == (2, 1.0)  # the last stage goes on until total_kimg
+    assert default_channels(64) == (256, 256, 128, 64, 32)
+    with pytest.raises(TrainingError, match="needs 3 widths"):
+        TrainConfig(resolution=16, channels=(8, 8))
+
+
+def test_roc_auc_on_known_scores():
+    assert roc_auc([3, 4, 5], [0, 1, 2]) == 1.0
+    assert roc_auc([0, 1], [2, 3, 4]) == 0.0
+    assert roc_auc([1, 1, 1], [1, 1]) == 0.5
+    pos, neg = np.array([0.2, 0.9, 0.5, 0.5]), np.array([0.5, 0.1, 0.3])
+    pairs = (pos[:, None] > neg).mean() + 0.5 * (pos[:, None] == neg).mean()
+    assert roc_auc(pos, neg) == pytest.approx(pairs)
+    with pytest.raises(ValueError):
+        roc_auc([], [1.0])
+    with pytest.raises(ValueError):
+        roc_auc([np.nan], [1.0])
