@@ -13,11 +13,9 @@ import math
 import multiprocessing
 import time
 from collections import deque
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from .engine import EngineProcess
 from .frames import FrameChannel
@@ -78,7 +76,7 @@ class Installation:
     """Engine process + frame channel + presenter; `tick()` once per screen refresh."""
 
     def __init__(self, preset: Preset, checkpoint: Path, resolution: int, run_dir: Path, ctx: Any,
-                 size: tuple[int, int]) -> None:
+                 size: tuple[int, int], notice: str | None = None) -> None:
         from .display.presenter import Presenter
 
         self.preset = preset
@@ -91,6 +89,7 @@ class Installation:
         crossfade = None if display.crossfade < 0 else display.crossfade
         self.presenter = Presenter(ctx, *size, crossfade=crossfade, letterbox=display.letterbox, mode=display.mode)
         self.hud = display.hud
+        self.notice = notice  # shown at all times (e.g. that the network is an untrained demo)
         self.state: dict[str, Any] = {}
         self.frame_iteration: int | None = None
         self._last_sequence = 0
@@ -170,7 +169,7 @@ class Installation:
                 self._say(f"engine restart failed: {error}")
 
     def _hud_text(self, now: float) -> str | None:
-        lines = []
+        lines = [self.notice] if self.notice else []
         if self._message is not None and now - self._message[1] < MESSAGE_SECONDS:
             lines.append(self._message[0])  # errors show even with the HUD off
         if self.hud:
@@ -201,7 +200,8 @@ def _monitor(text: str) -> int | str | None:
     return int(text) if text.isdigit() else (text or None)
 
 
-def run_window(preset: Preset, checkpoint: Path, resolution: int, run_dir: Path, seconds: float | None) -> None:
+def run_window(preset: Preset, checkpoint: Path, resolution: int, run_dir: Path, seconds: float | None,
+               notice: str | None = None) -> None:
     """Full-screen (or windowed) until quit, closed or `seconds` have passed."""
     import glfw
 
@@ -211,7 +211,7 @@ def run_window(preset: Preset, checkpoint: Path, resolution: int, run_dir: Path,
     with Window(display.width, display.height, fullscreen=display.fullscreen,
                 monitor=_monitor(display.monitor)) as window:
         window.keys_enabled = display.keys
-        installation = Installation(preset, checkpoint, resolution, run_dir, window.ctx, window.size)
+        installation = Installation(preset, checkpoint, resolution, run_dir, window.ctx, window.size, notice)
         window.handlers.update({
             glfw.KEY_SPACE: installation.toggle_pause, glfw.KEY_R: installation.reset,
             glfw.KEY_B: installation.rewind_one, glfw.KEY_LEFT: installation.rewind_one,
@@ -231,7 +231,7 @@ def run_window(preset: Preset, checkpoint: Path, resolution: int, run_dir: Path,
 
 
 def run_headless(preset: Preset, checkpoint: Path, resolution: int, run_dir: Path, seconds: float | None,
-                 on_frame: Callable[[np.ndarray], None] | None = None) -> tuple[Path, Path]:
+                 notice: str | None = None) -> tuple[Path, Path]:
     """Offscreen (EGL) into `run_dir/live.mp4` at the preset's fps, and the last picture as `last_frame.png`."""
     from .display.offscreen import Offscreen, VideoWriter
     from .images import save_png
@@ -241,7 +241,7 @@ def run_headless(preset: Preset, checkpoint: Path, resolution: int, run_dir: Pat
     run_dir.mkdir(parents=True, exist_ok=True)
     with Offscreen(display.width, display.height) as surface:
         installation = Installation(preset, checkpoint, resolution, run_dir, surface.ctx,
-                                    (display.width, display.height))
+                                    (display.width, display.height), notice)
         image = None
         try:
             with VideoWriter(video_path, display.width, display.height, fps=display.fps) as video:
@@ -252,8 +252,6 @@ def run_headless(preset: Preset, checkpoint: Path, resolution: int, run_dir: Pat
                     installation.tick((display.width, display.height))
                     image = surface.read()
                     video.write(image)
-                    if on_frame is not None:
-                        on_frame(image)
                     due += 1 / display.fps
                     time.sleep(max(0.0, due - time.monotonic()))
         except KeyboardInterrupt:

@@ -196,7 +196,13 @@ def cmd_run(args: argparse.Namespace) -> None:
     width, height = args.size or (None, None)
     preset = preset.replace("display", fullscreen=args.fullscreen, monitor=args.monitor, width=width,
                             height=height, hud=args.hud or None, keys=False if args.no_keys else None)
-    checkpoint = Path(preset.model.checkpoint) if preset.model.checkpoint else default_checkpoint()
+    notice = None
+    if preset.model.checkpoint:
+        checkpoint = Path(preset.model.checkpoint)
+    elif (checkpoint := default_checkpoint()) is None:
+        checkpoint = _untrained_demo(Path("runs"))
+        notice = "no embedded model ships yet: an UNTRAINED demo network; use --checkpoint FILE for faces"
+        print(f"uncanny: {notice}", file=sys.stderr)
     _device(preset.engine.device)
     # Check the file here, before any window opens or process starts: a bad file is one line and exit 2.
     gan = load_gan(checkpoint, resolution=preset.model.resolution or None, require_discriminator=True)
@@ -210,10 +216,22 @@ def cmd_run(args: argparse.Namespace) -> None:
     resolution = gan.resolution
     del gan
     if headless:
-        video, png = run_headless(preset, checkpoint, resolution, run_dir, args.seconds)
+        print(f"uncanny: headless: writing {run_dir / 'live.mp4'} until Ctrl-C"
+              + (f" or {args.seconds:g} s" if args.seconds else ""), file=sys.stderr)
+        video, png = run_headless(preset, checkpoint, resolution, run_dir, args.seconds, notice=notice)
         print(f"uncanny: wrote {video} and {png}")
     else:
-        run_window(preset, checkpoint, resolution, run_dir, args.seconds)
+        run_window(preset, checkpoint, resolution, run_dir, args.seconds, notice=notice)
+
+
+def _untrained_demo(folder: Path) -> Path:
+    """A freshly initialised 64 px G+D, so the pipeline can be seen working before any model is at hand."""
+    from .models import create_stylegan1, save_gan
+
+    path = folder / "untrained-demo.pt"
+    if not path.exists():
+        save_gan(create_stylegan1([128, 128, 128, 64, 32], code_dim=128, n_mlp=4), path)
+    return path
 
 
 def _checkpoint_options(parser: argparse.ArgumentParser) -> None:

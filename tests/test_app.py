@@ -1,5 +1,6 @@
 """The live installation end to end: a real engine process, shared-memory frames, a real GLFW window (Xvfb)."""
 
+import os
 import subprocess
 import sys
 import time
@@ -143,3 +144,18 @@ def test_bad_run_options_are_one_line(tiny_checkpoint, tmp_path, args, message):
     errors = [line for line in result.stderr.splitlines() if "error" in line]
     assert len(errors) == 1 and message in errors[0], result.stderr
 
+
+
+def test_quick_start_command_runs_without_any_checkpoint(tmp_path):
+    """`run_installation.py` alone: the embedded model where one ships, else an untrained demo it says it is."""
+    from installation.models import default_checkpoint
+
+    env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
+    result = subprocess.run([sys.executable, str(ROOT / "run_installation.py"), "--seconds", "3", "--size", "160x120",
+                             "--device", "cpu"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "running headless" in result.stderr
+    name = "untrained-demo" if default_checkpoint() is None else default_checkpoint().stem
+    assert (tmp_path / "runs" / name / "live.mp4").stat().st_size > 0
+    if default_checkpoint() is None:
+        assert "UNTRAINED demo network" in result.stderr

@@ -269,12 +269,9 @@ def _load_own(path: Path, ckpt: Mapping[str, Any], resolution: int | None, use_e
     return _load_stylegan2(path, g_state, ckpt.get("discriminator"), "uncanny", resolution, ckpt.get("mean_latent"))
 
 
-def default_checkpoint() -> Path:
-    """The embedded default model shipped inside the package."""
-    if not DEFAULT_CHECKPOINT.is_file():
-        raise CheckpointError(f"no embedded default model at {DEFAULT_CHECKPOINT} in this install; pass --checkpoint "
-                              "FILE (a StyleGAN checkpoint that includes its discriminator)")
-    return DEFAULT_CHECKPOINT
+def default_checkpoint() -> Path | None:
+    """The embedded default model shipped inside the package, or None where this release has none."""
+    return DEFAULT_CHECKPOINT if DEFAULT_CHECKPOINT.is_file() else None
 
 
 def save_gan(gan: GAN, path: str | os.PathLike, raw_generator: nn.Module | None = None,
