@@ -43,34 +43,19 @@ def positive_float(text: str) -> float:
     return value
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
-    return value
+def whole_number(low: int, high: int | None = None):
+    """An argparse type for whole numbers in [low, high]."""
+    allowed = f"from {low} to {high}" if high is not None else f">= {low}"
 
-
-def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
-    return value
-
-
-def batch_size(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if not 1 <= value <= 64:
-        raise argparse.ArgumentTypeError(f"batch must be 1..64 (the paper used 2-8), got {text!r}")
-    return value
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"expected a whole number {allowed}, got {text!r}")
+        return value
+    return parse
 
 
 def resolution_arg(text: str) -> int:
@@ -255,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--preset", default="default", help="a preset name from presets/ or a .toml file")
     live.add_argument("--resolution", type=resolution_arg, default=None, help="StyleGAN1 output size")
     live.add_argument("--device", default=None, help="engine device: auto, cpu, cuda or cuda:N")
-    live.add_argument("--seed", type=non_negative_int, default=None, help="training and walk seed")
+    live.add_argument("--seed", type=whole_number(0), default=None, help="training and walk seed")
     screen = live.add_mutually_exclusive_group()
     screen.add_argument("--fullscreen", dest="fullscreen", action="store_true", default=None,
                         help="full-screen on the chosen monitor (the default preset's choice)")
@@ -294,19 +279,19 @@ def build_parser() -> argparse.ArgumentParser:
                                   usage="%(prog)s --checkpoint FILE [--iterations N] [--every N] [--out DIR] [options]")
     journey.add_argument("--checkpoint", type=Path, default=None,
                          help="a checkpoint that includes its discriminator (StyleGAN1/2 training files, uncanny)")
-    journey.add_argument("--iterations", type=positive_int, default=1000, help="steps to run (default 1000)")
-    journey.add_argument("--every", type=positive_int, default=100,
+    journey.add_argument("--iterations", type=whole_number(1), default=1000, help="steps to run (default 1000)")
+    journey.add_argument("--every", type=whole_number(1), default=100,
                          help="contact-sheet column spacing in iterations (default 100)")
     journey.add_argument("--out", type=Path, default=Path("journey"),
                          help="run folder; an existing run there is resumed (default ./journey)")
-    journey.add_argument("--batch", type=batch_size, default=4, help="images per step, 1..64 (default 4)")
+    journey.add_argument("--batch", type=whole_number(1, 64), default=4, help="images per step, 1..64 (default 4)")
     journey.add_argument("--lr", type=positive_float, default=1e-3, help="learning rate (default 0.001)")
     journey.add_argument("--loss", choices=("logit", "softplus", "log"), default="logit",
                          help="inverted objective (default logit, the paper's)")
-    journey.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default 0)")
-    journey.add_argument("--snapshot-every", type=positive_int, default=50,
+    journey.add_argument("--seed", type=whole_number(0), default=0, help="random seed (default 0)")
+    journey.add_argument("--snapshot-every", type=whole_number(1), default=50,
                          help="snapshot spacing in iterations (default 50)")
-    journey.add_argument("--rows", type=positive_int, default=4, help="contact-sheet rows (default 4)")
+    journey.add_argument("--rows", type=whole_number(1), default=4, help="contact-sheet rows (default 4)")
     journey.add_argument("--resolution", type=resolution_arg, default=None,
                          help="output size for progressive StyleGAN1 files (default: the largest trained)")
     journey.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default)")

@@ -69,10 +69,10 @@ def test_bad_flags_exit_2_with_one_clear_line(tmp_path, checkpoint, capsys):
     save_gan(no_d, tmp_path / "no-d.pt")
     ok = ["journey", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "x"), "--device", "cpu"]
     cases = {
-        ("--batch", "0"): "batch must be 1..64", ("--batch", "65"): "batch must be 1..64",
+        ("--batch", "0"): "expected a whole number from 1 to 64", ("--batch", "65"): "expected a whole number from 1 to 64",
         ("--lr", "-1"): "expected a positive number", ("--lr", "fast"): "expected a positive number",
-        ("--loss", "hinge"): "invalid choice: 'hinge'", ("--iterations", "0"): "expected a positive whole number",
-        ("--every", "x"): "expected a positive whole number", ("--seed", "-3"): "expected a whole number >= 0",
+        ("--loss", "hinge"): "invalid choice: 'hinge'", ("--iterations", "0"): "expected a whole number >= 1",
+        ("--every", "x"): "expected a whole number >= 1", ("--seed", "-3"): "expected a whole number >= 0",
         ("--rows", "99"): "at most 16 contact-sheet rows", ("--every", "1"): "more than 64 contact-sheet columns",
         ("--device", "cuda"): "no CUDA device is available", ("--resolution", "100"): "power of two",
         ("--resolution", "64"): "64 px is not available",

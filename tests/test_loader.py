@@ -204,6 +204,10 @@ def test_unknown_key_layout_names_the_closest_format(tmp_path):
     torch.save(state, tmp_path / "renamed.model")
     message = expect_error(tmp_path / "renamed.model", "does not match its architecture")
     assert "missing generator.progression.0.adain1" in message and "unexpected" in message
+    no_mapping = {k: v for k, v in g_running.state_dict().items() if not k.startswith("style.")}
+    torch.save(no_mapping, tmp_path / "no-mapping.model")
+    expect_error(tmp_path / "no-mapping.model", "StyleGAN1 generator weights are incomplete .*closest known format is "
+                 "StyleGAN1 g_running .*missing style.1.linear")
     torch.save({"encoder.weight": torch.zeros(3, 3), "decoder.bias": torch.zeros(3)}, tmp_path / "vae.pt")
     expect_error(tmp_path / "vae.pt", "unknown key layout; closest known format is .*missing .*unexpected")
 

@@ -18,7 +18,7 @@ import argparse
 import os
 import re
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -166,11 +166,18 @@ def _few(keys: list[str], n: int = 3) -> str:
 
 
 def _closest_format(state: Mapping[str, Tensor]) -> str:
-    """Name the known layout sharing the most key names, with the first differences, for an unknown dict."""
+    """Name the known layout sharing the most key names, with the first differences, for an unknown dict.
+
+    StyleGAN1 candidates get as many blocks as the file has, so a small model is not told it lacks 1024 px.
+    """
+    g_blocks = _count_indexed(state, "generator.progression.")
+    d_blocks = _count_indexed(state, "from_rgb.")
     with torch.device("meta"):
         candidates = {
-            "StyleGAN1 g_running (rosinality)": stylegan1.StyledGenerator().state_dict().keys(),
-            "StyleGAN1 discriminator (rosinality)": stylegan1.Discriminator().state_dict().keys(),
+            "StyleGAN1 g_running (rosinality)":
+                stylegan1.StyledGenerator(channels=stylegan1.FFHQ_CHANNELS[:g_blocks]).state_dict().keys(),
+            "StyleGAN1 discriminator (rosinality)":
+                stylegan1.Discriminator(stylegan1.FFHQ_CHANNELS[:d_blocks]).state_dict().keys(),
             "StyleGAN2 generator (rosinality, 256 px)": stylegan2.Generator(256).state_dict().keys(),
             "StyleGAN2 discriminator (rosinality, 256 px)": stylegan2.Discriminator(256).state_dict().keys(),
         }
@@ -181,15 +188,26 @@ def _closest_format(state: Mapping[str, Tensor]) -> str:
     return f"closest known format is {name}: missing {_few(missing)}; unexpected {_few(unexpected)}"
 
 
+def _count_indexed(state: Mapping[str, Tensor], prefix: str, default: int = 9) -> int:
+    """1 + the largest N in keys 'prefixN.…' (clamped to the full network's 9 blocks), else `default`."""
+    found = [int(m.group(1)) for k in state if (m := re.match(re.escape(prefix) + r"(\d+)\.", k))]
+    return min(max(found) + 1, default) if found else default
+
+
 # ------------------------------------------------------------------------------------------ the formats
+
+def _infer(infer: Callable[[Mapping[str, Tensor]], dict[str, Any]], state: Mapping[str, Tensor], what: str,
+           path: Path) -> dict[str, Any]:
+    """Constructor arguments from a state_dict's key names and shapes, or one line naming what is off."""
+    try:
+        return infer(state)
+    except (ValueError, KeyError) as error:
+        raise CheckpointError(f"{path}: {what} weights are incomplete ({error}); {_closest_format(state)}") from None
+
 
 def _load_stylegan1(path: Path, g_state: Mapping[str, Tensor], d_state: Mapping[str, Tensor] | None,
                     fmt: str, resolution: int | None, trained: int | None = None) -> GAN:
-    try:
-        g_config = infer_stylegan1_generator_config(g_state)
-    except (ValueError, KeyError) as error:
-        raise CheckpointError(f"{path}: StyleGAN1 generator weights are incomplete ({error}); "
-                              f"{_closest_format(g_state)}") from None
+    g_config = _infer(infer_stylegan1_generator_config, g_state, "StyleGAN1 generator", path)
     generator = build_generator("stylegan1", g_config)
     _load_strict(generator, _as_float32(g_state), "the StyleGAN1 generator", path)
 
@@ -204,11 +222,7 @@ def _load_stylegan1(path: Path, g_state: Mapping[str, Tensor], d_state: Mapping[
 
     discriminator, d_config = None, None
     if d_state is not None:
-        try:
-            d_config = infer_stylegan1_discriminator_config(d_state)
-        except (ValueError, KeyError) as error:
-            raise CheckpointError(f"{path}: StyleGAN1 discriminator weights are incomplete ({error}); "
-                                  f"{_closest_format(d_state)}") from None
+        d_config = _infer(infer_stylegan1_discriminator_config, d_state, "StyleGAN1 discriminator", path)
         discriminator = build_discriminator("stylegan1", d_config)
         _load_strict(discriminator, _as_float32(d_state), "the StyleGAN1 discriminator", path)
         if len(d_config["channels"]) < stylegan1.step_for_resolution(resolution) + 1:
@@ -220,11 +234,7 @@ def _load_stylegan1(path: Path, g_state: Mapping[str, Tensor], d_state: Mapping[
 
 def _load_stylegan2(path: Path, g_state: Mapping[str, Tensor], d_state: Mapping[str, Tensor] | None,
                     fmt: str, resolution: int | None, latent_avg: Tensor | None) -> GAN:
-    try:
-        g_config = stylegan2.infer_generator_config(g_state)
-    except (ValueError, KeyError) as error:
-        raise CheckpointError(f"{path}: StyleGAN2 generator weights are incomplete ({error}); "
-                              f"{_closest_format(g_state)}") from None
+    g_config = _infer(stylegan2.infer_generator_config, g_state, "StyleGAN2 generator", path)
     generator = build_generator("stylegan2", g_config)
     _load_strict(generator, _as_float32(g_state), "the StyleGAN2 generator", path, stylegan2.is_regenerable_buffer)
     size = g_config["size"]
@@ -233,11 +243,7 @@ def _load_stylegan2(path: Path, g_state: Mapping[str, Tensor], d_state: Mapping[
                               f"drop the resolution or pass {size}")
     discriminator, d_config = None, None
     if d_state is not None:
-        try:
-            d_config = stylegan2.infer_discriminator_config(d_state)
-        except (ValueError, KeyError) as error:
-            raise CheckpointError(f"{path}: StyleGAN2 discriminator weights are incomplete ({error}); "
-                                  f"{_closest_format(d_state)}") from None
+        d_config = _infer(stylegan2.infer_discriminator_config, d_state, "StyleGAN2 discriminator", path)
         discriminator = build_discriminator("stylegan2", d_config)
         _load_strict(discriminator, _as_float32(d_state), "the StyleGAN2 discriminator", path,
                      stylegan2.is_regenerable_buffer)

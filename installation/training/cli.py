@@ -18,18 +18,6 @@ CONFIG_OPTIONS = ("resolution", "channels", "code_dim", "n_mlp", "kimg_per_phase
                   "r1_every", "seed", "total_kimg")
 
 
-def _int_at_least(minimum: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = minimum - 1
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}, got {text!r}")
-        return value
-    return parse
-
-
 def non_negative_float(text: str) -> float:
     try:
         value = float(text)
@@ -79,8 +67,8 @@ def add_train_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentP
     model.add_argument("--resolution", type=app_cli.resolution_arg, help="final size (default 64)")
     model.add_argument("--channels", type=channels_arg,
                        help="widths per resolution from 4 px (default min(256, 2048/R): 256,256,128,64,32 at 64)")
-    model.add_argument("--code-dim", type=_int_at_least(1), help="z and w size (default 256)")
-    model.add_argument("--n-mlp", type=_int_at_least(1), help="mapping network layers (default 4)")
+    model.add_argument("--code-dim", type=app_cli.whole_number(1), help="z and w size (default 256)")
+    model.add_argument("--n-mlp", type=app_cli.whole_number(1), help="mapping network layers (default 4)")
     model.add_argument("--kimg-per-phase", type=app_cli.positive_float,
                        help="thousands of real images per phase; each stage fades in, then stabilises (default 150)")
     model.add_argument("--total-kimg", type=app_cli.positive_float,
@@ -88,19 +76,19 @@ def add_train_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentP
     model.add_argument("--batch", type=batch_arg, help="batch size, optionally per resolution: 32,8:128 (default 32)")
     model.add_argument("--lr", type=app_cli.positive_float, help="Adam learning rate (default 0.001)")
     model.add_argument("--r1", type=non_negative_float, help="R1 penalty weight gamma, 0 = off (default 10)")
-    model.add_argument("--r1-every", type=_int_at_least(1), help="lazy R1: apply it every N steps (default 4)")
-    model.add_argument("--seed", type=_int_at_least(0), help="seeds weights, data order and noise (default 0)")
+    model.add_argument("--r1-every", type=app_cli.whole_number(1), help="lazy R1: apply it every N steps (default 4)")
+    model.add_argument("--seed", type=app_cli.whole_number(0), help="seeds weights, data order and noise (default 0)")
     run = train.add_argument_group("this run")
     run.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     run.add_argument("--max-minutes", type=app_cli.positive_float,
                      help="save and stop before this many minutes; run again to continue")
-    run.add_argument("--max-steps", type=_int_at_least(1), help="save and stop after this many steps")
+    run.add_argument("--max-steps", type=app_cli.whole_number(1), help="save and stop after this many steps")
     run.add_argument("--sample-every-kimg", type=app_cli.positive_float, default=20.0,
                      help="write samples/kimgNNNNNN.png (fixed seeds) this often (default 20)")
     run.add_argument("--evaluate", type=Path, metavar="CHECKPOINT",
                      help="instead of training: print the ROC AUC of this checkpoint's D on --data (held-out "
                           "images) vs its G's samples")
-    run.add_argument("--eval-count", type=_int_at_least(1), help="use at most this many --data images")
+    run.add_argument("--eval-count", type=app_cli.whole_number(1), help="use at most this many --data images")
     train.set_defaults(handler=cmd_train)
     return train
 
