@@ -13,14 +13,6 @@ from installation.models import create_stylegan1
 TINY = dict(channels=[32, 32, 16, 16], code_dim=32, n_mlp=2)  # 32 px
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # 2 shared cores: oversubscription costs more than it gains
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_engine(run_dir, hook=None, **settings):
     return Engine(create_stylegan1(**TINY), EngineConfig(device="cpu", **settings), run_dir, between_steps=hook)
 

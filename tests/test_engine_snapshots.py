@@ -9,14 +9,6 @@ from installation.models import create_stylegan1, load_gan
 TINY = dict(channels=[32, 32, 16, 16], code_dim=32, n_mlp=2)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_engine(run_dir, gan=None, **settings):
     return Engine(gan or create_stylegan1(**TINY), EngineConfig(device="cpu", **settings), run_dir)
 

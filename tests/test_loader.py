@@ -16,7 +16,6 @@ from PIL import Image
 from checkpoint_files import (SG2_SMALL, sg1_models, sg2_models, write_sg1_bare, write_sg1_train_step,
                               write_sg2_converted, write_sg2_train)
 from installation.models import CheckpointError, create_stylegan1, load_gan, save_gan
-from installation.models.stylegan1 import FFHQ_CHANNELS
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = (16, 16, 8, 8, 8)  # 4..64 px

@@ -190,15 +190,6 @@ def ref_discriminator(sd, x):
 # ---------------------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small convs gain little from a second thread, and on a shared 2-core box spinning threads cost 2x."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def randomise(model, seed):
     """Perturb every parameter so zero-initialised biases and noise strengths matter too."""
     gen = torch.Generator().manual_seed(seed)
