@@ -61,9 +61,14 @@ class FrameRenderer:
         entered = time.monotonic()
         trained = entered - self._last_exit if self._last_exit and not engine.paused else 0.0
         budget = trained * self.render.share / (1 - self.render.share)
-        while time.monotonic() >= self._next_frame:
+        while True:
+            wait = self._next_frame - time.monotonic()
+            if wait > 0:
+                if self._next_frame - entered > budget:
+                    break  # the next frame is due after this hook's share of time: train first
+                time.sleep(wait)
             start = time.monotonic()
-            self._next_frame = start + 1 / self.render.max_fps
+            self._next_frame = max(self._next_frame + 1 / self.render.max_fps, start)
             walks = self._walks if self.view.value else self._walks[:1]
             frames = render_walk_frames(gan, walks, time.time() - self.epoch, self.walk.truncation)
             self._channel.publish(frames, iteration=engine.iteration, walk_time=time.time() - self.epoch)
