@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import multiprocessing
+import os
 import time
 from collections import deque
 from pathlib import Path
@@ -27,11 +28,16 @@ RESTART_BACKOFF = (2.0, 5.0, 15.0, 60.0)  # seconds before restarting a dead eng
 MESSAGE_SECONDS = 10.0  # how long an engine error stays in the HUD after it was reported
 
 
+class DisplayError(Exception):
+    """The picture cannot be shown here (no GL, no display, not enough shared memory); one line."""
+
+
 class FrameRenderer:
     """The engine's between-steps hook: draws walk frames with the current weights into the frame channel.
 
     It gives drawing about `share` of the engine's time (measured against the training step it follows) and no
-    more than `max_fps` frames a second; while training is paused it just draws at `max_fps`. Walk time is wall
+    more than `max_fps` frames a second; while training is paused it just draws at `max_fps`. Waiting for the next
+    frame's time counts as drawing time, unless a training step fits into the wait: then it trains first. Walk time is wall
     clock minus `epoch`, so the walk continues seamlessly across an engine restart. `view` is shared with the
     display: 0 = one walk full-screen, 1 = the N x N population grid.
     """
@@ -64,8 +70,8 @@ class FrameRenderer:
         while True:
             wait = self._next_frame - time.monotonic()
             if wait > 0:
-                if self._next_frame - entered > budget:
-                    break  # the next frame is due after this hook's share of time: train first
+                if self._next_frame - entered > budget or wait >= trained:
+                    break  # the next frame is due after this hook's share of time, or a step fits: train
                 time.sleep(wait)
             start = time.monotonic()
             self._next_frame = max(self._next_frame + 1 / self.render.max_fps, start)
@@ -87,12 +93,18 @@ class Installation:
         self.preset = preset
         display = preset.display
         self.view = multiprocessing.get_context("spawn").Value("b", int(display.show_grid), lock=False)
+        _check_shared_memory(resolution, preset.walk.grid)
         self.channel = FrameChannel.create(resolution, resolution, max_count=preset.walk.grid**2)
+        try:
+            crossfade = None if display.crossfade < 0 else display.crossfade
+            self.presenter = Presenter(ctx, *size, crossfade=crossfade, letterbox=display.letterbox,
+                                       mode=display.mode)
+        except BaseException:
+            self.channel.close()
+            raise
         renderer = FrameRenderer(self.channel.name, preset.walk, preset.render, time.time(), self.view)
         self.engine = EngineProcess(checkpoint, run_dir, preset.engine, resolution=resolution,
                                     use_ema=not preset.model.raw_generator, between_steps=renderer)
-        crossfade = None if display.crossfade < 0 else display.crossfade
-        self.presenter = Presenter(ctx, *size, crossfade=crossfade, letterbox=display.letterbox, mode=display.mode)
         self.hud = display.hud
         self.notice = notice  # shown at all times (e.g. that the network is an untrained demo)
         self.state: dict[str, Any] = {}
@@ -102,7 +114,12 @@ class Installation:
         self._failures = 0
         self._restart_at: float | None = None
         self._message: tuple[str, float] | None = None
-        self.engine.start()
+        try:
+            self.engine.start()
+        except BaseException:
+            self.presenter.release()
+            self.channel.close()
+            raise
 
     # ------------------------------------------------------------------------------------------ controls
     def toggle_pause(self) -> None:
@@ -197,6 +214,19 @@ class Installation:
             self.channel.close()
 
 
+def _check_shared_memory(resolution: int, grid: int, slots: int = 3) -> None:
+    """The frame channel lives in /dev/shm, which containers often keep small (Docker: 64 MB)."""
+    need = slots * grid**2 * resolution**2 * 3
+    try:
+        stats = os.statvfs("/dev/shm")
+    except OSError:
+        return  # not Linux-like: shared memory is not a file system here
+    free = stats.f_bavail * stats.f_frsize
+    if need > free:
+        raise DisplayError(f"the frames need {need / 2**20:.0f} MB of shared memory but /dev/shm has "
+                           f"{free / 2**20:.0f} MB free; lower [walk] grid (now {grid}) or enlarge /dev/shm")
+
+
 def _fmt(value: float | None) -> str:
     return "-" if value is None or not math.isfinite(value) else f"{value:.4g}"
 
@@ -213,8 +243,13 @@ def run_window(preset: Preset, checkpoint: Path, resolution: int, run_dir: Path,
     from .display.window import Window
 
     display = preset.display
-    with Window(display.width, display.height, fullscreen=display.fullscreen,
-                monitor=_monitor(display.monitor)) as window:
+    try:
+        window = Window(display.width, display.height, fullscreen=display.fullscreen,
+                        monitor=_monitor(display.monitor))
+    except Exception as error:  # no X server, no GL 3.3, no libglfw: environment problems, not bugs
+        raise DisplayError(f"cannot open the window ({error}); check DISPLAY and the GL driver, or use --headless") \
+            from None
+    with window:
         window.keys_enabled = display.keys
         installation = Installation(preset, checkpoint, resolution, run_dir, window.ctx, window.size, notice)
         window.handlers.update({
@@ -244,7 +279,12 @@ def run_headless(preset: Preset, checkpoint: Path, resolution: int, run_dir: Pat
     display = preset.display
     video_path, png_path = run_dir / "live.mp4", run_dir / "last_frame.png"
     run_dir.mkdir(parents=True, exist_ok=True)
-    with Offscreen(display.width, display.height) as surface:
+    try:
+        surface = Offscreen(display.width, display.height)
+    except Exception as error:
+        raise DisplayError(f"cannot render offscreen ({error}); headless mode needs EGL (Debian: libegl1 "
+                           "libegl-mesa0 libgl1-mesa-dri)") from None
+    with surface:
         installation = Installation(preset, checkpoint, resolution, run_dir, surface.ctx,
                                     (display.width, display.height), notice)
         image = None

@@ -170,6 +170,7 @@ def _has_display() -> bool:
 
 def cmd_run(args: argparse.Namespace) -> None:
     from .app import run_headless, run_window
+    from .engine.config import resolve_device
     from .models import default_checkpoint, load_gan
     from .presets import load_preset
 
@@ -188,9 +189,10 @@ def cmd_run(args: argparse.Namespace) -> None:
         checkpoint = _untrained_demo(Path("runs"))
         notice = "no embedded model ships yet: an UNTRAINED demo network; use --checkpoint FILE for faces"
         print(f"uncanny: {notice}", file=sys.stderr)
-    _device(preset.engine.device)
+    resolve_device(preset.engine.device)
     # Check the file here, before any window opens or process starts: a bad file is one line and exit 2.
-    gan = load_gan(checkpoint, resolution=preset.model.resolution or None, require_discriminator=True)
+    gan = load_gan(checkpoint, resolution=preset.model.resolution or None, use_ema=not preset.model.raw_generator,
+                   require_discriminator=True)
     run_dir = args.run_dir or Path("runs") / checkpoint.stem
     headless = args.headless
     if not headless and not _has_display():
@@ -305,13 +307,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # torch shares few cores with GL and ffmpeg
     args = build_parser().parse_args(argv)
     handler: Callable[[argparse.Namespace], None] = args.handler
+    from .app import DisplayError
     from .engine import ConfigError
     from .models import CheckpointError
     from .presets import PresetError
 
     try:
         handler(args)
-    except (CheckpointError, UsageError, PresetError, ConfigError) as error:
+    except (CheckpointError, UsageError, PresetError, ConfigError, DisplayError) as error:
         print(f"uncanny: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

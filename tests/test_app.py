@@ -61,6 +61,8 @@ def test_headless_run_writes_video_and_png(tiny_checkpoint, tmp_path):
     (["--size", "10x10"], "size must be WIDTHxHEIGHT"),
     (["--seconds", "0"], "expected a positive number"),
     (["--device", "tpu"], "device must be auto, cpu, cuda or cuda:N"),
+    (["--device", "cuda:7"], "no CUDA device is available here"),
+    (["--checkpoint", "{ckpt}", "--preset", "{raw_preset}"], "holds no generator weights"),
 ])
 def test_bad_run_options_are_one_line(tiny_checkpoint, tmp_path, args, message):
     import torch
@@ -69,7 +71,9 @@ def test_bad_run_options_are_one_line(tiny_checkpoint, tmp_path, args, message):
 
     gan = load_gan(tiny_checkpoint)
     torch.save(gan.generator.state_dict(), tmp_path / "g_only.model")
-    args = [a.format(tmp=tmp_path, g_only=tmp_path / "g_only.model") for a in args]
+    (tmp_path / "raw.toml").write_text("[model]\nraw_generator = true\n")
+    args = [a.format(tmp=tmp_path, g_only=tmp_path / "g_only.model", ckpt=tiny_checkpoint,
+                     raw_preset=tmp_path / "raw.toml") for a in args]
     result = subprocess.run([sys.executable, str(ROOT / "run_installation.py"), "--headless", "--seconds", "1",
                              "--run-dir", str(tmp_path / "run"), *args], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "Traceback" not in result.stderr

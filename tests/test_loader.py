@@ -84,6 +84,31 @@ def test_file_name_tells_the_trained_resolution(tmp_path):
     assert gan.resolution == 32 and gan.trained_resolutions[-1] == 32
 
 
+def test_file_name_hints_that_are_no_size_or_claim_too_much_are_not_trusted(tmp_path):
+    _, g_running, _ = sg1_models(SMALL, code_dim=32, n_mlp=2, trained_blocks=4)
+    assert load_gan(write_sg1_bare(tmp_path / "x_3px.model", g_running)).resolution == 32
+    assert load_gan(write_sg1_bare(tmp_path / "train_step-0.model", g_running)).resolution == 32
+    assert load_gan(write_sg1_bare(tmp_path / "my_512px_finetune.model", g_running)).resolution == 32
+
+
+def test_truncation_means_the_same_for_both_architectures(tmp_path):
+    g, g_ema, d = sg2_models(**SG2_SMALL)
+    sg2 = load_gan(write_sg2_train(tmp_path / "010000.pt", g, g_ema, d))
+    _, g_running, _ = sg1_models(SMALL, code_dim=32, n_mlp=2)
+    sg1 = load_gan(write_sg1_bare(tmp_path / "120000.model", g_running))
+    for gan in (sg1, sg2):
+        z = torch.randn(2, gan.latent_dim)
+        noise = gan.make_noise(2, torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            w = gan.mapping(z)
+            for psi in (0.5, 1.5):  # above 1 extrapolates away from the mean, below 1 pulls towards it
+                expected = gan.synthesize(gan.mean_latent + psi * (w - gan.mean_latent), noise)
+                assert torch.allclose(gan.generate(z, noise, truncation=psi), expected, atol=1e-5)
+    with torch.no_grad():  # (the tiny StyleGAN2's mapping maps every z to nearly the same w, so check StyleGAN1)
+        z, noise = torch.randn(2, 32), sg1.make_noise(2)
+        assert not torch.allclose(sg1.generate(z, noise, truncation=1.5), sg1.generate(z, noise), atol=1e-4)
+
+
 def test_generator_and_discriminator_outputs_survive_the_file(tmp_path):
     g, g_running, d = sg1_models(SMALL, code_dim=32, n_mlp=2)
     gan = load_gan(write_sg1_train_step(tmp_path / "train_step-5.model", g, g_running, d))

@@ -78,12 +78,11 @@ class GAN:
         """w (B, latent_dim) -> images (B, 3, R, R), nominally in [-1, 1]."""
         if noise is None:
             noise = self.make_noise(w.shape[0])
+        if truncation != 1.0:  # here for both architectures (StyleGAN2 itself ignores values above 1)
+            w = self.mean_latent + truncation * (w - self.mean_latent)
         if self.arch == "stylegan1":
-            mean = self.mean_latent if truncation != 1.0 else None
-            return self.generator(w, noise=noise, step=self.step, alpha=-1, mean_style=mean,
-                                  style_weight=truncation, input_is_latent=True)
-        image, _ = self.generator([w], input_is_latent=True, noise=noise, truncation=truncation,
-                                  truncation_latent=self.mean_latent)
+            return self.generator(w, noise=noise, step=self.step, alpha=-1, input_is_latent=True)
+        image, _ = self.generator([w], input_is_latent=True, noise=noise)
         return image
 
     def generate(self, z: Tensor, noise: list[Tensor] | None = None, truncation: float = 1.0) -> Tensor:

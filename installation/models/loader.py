@@ -131,12 +131,16 @@ def stylegan1_trained_resolution(state: Mapping[str, Tensor]) -> int:
 
 
 def _resolution_hint(path: Path) -> int | None:
-    """rosinality file names tell the trained size: stylegan-256px-new.model, train_step-7.model (= 256)."""
+    """rosinality file names tell the trained size: stylegan-256px-new.model, train_step-7.model (= 256).
+
+    Only a power of two >= 4 counts; anything else in a name is not a size.
+    """
+    hint = None
     if m := re.search(r"(\d+)px", path.name):
-        return int(m.group(1))
-    if m := re.search(r"train_step-(\d+)", path.name):
-        return 4 * 2 ** (int(m.group(1)) - 1)
-    return None
+        hint = int(m.group(1))
+    elif m := re.search(r"train_step-(\d+)", path.name):
+        hint = 4 * 2 ** (int(m.group(1)) - 1) if 1 <= int(m.group(1)) <= 9 else None
+    return hint if hint is not None and hint >= 4 and hint & (hint - 1) == 0 else None
 
 
 # ------------------------------------------------------------------------------------------- strict loading
@@ -211,8 +215,11 @@ def _load_stylegan1(path: Path, g_state: Mapping[str, Tensor], d_state: Mapping[
     generator = build_generator("stylegan1", g_config)
     _load_strict(generator, _as_float32(g_state), "the StyleGAN1 generator", path)
 
-    trained = min(trained or _resolution_hint(path) or stylegan1_trained_resolution(g_state),
-                  generator.max_resolution)
+    if trained is None:
+        # A renamed file may claim more than it holds: the untrained blocks (zero noise weights) have the last word.
+        detected = stylegan1_trained_resolution(g_state)
+        trained = min(_resolution_hint(path) or detected, detected)
+    trained = min(trained, generator.max_resolution)
     available = tuple(4 * 2**i for i in range(stylegan1.step_for_resolution(trained) + 1))
     if resolution is None:
         resolution = trained
