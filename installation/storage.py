@@ -17,6 +17,7 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; the result should read like any other file
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -30,6 +31,12 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
         os.fsync(dir_fd)  # make the rename itself durable
     finally:
         os.close(dir_fd)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
