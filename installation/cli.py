@@ -68,20 +68,11 @@ def resolution_arg(text: str) -> int:
     return value
 
 
-def _device(name: str) -> str:
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"--device {name}: no CUDA device is available here; use --device cpu")
-    return name
-
-
 def _load(args: argparse.Namespace, require_discriminator: bool = False):
+    from .engine.config import resolve_device
     from .models import load_gan
 
-    return load_gan(args.checkpoint, resolution=args.resolution, device=_device(args.device),
+    return load_gan(args.checkpoint, resolution=args.resolution, device=resolve_device(args.device),
                     use_ema=not args.raw_generator, require_discriminator=require_discriminator)
 
 

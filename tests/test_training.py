@@ -139,6 +139,7 @@ def test_resume_refuses_other_settings_or_other_data(data, reference, tmp_path):
     (["--channels", "32,x"], "bad channel list"),
     (["--resolution", "12"], "power of two"),
     (["--device", "gpu"], "invalid choice"),
+    *([(["--device", "cuda"], "no CUDA device is available")] if not torch.cuda.is_available() else []),
     (["--kimg-per-phase", "0"], "positive number"),
 ])
 def test_bad_flags_are_one_error_line_and_exit_2(data, tmp_path, args, message):

@@ -93,16 +93,15 @@ def add_train_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentP
     return train
 
 
-def _device(name: str) -> str:
+def _device(name: str):
     import torch
 
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise app_cli.UsageError("--device cuda: no CUDA device is available here; use --device cpu")
-    if name == "cuda":
+    from ..engine.config import resolve_device
+
+    device = resolve_device(name)  # a missing CUDA device is a one-line ConfigError
+    if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # shapes change only at stage boundaries
-    return name
+    return device
 
 
 def cmd_train(args: argparse.Namespace) -> None:

@@ -54,7 +54,7 @@ def discriminator_auc(gan: GAN, real: np.ndarray, fakes: int | None = None, batc
 
 
 def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, count: int | None = None,
-                        device: str = "cpu", seed: int = 0) -> tuple[float, int, GAN]:
+                        device: torch.device | str = "cpu", seed: int = 0) -> tuple[float, int, GAN]:
     """(AUC, number of real images used, the loaded GAN) for any checkpoint with a D, e.g. `stage-64px.pt`."""
     gan = load_gan(checkpoint, device=device, require_discriminator=True)
     real = load_images(data, gan.resolution)[:count]
