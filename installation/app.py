@@ -108,7 +108,6 @@ class Installation:
         self.hud = display.hud
         self.notice = notice  # shown at all times (e.g. that the network is an untrained demo)
         self.state: dict[str, Any] = {}
-        self.frame_iteration: int | None = None
         self._last_sequence = 0
         self._refreshes: deque[float] = deque(maxlen=60)
         self._failures = 0
@@ -157,7 +156,7 @@ class Installation:
         self._refreshes.append(now)
         frame = self.channel.read(newer_than=self._last_sequence)
         if frame is not None:
-            self._last_sequence, self.frame_iteration = frame.sequence, frame.iteration
+            self._last_sequence = frame.sequence
             if len(frame.pixels) > 1:
                 self.presenter.set_grid(frame.pixels, now)
             else:

@@ -6,7 +6,7 @@ The engine, the latent walks and the display only talk to `GAN`; which upstream 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -44,7 +44,6 @@ class GAN:
     format: str = "uncanny"
     source: str = ""
     trained_resolutions: tuple[int, ...] = ()
-    notes: list[str] = field(default_factory=list)
 
     @property
     def device(self) -> torch.device:
@@ -117,7 +116,6 @@ class GAN:
             "generator_parameters": count(self.generator),
             "discriminator_parameters": count(self.discriminator),
             "discriminator": self.discriminator is not None,
-            "notes": list(self.notes),
         }
 
 
