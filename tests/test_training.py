@@ -14,7 +14,7 @@ from PIL import Image
 
 from installation.cli import UsageError
 from installation.models import load_gan
-from installation.training.cli import add_train_parser, batch_arg, cmd_train
+from installation.training.cli import add_train_parser, batch_arg, cmd_train, kimg_arg
 from installation.training.data import TrainingError
 from installation.training.evaluate import discriminator_auc, roc_auc
 from installation.training.faces import procedural_faces
@@ -121,6 +121,8 @@ def test_resume_refuses_other_settings_or_other_data(data, reference, tmp_path):
     assert "was started with --channels 32,32,16 but this run asks for 32,16,16" in line
     with pytest.raises(UsageError, match="started with --batch 8:8,16:8 but this run asks for 8:16,16:16"):
         train_in_process("--data", data, "--out", reference, "--batch", "16")
+    with pytest.raises(UsageError, match="started with --kimg-per-phase 8:0.1,16:0.1 but this run asks for 8:0.1,16:0.2"):
+        train_in_process("--data", data, "--out", reference, "--kimg-per-phase", "0.1,16:0.2")
     other = tmp_path / "other.npz"
     np.savez(other, images=procedural_faces(96, seed=1, resolution=16))
     with pytest.raises(UsageError, match="trained on other images"):
@@ -140,7 +142,8 @@ def test_resume_refuses_other_settings_or_other_data(data, reference, tmp_path):
     (["--resolution", "12"], "power of two"),
     (["--device", "gpu"], "invalid choice"),
     *([(["--device", "cuda"], "no CUDA device is available")] if not torch.cuda.is_available() else []),
-    (["--kimg-per-phase", "0"], "positive number"),
+    (["--kimg-per-phase", "0"], "bad --kimg-per-phase"),
+    (["--kimg-per-phase", "0.1,12:5"], "bad --kimg-per-phase"),
 ])
 def test_bad_flags_are_one_error_line_and_exit_2(data, tmp_path, args, message):
     assert message in one_error_line(run_train("--data", data, "--out", tmp_path, *TINY, *args))
@@ -161,7 +164,8 @@ def test_parser_wiring_and_schedule():
     args = parser.parse_args(["train", "--data", "d.npz", "--out", "run", "--batch", "16,8:64"])
     assert args.handler is cmd_train and args.resolution is None  # unset: taken from a checkpoint on resume
 
-    config = TrainConfig(resolution=32, channels=default_channels(32), kimg_per_phase=0.1, batch=batch_arg("16,8:64"))
+    config = TrainConfig(resolution=32, channels=default_channels(32), kimg_per_phase=kimg_arg("0.1"),
+                         batch=batch_arg("16,8:64"))
     assert config.stages == (8, 16, 32) and config.channels == (256, 256, 128, 64)
     assert config.batch == ((8, 64), (16, 16), (32, 16)) and config.total_images == 600
     assert config.schedule(0) == (0, 1.0)  # the first stage has no fade-in
@@ -172,6 +176,14 @@ def test_parser_wiring_and_schedule():
     assert default_channels(64) == (256, 256, 128, 64, 32)
     with pytest.raises(TrainingError, match="needs 3 widths"):
         TrainConfig(resolution=16, channels=(8, 8))
+
+    # phases of their own length per resolution: 8 px 2 x 50, 16 px 2 x 100, 32 px 2 x 300 images
+    config = TrainConfig(resolution=32, channels=default_channels(32), kimg_per_phase=kimg_arg("0.3,8:0.05,16:0.1"))
+    assert config.kimg_per_phase == ((8, 0.05), (16, 0.1), (32, 0.3)) and config.total_images == 900
+    assert config.schedule(99) == (0, 1.0) and config.schedule(100) == (1, 0.0) and config.schedule(150) == (1, 0.5)
+    assert config.schedule(299) == (1, 1.0) and config.schedule(300) == (2, 0.0) and config.schedule(450) == (2, 0.5)
+    assert config.schedule(899) == (2, 1.0) and config.schedule(10**6) == (2, 1.0)
+    assert TrainConfig.from_dict(config.to_dict()) == config
 
 
 def test_roc_auc_on_known_scores():

@@ -10,6 +10,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from .. import cli as app_cli  # attributes are read at call time, so importing from installation.cli is safe
 
@@ -39,18 +40,35 @@ def channels_arg(text: str) -> tuple[int, ...]:
     return widths
 
 
-def batch_arg(text: str) -> tuple[tuple[int, int], ...]:
-    """'32' or '32,8:128,16:64': a batch for every stage, optionally per resolution (key 0 = the rest)."""
-    pairs = []
-    try:
-        for part in text.split(","):
-            resolution, _, size = part.strip().rpartition(":")
-            pairs.append((app_cli.resolution_arg(resolution) if resolution else 0, int(size)))
-    except (ValueError, argparse.ArgumentTypeError):
+def per_stage_arg(what: str, parse_value, example: str):
+    """An argparse type for '32' or '32,8:128,16:64': a value for every stage, optionally per resolution (key 0 =
+    the rest)."""
+    def parse(text: str) -> tuple[tuple[int, Any], ...]:
         pairs = []
-    if not pairs or min(size for _, size in pairs) < 2:
-        raise argparse.ArgumentTypeError(f"bad batch {text!r}; write e.g. 32 or 32,8:128,16:64 (sizes >= 2)")
-    return tuple(pairs)
+        try:
+            for part in text.split(","):
+                resolution, _, value = part.strip().rpartition(":")
+                pairs.append((app_cli.resolution_arg(resolution) if resolution else 0, parse_value(value)))
+        except (ValueError, argparse.ArgumentTypeError):
+            pairs = []
+        if not pairs:
+            raise argparse.ArgumentTypeError(f"bad {what} {text!r}; write e.g. {example}")
+        return tuple(pairs)
+    return parse
+
+
+def _batch_size(text: str) -> int:
+    if int(text) < 2:
+        raise ValueError("a batch needs at least 2 images")
+    return int(text)
+
+
+def _kimg(text: str) -> float:
+    return app_cli.positive_float(text)  # looked up at call time: installation.cli imports this module
+
+
+batch_arg = per_stage_arg("batch", _batch_size, "32 or 32,8:128,16:64 (sizes >= 2)")
+kimg_arg = per_stage_arg("--kimg-per-phase", _kimg, "60 or 60,8:15,16:40 (thousands of images > 0)")
 
 
 def add_train_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -69,8 +87,9 @@ def add_train_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentP
                        help="widths per resolution from 4 px (default min(256, 2048/R): 256,256,128,64,32 at 64)")
     model.add_argument("--code-dim", type=app_cli.whole_number(1), help="z and w size (default 256)")
     model.add_argument("--n-mlp", type=app_cli.whole_number(1), help="mapping network layers (default 4)")
-    model.add_argument("--kimg-per-phase", type=app_cli.positive_float,
-                       help="thousands of real images per phase; each stage fades in, then stabilises (default 150)")
+    model.add_argument("--kimg-per-phase", type=kimg_arg,
+                       help="thousands of real images per phase, optionally per resolution: 60,8:15 (each stage "
+                            "fades in, then stabilises; default 150)")
     model.add_argument("--total-kimg", type=app_cli.positive_float,
                        help="stop at this many kimg (default: the end of the last stage); may be raised on resume")
     model.add_argument("--batch", type=batch_arg, help="batch size, optionally per resolution: 32,8:128 (default 32)")

@@ -1,7 +1,7 @@
 """Progressive StyleGAN1 training (rosinality's train.py recipe at small widths), resumable at any moment.
 
-Schedule: training starts at 8 px; every resolution stage lasts two phases of `kimg_per_phase` thousand real
-images: the new block fades in (alpha 0 -> 1) over the first, the second stabilises (the first stage has no
+Schedule: training starts at 8 px; every resolution stage lasts two phases of its `kimg_per_phase` thousand real
+images (one value, or one per resolution): the new block fades in (alpha 0 -> 1) over the first, the second stabilises (the first stage has no
 fade-in). The last stage goes on until `total_kimg` (default: the end of its stabilising phase).
 Loss: non-saturating with lazy R1 on reals; EMA generator; x-flips; Adam betas (0, 0.99), mapping lr x 0.01.
 
@@ -36,6 +36,7 @@ CHECKPOINT_NAME = "checkpoint.pt"
 CHECKPOINT_FORMAT = "uncanny-training-1"
 START_RESOLUTION = 8  # rosinality's default init_size
 DEFAULT_BATCH = 32
+DEFAULT_KIMG_PER_PHASE = 150.0
 EMA_HALF_LIFE_KIMG = 10.0  # StyleGAN2-ADA's ema_kimg
 SAMPLE_SEEDS = range(16)  # the same seeds `run_installation.py sample` uses by default
 CHECKPOINT_EVERY_S = 300.0  # also save on a timer, so a hard kill loses at most this much
@@ -46,14 +47,16 @@ def stage_resolutions(resolution: int) -> tuple[int, ...]:
     return tuple(first * 2**i for i in range(step_for_resolution(resolution) - step_for_resolution(first) + 1))
 
 
-def stage_batches(stages: tuple[int, ...], pairs: tuple[tuple[int, int], ...]) -> tuple[tuple[int, int], ...]:
-    """(resolution, batch) for every stage from `--batch` pairs, where resolution 0 names the default."""
+def per_stage(stages: tuple[int, ...], pairs: tuple[tuple[int, Any], ...], default: Any, option: str
+              ) -> tuple[tuple[int, Any], ...]:
+    """(resolution, value) for every stage from per-resolution pairs such as `--batch`, where resolution 0 names
+    the value for the rest."""
     spec = dict(pairs)
     unknown = sorted(set(spec) - set(stages) - {0})
     if unknown:
-        raise TrainingError(f"--batch names {', '.join(map(str, unknown))} px, which is not a stage of this run "
+        raise TrainingError(f"{option} names {', '.join(map(str, unknown))} px, which is not a stage of this run "
                             f"({', '.join(map(str, stages))} px)")
-    return tuple((r, spec.get(r, spec.get(0, DEFAULT_BATCH))) for r in stages)
+    return tuple((r, spec.get(r, spec.get(0, default))) for r in stages)
 
 
 def default_channels(resolution: int) -> tuple[int, ...]:
@@ -73,7 +76,7 @@ class TrainConfig:
     channels: tuple[int, ...] = (256, 256, 128, 64, 32)
     code_dim: int = 256
     n_mlp: int = 4
-    kimg_per_phase: float = 150.0
+    kimg_per_phase: tuple[tuple[int, float], ...] = ()  # (resolution, kimg) pairs like batch
     batch: tuple[tuple[int, int], ...] = ()  # (resolution, batch) pairs, 0 = the rest; stored for every stage
     lr: float = 0.001
     r1: float = 10.0
@@ -85,20 +88,24 @@ class TrainConfig:
         if len(self.channels) != step_for_resolution(self.resolution) + 1:
             raise TrainingError(f"--channels needs {step_for_resolution(self.resolution) + 1} widths (4 px up to "
                                 f"{self.resolution} px), got {len(self.channels)}")
-        object.__setattr__(self, "batch", stage_batches(self.stages, self.batch))  # one canonical form
+        # one canonical form: a value for every stage
+        object.__setattr__(self, "batch", per_stage(self.stages, self.batch, DEFAULT_BATCH, "--batch"))
+        object.__setattr__(self, "kimg_per_phase", per_stage(self.stages, self.kimg_per_phase, DEFAULT_KIMG_PER_PHASE,
+                                                             "--kimg-per-phase"))
 
     @property
     def stages(self) -> tuple[int, ...]:
         return stage_resolutions(self.resolution)
 
     @property
-    def phase_images(self) -> int:
-        return max(1, round(self.kimg_per_phase * 1000))
+    def stage_images(self) -> tuple[int, ...]:
+        """Real images per stage: two phases each (fade-in, then stabilise; the first stage only stabilises)."""
+        return tuple(2 * max(1, round(kimg * 1000)) for _, kimg in self.kimg_per_phase)
 
     @property
     def total_images(self) -> int:
         if self.total_kimg is None:
-            return 2 * self.phase_images * len(self.stages)
+            return sum(self.stage_images)
         return max(1, round(self.total_kimg * 1000))
 
     def batch_for(self, resolution: int) -> int:
@@ -106,27 +113,33 @@ class TrainConfig:
 
     def schedule(self, images_seen: int) -> tuple[int, float]:
         """(stage index, alpha) for the batch that starts after `images_seen` real images."""
-        stage = min(images_seen // (2 * self.phase_images), len(self.stages) - 1)
-        within = images_seen - stage * 2 * self.phase_images
-        return stage, 1.0 if stage == 0 else min(1.0, within / self.phase_images)
+        start = 0
+        for stage, length in enumerate(self.stage_images):
+            if images_seen < start + length or stage == len(self.stage_images) - 1:
+                break
+            start += length
+        within = images_seen - start
+        return stage, 1.0 if stage == 0 else min(1.0, within / (length // 2))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain lists and numbers, loadable with weights_only=True."""
         d = asdict(self)
-        d["channels"], d["batch"] = list(self.channels), [list(p) for p in self.batch]
+        d["channels"] = list(self.channels)
+        d["batch"], d["kimg_per_phase"] = [list(p) for p in self.batch], [list(p) for p in self.kimg_per_phase]
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        return cls(**{**d, "channels": tuple(d["channels"]), "batch": tuple(tuple(p) for p in d["batch"])})
+        return cls(**{**d, "channels": tuple(d["channels"]), "batch": tuple(tuple(p) for p in d["batch"]),
+                      "kimg_per_phase": tuple(tuple(p) for p in d["kimg_per_phase"])})
 
 
 def describe_setting(name: str, value: Any) -> str:
     """How a setting is written on the command line, for refusal messages."""
     if name == "channels":
         return ",".join(map(str, value))
-    if name == "batch":
-        return ",".join(f"{r}:{b}" for r, b in value)
+    if name in ("batch", "kimg_per_phase"):
+        return ",".join(f"{r}:{v:g}" for r, v in value)
     return str(value)
 
 
@@ -404,7 +417,9 @@ def resolve_config(requested: dict[str, Any], ckpt: dict[str, Any] | None, path:
     for f in fields(TrainConfig):
         if f.name not in given or f.name == "total_kimg":
             continue
-        value = stage_batches(stored.stages, given["batch"]) if f.name == "batch" else given[f.name]
+        value = given[f.name]
+        if f.name in ("batch", "kimg_per_phase"):
+            value = getattr(TrainConfig(**{**asdict(stored), f.name: value}), f.name)  # the canonical form
         if value != getattr(stored, f.name):
             option = "--" + f.name.replace("_", "-")
             raise TrainingError(
