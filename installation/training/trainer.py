@@ -3,7 +3,7 @@
 Schedule: training starts at 8 px; every resolution stage lasts two phases of its `kimg_per_phase` thousand real
 images (one value, or one per resolution): the new block fades in (alpha 0 -> 1) over the first, the second stabilises (the first stage has no
 fade-in). The last stage goes on until `total_kimg` (default: the end of its stabilising phase).
-Loss: non-saturating with lazy R1 on reals; EMA generator; x-flips; Adam betas (0, 0.99), mapping lr x 0.01.
+Loss: non-saturating with lazy R1 on reals; EMA generator (with ramp-up); x-flips; Adam betas (0, 0.99), mapping lr x 0.01.
 
 Determinism: every random draw (flips, z, noise) comes from one CPU torch.Generator whose state is saved, and
 the data order is a function of (seed, images seen), so a run resumed from `checkpoint.pt` continues
@@ -38,6 +38,7 @@ START_RESOLUTION = 8  # rosinality's default init_size
 DEFAULT_BATCH = 32
 DEFAULT_KIMG_PER_PHASE = 150.0
 EMA_HALF_LIFE_KIMG = 10.0  # StyleGAN2-ADA's ema_kimg
+EMA_RAMPUP = 0.05  # ... and its ema_rampup: the half-life is at most this fraction of the images seen
 SAMPLE_SEEDS = range(16)  # the same seeds `run_installation.py sample` uses by default
 CHECKPOINT_EVERY_S = 300.0  # also save on a timer, so a hard kill loses at most this much
 
@@ -208,9 +209,10 @@ class Trainer:
         atomic_torch_save(self.state(), self.out / CHECKPOINT_NAME)
 
     def save_stage(self, stage: int) -> Path:
-        """The EMA G and D as trained so far (fp16, own format), usable at this stage's size.
+        """EMA G, raw G and D as trained so far (fp16, own format, no optimiser state), usable at this stage's size.
 
-        The raw G stays in checkpoint.pt only: it would add half again to a file meant to ship.
+        The raw G rides along (a third of the file) so the installation can fine-tune either generator
+        (`--raw-generator`), as it can with rosinality's train_step files.
         """
         resolution = self.config.stages[stage]
         trained = tuple(4 * 2**i for i in range(step_for_resolution(resolution) + 1))
@@ -219,7 +221,7 @@ class Trainer:
                   trained_resolutions=trained)
         path = self.out / f"stage-{resolution}px.pt"
         meta = {"kimg": self.images_seen / 1000, "training": self.config.to_dict(), "data": dict(self.data_facts)}
-        save_gan(gan, path, half=True, meta=meta)
+        save_gan(gan, path, raw_generator=self.g, half=True, meta=meta)
         return path
 
     @torch.no_grad()
@@ -285,7 +287,10 @@ class Trainer:
         self.g_optim.zero_grad(set_to_none=True)  # untouched blocks keep grad None, so Adam leaves them at init
         g_loss.backward()
         self.g_optim.step()
-        decay = 0.5 ** (size / (EMA_HALF_LIFE_KIMG * 1000))
+        # StyleGAN2-ADA's EMA ramp-up: a short half-life early on, so a run of few kimg (and a block that has
+        # just faded in) is not averaged with the weights it started from.
+        half_life = max(size, min(EMA_HALF_LIFE_KIMG * 1000, EMA_RAMPUP * self.images_seen))
+        decay = 0.5 ** (size / half_life)
         with torch.no_grad():
             for p_ema, p in zip(self.g_ema.parameters(), self.g.parameters()):
                 p_ema.lerp_(p, 1 - decay)
