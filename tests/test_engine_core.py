@@ -206,6 +206,17 @@ def test_collapse_is_flagged_when_the_probe_stops_varying(tmp_path):
     engine.close()
 
 
+def test_diversity_measures_the_pictures_shown_not_runaway_values():
+    """Two images saturated to the same posterised colours look identical on screen, however far apart their values."""
+    from installation.engine.engine import diversity
+
+    pattern = torch.sign(torch.randn(1, 3, 32, 32))
+    posterised = torch.cat([pattern * 5.0, pattern * 9000.0])
+    assert diversity(posterised).item() == 0.0
+    two_faces = torch.rand(2, 3, 32, 32) * 2 - 1
+    assert diversity(two_faces).item() > 0.5
+
+
 def test_losses():
     logits = torch.tensor([-2.0, 0.5, 3.0])
     assert inverted_loss("logit", logits) == pytest.approx(0.5)

@@ -21,8 +21,9 @@ Metrics: `iteration` counts optimiser steps. `loss`, `batch_d` (mean D logit of 
 (L2 over all G gradients) belong to the step that reached it. `probe_d` (mean D logit of a fixed batch of latents
 and noise) and `diversity` describe the weights after it; they are measured every `probe_every` iterations (null in
 between; a probe costs about 2/3 of a step) and after every start, rewind and rollback. Diversity is the mean
-pairwise RMS distance between the probe images, area-downsampled to at most 64 px so it measures structure rather
-than pixel noise and compares across resolutions.
+pairwise RMS distance between the probe images as the screen shows them (clipped to [-1, 1]: a generator whose
+values run off to +-1e4 has collapsed to one posterised picture, however far apart its raw numbers are),
+area-downsampled to at most 64 px so it measures structure rather than pixel noise and compares across resolutions.
 """
 
 from __future__ import annotations
@@ -74,7 +75,8 @@ def fixed_latents(gan: GAN, count: int, seed: int) -> tuple[Tensor, list[Tensor]
 
 
 def diversity(images: Tensor) -> Tensor:
-    """Mean pairwise RMS distance between images (B, 3, R, R), compared at no more than 64 px."""
+    """Mean pairwise RMS distance between images (B, 3, R, R) as displayed (clipped), at no more than 64 px."""
+    images = images.clamp(-1, 1)
     if images.shape[-1] > 64:
         images = F.adaptive_avg_pool2d(images, 64)
     flat = images.flatten(1)
