@@ -213,8 +213,8 @@ def test_diversity_measures_the_pictures_shown_not_runaway_values():
     pattern = torch.sign(torch.randn(1, 3, 32, 32))
     posterised = torch.cat([pattern * 5.0, pattern * 9000.0])
     assert diversity(posterised).item() == 0.0
-    two_faces = torch.rand(2, 3, 32, 32) * 2 - 1
-    assert diversity(two_faces).item() > 0.5
+    two_pictures = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    assert diversity(two_pictures).item() > 0.5  # about 0.8 for independent uniform pixels
 
 
 def test_losses():
