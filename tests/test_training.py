@@ -198,3 +198,24 @@ def test_roc_auc_on_known_scores():
         roc_auc([], [1.0])
     with pytest.raises(ValueError):
         roc_auc([np.nan], [1.0])
+
+
+def test_reals_fade_in_like_the_generator_does():
+    """At alpha 0 a new G block contributes nothing: G shows its previous stage nearest-upsampled (2x2 blocks), so
+    the reals D sees must be the same kind of picture, or D wins on blockiness alone."""
+    from installation.models import create_stylegan1
+    from installation.training.trainer import fade_in_reals
+
+    real = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    coarse = fade_in_reals(real, 0.0)
+    blocks = coarse.unfold(2, 2, 2).unfold(3, 2, 2)  # (2, 3, 4, 4, 2, 2)
+    assert torch.equal(blocks, blocks[..., :1, :1].expand_as(blocks))  # constant 2x2 blocks ...
+    assert torch.allclose(blocks[..., 0, 0], torch.nn.functional.avg_pool2d(real, 2))  # ... of the block mean
+    assert torch.equal(fade_in_reals(real, 1.0), real)
+    assert torch.allclose(fade_in_reals(real, 0.25), 0.75 * coarse + 0.25 * real)
+
+    g = create_stylegan1((16, 16, 8), 16, 1, seed=0).generator
+    fake = g(torch.randn(2, 16), step=2, alpha=0.0)  # 16 px from the 8 px block
+    fake_blocks = fake.unfold(2, 2, 2).unfold(3, 2, 2)
+    assert torch.allclose(fake_blocks, fake_blocks[..., :1, :1].expand_as(fake_blocks))
+    assert fake.std() > 0.01  # a picture, not a constant

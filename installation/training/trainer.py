@@ -4,6 +4,7 @@ Schedule: training starts at 8 px; every resolution stage lasts two phases of it
 images (one value, or one per resolution): the new block fades in (alpha 0 -> 1) over the first, the second stabilises (the first stage has no
 fade-in). The last stage goes on until `total_kimg` (default: the end of its stabilising phase).
 Loss: non-saturating with lazy R1 on reals; EMA generator (with ramp-up); x-flips; Adam betas (0, 0.99), mapping lr x 0.01.
+During a fade-in the real images fade in too (ProGAN), matching G's blend of its upsampled previous stage.
 
 Determinism: every random draw (flips, z, noise) comes from one CPU torch.Generator whose state is saved, and
 the data order is a function of (seed, images seen), so a run resumed from `checkpoint.pt` continues
@@ -144,6 +145,16 @@ def describe_setting(name: str, value: Any) -> str:
     return str(value)
 
 
+def fade_in_reals(real: Tensor, alpha: float) -> Tensor:
+    """ProGAN's fade-in of the real images: while a new block fades in (alpha < 1), G's picture is mostly its
+    previous stage's, nearest-upsampled, so the reals are blended the same way. Without it D tells real from fake
+    by blockiness alone and drives the new, untrained block to saturated colours."""
+    if alpha >= 1:
+        return real
+    coarse = F.interpolate(F.avg_pool2d(real, 2), scale_factor=2, mode="nearest")
+    return torch.lerp(coarse, real, alpha)
+
+
 def requires_grad(module: nn.Module, flag: bool) -> None:
     for p in module.parameters():
         p.requires_grad_(flag)
@@ -242,11 +253,12 @@ class Trainer:
 
     # ---------------------------------------------------------------------------------------- training
 
-    def _real_batch(self, size: int, resolution: int) -> Tensor:
+    def _real_batch(self, size: int, resolution: int, alpha: float) -> Tensor:
         index = batch_indices(len(self.images), self.config.seed, self.images_seen, size)
         real = self.images[torch.from_numpy(index).to(self.device)].permute(0, 3, 1, 2).float() / 127.5 - 1
         if resolution < self.config.resolution:
             real = F.avg_pool2d(real, self.config.resolution // resolution)
+        real = fade_in_reals(real, alpha)
         flip = (torch.rand(size, generator=self.rng) < 0.5).to(self.device)
         return torch.where(flip[:, None, None, None], real.flip(3), real)
 
@@ -260,7 +272,7 @@ class Trainer:
         stage, alpha = cfg.schedule(self.images_seen)
         resolution = cfg.stages[stage]
         step, size = step_for_resolution(resolution), cfg.batch_for(resolution)
-        real = self._real_batch(size, resolution)
+        real = self._real_batch(size, resolution, alpha if stage > 0 else 1.0)
 
         requires_grad(self.g, False)
         requires_grad(self.d, True)
