@@ -223,5 +223,5 @@ def run_journey(gan: GAN, out: Path, config: EngineConfig, iterations: int, ever
         "resumed_from": start or None, "iteration": engine.iteration, "columns": written, "rows": rows,
         "probe_d": (probes[0]["probe_d"], probes[-1]["probe_d"]) if probes else (math.nan, math.nan),
         "diversity": (probes[0]["diversity"], probes[-1]["diversity"]) if probes else (math.nan, math.nan),
-        "rollbacks": engine.rollbacks, "collapsed": engine.collapsed,
+        "rollbacks": engine.rollbacks, "collapsed": engine.collapsed, "lr": engine.lr,
     }

@@ -16,6 +16,7 @@ def test_every_command_form_reads_the_same():
     assert parse_command("rewind 300") == Command("rewind", 300)
     assert parse_command("batch 8") == Command("batch", 8)
     assert parse_command("limit 0") == Command("limit", 0.0)
+    assert parse_command("lr 0") == Command("lr", 0.0)  # the model's own rate
     assert parse_command("loss log") == Command("loss", "log")
     assert parse_command("fault") == Command("fault", "weight")
     assert set(COMMANDS) == {"pause", "resume", "limit", "lr", "loss", "batch", "rewind", "reset", "snapshot",
@@ -30,8 +31,8 @@ def test_every_command_form_reads_the_same():
     (("rewind", 2.5), "rewind iteration must be an integer >= 0, got 2.5"),
     (("batch", True), "batch must be an integer from 1 to 64, got True"),
     ("batch 0", "batch must be an integer from 1 to 64, got 0"),
-    ("lr 0", "lr must be a finite number > 0 and <= 1, got 0.0"),
-    ("lr inf", "lr must be a finite number > 0 and <= 1, got inf"),
+    ("lr 1.5", "lr must be 0 (the model's own rate) or a number > 0 and <= 1, got 1.5"),
+    ("lr inf", "lr must be 0 (the model's own rate) or a number > 0 and <= 1, got inf"),
     ("lr", "lr needs a value"),
     ("limit -1", "steps per second limit must be a finite number >= 0, got -1.0"),
     ("loss hinge", "loss must be one of logit, softplus, log, got 'hinge'"),
@@ -48,13 +49,14 @@ def test_bad_commands_get_one_clear_line(raw, message):
 
 def test_config_defaults_follow_the_paper_and_rosinality():
     config = EngineConfig()
-    assert (config.loss, config.lr, config.batch, config.mapping_lr_mult) == ("logit", 1e-3, 4, 0.01)
+    assert (config.loss, config.lr, config.batch, config.mapping_lr_mult) == ("logit", 0.0, 4, 0.01)  # lr: the model's
     assert (config.snapshot_every, config.collapse_fraction, config.nan_lr_factor) == (50, 0.2, 0.5)
 
 
 @pytest.mark.parametrize("changes, message", [
     ({"batch": 0}, "batch must be an integer from 1 to 64"),
-    ({"lr": -1e-3}, "lr must be a finite number > 0"),
+    ({"lr": -1e-3}, "lr must be 0 \\(the model's own rate\\) or a number > 0 and <= 1, got -0.001"),
+    ({"lr": 2.0}, "lr must be 0"),
     ({"loss": "hinge"}, "loss must be one of"),
     ({"device": "tpu"}, "device must be auto, cpu, cuda or cuda:N"),
     ({"snapshot_every": 0}, "snapshot_every must be an integer >= 1"),

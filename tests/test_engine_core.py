@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from installation.engine import CommandError, Engine, EngineConfig, EngineError, inverted_loss
-from installation.models import create_stylegan1
+from installation.models import CheckpointError, create_stylegan1, load_gan, save_gan
 
 TINY = dict(channels=[32, 32, 16, 16], code_dim=32, n_mlp=2)  # 32 px
 
@@ -72,6 +72,39 @@ def test_mapping_network_learns_at_a_hundredth_of_the_lr(tmp_path):
     engine.apply("lr 0.0005")
     assert synthesis["lr"] == 5e-4 and mapping["lr"] == pytest.approx(5e-6)
     engine.close()
+
+
+def test_lr_0_is_the_models_own_journey_rate_which_its_file_carries(tmp_path):
+    gan = create_stylegan1(**TINY)
+    engine = Engine(gan, EngineConfig(device="cpu"), tmp_path / "plain")
+    assert engine.lr == 1e-3  # a model without a rate of its own (rosinality files) gets DEFAULT_LR
+    engine.close()
+
+    gan.journey_lr = 3e-5
+    save_gan(gan, tmp_path / "own.pt")
+    loaded = load_gan(tmp_path / "own.pt", require_discriminator=True)
+    assert loaded.journey_lr == 3e-5 and loaded.describe()["journey_lr"] == 3e-5
+    engine = Engine(loaded, EngineConfig(device="cpu"), tmp_path / "own")
+    synthesis, mapping = engine.optimizer.param_groups
+    assert engine.lr == synthesis["lr"] == 3e-5 and mapping["lr"] == pytest.approx(3e-7)
+    engine.apply("lr 0.002")
+    assert synthesis["lr"] == 2e-3
+    engine.apply("lr 0")  # back to the model's own
+    assert engine.lr == synthesis["lr"] == 3e-5
+    engine.close()
+    engine = Engine(loaded, EngineConfig(device="cpu", lr=1e-4), tmp_path / "set")
+    assert engine.lr == 1e-4  # a rate that is set wins
+    engine.close()
+
+    ckpt = torch.load(tmp_path / "own.pt", weights_only=True)
+    ckpt["meta"]["journey_lr"] = "fast"
+    torch.save(ckpt, tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError, match="journey_lr 'fast' is not a learning rate"):
+        load_gan(tmp_path / "bad.pt")
+    gan.journey_lr = 5.0
+    with pytest.raises(ValueError, match="journey_lr must be > 0 and <= 1"):
+        save_gan(gan, tmp_path / "never.pt")
+    assert not (tmp_path / "never.pt").exists()
 
 
 def test_rewind_restores_weights_and_optimiser_bit_for_bit_and_branches(tmp_path):
@@ -162,7 +195,7 @@ def test_repeated_rollbacks_pause_the_engine_until_resumed(tmp_path):
 
 def test_bad_commands_are_rejected_and_the_engine_keeps_running(tmp_path):
     engine = tiny_engine(tmp_path)
-    bad = ["warp 9", "rewind -1", "rewind 999", "rewind 1.5", "lr 0", "lr -1", "lr nan", "batch 0", "batch 65",
+    bad = ["warp 9", "rewind -1", "rewind 999", "rewind 1.5", "lr 2", "lr -1", "lr nan", "batch 0", "batch 65",
            "loss hinge", {"name": "lr"}, ("pause", 3), 42, ""]
     script = iter([[], [], [], bad, [], [], [], ["lr 0.0007", "batch 2", "loss softplus"], [], ["shutdown"]])
     engine.run(receive=lambda timeout: next(script))
@@ -173,7 +206,7 @@ def test_bad_commands_are_rejected_and_the_engine_keeps_running(tmp_path):
     assert len(messages) == len(bad) and state["commands"] == len(bad) + 4
     for expected in ["unknown command 'warp'", "rewind iteration must be an integer >= 0, got -1",
                      "cannot rewind to 999: the journey is at iteration 3", "'1.5' is not an integer",
-                     "lr must be a finite number > 0", "batch must be an integer from 1 to 64, got 0",
+                     "lr must be 0 (the model's own rate) or a number > 0 and <= 1, got 2.0", "batch must be an integer from 1 to 64, got 0",
                      "batch must be an integer from 1 to 64, got 65", "loss must be one of logit, softplus, log",
                      "lr needs a value", "pause takes no value", "cannot read command 42", "cannot read command ''"]:
         assert any(expected in m for m in messages), expected

@@ -29,7 +29,7 @@ def test_flags_override_a_preset_and_are_validated():
 @pytest.mark.parametrize("text, message", [
     ("[walk]\nperiod = -3\n", r"\[walk\] period must be a finite number > 0"),
     ("[walk]\nperiod = 'slow'\n", r"\[walk\] period must be a number, got 'slow'"),
-    ("[engine]\nlr = 0\n", r"\[engine\] lr must be a finite number > 0"),
+    ("[engine]\nlr = -0.5\n", r"\[engine\] lr must be 0 \(the model's own rate\) or a number > 0 and <= 1"),
     ("[engine]\nloss = 'hinge'\n", r"\[engine\] loss must be one of logit, softplus, log"),
     ("[engine]\nbatch = 2.5\n", r"\[engine\] batch must be a whole number, got 2.5"),
     ("[engine]\nlearning_rate = 0.1\n", r"\[engine\] unknown key 'learning_rate'; known keys: batch, "),

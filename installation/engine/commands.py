@@ -44,7 +44,7 @@ COMMANDS: dict[str, tuple[Callable[[Any], Any] | None, Any, str]] = {
     "pause": (None, None, "stop stepping (the between-steps hook keeps running)"),
     "resume": (None, None, "step again; also clears a pause after repeated rollbacks"),
     "limit": (lambda v: check_rate(_number(float, "limit")(v)), None, "at most N steps per second; 0 = no limit"),
-    "lr": (lambda v: check_lr(_number(float, "lr")(v)), None, "learning rate of the synthesis network"),
+    "lr": (lambda v: check_lr(_number(float, "lr")(v)), None, "learning rate of the synthesis network; 0 = the model's own"),
     "loss": (check_loss, None, "logit, softplus or log"),
     "batch": (lambda v: check_batch(_number(int, "batch")(v)), None, "images per step, 1..64"),
     "rewind": (lambda v: check_int("rewind iteration", _number(int, "rewind")(v), 0), None,

@@ -12,6 +12,7 @@ import torch
 
 LOSSES = ("logit", "softplus", "log")
 MAX_BATCH = 64
+DEFAULT_LR = 1e-3  # for models that carry no journey rate of their own (rosinality files)
 
 
 class ConfigError(ValueError):
@@ -35,7 +36,18 @@ def check_float(name: str, value: Any, low: float, high: float | None = None, lo
 
 
 def check_lr(value: Any) -> float:
-    return check_float("lr", value, 0.0, 1.0, low_open=True)
+    """0 stands for "the model's own rate" (`starting_lr`); anything else is a learning rate in (0, 1]."""
+    if value == 0 and not isinstance(value, bool):
+        return 0.0
+    try:
+        return check_float("lr", value, 0.0, 1.0, low_open=True)
+    except ConfigError:
+        raise ConfigError(f"lr must be 0 (the model's own rate) or a number > 0 and <= 1, got {value!r}") from None
+
+
+def starting_lr(configured: float, model_rate: float | None) -> float:
+    """The configured rate, or where it is 0 the model's own journey rate (shipped with it), else DEFAULT_LR."""
+    return configured or model_rate or DEFAULT_LR
 
 
 def check_batch(value: Any) -> int:
@@ -73,7 +85,7 @@ class EngineConfig:
     """How the inverted fine-tuning runs. The first four can also be changed live by commands."""
 
     loss: str = "logit"  # logit | softplus | log (see engine/losses.py)
-    lr: float = 1e-3  # synthesis lr; the mapping network gets lr * mapping_lr_mult
+    lr: float = 0.0  # synthesis lr, 0 = the model's own (starting_lr); the mapping network gets lr * mapping_lr_mult
     batch: int = 4  # the paper used 2, 4 and 8
     steps_per_second: float = 0.0  # 0 = as fast as the device goes
     mapping_lr_mult: float = 0.01

@@ -45,7 +45,7 @@ from torch.nn import functional as F
 from ..models import GAN
 from ..storage import atomic_write_bytes
 from .commands import Command, CommandError, parse_command
-from .config import EngineConfig
+from .config import EngineConfig, starting_lr
 from .losses import inverted_loss
 from .snapshots import Snapshot, SnapshotError, SnapshotStore, clone_tree
 
@@ -92,7 +92,7 @@ class Engine:
         self.gan, self.config, self.run_dir, self.between_steps = gan, config, Path(run_dir), between_steps
         self.device = gan.device
         # live settings, changed by commands
-        self.lr, self.loss_name, self.batch = config.lr, config.loss, config.batch
+        self.lr, self.loss_name, self.batch = starting_lr(config.lr, gan.journey_lr), config.loss, config.batch
         self.steps_per_second = config.steps_per_second
         self.seed, self.probe_size = config.seed, config.probe_size
         self.iteration = self.branch = 0
@@ -115,8 +115,8 @@ class Engine:
             p.requires_grad_(False)
         gan.generator.train()
         self.optimizer = torch.optim.Adam([
-            {"params": gan.synthesis_parameters(), "lr": config.lr},
-            {"params": gan.mapping_parameters(), "lr": config.lr * config.mapping_lr_mult},
+            {"params": gan.synthesis_parameters(), "lr": self.lr},
+            {"params": gan.mapping_parameters(), "lr": self.lr * config.mapping_lr_mult},
         ], betas=BETAS)
         self._rng = torch.Generator(device=self.device)
 
@@ -342,8 +342,8 @@ class Engine:
             case "limit", rate:
                 self.steps_per_second = rate
             case "lr", lr:
-                self.lr = lr
-                self._set_lr(lr)
+                self.lr = starting_lr(lr, self.gan.journey_lr)
+                self._set_lr(self.lr)
             case "loss", name:
                 self.loss_name = name
             case "batch", batch:

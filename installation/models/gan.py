@@ -44,6 +44,7 @@ class GAN:
     format: str = "uncanny"
     source: str = ""
     trained_resolutions: tuple[int, ...] = ()
+    journey_lr: float | None = None  # the learning rate that plays the paper's arc on this model, where measured
 
     @property
     def device(self) -> torch.device:
@@ -116,6 +117,7 @@ class GAN:
             "generator_parameters": count(self.generator),
             "discriminator_parameters": count(self.discriminator),
             "discriminator": self.discriminator is not None,
+            "journey_lr": self.journey_lr,
         }
 
 

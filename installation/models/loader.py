@@ -276,10 +276,23 @@ def _load_own(path: Path, ckpt: Mapping[str, Any], resolution: int | None, use_e
     g_state = ckpt.get("g_ema") if use_ema and ckpt.get("g_ema") is not None else ckpt.get("generator")
     if g_state is None:
         raise CheckpointError(f"{path}: the uncanny checkpoint holds no generator weights")
+    meta = ckpt.get("meta") if isinstance(ckpt.get("meta"), Mapping) else {}
+    journey_lr = meta.get("journey_lr")
+    if journey_lr is not None and not valid_journey_lr(journey_lr):
+        raise CheckpointError(f"{path}: its journey_lr {journey_lr!r} is not a learning rate (> 0 and <= 1); "
+                              "re-save the file with tools/ship_default_model.py --journey-lr")
     if arch == "stylegan1":
-        return _load_stylegan1(path, g_state, ckpt.get("discriminator"), "uncanny",
-                               resolution or ckpt.get("resolution"), ckpt.get("trained_resolution"))
-    return _load_stylegan2(path, g_state, ckpt.get("discriminator"), "uncanny", resolution, ckpt.get("mean_latent"))
+        gan = _load_stylegan1(path, g_state, ckpt.get("discriminator"), "uncanny",
+                              resolution or ckpt.get("resolution"), ckpt.get("trained_resolution"))
+    else:
+        gan = _load_stylegan2(path, g_state, ckpt.get("discriminator"), "uncanny", resolution,
+                              ckpt.get("mean_latent"))
+    gan.journey_lr = None if journey_lr is None else float(journey_lr)
+    return gan
+
+
+def valid_journey_lr(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value <= 1
 
 
 def default_checkpoint() -> Path | None:
@@ -289,7 +302,13 @@ def default_checkpoint() -> Path | None:
 
 def save_gan(gan: GAN, path: str | os.PathLike, raw_generator: nn.Module | None = None,
              half: bool = False, meta: dict[str, Any] | None = None) -> None:
-    """Write the project's own format atomically: G (and optional raw G beside the EMA one), D, configs."""
+    """Write the project's own format atomically: G (and optional raw G beside the EMA one), D, configs; the
+    GAN's `journey_lr` goes into `meta`."""
+    meta = dict(meta or {})
+    if gan.journey_lr is not None:
+        if not valid_journey_lr(gan.journey_lr):
+            raise ValueError(f"journey_lr must be > 0 and <= 1, got {gan.journey_lr!r}")
+        meta["journey_lr"] = float(gan.journey_lr)
     cast = (lambda sd: {k: v.half() if v.is_floating_point() else v for k, v in sd.items()}) if half else dict
     state = lambda m: cast({k: v.detach().cpu() for k, v in m.state_dict().items()})  # noqa: E731
     ckpt = {
@@ -301,7 +320,7 @@ def save_gan(gan: GAN, path: str | os.PathLike, raw_generator: nn.Module | None 
         "generator": state(raw_generator) if raw_generator is not None else None,
         "discriminator": state(gan.discriminator) if gan.discriminator is not None else None,
         "mean_latent": gan.mean_latent.detach().cpu(),
-        "meta": dict(meta or {}),
+        "meta": meta,
     }
     atomic_torch_save(ckpt, Path(path))
 
