@@ -219,3 +219,20 @@ def test_reals_fade_in_like_the_generator_does():
     fake_blocks = fake.unfold(2, 2, 2).unfold(3, 2, 2)
     assert torch.allclose(fake_blocks, fake_blocks[..., :1, :1].expand_as(fake_blocks))
     assert fake.std() > 0.01  # a picture, not a constant
+
+
+def test_a_new_block_starts_silent_so_its_fade_in_only_dims_the_previous_stage(tmp_path):
+    from installation.training.trainer import Trainer
+
+    config = TrainConfig(resolution=16, channels=(16, 16, 8), code_dim=16, n_mlp=1, kimg_per_phase=kimg_arg("0.1"),
+                         batch=batch_arg("8"))
+    trainer = Trainer(config, procedural_faces(16, seed=0, resolution=16), {}, tmp_path)
+    trainer.enter_stage(1)  # 16 px, step 2
+    for g in (trainer.g, trainer.g_ema):
+        assert all(not p.any() for p in g.generator.to_rgb[2].parameters())
+        assert any(p.any() for p in g.generator.to_rgb[1].parameters())  # the previous stage's is untouched
+        z = torch.randn(2, 16, generator=torch.Generator().manual_seed(0))
+        noise = g.make_noise(2, 2, generator=torch.Generator().manual_seed(1))
+        with torch.no_grad():
+            start, half = (g(z, noise=noise, step=2, alpha=a) for a in (0.0, 0.5))
+        assert start.std() > 0.01 and torch.allclose(half, 0.5 * start, atol=1e-6)

@@ -4,7 +4,8 @@ Schedule: training starts at 8 px; every resolution stage lasts two phases of it
 images (one value, or one per resolution): the new block fades in (alpha 0 -> 1) over the first, the second stabilises (the first stage has no
 fade-in). The last stage goes on until `total_kimg` (default: the end of its stabilising phase).
 Loss: non-saturating with lazy R1 on reals; EMA generator (with ramp-up); x-flips; Adam betas (0, 0.99), mapping lr x 0.01.
-During a fade-in the real images fade in too (ProGAN), matching G's blend of its upsampled previous stage.
+During a fade-in the real images fade in too (ProGAN), matching G's blend of its upsampled previous stage, and the
+new block's to_rgb starts from zero (`Trainer.enter_stage`).
 
 Determinism: every random draw (flips, z, noise) comes from one CPU torch.Generator whose state is saved, and
 the data order is a function of (seed, images seen), so a run resumed from `checkpoint.pt` continues
@@ -236,6 +237,20 @@ class Trainer:
         return path
 
     @torch.no_grad()
+    def enter_stage(self, stage: int) -> None:
+        """Zero the new block's to_rgb (in G and EMA G) before it fades in.
+
+        A randomly initialised to_rgb paints random colours at about twice the contrast of the data into the
+        picture as alpha grows, faster than a fade-in of a few kimg can train them away: every stage broke its
+        colours, and at 64 px that wiped what the earlier stages had learned. From zero, the new block starts
+        silent and its read-out grows only as fast as D asks for it (the SkipInit / ReZero idea).
+        """
+        step = step_for_resolution(self.config.stages[stage])
+        for g in (self.g, self.g_ema):
+            for p in g.generator.to_rgb[step].parameters():
+                p.zero_()
+
+    @torch.no_grad()
     def save_samples(self) -> Path:
         """The EMA G on fixed seeds at the current stage, scaled up to the final size so grids line up."""
         stage, alpha = self.config.schedule(self.images_seen)
@@ -353,6 +368,7 @@ class Trainer:
                 sampled = before // sample_every < self.images_seen // sample_every
                 if done_stage:
                     self.save_stage(stage)
+                    self.enter_stage(stage + 1)
                 if sampled:
                     self.save_samples()
                 if done_stage or sampled or time.monotonic() - last_save > CHECKPOINT_EVERY_S:
