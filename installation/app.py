@@ -87,7 +87,7 @@ class Installation:
     """Engine process + frame channel + presenter; `tick()` once per screen refresh."""
 
     def __init__(self, preset: Preset, checkpoint: Path, resolution: int, run_dir: Path, ctx: Any,
-                 size: tuple[int, int], notice: str | None = None) -> None:
+                 size: tuple[int, int]) -> None:
         from .display.presenter import Presenter
 
         self.preset = preset
@@ -106,7 +106,6 @@ class Installation:
         self.engine = EngineProcess(checkpoint, run_dir, preset.engine, resolution=resolution,
                                     use_ema=not preset.model.raw_generator, between_steps=renderer)
         self.hud = display.hud
-        self.notice = notice  # shown at all times (e.g. that the network is an untrained demo)
         self.state: dict[str, Any] = {}
         self._last_sequence = 0
         self._refreshes: deque[float] = deque(maxlen=60)
@@ -190,7 +189,7 @@ class Installation:
                 self._say(f"engine restart failed: {error}")
 
     def _hud_text(self, now: float) -> str | None:
-        lines = [self.notice] if self.notice else []
+        lines = []
         if self._message is not None and now - self._message[1] < MESSAGE_SECONDS:
             lines.append(self._message[0])  # errors show even with the HUD off
         if self.hud:
@@ -234,8 +233,7 @@ def _monitor(text: str) -> int | str | None:
     return int(text) if text.isdigit() else (text or None)
 
 
-def run_window(preset: Preset, checkpoint: Path, resolution: int, run_dir: Path, seconds: float | None,
-               notice: str | None = None) -> None:
+def run_window(preset: Preset, checkpoint: Path, resolution: int, run_dir: Path, seconds: float | None) -> None:
     """Full-screen (or windowed) until quit, closed or `seconds` have passed."""
     import glfw
 
@@ -250,7 +248,7 @@ def run_window(preset: Preset, checkpoint: Path, resolution: int, run_dir: Path,
             from None
     with window:
         window.keys_enabled = display.keys
-        installation = Installation(preset, checkpoint, resolution, run_dir, window.ctx, window.size, notice)
+        installation = Installation(preset, checkpoint, resolution, run_dir, window.ctx, window.size)
         window.handlers.update({
             glfw.KEY_SPACE: installation.toggle_pause, glfw.KEY_R: installation.reset,
             glfw.KEY_B: installation.rewind_one, glfw.KEY_LEFT: installation.rewind_one,
@@ -269,8 +267,8 @@ def run_window(preset: Preset, checkpoint: Path, resolution: int, run_dir: Path,
             installation.close()
 
 
-def run_headless(preset: Preset, checkpoint: Path, resolution: int, run_dir: Path, seconds: float | None,
-                 notice: str | None = None) -> tuple[Path, Path]:
+def run_headless(preset: Preset, checkpoint: Path, resolution: int, run_dir: Path,
+                 seconds: float | None) -> tuple[Path, Path]:
     """Offscreen (EGL) into `run_dir/live.mp4` at the preset's fps, and the last picture as `last_frame.png`."""
     from .display.offscreen import Offscreen, VideoWriter
     from .images import save_png
@@ -285,7 +283,7 @@ def run_headless(preset: Preset, checkpoint: Path, resolution: int, run_dir: Pat
                            "libegl-mesa0 libgl1-mesa-dri)") from None
     with surface:
         installation = Installation(preset, checkpoint, resolution, run_dir, surface.ctx,
-                                    (display.width, display.height), notice)
+                                    (display.width, display.height))
         image = None
         try:
             with VideoWriter(video_path, display.width, display.height, fps=display.fps) as video:

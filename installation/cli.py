@@ -68,12 +68,35 @@ def resolution_arg(text: str) -> int:
     return value
 
 
+def non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def checkpoint_or_default(checkpoint: Path | None) -> Path:
+    """The checkpoint asked for, or the embedded default model where none was given."""
+    from .models import default_checkpoint
+
+    if checkpoint is not None:
+        return checkpoint
+    if (default := default_checkpoint()) is None:
+        raise UsageError("the embedded default model is missing from this installation (installation/assets/"
+                         "default.pt); reinstall uncanny, or pass a checkpoint file")
+    return default
+
+
 def _load(args: argparse.Namespace, require_discriminator: bool = False):
     from .engine.config import resolve_device
     from .models import load_gan
 
-    return load_gan(args.checkpoint, resolution=args.resolution, device=resolve_device(args.device),
-                    use_ema=not args.raw_generator, require_discriminator=require_discriminator)
+    return load_gan(checkpoint_or_default(args.checkpoint), resolution=args.resolution,
+                    device=resolve_device(args.device), use_ema=not args.raw_generator,
+                    require_discriminator=require_discriminator)
 
 
 def cmd_inspect(args: argparse.Namespace) -> None:
@@ -86,6 +109,8 @@ def cmd_inspect(args: argparse.Namespace) -> None:
     print(f"format:          {facts['format']} ({facts['arch']})")
     print(f"resolutions:     {', '.join(map(str, facts['trained_resolutions']))} px (using {facts['resolution']})")
     print(f"latent size:     {facts['latent_dim']}")
+    if facts["journey_lr"] is not None:
+        print(f"journey lr:      {facts['journey_lr']:g} (the rate that plays the paper's arc on this model)")
     print(f"generator:       {facts['generator_parameters']:,} parameters")
     if facts["discriminator"]:
         print(f"discriminator:   {facts['discriminator_parameters']:,} parameters (fine-tuning possible)")
@@ -112,9 +137,6 @@ def cmd_sample(args: argparse.Namespace) -> None:
 
 
 def cmd_journey(args: argparse.Namespace) -> None:
-    if args.checkpoint is None:
-        raise UsageError("no embedded default model ships yet (a later release adds one); pass --checkpoint FILE, "
-                         "a checkpoint that includes its discriminator")
     from .engine import ConfigError, EngineConfig, EngineError
     from .journey import MAX_COLUMNS, JourneyError, journey_columns, run_journey
 
@@ -139,7 +161,7 @@ def cmd_journey(args: argparse.Namespace) -> None:
                if summary["resumed_from"] else "")
     print(f"wrote {args.out}: metrics.jsonl, contact_sheet.png ({summary['rows']} rows x {summary['columns']} "
           f"columns), journey.png, snapshots/{resumed}")
-    print(f"iteration {summary['iteration']}: probe D score {d_first:.4g} -> {d_last:.4g}, diversity "
+    print(f"iteration {summary['iteration']} at lr {summary['lr']:g}: probe D score {d_first:.4g} -> {d_last:.4g}, diversity "
           f"{div_first:.4g} -> {div_last:.4g}, {summary['rollbacks']} rollbacks"
           f"{', COLLAPSED' if summary['collapsed'] else ''}")
 
@@ -162,7 +184,7 @@ def _has_display() -> bool:
 def cmd_run(args: argparse.Namespace) -> None:
     from .app import run_headless, run_window
     from .engine.config import resolve_device
-    from .models import default_checkpoint, load_gan
+    from .models import load_gan
     from .presets import load_preset
 
     preset = load_preset(args.preset)
@@ -173,13 +195,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     width, height = args.size or (None, None)
     preset = preset.replace("display", fullscreen=args.fullscreen, monitor=args.monitor, width=width,
                             height=height, hud=args.hud or None, keys=False if args.no_keys else None)
-    notice = None
-    if preset.model.checkpoint:
-        checkpoint = Path(preset.model.checkpoint)
-    elif (checkpoint := default_checkpoint()) is None:
-        checkpoint = _untrained_demo(Path("runs"))
-        notice = "no embedded model ships yet: an UNTRAINED demo network; use --checkpoint FILE for faces"
-        print(f"uncanny: {notice}", file=sys.stderr)
+    checkpoint = checkpoint_or_default(Path(preset.model.checkpoint) if preset.model.checkpoint else None)
     resolve_device(preset.engine.device)
     # Check the file here, before any window opens or process starts: a bad file is one line and exit 2.
     gan = load_gan(checkpoint, resolution=preset.model.resolution or None, use_ema=not preset.model.raw_generator,
@@ -196,24 +212,15 @@ def cmd_run(args: argparse.Namespace) -> None:
     if headless:
         print(f"uncanny: headless: writing {run_dir / 'live.mp4'} until Ctrl-C"
               + (f" or {args.seconds:g} s" if args.seconds else ""), file=sys.stderr)
-        video, png = run_headless(preset, checkpoint, resolution, run_dir, args.seconds, notice=notice)
+        video, png = run_headless(preset, checkpoint, resolution, run_dir, args.seconds)
         print(f"uncanny: wrote {video} and {png}")
     else:
-        run_window(preset, checkpoint, resolution, run_dir, args.seconds, notice=notice)
-
-
-def _untrained_demo(folder: Path) -> Path:
-    """A freshly initialised 64 px G+D, so the pipeline can be seen working before any model is at hand."""
-    from .models import create_stylegan1, save_gan
-
-    path = folder / "untrained-demo.pt"
-    if not path.exists():
-        save_gan(create_stylegan1([128, 128, 128, 64, 32], code_dim=128, n_mlp=4), path)
-    return path
+        run_window(preset, checkpoint, resolution, run_dir, args.seconds)
 
 
 def _checkpoint_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", type=Path, help="a rosinality StyleGAN1/StyleGAN2 or uncanny checkpoint")
+    parser.add_argument("checkpoint", type=Path, nargs="?", default=None,
+                        help="a rosinality StyleGAN1/StyleGAN2 or uncanny checkpoint (default: the embedded model)")
     parser.add_argument("--resolution", type=resolution_arg, default=None,
                         help="output size for progressive StyleGAN1 files (default: the largest trained)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default)")
@@ -269,16 +276,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     journey = commands.add_parser("journey", help="run the inverted fine-tuning headless; write metrics, snapshots, "
                                                   "a contact sheet and a plot",
-                                  usage="%(prog)s --checkpoint FILE [--iterations N] [--every N] [--out DIR] [options]")
+                                  usage="%(prog)s [--checkpoint FILE] [--iterations N] [--every N] [--out DIR] "
+                                        "[options]")
     journey.add_argument("--checkpoint", type=Path, default=None,
-                         help="a checkpoint that includes its discriminator (StyleGAN1/2 training files, uncanny)")
+                         help="a checkpoint that includes its discriminator (StyleGAN1/2 training files, uncanny; "
+                              "default: the embedded model)")
     journey.add_argument("--iterations", type=whole_number(1), default=1000, help="steps to run (default 1000)")
     journey.add_argument("--every", type=whole_number(1), default=100,
                          help="contact-sheet column spacing in iterations (default 100)")
     journey.add_argument("--out", type=Path, default=Path("journey"),
                          help="run folder; an existing run there is resumed (default ./journey)")
     journey.add_argument("--batch", type=whole_number(1, 64), default=4, help="images per step, 1..64 (default 4)")
-    journey.add_argument("--lr", type=positive_float, default=1e-3, help="learning rate (default 0.001)")
+    journey.add_argument("--lr", type=non_negative_float, default=0.0,
+                         help="learning rate; 0 = the model's own journey rate, or 0.001 for files without one "
+                              "(default 0)")
     journey.add_argument("--loss", choices=("logit", "softplus", "log"), default="logit",
                          help="inverted objective (default logit, the paper's)")
     journey.add_argument("--seed", type=whole_number(0), default=0, help="random seed (default 0)")

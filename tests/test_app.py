@@ -82,16 +82,11 @@ def test_bad_run_options_are_one_line(tiny_checkpoint, tmp_path, args, message):
 
 
 
-def test_quick_start_command_runs_without_any_checkpoint(tmp_path):
-    """`run_installation.py` alone: the embedded model where one ships, else an untrained demo it says it is."""
-    from installation.models import default_checkpoint
-
+def test_quick_start_command_runs_the_embedded_model(tmp_path):
+    """`run_installation.py` alone, with no display: the embedded default model, headless, into runs/default/."""
     env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
     result = subprocess.run([sys.executable, str(ROOT / "run_installation.py"), "--seconds", "3", "--size", "160x120",
                              "--device", "cpu"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert "running headless" in result.stderr
-    name = "untrained-demo" if default_checkpoint() is None else default_checkpoint().stem
-    assert (tmp_path / "runs" / name / "live.mp4").stat().st_size > 0
-    if default_checkpoint() is None:
-        assert "UNTRAINED demo network" in result.stderr
+    assert "running headless" in result.stderr and "default.pt (uncanny, 64 px)" in result.stderr
+    assert (tmp_path / "runs" / "default" / "live.mp4").stat().st_size > 0

@@ -61,7 +61,8 @@ def test_bad_flags_exit_2_with_one_clear_line(tmp_path, checkpoint, capsys):
     ok = ["journey", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "x"), "--device", "cpu"]
     cases = {
         ("--batch", "0"): "expected a whole number from 1 to 64", ("--batch", "65"): "expected a whole number from 1 to 64",
-        ("--lr", "-1"): "expected a positive number", ("--lr", "fast"): "expected a positive number",
+        ("--lr", "-1"): "expected a number >= 0", ("--lr", "fast"): "expected a number >= 0",
+        ("--lr", "2"): "lr must be 0 (the model's own rate) or a number > 0 and <= 1",
         ("--loss", "hinge"): "invalid choice: 'hinge'", ("--iterations", "0"): "expected a whole number >= 1",
         ("--every", "x"): "expected a whole number >= 1", ("--seed", "-3"): "expected a whole number >= 0",
         ("--rows", "99"): "at most 16 contact-sheet rows", ("--every", "1"): "more than 64 contact-sheet columns",
@@ -79,13 +80,12 @@ def test_bad_flags_exit_2_with_one_clear_line(tmp_path, checkpoint, capsys):
         assert code == 2 and "Traceback" not in err, (extra, err)
         assert len(error_lines) == 1 and expected in error_lines[0], (extra, err)
 
-    for args, expected in [(["journey", "--out", str(tmp_path / "y")], "no embedded default model ships yet"),
-                           (["journey", "--checkpoint", str(tmp_path / "no-d.pt")], "has no discriminator"),
+    for args, expected in [(["journey", "--checkpoint", str(tmp_path / "no-d.pt")], "has no discriminator"),
                            (["journey", "--checkpoint", str(tmp_path / "missing.pt")], "no such file")]:
         assert main(args) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and expected in err and err.startswith("uncanny: error: ")
-    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+    assert not (tmp_path / "x").exists()
 
     done = run_cli("journey", "--checkpoint", checkpoint, "--batch", "0")  # a real process, real exit status
     assert done.returncode == 2 and done.stderr.strip().splitlines()[-1].endswith("got '0'")

@@ -19,16 +19,6 @@ CONFIG_OPTIONS = ("resolution", "channels", "code_dim", "n_mlp", "kimg_per_phase
                   "r1_every", "seed", "total_kimg")
 
 
-def non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return value
-
-
 def channels_arg(text: str) -> tuple[int, ...]:
     """'256,256,256,128,64' -> widths per resolution from 4 px up."""
     try:
@@ -94,7 +84,7 @@ def add_train_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentP
                        help="stop at this many kimg (default: the end of the last stage); may be raised on resume")
     model.add_argument("--batch", type=batch_arg, help="batch size, optionally per resolution: 32,8:128 (default 32)")
     model.add_argument("--lr", type=app_cli.positive_float, help="Adam learning rate (default 0.001)")
-    model.add_argument("--r1", type=non_negative_float, help="R1 penalty weight gamma, 0 = off (default 10)")
+    model.add_argument("--r1", type=app_cli.non_negative_float, help="R1 penalty weight gamma, 0 = off (default 10)")
     model.add_argument("--r1-every", type=app_cli.whole_number(1), help="lazy R1: apply it every N steps (default 4)")
     model.add_argument("--seed", type=app_cli.whole_number(0), help="seeds weights, data order and noise (default 0)")
     run = train.add_argument_group("this run")
