@@ -44,12 +44,13 @@ def test_commands_sigkill_mid_snapshot_crash_restarts_and_clean_stop(tmp_path, c
                      between_steps=crash_on_request)
     engine.start()
     engine.wait_for(lambda s: s.get("iteration", 0) >= 2)
-    bad = ["warp", "rewind -1", "rewind 100000", "lr 0", "batch 0"]
+    bad = ["warp", "rewind -1", "rewind 100000", "lr 2", "batch 0"]
     for command in bad:
         engine.send(command)
     state = engine.wait_for(lambda s: s.get("commands", 0) >= len(bad))
     for expected in ["unknown command 'warp'", "must be an integer >= 0, got -1", "cannot rewind to 100000",
-                     "lr must be a finite number > 0", "batch must be an integer from 1 to 64, got 0"]:
+                     "lr must be 0 (the model's own rate) or a number > 0 and <= 1",
+                     "batch must be an integer from 1 to 64, got 0"]:
         assert any(expected in e for e in state["errors"]), (expected, state["errors"])
     assert state["error_count"] == len(bad) and state["status"] == "running"
     engine.wait_for(lambda s: s["iteration"] >= state["iteration"] + 2)  # still stepping
