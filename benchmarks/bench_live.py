@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The whole installation at once: display fps, generator frames/s and training steps/s, with the device.
 
-    python3 benchmarks/bench_live.py                       # untrained 64 px demo network, 1920x1080, 20 s
+    python3 benchmarks/bench_live.py                       # the embedded 64 px default model, 1920x1080, 20 s
     python3 benchmarks/bench_live.py --checkpoint FILE --seconds 60 --size 3840x2160
 
 The display renders offscreen (EGL) at the requested size as fast as it can (no vsync, no video encoding), while
@@ -26,7 +26,7 @@ from bench_engine import cpu_name  # noqa: E402
 from installation.app import Installation  # noqa: E402
 from installation.cli import size_arg  # noqa: E402
 from installation.engine import EngineConfig  # noqa: E402
-from installation.models import create_stylegan1, load_gan, save_gan  # noqa: E402
+from installation.models import default_checkpoint, load_gan  # noqa: E402
 from installation.presets import DisplayConfig, Preset, RenderConfig  # noqa: E402
 
 
@@ -42,10 +42,7 @@ def main() -> None:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
-        checkpoint = args.checkpoint
-        if checkpoint is None:
-            checkpoint = Path(tmp) / "demo.pt"
-            save_gan(create_stylegan1([128, 128, 128, 64, 32], code_dim=128, n_mlp=4), checkpoint)
+        checkpoint = args.checkpoint or default_checkpoint()
         resolution = load_gan(checkpoint, require_discriminator=True).resolution
         width, height = args.size
         preset = Preset(engine=EngineConfig(device=args.device, threads=args.threads),
