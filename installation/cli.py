@@ -161,8 +161,8 @@ def cmd_journey(args: argparse.Namespace) -> None:
                if summary["resumed_from"] else "")
     print(f"wrote {args.out}: metrics.jsonl, contact_sheet.png ({summary['rows']} rows x {summary['columns']} "
           f"columns), journey.png, snapshots/{resumed}")
-    print(f"iteration {summary['iteration']} at lr {summary['lr']:g}: probe D score {d_first:.4g} -> {d_last:.4g}, diversity "
-          f"{div_first:.4g} -> {div_last:.4g}, {summary['rollbacks']} rollbacks"
+    print(f"iteration {summary['iteration']} at lr {summary['lr']:g}: probe D score {d_first:.4g} -> {d_last:.4g}, "
+          f"diversity {div_first:.4g} -> {div_last:.4g}, {summary['rollbacks']} rollbacks"
           f"{', COLLAPSED' if summary['collapsed'] else ''}")
 
 

@@ -206,7 +206,8 @@ def test_bad_commands_are_rejected_and_the_engine_keeps_running(tmp_path):
     assert len(messages) == len(bad) and state["commands"] == len(bad) + 4
     for expected in ["unknown command 'warp'", "rewind iteration must be an integer >= 0, got -1",
                      "cannot rewind to 999: the journey is at iteration 3", "'1.5' is not an integer",
-                     "lr must be 0 (the model's own rate) or a number > 0 and <= 1, got 2.0", "batch must be an integer from 1 to 64, got 0",
+                     "lr must be 0 (the model's own rate) or a number > 0 and <= 1, got 2.0",
+                     "batch must be an integer from 1 to 64, got 0",
                      "batch must be an integer from 1 to 64, got 65", "loss must be one of logit, softplus, log",
                      "lr needs a value", "pause takes no value", "cannot read command 42", "cannot read command ''"]:
         assert any(expected in m for m in messages), expected

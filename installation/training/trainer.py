@@ -148,8 +148,8 @@ def describe_setting(name: str, value: Any) -> str:
 
 def fade_in_reals(real: Tensor, alpha: float) -> Tensor:
     """ProGAN's fade-in of the real images: while a new block fades in (alpha < 1), G's picture is mostly its
-    previous stage's, nearest-upsampled, so the reals are blended the same way. Without it D tells real from fake
-    by blockiness alone and drives the new, untrained block to saturated colours."""
+    previous stage's, nearest-upsampled, so the reals are blended the same way; otherwise D can tell real from
+    fake by blockiness alone during the fade-in."""
     if alpha >= 1:
         return real
     coarse = F.interpolate(F.avg_pool2d(real, 2), scale_factor=2, mode="nearest")
