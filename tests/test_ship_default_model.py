@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from installation.models import create_stylegan1, load_gan, save_gan
+from installation.models import CheckpointError, create_stylegan1, load_gan, save_gan
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,6 +50,8 @@ def test_ships_the_stages_with_their_journey_rate(stages, tmp_path):
     assert (earlier.resolution, earlier.journey_lr) == (32, 3e-5)
     stored = torch.load(assets / "default-32px.pt", weights_only=True)
     assert stored["generator"] is None and stored["meta"]["kimg"] == 1.0  # ... the earlier stages do not
+    with pytest.raises(CheckpointError, match="holds only the moving-average generator; load it without asking"):
+        load_gan(assets / "default-32px.pt", use_ema=False)
 
 
 @pytest.mark.parametrize("args, message", [

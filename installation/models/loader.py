@@ -274,6 +274,9 @@ def _load_own(path: Path, ckpt: Mapping[str, Any], resolution: int | None, use_e
     if arch not in ("stylegan1", "stylegan2"):
         raise CheckpointError(f"{path}: unknown architecture {arch!r} in an uncanny checkpoint")
     g_state = ckpt.get("g_ema") if use_ema and ckpt.get("g_ema") is not None else ckpt.get("generator")
+    if g_state is None and ckpt.get("g_ema") is not None:
+        raise CheckpointError(f"{path}: this file holds only the moving-average generator; load it without asking "
+                              "for the raw generator (--raw-generator)")
     if g_state is None:
         raise CheckpointError(f"{path}: the uncanny checkpoint holds no generator weights")
     meta = ckpt.get("meta") if isinstance(ckpt.get("meta"), Mapping) else {}
