@@ -62,7 +62,7 @@ def test_headless_run_writes_video_and_png(tiny_checkpoint, tmp_path):
     (["--seconds", "0"], "expected a positive number"),
     (["--device", "tpu"], "device must be auto, cpu, cuda or cuda:N"),
     (["--device", "cuda:7"], "no CUDA device is available here"),
-    (["--checkpoint", "{ckpt}", "--preset", "{raw_preset}"], "holds no generator weights"),
+    (["--checkpoint", "{ckpt}", "--preset", "{raw_preset}"], "holds only the moving-average generator"),
 ])
 def test_bad_run_options_are_one_line(tiny_checkpoint, tmp_path, args, message):
     import torch
