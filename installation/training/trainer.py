@@ -287,7 +287,7 @@ class Trainer:
         stage, alpha = cfg.schedule(self.images_seen)
         resolution = cfg.stages[stage]
         step, size = step_for_resolution(resolution), cfg.batch_for(resolution)
-        real = self._real_batch(size, resolution, alpha if stage > 0 else 1.0)
+        real = self._real_batch(size, resolution, alpha)  # the schedule gives the first stage alpha 1
 
         requires_grad(self.g, False)
         requires_grad(self.d, True)
