@@ -236,3 +236,58 @@ def test_a_new_block_starts_silent_so_its_fade_in_only_dims_the_previous_stage(t
         with torch.no_grad():
             start, half = (g(z, noise=noise, step=2, alpha=a) for a in (0.0, 0.5))
         assert start.std() > 0.01 and torch.allclose(half, 0.5 * start, atol=1e-6)
+
+
+def test_start_from_a_stage_file_goes_on_training_its_weights(data, reference, tmp_path):
+    """--start-from: a new run takes G, EMA G and D (and the settings) of a stage file and trains on from its kimg."""
+    from installation.training.trainer import Trainer, read_stage_file
+
+    stage_file = read_stage_file(reference / "stage-16px.pt")
+    config = TrainConfig.from_dict({**stage_file["meta"]["training"], "total_kimg": 0.5})
+    trainer = Trainer(config, procedural_faces(16, seed=0, resolution=16), {}, tmp_path / "direct",
+                      start_from=(reference / "stage-16px.pt", stage_file))
+    assert trainer.images_seen == 400 and trainer.images_trained == 0
+    for module, name in [(trainer.g, "generator"), (trainer.g_ema, "g_ema"), (trainer.d, "discriminator")]:
+        for key, value in module.state_dict().items():
+            assert torch.equal(value, stage_file[name][key].float()), (name, key)
+
+    out = tmp_path / "more"
+    result = run_train("--data", data, "--out", out, "--start-from", reference / "stage-16px.pt", "--total-kimg", 0.5)
+    assert result.returncode == 0, result.stderr
+    assert "starting from" in result.stderr and "at 0.4 kimg" in result.stderr
+    assert "finished at 0.5 of 0.5 kimg, 13 steps" in result.stdout  # 100 more images at batch 8
+    meta = torch.load(out / "stage-16px.pt", weights_only=True)["meta"]
+    assert meta["kimg"] == 0.504 and meta["started_from"] == {"file": "stage-16px.pt", "images": 400}
+    assert (out / "samples" / "kimg000000.png").exists()  # the starting picture
+
+    # A file saved at the end of a stage: the next block is silenced before it fades in, as in an unbroken run.
+    early = read_stage_file(reference / "stage-8px.pt")
+    trainer = Trainer(TrainConfig.from_dict(early["meta"]["training"]), procedural_faces(16, seed=0, resolution=16),
+                      {}, tmp_path / "boundary", start_from=(reference / "stage-8px.pt", early))
+    assert trainer.config.schedule(trainer.images_seen) == (1, 0.0)
+    assert all(not p.any() for p in trainer.g.generator.to_rgb[2].parameters())
+
+
+def test_start_from_refusals_are_one_line(data, reference, tmp_path):
+    from installation.models import save_gan
+
+    with pytest.raises(UsageError, match="already holds a run; leave out --start-from"):
+        train_in_process("--data", data, "--out", reference, "--start-from", reference / "stage-16px.pt")
+    with pytest.raises(UsageError, match="already at 0.4 kimg; pass --total-kimg above"):
+        train_in_process("--data", data, "--out", tmp_path / "a", "--start-from", reference / "stage-16px.pt")
+    with pytest.raises(UsageError, match="was started with --channels 32,32,16 but this run asks for 32,16,16"):
+        train_in_process("--data", data, "--out", tmp_path / "a", "--start-from", reference / "stage-16px.pt",
+                         "--channels", "32,16,16", "--total-kimg", "1")
+    ema_only = tmp_path / "ema-only.pt"
+    gan = load_gan(reference / "stage-16px.pt", require_discriminator=True)
+    save_gan(gan, ema_only, meta=torch.load(reference / "stage-16px.pt", weights_only=True)["meta"])
+    with pytest.raises(UsageError, match="holds no generator weights, which going on training needs"):
+        train_in_process("--data", data, "--out", tmp_path / "a", "--start-from", ema_only, "--total-kimg", "1")
+    no_meta = tmp_path / "plain.pt"
+    save_gan(gan, no_meta)
+    with pytest.raises(UsageError, match="not a stage file written by train"):
+        train_in_process("--data", data, "--out", tmp_path / "a", "--start-from", no_meta, "--total-kimg", "1")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(UsageError, match="cannot read this file"):
+        train_in_process("--data", data, "--out", tmp_path / "a", "--start-from", tmp_path / "junk.pt")
+    assert not (tmp_path / "a").exists()

@@ -94,6 +94,9 @@ def add_train_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentP
     run.add_argument("--max-steps", type=app_cli.whole_number(1), help="save and stop after this many steps")
     run.add_argument("--sample-every-kimg", type=app_cli.positive_float, default=20.0,
                      help="write samples/kimgNNNNNN.png (fixed seeds) this often (default 20)")
+    run.add_argument("--start-from", type=Path, metavar="STAGE_FILE",
+                     help="a new --out goes on training this stage file's G, EMA G and D (e.g. the embedded "
+                          "default.pt) from the kimg it was saved at, with its settings; raise --total-kimg")
     run.add_argument("--evaluate", type=Path, metavar="CHECKPOINT",
                      help="instead of training: print the ROC AUC of this checkpoint's D on --data (held-out "
                           "images) vs its G's samples")
@@ -130,19 +133,36 @@ def cmd_train(args: argparse.Namespace) -> None:
             raise app_cli.UsageError("train needs --out DIR (or --evaluate CHECKPOINT)")
         path = args.out / trainer.CHECKPOINT_NAME
         ckpt = trainer.read_checkpoint(args.out)
-        config = trainer.resolve_config({name: getattr(args, name) for name in CONFIG_OPTIONS}, ckpt, path)
+        requested = {name: getattr(args, name) for name in CONFIG_OPTIONS}
+        start_from = None
+        if args.start_from is not None:
+            if ckpt is not None:
+                raise TrainingError(f"{args.out} already holds a run; leave out --start-from to resume it, or "
+                                    "use a new --out")
+            stage_file = trainer.read_stage_file(args.start_from)
+            start_from = (args.start_from, stage_file)
+            config = trainer.resolve_config(requested, {"config": stage_file["meta"]["training"]}, args.start_from)
+            if config.total_images <= round(stage_file["meta"]["kimg"] * 1000):
+                raise TrainingError(f"{args.start_from} is already at {stage_file['meta']['kimg']:g} kimg; pass "
+                                    "--total-kimg above that to train on")
+        else:
+            config = trainer.resolve_config(requested, ckpt, path)
         images = load_images(args.data, config.resolution)
         facts = describe_data(args.data, images)
         if ckpt is not None:
             trainer.check_data(facts, ckpt, path, args.data)
-        run = trainer.Trainer(config, images, facts, args.out, device, ckpt)
+        elif start_from is not None and stage_file["meta"].get("data", {}).get("fingerprint") != facts["fingerprint"]:
+            print(f"note: {args.start_from} was trained on other images than {args.data}; training goes on with "
+                  "these", file=sys.stderr)
+        run = trainer.Trainer(config, images, facts, args.out, device, ckpt, start_from)
     except TrainingError as error:
         raise app_cli.UsageError(str(error)) from None
-    print(f"{'resuming at ' + format(run.images_seen / 1000, '.1f') + ' kimg' if ckpt else 'starting'}: "
-          f"{len(images)} images, {' -> '.join(f'{r}px' for r in config.stages)}, "
+    at = f"{run.images_seen / 1000:.1f} kimg"
+    begin = f"resuming at {at}" if ckpt else f"starting from {args.start_from} at {at}" if start_from else "starting"
+    print(f"{begin}: {len(images)} images, {' -> '.join(f'{r}px' for r in config.stages)}, "
           f"{config.total_images / 1000:g} kimg, on {device}", file=sys.stderr)
     reason = run.run(args.max_minutes, args.max_steps, args.sample_every_kimg, started)
-    rate = run.elapsed_s / (run.images_seen / 1000) if run.images_seen else float("nan")
+    rate = run.elapsed_s / (run.images_trained / 1000) if run.images_trained else float("nan")
     print(f"{reason} at {run.images_seen / 1000:.1f} of {config.total_images / 1000:g} kimg, {run.iteration} steps, "
           f"{rate:.2f} s/kimg so far; {'done' if reason == 'finished' else 'run the same command to continue'}: "
           f"{args.out}")

@@ -165,7 +165,8 @@ class Trainer:
     """Owns G, EMA G, D, both optimisers, the RNG and the progress counters; `checkpoint.pt` holds them all."""
 
     def __init__(self, config: TrainConfig, images: np.ndarray, data_facts: dict[str, Any], out: Path,
-                 device: torch.device | str = "cpu", resumed: dict[str, Any] | None = None):
+                 device: torch.device | str = "cpu", resumed: dict[str, Any] | None = None,
+                 start_from: tuple[Path, dict[str, Any]] | None = None):
         self.config, self.data_facts, self.out = config, data_facts, Path(out)
         self.device = torch.device(device)
         if images.shape[1] != config.resolution:
@@ -185,9 +186,17 @@ class Trainer:
         self.rng = torch.Generator().manual_seed(config.seed)
         self.images_seen = self.iteration = 0
         self.elapsed_s = 0.0
+        self.started_from: dict[str, Any] | None = None  # the stage file a --start-from run began with
         self.losses: dict[str, Tensor] = {}
         if resumed is not None:
             self._restore(resumed)
+        elif start_from is not None:
+            self._start_from(*start_from)
+
+    @property
+    def images_trained(self) -> int:
+        """Real images shown in this run (a --start-from run counts from its file's kimg)."""
+        return self.images_seen - (self.started_from or {}).get("images", 0)
 
     # ----------------------------------------------------------------------------------- checkpointing
 
@@ -205,6 +214,7 @@ class Trainer:
             "images_seen": self.images_seen,
             "iteration": self.iteration,
             "elapsed_s": self.elapsed_s,
+            "started_from": self.started_from,
         }
 
     def _restore(self, ckpt: dict[str, Any]) -> None:
@@ -216,6 +226,21 @@ class Trainer:
         self.rng.set_state(ckpt["rng"])
         self.images_seen, self.iteration = int(ckpt["images_seen"]), int(ckpt["iteration"])
         self.elapsed_s = float(ckpt["elapsed_s"])
+        self.started_from = ckpt.get("started_from")
+
+    @torch.no_grad()
+    def _start_from(self, path: Path, stage_file: dict[str, Any]) -> None:
+        """G, EMA G and D from a stage file (see `read_stage_file`), at the kimg it was saved; the optimisers start
+        afresh (Adam's moments re-estimate within a few hundred steps) and the RNG is seeded from (seed, kimg)."""
+        self.g.load_state_dict(stage_file["generator"])  # fp16 tensors are copied into the float32 weights
+        self.g_ema.load_state_dict(stage_file["g_ema"])
+        self.d.load_state_dict(stage_file["discriminator"])
+        self.images_seen = round(stage_file["meta"]["kimg"] * 1000)
+        self.rng.manual_seed(int(np.random.SeedSequence((self.config.seed, self.images_seen)).generate_state(1)[0]))
+        self.started_from = {"file": path.name, "images": self.images_seen}
+        stage = self.config.schedule(self.images_seen)[0]
+        if self.images_seen and stage > self.config.schedule(self.images_seen - 1)[0]:
+            self.enter_stage(stage)  # saved at the end of a stage: the next block has not been silenced yet
 
     def save_checkpoint(self) -> None:
         atomic_torch_save(self.state(), self.out / CHECKPOINT_NAME)
@@ -233,6 +258,8 @@ class Trainer:
                   trained_resolutions=trained)
         path = self.out / f"stage-{resolution}px.pt"
         meta = {"kimg": self.images_seen / 1000, "training": self.config.to_dict(), "data": dict(self.data_facts)}
+        if self.started_from is not None:
+            meta["started_from"] = dict(self.started_from)
         save_gan(gan, path, raw_generator=self.g, half=True, meta=meta)
         return path
 
@@ -340,7 +367,7 @@ class Trainer:
         progress = Progress(cfg.total_images, self.images_seen)
         sample_every = max(1, round(sample_every_kimg * 1000))
         try:
-            if self.images_seen == 0:
+            if self.iteration == 0:  # also the first picture of a --start-from run
                 self.save_samples()
             last_save = time.monotonic()
             self.save_checkpoint()  # also times a save, which the deadline has to leave room for
@@ -436,6 +463,24 @@ def read_checkpoint(out: Path) -> dict[str, Any] | None:
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise TrainingError(f"{path}: not an uncanny training checkpoint ({CHECKPOINT_FORMAT}); "
                             "pick another --out")
+    return ckpt
+
+
+def read_stage_file(path: Path) -> dict[str, Any]:
+    """A stage file of `train` (stage-<R>px.pt, or the shipped default.pt) with what a run needs to go on from it."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise TrainingError(f"{path}: cannot read this file ({str(error).splitlines()[0][:160]}); pass a "
+                            "stage-<R>px.pt written by train") from None
+    meta = ckpt.get("meta") if isinstance(ckpt, dict) else None
+    if not isinstance(meta, dict) or not isinstance(meta.get("training"), dict) or "kimg" not in meta:
+        raise TrainingError(f"{path}: not a stage file written by train (it records no training settings); "
+                            "pass a stage-<R>px.pt or the embedded default.pt")
+    missing = [name for name in ("generator", "g_ema", "discriminator") if ckpt.get(name) is None]
+    if missing:
+        raise TrainingError(f"{path}: holds no {' or '.join(missing)} weights, which going on training needs; "
+                            "pass a stage file that keeps all three (the last stage of a run)")
     return ckpt
 
 
