@@ -6,8 +6,9 @@ import time
 
 import pytest
 import torch
+from torch.nn import functional as F
 
-from installation.engine import CommandError, Engine, EngineConfig, EngineError, inverted_loss
+from installation.engine import CommandError, Engine, EngineConfig, EngineError, diversity, inverted_loss
 from installation.models import CheckpointError, create_stylegan1, load_gan, save_gan
 
 TINY = dict(channels=[32, 32, 16, 16], code_dim=32, n_mlp=2)  # 32 px
@@ -242,13 +243,28 @@ def test_collapse_is_flagged_when_the_probe_stops_varying(tmp_path):
 
 def test_diversity_measures_the_pictures_shown_not_runaway_values():
     """Two images saturated to the same posterised colours look identical on screen, however far apart their values."""
-    from installation.engine.engine import diversity
-
     pattern = torch.sign(torch.randn(1, 3, 32, 32))
     posterised = torch.cat([pattern * 5.0, pattern * 9000.0])
-    assert diversity(posterised).item() == 0.0
+    assert diversity(posterised).item() == pytest.approx(0.0, abs=1e-6)
     two_pictures = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
-    assert diversity(two_pictures).item() > 0.5  # about 0.8 for independent uniform pixels
+    assert diversity(two_pictures).item() > 0.9  # unrelated noise shares no structure
+
+
+def test_diversity_sees_one_shared_form_through_small_shifts():
+    """The journey's end: one hard-edged form, its copies a pixel apart. Far less diverse than a batch of faces."""
+    from installation.training.faces import procedural_faces
+
+    y, x = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
+    shifts = [(0, 0), (1, 0), (0, 1), (-1, 0), (0, -1), (1, 1)]
+    heads = torch.stack([(((x - 32 - dx) / 18) ** 2 + ((y - 30 - dy) / 24) ** 2 < 1).float().expand(3, 64, 64)
+                         for dx, dy in shifts]) * 2 - 1
+    faces = torch.from_numpy(procedural_faces(6, seed=0, resolution=64)).permute(0, 3, 1, 2) / 127.5 - 1
+    assert diversity(heads) < 0.2 * diversity(faces)  # below the default collapse line (0.11 against 0.82)
+    assert diversity(heads * 50) == diversity(heads)  # runaway values look the same on screen
+    # 128 px pictures are compared at 64 px, so a model's size does not move its figure
+    assert diversity(F.interpolate(faces, scale_factor=2, mode="bilinear")) == pytest.approx(diversity(faces), abs=0.05)
+    # sizes down to a tiny test model's 4 px give a value, fewer scales used
+    assert 0 < diversity(faces[:, :, ::16, ::16]) <= 1
 
 
 def test_losses():

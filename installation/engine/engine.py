@@ -20,10 +20,9 @@ branch and explores a different path.
 Metrics: `iteration` counts optimiser steps. `loss`, `batch_d` (mean D logit of the training batch) and `grad_norm`
 (L2 over all G gradients) belong to the step that reached it. `probe_d` (mean D logit of a fixed batch of latents
 and noise) and `diversity` describe the weights after it; they are measured every `probe_every` iterations (null in
-between; a probe costs about 2/3 of a step) and after every start, rewind and rollback. Diversity is the mean
-pairwise RMS distance between the probe images as the screen shows them (clipped to [-1, 1]: a generator whose
-values run off to +-1e4 has collapsed to one posterised picture, however far apart its raw numbers are),
-area-downsampled to at most 64 px so it measures structure rather than pixel noise and compares across resolutions.
+between; a probe costs about 2/3 of a step) and after every start, rewind and rollback. Diversity is 1 - the mean
+pairwise MS-SSIM of the probe images as the screen shows them (diversity.py); the run counts as collapsed while it is
+below `collapse_fraction` of its iteration-0 value.
 """
 
 from __future__ import annotations
@@ -40,12 +39,12 @@ from typing import IO, Any
 import numpy as np
 import torch
 from torch import Tensor
-from torch.nn import functional as F
 
 from ..models import GAN
 from ..storage import atomic_write_bytes
 from .commands import Command, CommandError, parse_command
 from .config import EngineConfig, starting_lr
+from .diversity import diversity
 from .losses import inverted_loss
 from .snapshots import Snapshot, SnapshotError, SnapshotStore, clone_tree
 
@@ -72,15 +71,6 @@ def fixed_latents(gan: GAN, count: int, seed: int) -> tuple[Tensor, list[Tensor]
     rng = torch.Generator().manual_seed(seed)
     z = torch.randn(count, gan.latent_dim, generator=rng).to(gan.device)
     return z, gan.make_noise(count, rng)
-
-
-def diversity(images: Tensor) -> Tensor:
-    """Mean pairwise RMS distance between images (B, 3, R, R) as displayed (clipped), at no more than 64 px."""
-    images = images.clamp(-1, 1)
-    if images.shape[-1] > 64:
-        images = F.adaptive_avg_pool2d(images, 64)
-    flat = images.flatten(1)
-    return (torch.pdist(flat) / math.sqrt(flat.shape[1])).mean()
 
 
 class Engine:
