@@ -50,7 +50,7 @@ def test_bad_commands_get_one_clear_line(raw, message):
 def test_config_defaults_follow_the_paper_and_rosinality():
     config = EngineConfig()
     assert (config.loss, config.lr, config.batch, config.mapping_lr_mult) == ("logit", 0.0, 4, 0.01)  # lr: the model's
-    assert (config.snapshot_every, config.collapse_fraction, config.nan_lr_factor) == (50, 0.2, 0.5)
+    assert (config.snapshot_every, config.collapse_fraction, config.nan_lr_factor) == (50, 0.5, 0.5)
 
 
 @pytest.mark.parametrize("changes, message", [

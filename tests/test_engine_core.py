@@ -236,7 +236,7 @@ def test_collapse_is_flagged_when_the_probe_stops_varying(tmp_path):
         engine.gan.generator.style[-2].linear.weight_orig.zero_()
     engine.step()
     state = engine.state()
-    assert state["collapsed"] is True and state["diversity"] < 0.2 * state["diversity0"]
+    assert state["collapsed"] is True and state["diversity"] < 0.5 * state["diversity0"]
     assert any(e["event"] == "collapse" for e in events(tmp_path))
     engine.close()
 
@@ -259,7 +259,7 @@ def test_diversity_sees_one_shared_form_through_small_shifts():
     heads = torch.stack([(((x - 32 - dx) / 18) ** 2 + ((y - 30 - dy) / 24) ** 2 < 1).float().expand(3, 64, 64)
                          for dx, dy in shifts]) * 2 - 1
     faces = torch.from_numpy(procedural_faces(6, seed=0, resolution=64)).permute(0, 3, 1, 2) / 127.5 - 1
-    assert diversity(heads) < 0.2 * diversity(faces)  # below the default collapse line (0.11 against 0.82)
+    assert diversity(heads) < 0.2 * diversity(faces)  # 0.11 against 0.82
     assert diversity(heads * 50) == diversity(heads)  # runaway values look the same on screen
     # 128 px pictures are compared at 64 px, so a model's size does not move its figure
     assert diversity(F.interpolate(faces, scale_factor=2, mode="bilinear")) == pytest.approx(diversity(faces), abs=0.05)

@@ -97,7 +97,7 @@ class EngineConfig:
     disk_budget_mb: float = 4096.0
     probe_size: int = 8  # fixed latents + noise scored for D and diversity
     probe_every: int = 10  # a probe costs about 2/3 of a step, so not every step by default
-    collapse_fraction: float = 0.2  # diversity below this share of its iteration-0 value = collapse
+    collapse_fraction: float = 0.5  # diversity below this share of its iteration-0 value = collapse (see diversity.py)
     nan_lr_factor: float = 0.5  # lr multiplier after a non-finite rollback
     max_rollbacks: int = 8  # rollbacks in a row (no good snapshot between) before the engine pauses itself
     threads: int = 0  # torch CPU threads in the engine process; 0 = torch's default
