@@ -5,7 +5,7 @@ DIR holds the engine's run folder (run.json, metrics.jsonl, events.jsonl, snapsh
     columns/itNNNNNNNN.png   the fixed rows at one iteration (a vertical strip), written as the run passes it
     contact_sheet.png        the strips side by side: rows = fixed latents, columns = iterations 0, every, 2*every,
                              ... and the last one (the layout of the paper's Figure 2); tiles at most 256 px
-    journey.png              probe D score, loss and probe diversity against iteration
+    journey.png              probe D score, loss and probe diversity (1 - MS-SSIM) against iteration
 
 Running the same command on the same DIR resumes the run (its own seed and live settings win) up to --iterations.
 """
@@ -116,7 +116,7 @@ def plot_journey(metrics: list[dict[str, Any]], path: Path, collapse_line: float
     """Three stacked panels against iteration, drawn with Pillow (no plotting library needed)."""
     panels = [("D score of the probe batch (mean logit; lower = more fake)", "probe_d", (90, 160, 255)),
               ("loss", "loss", (255, 140, 60)),
-              ("diversity of the probe batch (collapse below the dashed line)", "diversity", (110, 220, 120))]
+              ("diversity of the probe batch, 1 - MS-SSIM (collapse below the dashed line)", "diversity", (110, 220, 120))]
     width, height = size
     image = Image.new("RGB", size, (18, 18, 22))
     draw, font = ImageDraw.Draw(image), ImageFont.load_default()
