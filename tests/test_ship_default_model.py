@@ -72,8 +72,18 @@ def test_refusals_are_one_line_and_leave_the_assets_alone(stages, tmp_path, args
     assert (assets / "default.pt").read_bytes() == b"the shipped one"
 
 
+def test_each_stage_can_carry_its_own_rate(stages, tmp_path):
+    done = ship(stages["64"], stages["32"], "--journey-lr", "1e-4,3e-5", "--assets", tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "journey lr 0.0001, 3e-05" in done.stdout
+    assert load_gan(tmp_path / "default.pt").journey_lr == 1e-4
+    assert load_gan(tmp_path / "default-32px.pt").journey_lr == 3e-5
+
+
 def test_the_journey_rate_is_required_and_checked(stages, tmp_path):
-    for args in ([], ["--journey-lr", "0"], ["--journey-lr", "2"]):
+    for args in ([], ["--journey-lr", "0"], ["--journey-lr", "2"], ["--journey-lr", "1e-4,x"],
+                 ["--journey-lr", "1e-4,3e-5"]):  # two rates for one file
         done = ship(stages["64"], *args, "--assets", tmp_path)
-        assert done.returncode == 2 and "journey-lr" in done.stderr, done.stderr
+        assert done.returncode == 2 and "journey-lr" in done.stderr and "Traceback" not in done.stderr, done.stderr
+        assert sum("error" in line for line in done.stderr.splitlines()) == 1, done.stderr
     assert not any(tmp_path.iterdir())
