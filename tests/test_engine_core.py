@@ -267,6 +267,34 @@ def test_diversity_sees_one_shared_form_through_small_shifts():
     assert 0 < diversity(faces[:, :, ::16, ::16]) <= 1
 
 
+def test_large_probes_are_measured_in_chunks_of_pairs(monkeypatch):
+    from installation.engine import similarity
+
+    pictures = torch.rand(7, 3, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    whole = diversity(pictures)
+    monkeypatch.setattr(similarity, "PAIRS_PER_CHUNK", 4)  # 21 pairs in 6 chunks
+    assert diversity(pictures) == pytest.approx(whole.item(), abs=1e-6)
+
+
+def test_a_run_folder_from_the_older_diversity_measure_is_rebased_on_resume(tmp_path):
+    engine = tiny_engine(tmp_path)
+    for _ in range(3):
+        engine.step()
+    engine.close()
+    run_json = tmp_path / "run.json"
+    info = json.loads(run_json.read_text())
+    measured = info.pop("diversity0")
+    assert info.pop("diversity_measure") == "1 - ms-ssim"
+    run_json.write_text(json.dumps({**info, "diversity0": 123.0}))  # as an older release wrote it (pixel RMS)
+
+    engine = tiny_engine(tmp_path)
+    assert engine.iteration == 3 and engine.diversity0 == pytest.approx(measured) and not engine.collapsed
+    assert json.loads(run_json.read_text())["diversity_measure"] == "1 - ms-ssim"
+    (rebased,) = [e for e in events(tmp_path) if e["event"] == "diversity_remeasured"]
+    assert rebased["old"] == 123.0 and rebased["diversity0"] == pytest.approx(measured)
+    engine.close()
+
+
 def test_losses():
     logits = torch.tensor([-2.0, 0.5, 3.0])
     assert inverted_loss("logit", logits) == pytest.approx(0.5)

@@ -251,21 +251,30 @@ def test_start_from_a_stage_file_goes_on_training_its_weights(data, reference, t
         for key, value in module.state_dict().items():
             assert torch.equal(value, stage_file[name][key].float()), (name, key)
 
-    out = tmp_path / "more"
-    result = run_train("--data", data, "--out", out, "--start-from", reference / "stage-16px.pt", "--total-kimg", 0.5)
-    assert result.returncode == 0, result.stderr
-    assert "starting from" in result.stderr and "at 0.4 kimg" in result.stderr
-    assert "finished at 0.5 of 0.5 kimg, 13 steps" in result.stdout  # 100 more images at batch 8
+    assert any(p.any() for p in trainer.g.generator.to_rgb[2].parameters())  # mid-stage: the trained block stays
+
+    # In chunks: the first stops after one step (its starting picture saved), the same command again resumes.
+    out, command = tmp_path / "more", ["--data", data, "--start-from", reference / "stage-16px.pt", "--total-kimg", 0.5]
+    first = run_train("--out", out, *command, "--max-steps", 1)
+    assert first.returncode == 0, first.stderr
+    assert "starting from" in first.stderr and "at 0.4 kimg" in first.stderr and "stopped after 1 steps" in first.stdout
+    assert (out / "samples" / "kimg000000.png").exists() and not (out / "stage-16px.pt").exists()
+    second = run_train("--out", out, *command)
+    assert second.returncode == 0, second.stderr
+    assert "resuming at 0.4 kimg" in second.stderr
+    assert "finished at 0.5 of 0.5 kimg, 13 steps" in second.stdout  # 100 more images at batch 8
     meta = torch.load(out / "stage-16px.pt", weights_only=True)["meta"]
     assert meta["kimg"] == 0.504 and meta["started_from"] == {"file": "stage-16px.pt", "images": 400}
-    assert (out / "samples" / "kimg000000.png").exists()  # the starting picture
 
-    # A file saved at the end of a stage: the next block is silenced before it fades in, as in an unbroken run.
+    # A file saved at the end of a stage (by the step that crossed it, so up to a batch past the boundary): the next
+    # block is silenced before it fades in, as in an unbroken run.
     early = read_stage_file(reference / "stage-8px.pt")
-    trainer = Trainer(TrainConfig.from_dict(early["meta"]["training"]), procedural_faces(16, seed=0, resolution=16),
-                      {}, tmp_path / "boundary", start_from=(reference / "stage-8px.pt", early))
-    assert trainer.config.schedule(trainer.images_seen) == (1, 0.0)
-    assert all(not p.any() for p in trainer.g.generator.to_rgb[2].parameters())
+    for kimg in (0.2, 0.224):
+        early["meta"]["kimg"] = kimg
+        trainer = Trainer(TrainConfig.from_dict(early["meta"]["training"]), procedural_faces(16, seed=0, resolution=16),
+                          {}, tmp_path / "boundary", start_from=(reference / "stage-8px.pt", early))
+        assert trainer.config.schedule(trainer.images_seen)[0] == 1
+        assert all(not p.any() for p in trainer.g.generator.to_rgb[2].parameters()), kimg
 
 
 def test_start_from_refusals_are_one_line(data, reference, tmp_path):
@@ -288,6 +297,23 @@ def test_start_from_refusals_are_one_line(data, reference, tmp_path):
     with pytest.raises(UsageError, match="not a stage file written by train"):
         train_in_process("--data", data, "--out", tmp_path / "a", "--start-from", no_meta, "--total-kimg", "1")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(UsageError, match="cannot read this file"):
-        train_in_process("--data", data, "--out", tmp_path / "a", "--start-from", tmp_path / "junk.pt")
+    for unreadable in (tmp_path / "junk.pt", tmp_path):  # a directory too
+        with pytest.raises(UsageError, match="cannot read this file"):
+            train_in_process("--data", data, "--out", tmp_path / "a", "--start-from", unreadable)
+    stored = torch.load(reference / "stage-16px.pt", weights_only=True)
+    odd = tmp_path / "odd.pt"
+    for meta, message in [({"kimg": "0.4"}, "not a number of images"), ({"kimg": float("nan")}, "not a number"),
+                          ({"training": {**stored["meta"]["training"], "kimg_per_phase": 150.0}},
+                           "training settings this release cannot use"),
+                          ({"training": {"resolution": 16}}, "training settings this release cannot use"),
+                          ({"data": None, "training": {**stored["meta"]["training"], "channels": [8, 8, 8]}},
+                           "its weights do not fit the settings it records")]:
+        torch.save({**stored, "meta": {**stored["meta"], **meta}}, odd)
+        with pytest.raises(UsageError, match=message):
+            train_in_process("--data", data, "--out", tmp_path / "a", "--start-from", odd, "--total-kimg", "1")
+    with pytest.raises(UsageError, match="--evaluate scores a checkpoint and --start-from trains"):
+        train_in_process("--data", data, "--evaluate", reference / "stage-16px.pt", "--start-from", odd)
+    line = one_error_line(run_train("--data", data, "--out", tmp_path / "a", "--start-from", reference / "stage-16px.pt",
+                                    "--batch", "16", "--total-kimg", "1"))
+    assert "leave it out to go on with the file's settings" in line
     assert not (tmp_path / "a").exists()

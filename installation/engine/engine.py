@@ -21,7 +21,7 @@ Metrics: `iteration` counts optimiser steps. `loss`, `batch_d` (mean D logit of 
 (L2 over all G gradients) belong to the step that reached it. `probe_d` (mean D logit of a fixed batch of latents
 and noise) and `diversity` describe the weights after it; they are measured every `probe_every` iterations (null in
 between; a probe costs about 2/3 of a step) and after every start, rewind and rollback. Diversity is 1 - the mean
-pairwise MS-SSIM of the probe images as the screen shows them (diversity.py); the run counts as collapsed while it is
+pairwise MS-SSIM of the probe images as the screen shows them (similarity.py); the run counts as collapsed while it is
 below `collapse_fraction` of its iteration-0 value.
 """
 
@@ -44,7 +44,7 @@ from ..models import GAN
 from ..storage import atomic_write_bytes
 from .commands import Command, CommandError, parse_command
 from .config import EngineConfig, starting_lr
-from .diversity import diversity
+from .similarity import DIVERSITY_MEASURE, diversity
 from .losses import inverted_loss
 from .snapshots import Snapshot, SnapshotError, SnapshotStore, clone_tree
 
@@ -155,7 +155,8 @@ class Engine:
             raise EngineError("the model's images are not finite before any fine-tuning; the checkpoint is broken")
         self.diversity0, self.probe_d0 = self.last["diversity"], self.last["probe_d"]
         info = {**self._model_facts(), "source": self.gan.source, "seed": self.seed, "probe_size": self.probe_size,
-                "diversity0": self.diversity0, "probe_d0": self.probe_d0, "created": time.time()}
+                "diversity0": self.diversity0, "diversity_measure": DIVERSITY_MEASURE, "probe_d0": self.probe_d0,
+                "created": time.time()}
         atomic_write_bytes(self.run_dir / "run.json", json.dumps(info, indent=2).encode())
         self._write_metrics({"iteration": 0, "branch": 0, "time": time.time(), "loss": None, "batch_d": None,
                              "grad_norm": None, "lr": self.lr, "objective": self.loss_name, "batch": self.batch,
@@ -171,12 +172,25 @@ class Engine:
         self.seed, self.probe_size = int(info["seed"]), int(info["probe_size"])
         self.diversity0, self.probe_d0 = info["diversity0"], info["probe_d0"]
         self._make_probe()
+        if info.get("diversity_measure") != DIVERSITY_MEASURE:
+            self._remeasure_diversity0(info)
         snapshot = self._load_at_or_before(math.inf)
         self._restore(snapshot, settings=True)
         self.branch = snapshot.branch
         self._load_at_or_before(0)  # keeps iteration 0 in memory: reset must be instant
         self._probe()
         self._event("resume", device=str(self.device), snapshot=snapshot.iteration)
+
+    def _remeasure_diversity0(self, info: dict[str, Any]) -> None:
+        """A run folder from a release with another diversity measure: its iteration-0 value, measured anew from the
+        iteration-0 snapshot, so the collapse line compares like with like."""
+        self._restore(self._load_at_or_before(0), settings=False)
+        self.diversity0 = None  # no collapse verdict against a value in the old measure
+        if self._probe():
+            old, self.diversity0 = info["diversity0"], self.last["diversity"]
+            info.update(diversity0=self.diversity0, diversity_measure=DIVERSITY_MEASURE)
+            atomic_write_bytes(self.run_dir / "run.json", json.dumps(info, indent=2).encode())
+            self._event("diversity_remeasured", measure=DIVERSITY_MEASURE, old=old, diversity0=self.diversity0)
 
     def _make_probe(self) -> None:
         seed = derive_seed(self.seed, PROBE_STREAM)

@@ -124,6 +124,8 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     device = _device(args.device)
     try:
+        if args.evaluate is not None and args.start_from is not None:
+            raise app_cli.UsageError("--evaluate scores a checkpoint and --start-from trains; give one of them")
         if args.evaluate is not None:
             auc, count, gan = evaluate_checkpoint(args.evaluate, args.data, args.eval_count, device)
             print(f"D ROC AUC {auc:.4f}: {count} images from {args.data} vs {count} samples, "
@@ -135,25 +137,30 @@ def cmd_train(args: argparse.Namespace) -> None:
         ckpt = trainer.read_checkpoint(args.out)
         requested = {name: getattr(args, name) for name in CONFIG_OPTIONS}
         start_from = None
-        if args.start_from is not None:
-            if ckpt is not None:
+        if args.start_from is not None and ckpt is not None:
+            if (ckpt.get("started_from") or {}).get("file") != args.start_from.name:
                 raise TrainingError(f"{args.out} already holds a run; leave out --start-from to resume it, or "
                                     "use a new --out")
+            # the same command again after a chunk: resume the run that began from this file
+        elif args.start_from is not None:
             stage_file = trainer.read_stage_file(args.start_from)
             start_from = (args.start_from, stage_file)
-            config = trainer.resolve_config(requested, {"config": stage_file["meta"]["training"]}, args.start_from)
+            config = trainer.resolve_config(requested, {"config": stage_file["meta"]["training"]}, args.start_from,
+                                            "leave it out to go on with the file's settings")
             if config.total_images <= round(stage_file["meta"]["kimg"] * 1000):
                 raise TrainingError(f"{args.start_from} is already at {stage_file['meta']['kimg']:g} kimg; pass "
                                     "--total-kimg above that to train on")
-        else:
+        if start_from is None:
             config = trainer.resolve_config(requested, ckpt, path)
         images = load_images(args.data, config.resolution)
         facts = describe_data(args.data, images)
         if ckpt is not None:
             trainer.check_data(facts, ckpt, path, args.data)
-        elif start_from is not None and stage_file["meta"].get("data", {}).get("fingerprint") != facts["fingerprint"]:
-            print(f"note: {args.start_from} was trained on other images than {args.data}; training goes on with "
-                  "these", file=sys.stderr)
+        elif start_from is not None:
+            trained_on = start_from[1]["meta"].get("data") or {}
+            if trained_on.get("fingerprint") != facts["fingerprint"]:
+                print(f"note: {args.start_from} was trained on other images than {args.data}; training goes on with "
+                      "these", file=sys.stderr)
         run = trainer.Trainer(config, images, facts, args.out, device, ckpt, start_from)
     except TrainingError as error:
         raise app_cli.UsageError(str(error)) from None

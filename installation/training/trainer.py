@@ -1,9 +1,11 @@
 """Progressive StyleGAN1 training (rosinality's train.py recipe at small widths), resumable at any moment.
 
 Schedule: training starts at 8 px; every resolution stage lasts two phases of its `kimg_per_phase` thousand real
-images (one value, or one per resolution): the new block fades in (alpha 0 -> 1) over the first, the second stabilises (the first stage has no
-fade-in). The last stage goes on until `total_kimg` (default: the end of its stabilising phase).
-Loss: non-saturating with lazy R1 on reals; EMA generator (with ramp-up); x-flips; Adam betas (0, 0.99), mapping lr x 0.01.
+images (one value, or one per resolution): the new block fades in (alpha 0 -> 1) over the first, the second
+stabilises (the first stage has no fade-in). The last stage goes on until `total_kimg` (default: the end of its
+stabilising phase). A run can also begin from a stage file's weights and kimg (`--start-from`).
+Loss: non-saturating with lazy R1 on reals; EMA generator (with ramp-up); x-flips; Adam betas (0, 0.99), mapping
+lr x 0.01.
 During a fade-in the real images fade in too (ProGAN), matching G's blend of its upsampled previous stage, and the
 new block's to_rgb starts from zero (`Trainer.enter_stage`).
 
@@ -232,14 +234,18 @@ class Trainer:
     def _start_from(self, path: Path, stage_file: dict[str, Any]) -> None:
         """G, EMA G and D from a stage file (see `read_stage_file`), at the kimg it was saved; the optimisers start
         afresh (Adam's moments re-estimate within a few hundred steps) and the RNG is seeded from (seed, kimg)."""
-        self.g.load_state_dict(stage_file["generator"])  # fp16 tensors are copied into the float32 weights
-        self.g_ema.load_state_dict(stage_file["g_ema"])
-        self.d.load_state_dict(stage_file["discriminator"])
+        try:  # fp16 tensors are copied into the float32 weights
+            self.g.load_state_dict(stage_file["generator"])
+            self.g_ema.load_state_dict(stage_file["g_ema"])
+            self.d.load_state_dict(stage_file["discriminator"])
+        except (RuntimeError, TypeError, AttributeError) as error:
+            raise TrainingError(f"{path}: its weights do not fit the settings it records "
+                                f"({str(error).splitlines()[0][:120]}); pass a stage file written by train") from None
         self.images_seen = round(stage_file["meta"]["kimg"] * 1000)
         self.rng.manual_seed(int(np.random.SeedSequence((self.config.seed, self.images_seen)).generate_state(1)[0]))
         self.started_from = {"file": path.name, "images": self.images_seen}
         stage = self.config.schedule(self.images_seen)[0]
-        if self.images_seen and stage > self.config.schedule(self.images_seen - 1)[0]:
+        if stage > self.config.stages.index(stage_file["resolution"]):
             self.enter_stage(stage)  # saved at the end of a stage: the next block has not been silenced yet
 
     def save_checkpoint(self) -> None:
@@ -480,11 +486,23 @@ def read_stage_file(path: Path) -> dict[str, Any]:
     missing = [name for name in ("generator", "g_ema", "discriminator") if ckpt.get(name) is None]
     if missing:
         raise TrainingError(f"{path}: holds no {' or '.join(missing)} weights, which going on training needs; "
-                            "pass a stage file that keeps all three (the last stage of a run)")
+                            "pass a stage-<R>px.pt that train wrote (the shipped default-<R>px.pt drop the raw G)")
+    kimg = meta["kimg"]
+    if isinstance(kimg, bool) or not isinstance(kimg, (int, float)) or not math.isfinite(kimg) or kimg < 0:
+        raise TrainingError(f"{path}: records {kimg!r} kimg, not a number of images; pass a stage file from train")
+    try:
+        config = TrainConfig.from_dict(meta["training"])
+    except (KeyError, TypeError, ValueError, TrainingError) as error:
+        raise TrainingError(f"{path}: records training settings this release cannot use ({error}); retrain with it, "
+                            "or pass another stage file") from None
+    if ckpt.get("resolution") not in config.stages:
+        raise TrainingError(f"{path}: its resolution {ckpt.get('resolution')!r} is not a stage of the run it records; "
+                            "pass a stage file written by train")
     return ckpt
 
 
-def resolve_config(requested: dict[str, Any], ckpt: dict[str, Any] | None, path: Path) -> TrainConfig:
+def resolve_config(requested: dict[str, Any], ckpt: dict[str, Any] | None, path: Path,
+                   advice: str = "leave it out to resume, or use another --out") -> TrainConfig:
     """Settings left out (None) come from the checkpoint on resume, else the defaults; given ones must match."""
     given = {k: v for k, v in requested.items() if v is not None}
     if ckpt is None:
@@ -502,7 +520,7 @@ def resolve_config(requested: dict[str, Any], ckpt: dict[str, Any] | None, path:
             option = "--" + f.name.replace("_", "-")
             raise TrainingError(
                 f"{path} was started with {option} {describe_setting(f.name, getattr(stored, f.name))} but this run "
-                f"asks for {describe_setting(f.name, value)}; leave it out to resume, or use another --out")
+                f"asks for {describe_setting(f.name, value)}; {advice}")
     return TrainConfig(**{**asdict(stored), "total_kimg": given.get("total_kimg", stored.total_kimg)})
 
 

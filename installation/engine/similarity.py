@@ -7,10 +7,11 @@ grows as the contrast does; SSIM compares local means, contrasts and correlation
 MS-SSIM does so at several scales, where small shifts weigh less. 0 = identical pictures; unrelated ones approach 1.
 
 Pictures are compared as the screen shows them (clipped to [-1, 1]: values run off to +-1e4 as G collapses) and at
-no more than 64 px, so the figure compares across resolutions. Wang, Simoncelli and Bovik's MS-SSIM (2003) uses five
-scales from an 11-tap window; at 64 px three scales (64, 32, 16 px) with a 7-tap window (sigma 1.5 as theirs) fit,
-weighted by their first three weights, renormalised. A negative contrast-structure term (anti-correlated pictures)
-counts as 0.
+no more than 64 px, so models of 64 px and more are measured alike. Wang, Simoncelli and Bovik's MS-SSIM (2003) uses
+five scales from an 11-tap window; at 64 px three scales (64, 32, 16 px) with a 7-tap window (sigma 1.5 as theirs)
+fit, weighted by their first three weights, renormalised; smaller models get fewer scales (32 px: two, 16 px: one),
+so their figures are comparable within a journey but not with a 64 px model's. A negative term (anti-correlated
+pictures) counts as 0.
 
 What the figures look like (probe of 8): held-out faces of the embedded model's data set 0.69 (0.58 to 0.78 over
 batches of 8); the embedded models at the start 0.55 to 0.72, and 0.17 to 0.27 at the posterised end, where each
@@ -27,9 +28,11 @@ from torch import Tensor
 from torch.nn import functional as F
 
 MAX_SIZE = 64
+DIVERSITY_MEASURE = "1 - ms-ssim"  # recorded in run.json, so a run folder from an older measure is re-based
 SCALE_WEIGHTS = (0.0448, 0.2856, 0.3001)  # Wang et al.'s finest three, renormalised below
 WINDOW, SIGMA = 7, 1.5
 C1, C2 = 0.01**2, 0.03**2  # their stabilisers, for pictures in [0, 1]
+PAIRS_PER_CHUNK = 256  # bounds memory for large probes (256 pictures = 32,640 pairs)
 
 
 def _window(size: int, channels: int) -> Tensor:
@@ -40,31 +43,38 @@ def _window(size: int, channels: int) -> Tensor:
 
 
 def scale_count(size: int) -> int:
-    """How many of the scales fit: the next one is used while the current one is at least two windows wide."""
+    """How many scales fit: a coarser one is used while it is still at least two windows wide (64 px: 3, 32: 2)."""
     count = 1
-    while count < len(SCALE_WEIGHTS) and size >> (count - 1) >= 2 * WINDOW:
+    while count < len(SCALE_WEIGHTS) and size >> count >= 2 * WINDOW:
         count += 1
     return count
 
 
-def ms_ssim(a: Tensor, b: Tensor) -> Tensor:
-    """MS-SSIM of picture pairs (N, C, H, W) in [0, 1]; one value per pair."""
-    channels, scales = a.shape[1], scale_count(min(a.shape[-2:]))
+def pairwise_ms_ssim(pictures: Tensor, first: Tensor, second: Tensor) -> Tensor:
+    """MS-SSIM of the picture pairs (first[k], second[k]) of `pictures` (B, C, H, W) in [0, 1]; one value a pair.
+
+    Means and variances are blurred once per picture; only the cross terms are computed per pair, in chunks.
+    """
+    channels, scales = pictures.shape[1], scale_count(min(pictures.shape[-2:]))
     weights = [w / sum(SCALE_WEIGHTS[:scales]) for w in SCALE_WEIGHTS[:scales]]
-    result = torch.ones(a.shape[0], device=a.device)
+    result = torch.ones(len(first), device=pictures.device)
     for scale, weight in enumerate(weights):
         if scale:
-            a, b = F.avg_pool2d(a, 2), F.avg_pool2d(b, 2)
-        window = _window(min(WINDOW, *a.shape[-2:]), channels).to(a)
+            pictures = F.avg_pool2d(pictures, 2)
+        window = _window(min(WINDOW, *pictures.shape[-2:]), channels).to(pictures)
         blur = lambda t: F.conv2d(t, window, groups=channels)  # noqa: E731
-        mu_a, mu_b = blur(a), blur(b)
-        var_a, var_b = blur(a * a) - mu_a.square(), blur(b * b) - mu_b.square()
-        covariance = blur(a * b) - mu_a * mu_b
-        contrast_structure = ((2 * covariance + C2) / (var_a + var_b + C2)).flatten(1).mean(1)
-        result = result * contrast_structure.clamp(min=0) ** weight
-    # luminance enters once, at the coarsest scale, with that scale's weight
-    luminance = ((2 * mu_a * mu_b + C1) / (mu_a.square() + mu_b.square() + C1)).flatten(1).mean(1)
-    return result * luminance.clamp(min=0) ** weights[-1]
+        mu = blur(pictures)
+        var = blur(pictures.square()) - mu.square()
+        values = []
+        for chunk in torch.split(torch.arange(len(first), device=pictures.device), PAIRS_PER_CHUNK):
+            i, j = first[chunk], second[chunk]
+            covariance = blur(pictures[i] * pictures[j]) - mu[i] * mu[j]
+            similarity = (2 * covariance + C2) / (var[i] + var[j] + C2)  # contrast and structure
+            if scale == scales - 1:  # luminance enters once, at the coarsest scale
+                similarity = similarity * (2 * mu[i] * mu[j] + C1) / (mu[i].square() + mu[j].square() + C1)
+            values.append(similarity.flatten(1).mean(1))
+        result = result * torch.cat(values).clamp(min=0) ** weight
+    return result
 
 
 def diversity(images: Tensor) -> Tensor:
@@ -73,4 +83,4 @@ def diversity(images: Tensor) -> Tensor:
     if shown.shape[-1] > MAX_SIZE:
         shown = F.adaptive_avg_pool2d(shown, MAX_SIZE)
     first, second = torch.triu_indices(len(shown), len(shown), 1, device=shown.device)
-    return 1 - ms_ssim(shown[first], shown[second]).mean()
+    return 1 - pairwise_ms_ssim(shown, first, second).mean()
