@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Put trained stage files into the package as the embedded default model.
 
-    python tools/ship_default_model.py train64/stage-64px.pt train64/stage-32px.pt --journey-lr 1e-4,3e-5
+    python tools/ship_default_model.py train64/stage-64px.pt train64/stage-32px.pt --journey-lr 5e-5,3e-5
 
 The first file becomes `installation/assets/default.pt` (what runs when no checkpoint is given); each further
 one becomes `default-<R>px.pt`, the earlier training stages that the paper shows travel differently. Every file

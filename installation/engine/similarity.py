@@ -14,10 +14,10 @@ so their figures are comparable within a journey but not with a 64 px model's. A
 pictures) counts as 0.
 
 What the figures look like (probe of 8): held-out faces of the embedded model's data set 0.69 (0.58 to 0.78 over
-batches of 8); the embedded models at the start 0.55 to 0.72, and 0.17 to 0.27 at the posterised end, where each
-latent still moves the shared form's edges and shading a little. The engine's collapse line is half the starting
-value (`collapse_fraction` 0.5): every journey measured on the embedded models crossed it after its contact sheet
-showed one form shared by every latent, never before, so the flag is late rather than early (docs/default-model.md).
+batches of 8); the embedded 64 px model 0.62 at the start and 0.18 to 0.24 at the posterised end (each latent still
+moves the shared form's edges and shading a little). The engine's collapse line is half the starting value
+(`collapse_fraction` 0.5): each of four journeys on the embedded models crossed it after its contact sheet showed
+one form shared by every latent, never before, so the flag comes late rather than early (docs/default-model.md).
 It has not been checked on full-size FFHQ models.
 """
 
