@@ -44,8 +44,8 @@ from ..models import GAN
 from ..storage import atomic_write_bytes
 from .commands import Command, CommandError, parse_command
 from .config import EngineConfig, starting_lr
-from .similarity import DIVERSITY_MEASURE, diversity
 from .losses import inverted_loss
+from .similarity import DIVERSITY_MEASURE, diversity
 from .snapshots import Snapshot, SnapshotError, SnapshotStore, clone_tree
 
 BETAS = (0.0, 0.99)  # rosinality train.py, and FreezeD fine-tuning the same checkpoints
@@ -145,6 +145,9 @@ class Engine:
         except (OSError, ValueError) as error:
             raise EngineError(f"{path}: unreadable ({error}); choose another run folder") from None
 
+    def _write_run_info(self, info: dict[str, Any]) -> None:
+        atomic_write_bytes(self.run_dir / "run.json", json.dumps(info, indent=2).encode())
+
     def _model_facts(self) -> dict[str, Any]:
         return {"arch": self.gan.arch, "g_config": json.loads(json.dumps(self.gan.g_config)),
                 "resolution": self.gan.resolution}
@@ -157,7 +160,7 @@ class Engine:
         info = {**self._model_facts(), "source": self.gan.source, "seed": self.seed, "probe_size": self.probe_size,
                 "diversity0": self.diversity0, "diversity_measure": DIVERSITY_MEASURE, "probe_d0": self.probe_d0,
                 "created": time.time()}
-        atomic_write_bytes(self.run_dir / "run.json", json.dumps(info, indent=2).encode())
+        self._write_run_info(info)
         self._write_metrics({"iteration": 0, "branch": 0, "time": time.time(), "loss": None, "batch_d": None,
                              "grad_norm": None, "lr": self.lr, "objective": self.loss_name, "batch": self.batch,
                              "probe_d": self.probe_d0, "diversity": self.diversity0})
@@ -188,8 +191,7 @@ class Engine:
         self.diversity0 = None  # no collapse verdict against a value in the old measure
         if self._probe():
             old, self.diversity0 = info["diversity0"], self.last["diversity"]
-            info.update(diversity0=self.diversity0, diversity_measure=DIVERSITY_MEASURE)
-            atomic_write_bytes(self.run_dir / "run.json", json.dumps(info, indent=2).encode())
+            self._write_run_info({**info, "diversity0": self.diversity0, "diversity_measure": DIVERSITY_MEASURE})
             self._event("diversity_remeasured", measure=DIVERSITY_MEASURE, old=old, diversity0=self.diversity0)
 
     def _make_probe(self) -> None:

@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from ..engine.engine import derive_seed
 from ..images import grid, save_png, to_uint8
 from ..models import GAN, create_stylegan1, save_gan
 from ..models.gan import build_generator, estimate_mean_latent
@@ -242,7 +243,7 @@ class Trainer:
             raise TrainingError(f"{path}: its weights do not fit the settings it records "
                                 f"({str(error).splitlines()[0][:120]}); pass a stage file written by train") from None
         self.images_seen = round(stage_file["meta"]["kimg"] * 1000)
-        self.rng.manual_seed(int(np.random.SeedSequence((self.config.seed, self.images_seen)).generate_state(1)[0]))
+        self.rng.manual_seed(derive_seed(self.config.seed, self.images_seen))
         self.started_from = {"file": path.name, "images": self.images_seen}
         stage = self.config.schedule(self.images_seen)[0]
         if stage > self.config.stages.index(stage_file["resolution"]):
