@@ -24,7 +24,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from .engine import Engine, EngineConfig
-from .engine.engine import derive_seed, fixed_latents
+from .engine.engine import derive_seed, fixed_latents, history
 from .images import grid, save_png, to_uint8
 from .models import GAN
 
@@ -98,17 +98,18 @@ def write_contact_sheet(renderer: ColumnRenderer, columns: list[int], path: Path
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """metrics.jsonl as one line per iteration (the latest line wins, so rolled-back paths drop out);
-    an unfinished last line from a kill is skipped."""
-    latest: dict[int, dict[str, Any]] = {}
+    """metrics.jsonl as the journey stands (engine.history: a rewind, rollback or resume from an older snapshot
+    replaces the future it abandoned); an unfinished last line from a kill is skipped."""
+    lines = []
     if path.exists():
         for text in path.read_text(encoding="utf-8").splitlines():
             try:
                 line = json.loads(text)
-                latest[int(line["iteration"])] = line
+                line["iteration"] = int(line["iteration"])
+                lines.append(line)
             except (ValueError, KeyError, TypeError):
                 continue
-    return [latest[it] for it in sorted(latest)]
+    return history(lines)
 
 
 def plot_journey(metrics: list[dict[str, Any]], path: Path, collapse_line: float | None = None,

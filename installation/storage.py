@@ -1,7 +1,9 @@
-"""Atomic writes: a reader (or a restart after kill -9) sees the old file or the new one, never half of one."""
+"""Files that survive a kill -9 or a power cut: atomic writes (the old file or the new one, never half of one) and
+JSON-lines logs whose cut-off last line is dropped before new lines are appended."""
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Callable
@@ -45,3 +47,43 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     atomic_write(path, lambda f: f.write(data))
+
+
+def drop_torn_line(path: Path) -> bool:
+    """Cut a JSON-lines file back to its last complete line (a kill or power cut can leave half a line, which the
+    next append would join); True when something was dropped."""
+    try:
+        with open(path, "rb+") as f:
+            size = f.seek(0, os.SEEK_END)
+            if size == 0:
+                return False
+            f.seek(size - 1)
+            if f.read(1) == b"\n":
+                return False
+            keep = 0
+            for start in range(size, 0, -65536):  # search backwards for the last newline
+                f.seek(max(0, start - 65536))
+                chunk = f.read(start - max(0, start - 65536))
+                if (i := chunk.rfind(b"\n")) >= 0:
+                    keep = max(0, start - 65536) + i + 1
+                    break
+            f.truncate(keep)
+            return True
+    except FileNotFoundError:
+        return False
+
+
+def last_json_line(path: Path) -> dict[str, Any] | None:
+    """The last complete line of a JSON-lines file as a dict, or None (no file, empty, unreadable line)."""
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - 65536))
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        return None
+    try:
+        line = json.loads(lines[-1]) if lines else None
+    except ValueError:
+        return None
+    return line if isinstance(line, dict) else None

@@ -19,8 +19,8 @@ def test_every_command_form_reads_the_same():
     assert parse_command("lr 0") == Command("lr", 0.0)  # the model's own rate
     assert parse_command("loss log") == Command("loss", "log")
     assert parse_command("fault") == Command("fault", "weight")
-    assert set(COMMANDS) == {"pause", "resume", "limit", "lr", "loss", "batch", "rewind", "reset", "snapshot",
-                             "shutdown", "fault"}
+    assert set(COMMANDS) == {"pause", "resume", "toggle_pause", "limit", "lr", "loss", "batch", "rewind", "back",
+                             "reset", "snapshot", "shutdown", "fault"}
 
 
 @pytest.mark.parametrize("raw, message", [

@@ -1,9 +1,12 @@
 """Snapshots: retention, files that load as checkpoints, resume after a crash, guards on the run folder."""
 
+import json
+
 import pytest
 import torch
 
 from installation.engine import Engine, EngineConfig, EngineError, retained
+from installation.engine.engine import RunFolderError, check_run_folder, history
 from installation.models import create_stylegan1, load_gan
 
 TINY = dict(channels=[32, 32, 16, 16], code_dim=32, n_mlp=2)
@@ -116,3 +119,98 @@ def test_a_run_folder_of_another_model_is_refused(tmp_path):
     other = create_stylegan1([32, 32, 16], code_dim=32, n_mlp=2)
     with pytest.raises(EngineError, match="belongs to another model"):
         tiny_engine(tmp_path, gan=other)
+
+
+def test_back_walks_one_snapshot_further_with_each_press_down_to_zero(tmp_path):
+    engine = tiny_engine(tmp_path, snapshot_every=5)
+    for _ in range(13):
+        engine.step()
+    # pressed faster than anything is reported: each press goes on from where the last one went
+    went = []
+    for _ in range(4):
+        engine.apply("back")
+        went.append(engine.iteration)
+    assert went == [10, 5, 0, 0]
+    for _ in range(7):
+        engine.step()  # a new snapshot at 5: the next press counts from the journey's position again
+    engine.apply("back")
+    assert engine.iteration == 5
+    for _ in range(2):
+        engine.step()  # no new snapshot since the last press: it goes on past 5 rather than back to it
+    engine.apply("back")
+    assert engine.iteration == 0
+    engine.close()
+
+
+def test_toggle_pause_follows_the_engines_own_state(tmp_path):
+    engine = tiny_engine(tmp_path)
+    engine.apply("toggle_pause")
+    assert engine.paused
+    engine.apply("toggle_pause")
+    assert not engine.paused
+    engine.close()
+
+
+def test_a_line_cut_by_a_kill_is_dropped_before_new_lines_are_appended(tmp_path):
+    engine = tiny_engine(tmp_path, snapshot_every=2)
+    for _ in range(4):
+        engine.step()
+    engine.close()
+    for name in ("metrics.jsonl", "events.jsonl"):
+        with open(tmp_path / name, "a") as f:
+            f.write('{"time": 17, "event": "st')  # what a power cut leaves
+    resumed = tiny_engine(tmp_path, snapshot_every=2)
+    resumed.step()
+    resumed.close()
+    for name in ("metrics.jsonl", "events.jsonl"):
+        lines = [json.loads(line) for line in (tmp_path / name).read_text().splitlines()]  # every line reads
+        assert lines
+    events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert {e["file"] for e in events if e["event"] == "torn_line_dropped"} == {"metrics.jsonl", "events.jsonl"}
+
+
+def test_a_resume_records_the_death_before_it_and_the_history_is_one_journey(tmp_path):
+    first = tiny_engine(tmp_path, snapshot_every=4)
+    for _ in range(11):
+        first.step()
+    first.store.flush()
+    first._release()  # like kill -9: no final snapshot, no stop event, the lock released by the kernel
+    resumed = Engine(create_stylegan1(**TINY), EngineConfig(device="cpu", snapshot_every=4), tmp_path,
+                     previous_death="the engine process was killed by signal 9")
+    assert resumed.iteration == 8 and resumed.session == 2
+    for _ in range(2):
+        resumed.step()
+    resumed.close()
+    events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    died = [e for e in events if e["event"] == "died"]
+    assert len(died) == 1 and died[0]["cause"] == "the engine process was killed by signal 9"
+    assert died[0]["session"] == 1 and events.index(died[0]) < [e["event"] for e in events].index("resume")
+
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert len({(m["iteration"], m["session"]) for m in lines}) == len(lines)  # each line says which session
+    journey = history(lines)
+    assert [m["iteration"] for m in journey] == list(range(11))  # 0..8 of the first session, 9 and 10 anew
+    assert {m["session"] for m in journey[9:]} == {2}  # the lost 9..11 were replaced by the resumed session
+
+
+def test_a_session_that_crashed_says_why(tmp_path):
+    engine = tiny_engine(tmp_path)
+    engine.step()
+    engine.record_crash("RuntimeError: boom in the frame hook")
+    engine.close(snapshot=False)
+    events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert [e["error"] for e in events if e["event"] == "crash"] == ["RuntimeError: boom in the frame hook"]
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("{not json", "run.json: unreadable"),
+    ("[1, 2]", "run.json: unreadable"),
+    ('{"arch": "stylegan1"}', "belongs to another model"),
+])
+def test_an_unusable_run_folder_is_refused_for_good(tmp_path, damage, message):
+    tiny_engine(tmp_path).close()
+    (tmp_path / "run.json").write_text(damage)
+    with pytest.raises(RunFolderError, match=message):
+        tiny_engine(tmp_path)
+    with pytest.raises(RunFolderError, match=message):
+        check_run_folder(tmp_path, create_stylegan1(**TINY))

@@ -43,6 +43,7 @@ def _fault(value: Any) -> str:
 COMMANDS: dict[str, tuple[Callable[[Any], Any] | None, Any, str]] = {
     "pause": (None, None, "stop stepping (the between-steps hook keeps running)"),
     "resume": (None, None, "step again; also clears a pause after repeated rollbacks"),
+    "toggle_pause": (None, None, "pause when running, resume when paused (as the engine sees it, never stale)"),
     "limit": (lambda v: check_rate(_number(float, "limit")(v)), None, "at most N steps per second; 0 = no limit"),
     "lr": (lambda v: check_lr(_number(float, "lr")(v)), None,
            "learning rate of the synthesis network; 0 = the model's own"),
@@ -50,6 +51,7 @@ COMMANDS: dict[str, tuple[Callable[[Any], Any] | None, Any, str]] = {
     "batch": (lambda v: check_batch(_number(int, "batch")(v)), None, "images per step, 1..64"),
     "rewind": (lambda v: check_int("rewind iteration", _number(int, "rewind")(v), 0), None,
                "restore the nearest snapshot at or before iteration N and go on from there"),
+    "back": (None, None, "one snapshot further back than the last back (or than now), down to iteration 0"),
     "reset": (None, None, "restore iteration 0 (the unmodified model)"),
     "snapshot": (None, None, "take a snapshot now"),
     "shutdown": (None, None, "snapshot, stop and exit"),

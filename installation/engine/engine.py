@@ -2,10 +2,15 @@
 
 One `Engine` owns the GAN, the Adam optimiser, the snapshots and a run folder:
 
-    run.json        model facts, seed, probe size, iteration-0 probe values (written once, when the run starts)
-    metrics.jsonl   one line per step (a rewind or rollback repeats iterations; the latest line wins)
-    events.jsonl    start, resume, commands, rewinds, resets, rollbacks, collapse, errors, stop
+    run.json        model facts, seed, probe size, iteration-0 probe values (written when the run starts), and the
+                    count of engine sessions (starts and resumes) so far
+    metrics.jsonl   one line per step, tagged with its session; see `history` for reading it as one journey
+    events.jsonl    start, resume, the death of the session before (with its cause), commands, rewinds, resets,
+                    rollbacks, collapse, errors, stop
     snapshots/      see snapshots.py
+
+Both logs are append-only JSON lines; a line cut off by a kill or power cut is dropped when the next session opens
+the file, so new lines never join a broken one.
 
 `step()` is one optimiser step; `apply(command)` changes settings between steps; `run()` alternates commands, the
 `between_steps(engine)` hook (where the display renders frames from `engine.gan`) and steps until told to stop.
@@ -41,12 +46,12 @@ import torch
 from torch import Tensor
 
 from ..models import GAN
-from ..storage import atomic_write_bytes
+from ..storage import atomic_write_bytes, drop_torn_line, last_json_line
 from .commands import Command, CommandError, parse_command
 from .config import EngineConfig, starting_lr
 from .losses import inverted_loss
 from .similarity import DIVERSITY_MEASURE, diversity
-from .snapshots import Snapshot, SnapshotError, SnapshotStore, clone_tree
+from .snapshots import Snapshot, SnapshotError, SnapshotStore, clone_tree, first_line
 
 BETAS = (0.0, 0.99)  # rosinality train.py, and FreezeD fine-tuning the same checkpoints
 IDLE_WAIT = 0.02  # seconds between hook calls while paused or throttled (the display keeps drawing)
@@ -59,6 +64,59 @@ Hook = Callable[["Engine"], None]
 
 class EngineError(Exception):
     """The engine cannot start or go on; the message is one line."""
+
+
+class RunFolderError(EngineError):
+    """The run folder cannot be used (taken by another engine, another model's, unreadable): retrying cannot help."""
+
+
+def model_facts(gan: GAN) -> dict[str, Any]:
+    """What run.json records of the model, and what a run folder must match to be resumed with it."""
+    return {"arch": gan.arch, "g_config": json.loads(json.dumps(gan.g_config)), "resolution": gan.resolution}
+
+
+def read_run_info(run_dir: Path) -> dict[str, Any] | None:
+    """run.json, or None for a folder where no run has started; RunFolderError when it cannot be read."""
+    path = run_dir / "run.json"
+    if not path.exists():
+        return None
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(info, dict):
+            raise ValueError("not a JSON object")
+        return info
+    except (OSError, ValueError) as error:
+        raise RunFolderError(f"{path}: unreadable ({first_line(error)}); choose another run folder") from None
+
+
+def check_run_folder(run_dir: str | Path, gan: GAN) -> dict[str, Any] | None:
+    """Refuse, before anything starts, a run folder that the engine would refuse: another model's, an unreadable
+    run.json, snapshots without one. Returns its run.json (None for a new run)."""
+    run_dir = Path(run_dir)
+    info = read_run_info(run_dir)
+    if info is None:
+        if any((run_dir / "snapshots").glob("it*.pt")):
+            raise RunFolderError(f"{run_dir}: holds snapshots but no run.json; choose an empty run folder")
+        return None
+    facts = model_facts(gan)
+    if any(info.get(k) != v for k, v in facts.items()):
+        raise RunFolderError(f"{run_dir}: this run folder belongs to another model ({info.get('arch')}, "
+                             f"{info.get('resolution')} px); choose another run folder")
+    for key in ("seed", "probe_size", "diversity0", "probe_d0"):
+        if key not in info:
+            raise RunFolderError(f"{run_dir / 'run.json'}: has no {key!r}; choose another run folder")
+    return info
+
+
+def history(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The journey as it stands, from metrics lines in file order: a line at iteration i replaces every kept line
+    at i or later (a resume from an older snapshot, a rewind, a rollback abandon that future)."""
+    kept: list[dict[str, Any]] = []
+    for line in lines:
+        while kept and kept[-1]["iteration"] >= line["iteration"]:
+            kept.pop()
+        kept.append(line)
+    return kept
 
 
 def derive_seed(*parts: int) -> int:
@@ -76,7 +134,8 @@ def fixed_latents(gan: GAN, count: int, seed: int) -> tuple[Tensor, list[Tensor]
 class Engine:
     """Fine-tunes `gan.generator` against its frozen discriminator; see the module docstring."""
 
-    def __init__(self, gan: GAN, config: EngineConfig, run_dir: str | Path, between_steps: Hook | None = None) -> None:
+    def __init__(self, gan: GAN, config: EngineConfig, run_dir: str | Path, between_steps: Hook | None = None,
+                 previous_death: str | None = None) -> None:
         if gan.discriminator is None:
             raise EngineError("this GAN has no discriminator, which the fine-tuning needs")
         self.gan, self.config, self.run_dir, self.between_steps = gan, config, Path(run_dir), between_steps
@@ -86,6 +145,8 @@ class Engine:
         self.steps_per_second = config.steps_per_second
         self.seed, self.probe_size = config.seed, config.probe_size
         self.iteration = self.branch = 0
+        self.session = 1
+        self._back_target: int | None = None  # where the last `back` went, while no newer snapshot exists
         self.paused = self.stopping = self.collapsed = False
         self.failure: str | None = None
         self.errors: deque[str] = deque(maxlen=ERRORS_KEPT)
@@ -115,17 +176,27 @@ class Engine:
         self._metrics: IO[str] | None = None
         self._events: IO[str] | None = None
         try:
+            info = check_run_folder(self.run_dir, gan)
+            torn = [name for name in ("metrics.jsonl", "events.jsonl") if drop_torn_line(self.run_dir / name)]
+            last_event = last_json_line(self.run_dir / "events.jsonl")
             self._metrics = open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8")
             self._events = open(self.run_dir / "events.jsonl", "a", encoding="utf-8")
             header = {"arch": gan.arch, "resolution": gan.resolution, "mean_latent": gan.mean_latent.detach().cpu(),
                       "trained_resolution": max(gan.trained_resolutions or (gan.resolution,))}
             self.store = SnapshotStore(self.run_dir / "snapshots", header, config.snapshot_every, config.keep_recent,
                                        config.memory_snapshots, config.disk_budget_mb * 2**20)
-            info = self._read_run_info()
             if info is not None and self.store.iterations():
+                self.session = int(info.get("sessions", 1)) + 1
+                self._write_run_info({**info, "sessions": self.session})
+                if last_event is not None and last_event.get("event") != "stop":
+                    self._event("died", session=self.session - 1, cause=previous_death or
+                                "the session ended without a clean stop (killed, crashed or a power cut)",
+                                last_seen=last_event.get("time"))
+                for name in torn:
+                    self._event("torn_line_dropped", file=name)
                 self._resume(info)
             elif self.store.iterations():
-                raise EngineError(f"{self.run_dir}: holds snapshots but no run.json; choose an empty run folder")
+                raise RunFolderError(f"{self.run_dir}: holds snapshots but no run.json; choose an empty run folder")
             else:
                 self._start_new()
         except BaseException:
@@ -136,53 +207,36 @@ class Engine:
 
     # ------------------------------------------------------------------------------------------ start / resume
 
-    def _read_run_info(self) -> dict[str, Any] | None:
-        path = self.run_dir / "run.json"
-        if not path.exists():
-            return None
-        try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as error:
-            raise EngineError(f"{path}: unreadable ({error}); choose another run folder") from None
-
     def _write_run_info(self, info: dict[str, Any]) -> None:
         atomic_write_bytes(self.run_dir / "run.json", json.dumps(info, indent=2).encode())
-
-    def _model_facts(self) -> dict[str, Any]:
-        return {"arch": self.gan.arch, "g_config": json.loads(json.dumps(self.gan.g_config)),
-                "resolution": self.gan.resolution}
 
     def _start_new(self) -> None:
         self._make_probe()
         if not self._probe():
             raise EngineError("the model's images are not finite before any fine-tuning; the checkpoint is broken")
         self.diversity0, self.probe_d0 = self.last["diversity"], self.last["probe_d"]
-        info = {**self._model_facts(), "source": self.gan.source, "seed": self.seed, "probe_size": self.probe_size,
+        info = {**model_facts(self.gan), "source": self.gan.source, "seed": self.seed, "probe_size": self.probe_size,
                 "diversity0": self.diversity0, "diversity_measure": DIVERSITY_MEASURE, "probe_d0": self.probe_d0,
-                "created": time.time()}
+                "created": time.time(), "sessions": self.session}
         self._write_run_info(info)
-        self._write_metrics({"iteration": 0, "branch": 0, "time": time.time(), "loss": None, "batch_d": None,
+        self._write_metrics({"iteration": 0, "branch": 0, "session": self.session, "time": time.time(), "loss": None, "batch_d": None,
                              "grad_norm": None, "lr": self.lr, "objective": self.loss_name, "batch": self.batch,
                              "probe_d": self.probe_d0, "diversity": self.diversity0})
         self.snapshot()
         self._event("start", device=str(self.device), source=self.gan.source, seed=self.seed)
 
     def _resume(self, info: dict[str, Any]) -> None:
-        facts = self._model_facts()
-        if any(info.get(k) != v for k, v in facts.items()):
-            raise EngineError(f"{self.run_dir}: this run folder belongs to another model ({info.get('arch')}, "
-                              f"{info.get('resolution')} px); choose another run folder")
         self.seed, self.probe_size = int(info["seed"]), int(info["probe_size"])
         self.diversity0, self.probe_d0 = info["diversity0"], info["probe_d0"]
         self._make_probe()
         if info.get("diversity_measure") != DIVERSITY_MEASURE:
             self._remeasure_diversity0(info)
-        snapshot = self._load_at_or_before(math.inf)
+        snapshot = self._load_at_or_before(math.inf, RunFolderError)
         self._restore(snapshot, settings=True)
         self.branch = snapshot.branch
-        self._load_at_or_before(0)  # keeps iteration 0 in memory: reset must be instant
+        self._load_at_or_before(0, RunFolderError)  # keeps iteration 0 in memory: reset must be instant
         self._probe()
-        self._event("resume", device=str(self.device), snapshot=snapshot.iteration)
+        self._event("resume", device=str(self.device), snapshot=snapshot.iteration, session=self.session)
 
     def _remeasure_diversity0(self, info: dict[str, Any]) -> None:
         """A run folder from a release with another diversity measure: its iteration-0 value, measured anew from the
@@ -234,7 +288,8 @@ class Engine:
         self.iteration += 1
         self._step_times.append(time.monotonic())
         self.last.update(loss=checks[0], batch_d=checks[1], grad_norm=checks[2])
-        line = {"iteration": self.iteration, "branch": self.branch, "time": time.time(), "loss": checks[0],
+        line = {"iteration": self.iteration, "branch": self.branch, "session": self.session, "time": time.time(),
+                "loss": checks[0],
                 "batch_d": checks[1], "grad_norm": checks[2], "lr": self.lr, "objective": self.loss_name,
                 "batch": self.batch, "probe_d": self.last["probe_d"] if probed else None,
                 "diversity": self.last["diversity"] if probed else None}
@@ -271,6 +326,7 @@ class Engine:
                                 {"lr": self.lr, "loss": self.loss_name, "batch": self.batch}))
         self.store.last_capture_seconds = time.perf_counter() - start
         self._rollbacks_in_row = 0
+        self._back_target = None  # a new snapshot: the next `back` counts from here
         self._event("snapshot")
 
     def rewind(self, iteration: int) -> int:
@@ -284,6 +340,15 @@ class Engine:
         """Back to iteration 0, the unmodified model (the live settings stay as they are)."""
         self._go_back(0, "reset")
 
+    def back(self) -> int:
+        """One snapshot further back: the newest before the current iteration, or, while the journey has not
+        reached a new snapshot since the last `back`, the one before that; iteration 0 at the most."""
+        below = self.iteration if self._back_target is None else min(self.iteration, self._back_target)
+        earlier = [it for it in self.store.iterations() if it < below]
+        target = self._go_back(max(earlier, default=0), "back")
+        self._back_target = target
+        return target
+
     def _go_back(self, iteration: float, event: str, **fields: Any) -> int:
         snapshot = self._load_at_or_before(iteration)
         self.store.discard_after(snapshot.iteration)  # the abandoned future; events.jsonl keeps its story
@@ -294,7 +359,7 @@ class Engine:
         self._event(event, to=snapshot.iteration, lr=self.lr, **fields)
         return snapshot.iteration
 
-    def _load_at_or_before(self, iteration: float) -> Snapshot:
+    def _load_at_or_before(self, iteration: float, error_type: type[EngineError] = EngineError) -> Snapshot:
         for it in reversed(self.store.iterations()):
             if it <= iteration:
                 try:
@@ -302,7 +367,7 @@ class Engine:
                 except SnapshotError as error:
                     self._error(str(error))
                     self.store.discard(it)
-        raise EngineError(f"{self.run_dir}: no readable snapshot at or before iteration {iteration}")
+        raise error_type(f"{self.run_dir}: no readable snapshot at or before iteration {iteration}")
 
     def _restore(self, snapshot: Snapshot, settings: bool) -> None:
         self.gan.generator.load_state_dict(snapshot.generator)  # copies into the live parameters
@@ -345,6 +410,8 @@ class Engine:
                 self._step_times.clear()
             case "resume", _:
                 self.paused, self.failure, self._rollbacks_in_row = False, None, 0
+            case "toggle_pause", _:
+                self.apply("resume" if self.paused else "pause")
             case "limit", rate:
                 self.steps_per_second = rate
             case "lr", lr:
@@ -358,6 +425,8 @@ class Engine:
                 self.rewind(iteration)
             case "reset", _:
                 self.reset()
+            case "back", _:
+                self.back()
             case "snapshot", _:
                 self.snapshot()
             case "shutdown", _:
@@ -426,8 +495,12 @@ class Engine:
             "snapshot_write_seconds": self.store.last_write_seconds, "rollbacks": self.rollbacks,
             "errors": list(self.errors), "error_count": self.error_count, "failure": self.failure,
             "commands": self.commands, "device": str(self.device), "resolution": self.gan.resolution,
-            "seed": self.seed, "time": time.time(),
+            "seed": self.seed, "session": self.session, "time": time.time(),
         }
+
+    def record_crash(self, message: str) -> None:
+        """Log a failure that ends this session (the supervisor restarts the engine, which resumes)."""
+        self._event("crash", error=message)
 
     def close(self, snapshot: bool = True) -> None:
         """Finish pending snapshot writes (taking a last one of the current weights unless told not to)."""
@@ -475,5 +548,6 @@ def _lock_folder(run_dir: Path) -> IO[str]:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         handle.close()
-        raise EngineError(f"{run_dir}: another engine is using this run folder; stop it or choose another") from None
+        raise RunFolderError(f"{run_dir}: another engine is using this run folder; stop it or choose another") \
+            from None
     return handle

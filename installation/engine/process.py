@@ -6,6 +6,15 @@ hanging, and when the caller dies the engine reads EOF and shuts down cleanly. T
 that holds only the newest state, so a caller that stops reading never stalls training. `restart()` starts a fresh
 process on the same run folder, which resumes from the newest complete snapshot.
 
+Signals: the engine ignores SIGINT and SIGHUP (a terminal's Ctrl-C and hang-up reach the whole process group; the
+caller decides when the engine stops) and takes SIGTERM (a service manager stopping the group, or `terminate()`)
+as a request for a clean shutdown with a final snapshot. It starts with all three ignored, so a signal during its
+seconds of start-up cannot kill it either.
+
+A folder the engine refuses for good (another engine holds it, another model's, unreadable) is reported as status
+"refused": restarting cannot help, so a supervisor should stop rather than retry. Each restart passes the cause of
+the previous death to the new engine, which records it in events.jsonl.
+
 `between_steps` (the display's frame hook) is pickled into the child: pass a module-level function or an instance
 of a module-level class, and create GPU/GL resources lazily on its first call, inside the engine process.
 Spawn re-imports the caller's main module in the child, so a script that starts an engine needs the usual
@@ -14,6 +23,8 @@ Spawn re-imports the caller's main module in the child, so a script that starts 
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import multiprocessing
 import os
 import signal
@@ -21,8 +32,9 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from multiprocessing import resource_tracker
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -31,8 +43,10 @@ import torch
 from ..models import CheckpointError, load_gan
 from .commands import Command
 from .config import ConfigError, EngineConfig, resolve_device
-from .engine import Engine, EngineError, Hook
+from .engine import Engine, EngineError, Hook, RunFolderError
 from .snapshots import first_line
+
+GROUP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 @dataclass(frozen=True)
@@ -43,6 +57,7 @@ class _Spec:
     resolution: int | None
     use_ema: bool
     between_steps: Hook | None
+    previous_death: str | None = None
 
 
 class EngineProcess:
@@ -65,15 +80,19 @@ class EngineProcess:
     def alive(self) -> bool:
         return self._process is not None and self._process.is_alive()
 
-    def start(self) -> None:
+    def start(self, previous_death: str | None = None) -> None:
+        """Start the engine process; `previous_death` (why the last one ended) goes into its events.jsonl."""
         if self.alive:
             raise EngineError("the engine process is already running")
         self._close_pipes()
         commands_out, commands_in = self._context.Pipe(duplex=False)
         states_out, states_in = self._context.Pipe(duplex=False)
-        process = self._context.Process(target=_serve, args=(self._spec, commands_out, states_in),
+        spec = dataclasses.replace(self._spec, previous_death=previous_death)
+        process = self._context.Process(target=_serve, args=(spec, commands_out, states_in),
                                         name="uncanny-engine", daemon=True)
-        process.start()
+        with _group_signals_ignored():  # inherited through exec by the child (and the resource tracker)
+            resource_tracker.ensure_running()
+            process.start()
         commands_out.close()  # the child's ends: holding them here would hide its death from us
         states_in.close()
         self._process, self._commands, self._states = process, commands_in, states_out
@@ -101,8 +120,10 @@ class EngineProcess:
         state = dict(self._state)
         exitcode = self._process.exitcode if self._process is not None else None
         state.update(alive=alive, pid=self.pid, exitcode=exitcode)
-        if self._process is not None and not alive and state.get("status") not in ("stopped", "crashed"):
-            state.update(status="crashed", error=f"the engine process died (exit code {exitcode})")
+        if self._process is not None and not alive and state.get("status") not in ("stopped", "crashed", "refused"):
+            how = f"was killed by signal {-exitcode}" if exitcode is not None and exitcode < 0 \
+                else f"died (exit code {exitcode})"
+            state.update(status="crashed", error=f"the engine process {how}")
         return state
 
     def wait_for(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 60.0) -> dict[str, Any]:
@@ -146,9 +167,12 @@ class EngineProcess:
             self._process.join()
 
     def restart(self) -> None:
-        """Stop the engine if it still runs, then start a new one; it resumes from the newest snapshot."""
+        """Stop the engine if it still runs, then start a new one; it resumes from the newest snapshot and records
+        why the previous one ended."""
+        state = self.poll()
+        cause = state.get("error") if state.get("status") == "crashed" else None
         self.stop()
-        self.start()
+        self.start(previous_death=cause)
 
     def _close_pipes(self) -> None:
         for conn in (self._commands, self._states):
@@ -192,8 +216,28 @@ class _Publisher:
                 return  # the caller is gone
 
 
+@contextlib.contextmanager
+def _group_signals_ignored() -> Iterator[None]:
+    """SIGINT, SIGTERM and SIGHUP ignored while a child is started (from the main thread only, where Python allows
+    changing handlers)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, signal.SIG_IGN) for s in GROUP_SIGNALS}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+_terminate_requested = threading.Event()
+
+
 def _receiver(conn: Connection) -> Callable[[float], list[Any]]:
     def receive(timeout: float) -> list[Any]:
+        if _terminate_requested.is_set():
+            return [Command("shutdown")]
         try:
             if not conn.poll(timeout):
                 return []
@@ -208,7 +252,9 @@ def _receiver(conn: Connection) -> Callable[[float], list[Any]]:
 
 def _serve(spec: _Spec, commands: Connection, states: Connection) -> None:
     """The engine process's main function."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in the terminal is for the caller, which stops us
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C and hang-up in the terminal are for the caller
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda *_: _terminate_requested.set())  # stop cleanly, with a final snapshot
     publisher = _Publisher(states)
     engine = None
     try:
@@ -217,7 +263,9 @@ def _serve(spec: _Spec, commands: Connection, states: Connection) -> None:
         try:
             gan = load_gan(spec.checkpoint, resolution=spec.resolution, device=resolve_device(spec.config.device),
                            use_ema=spec.use_ema, require_discriminator=True)
-            engine = Engine(gan, spec.config, spec.run_dir, spec.between_steps)
+            engine = Engine(gan, spec.config, spec.run_dir, spec.between_steps, spec.previous_death)
+        except RunFolderError:
+            raise
         except (CheckpointError, ConfigError, EngineError) as error:
             raise EngineError(str(error)) from None
         engine.run(receive=_receiver(commands), publish=publisher.publish)
@@ -231,10 +279,11 @@ def _serve(spec: _Spec, commands: Connection, states: Connection) -> None:
             traceback.print_exc()  # a bug: the operator's log needs the whole story
             message = f"{type(error).__name__}: {first_line(error)}"
         state = engine.state() if engine is not None else {}
-        state.update(status="crashed", error=message)
+        state.update(status="refused" if isinstance(error, RunFolderError) else "crashed", error=message)
         publisher.publish(state)
         if engine is not None:
             try:
+                engine.record_crash(message)
                 engine.close(snapshot=False)  # finish the complete snapshots already queued
             except Exception:
                 traceback.print_exc()
