@@ -8,19 +8,25 @@ and the engine is restarted from its newest snapshot after a short, growing back
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import math
 import multiprocessing
 import os
 import time
 from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 
 from .engine import EngineProcess
 from .frames import FrameChannel
 from .presets import Preset, RenderConfig, WalkConfig
+from .signals import StopSignals
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +36,10 @@ MESSAGE_SECONDS = 10.0  # how long an engine error stays in the HUD after it was
 
 class DisplayError(Exception):
     """The picture cannot be shown here (no GL, no display, not enough shared memory); one line."""
+
+
+class RunRefused(Exception):
+    """The engine refused the run folder for good (another engine holds it, another model's); one line."""
 
 
 class FrameRenderer:
@@ -121,16 +131,14 @@ class Installation:
 
     # ------------------------------------------------------------------------------------------ controls
     def toggle_pause(self) -> None:
-        self._send("resume" if self.state.get("status") == "paused" else "pause")
+        self._send("toggle_pause")  # the engine decides from its own state, never from a stale copy of it
 
     def reset(self) -> None:
         self._send("reset")
 
     def rewind_one(self) -> None:
-        """Back to the snapshot before the current iteration (iteration 0 at the most)."""
-        iteration = self.state.get("iteration", 0)
-        earlier = [s for s in self.state.get("snapshots", []) if s < iteration]
-        self._send(f"rewind {max(earlier, default=0)}")
+        """One snapshot further back with each press, counted by the engine, down to iteration 0."""
+        self._send("back")
 
     def toggle_grid(self) -> None:
         self.view.value = 0 if self.view.value else 1
@@ -142,9 +150,10 @@ class Installation:
         try:
             self.engine.send(command)
         except Exception as error:  # the engine is down: say so, keep showing
-            self._say(f"{command}: {error}")
+            self.say(f"{command}: {error}")
 
-    def _say(self, message: str) -> None:
+    def say(self, message: str) -> None:
+        """One line in the log and on screen (also with the HUD off) for MESSAGE_SECONDS."""
         log.warning("%s", message)
         self._message = (message, time.monotonic())
 
@@ -170,7 +179,9 @@ class Installation:
         previous_errors = self.state.get("error_count", 0)
         self.state = self.engine.poll()
         if self.state.get("error_count", 0) > previous_errors and self.state.get("errors"):
-            self._say(f"engine: {self.state['errors'][-1]}")
+            self.say(f"engine: {self.state['errors'][-1]}")
+        if self.state.get("status") == "refused":
+            raise RunRefused(self.state.get("error") or "the engine refused the run folder")
         if self.state["alive"] or self.state.get("status") == "starting":
             if self.state.get("status") == "running":
                 self._failures = 0  # it came back: the next failure starts the back-off again
@@ -179,14 +190,14 @@ class Installation:
             delay = RESTART_BACKOFF[min(self._failures, len(RESTART_BACKOFF) - 1)]
             self._failures += 1
             self._restart_at = now + delay
-            self._say(f"engine stopped: {self.state.get('error') or self.state.get('status')}; "
+            self.say(f"engine stopped: {self.state.get('error') or self.state.get('status')}; "
                       f"restarting from the last snapshot in {delay:g} s")
         elif now >= self._restart_at:
             self._restart_at = None
             try:
                 self.engine.restart()
             except Exception as error:
-                self._say(f"engine restart failed: {error}")
+                self.say(f"engine restart failed: {error}")
 
     def _hud_text(self, now: float) -> str | None:
         lines = []
@@ -212,6 +223,34 @@ class Installation:
             self.channel.close()
 
 
+@contextlib.contextmanager
+def open_run_folder(run_dir: Path, gan: Any) -> Iterator[list[Path]]:
+    """Hold `run_dir` for this installation for the length of the `with`. A folder that cannot be one, that another
+    installation holds, or that the engine would refuse raises RunFolderError (one line) before anything in it is
+    touched. Yields the recordings of a killed earlier run that were given playable names."""
+    from .engine.engine import RunFolderError, check_run_folder
+    from .frames import sweep_stale
+    from .recording import recover_partials
+
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        check_run_folder(run_dir, gan)  # reads only: a refused folder is left exactly as it was
+        lock = open(run_dir / ".live.lock", "a")
+    except OSError as error:
+        raise RunFolderError(f"run folder {run_dir}: cannot be used ({error.strerror or error}); choose a folder "
+                             "that can be created and written") from None
+    try:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunFolderError(f"run folder {run_dir}: another installation is running on it; stop it or "
+                                 "choose another --run-dir") from None
+        sweep_stale()
+        yield recover_partials(run_dir)
+    finally:
+        lock.close()
+
+
 def _check_shared_memory(resolution: int, grid: int, slots: int = 3) -> None:
     """The frame channel lives in /dev/shm, which containers often keep small (Docker: 64 MB)."""
     need = slots * grid**2 * resolution**2 * 3
@@ -233,8 +272,62 @@ def _monitor(text: str) -> int | str | None:
     return int(text) if text.isdigit() else (text or None)
 
 
-def run_window(preset: Preset, checkpoint: Path, resolution: int, run_dir: Path, seconds: float | None) -> None:
-    """Full-screen (or windowed) until quit, closed or `seconds` have passed."""
+@dataclass
+class RunReport:
+    """How a live run ended: what it wrote and why it stopped (printed by the CLI as one line)."""
+
+    videos: list[Path] = field(default_factory=list)
+    picture: Path | None = None
+    iteration: int | None = None
+    stopped_by: str = ""  # "SIGTERM", "quit", "--seconds", ...
+    error: str | None = None  # set when the run could not go on (the exit code is then non-zero)
+    refused: bool = False  # the engine refused the run folder: bad input, exit code 2
+
+    def summary(self) -> str:
+        wrote = [f"{path} ({_video_seconds(path)})" for path in self.videos]
+        if self.picture is not None:
+            wrote.append(str(self.picture))
+        parts = [f"stopped ({self.stopped_by})" if self.stopped_by else "stopped"]
+        if self.iteration is not None:
+            parts.append(f"final snapshot at iteration {self.iteration}")
+        parts.append("wrote " + ", ".join(wrote) if wrote else "wrote no video or picture")
+        return "; ".join(parts)
+
+
+def _video_seconds(path: Path) -> str:
+    try:
+        import imageio_ffmpeg
+
+        frames, seconds = imageio_ffmpeg.count_frames_and_secs(str(path))
+        return f"{seconds:.1f} s, {frames} frames"
+    except Exception:
+        return "unreadable"
+
+
+def _save_picture(run_dir: Path, image: np.ndarray | None, report: RunReport) -> None:
+    """The last picture shown, under a new name (nothing a run wrote is overwritten); a full disk is one line."""
+    if image is None:
+        return
+    from .images import save_png
+    from .recording import claim_path
+
+    try:
+        path = claim_path(run_dir, "last_frame", ".png")
+        save_png(path, image)
+        report.picture = path
+    except OSError as error:
+        report.error = report.error or f"could not save the last picture in {run_dir}: {error.strerror or error}"
+
+
+def _end(installation: Installation, report: RunReport) -> None:
+    """Stop the engine (its final snapshot) and release GL and shared memory; note the final iteration."""
+    installation.close()
+    report.iteration = installation.engine.poll().get("iteration")  # the state it published as it stopped
+
+
+def run_window(preset: Preset, checkpoint: Path, resolution: int, run_dir: Path, seconds: float | None,
+               stop: StopSignals) -> RunReport:
+    """Full-screen (or windowed) until quit, closed, a stop signal or `seconds` have passed."""
     import glfw
 
     from .display.window import Window
@@ -246,6 +339,7 @@ def run_window(preset: Preset, checkpoint: Path, resolution: int, run_dir: Path,
     except Exception as error:  # no X server, no GL 3.3, no libglfw: environment problems, not bugs
         raise DisplayError(f"cannot open the window ({error}); check DISPLAY and the GL driver, or use --headless") \
             from None
+    report = RunReport()
     with window:
         window.keys_enabled = display.keys
         installation = Installation(preset, checkpoint, resolution, run_dir, window.ctx, window.size)
@@ -257,49 +351,68 @@ def run_window(preset: Preset, checkpoint: Path, resolution: int, run_dir: Path,
             glfw.KEY_ESCAPE: window.request_close,
         })
         start = time.monotonic()
+        image = None
         try:
-            while not window.should_close and (seconds is None or time.monotonic() - start < seconds):
+            while not window.should_close and not stop.requested and \
+                    (seconds is None or time.monotonic() - start < seconds):
                 window.ctx.screen.use()
                 installation.tick(window.size)
                 window.swap()
                 window.poll()
+            window.ctx.screen.use()
+            installation.tick(window.size)  # once more into the back buffer, to keep what the audience saw
+            width, height = window.size
+            pixels = window.ctx.screen.read(viewport=(0, 0, width, height), components=3, alignment=1)
+            image = np.frombuffer(pixels, np.uint8).reshape(height, width, 3)[::-1]
+        except RunRefused as error:
+            report.error, report.refused = str(error), True
         finally:
-            installation.close()
+            _end(installation, report)
+        report.stopped_by = stop.name or ("--seconds" if seconds is not None and not window.should_close
+                                          else "quit")
+        _save_picture(run_dir, image, report)
+    return report
 
 
-def run_headless(preset: Preset, checkpoint: Path, resolution: int, run_dir: Path,
-                 seconds: float | None) -> tuple[Path, Path]:
-    """Offscreen (EGL) into `run_dir/live.mp4` at the preset's fps, and the last picture as `last_frame.png`."""
-    from .display.offscreen import Offscreen, VideoWriter
-    from .images import save_png
+def run_headless(preset: Preset, checkpoint: Path, resolution: int, run_dir: Path, seconds: float | None,
+                 stop: StopSignals) -> RunReport:
+    """Offscreen (EGL) into `run_dir/live-DATE-TIME.mp4` at the preset's fps (a new file whenever ffmpeg has to be
+    restarted), and the last picture as `last_frame-DATE-TIME.png`."""
+    from .display.offscreen import Offscreen
+    from .recording.supervised import SupervisedVideo
 
     display = preset.display
-    video_path, png_path = run_dir / "live.mp4", run_dir / "last_frame.png"
-    run_dir.mkdir(parents=True, exist_ok=True)
     try:
         surface = Offscreen(display.width, display.height)
     except Exception as error:
         raise DisplayError(f"cannot render offscreen ({error}); headless mode needs EGL (Debian: libegl1 "
                            "libegl-mesa0 libgl1-mesa-dri)") from None
+    report = RunReport()
     with surface:
         installation = Installation(preset, checkpoint, resolution, run_dir, surface.ctx,
                                     (display.width, display.height))
         image = None
+        video = None
         try:
-            with VideoWriter(video_path, display.width, display.height, fps=display.fps) as video:
-                start = time.monotonic()
-                due = start
-                while seconds is None or time.monotonic() - start < seconds:
-                    surface.use()
-                    installation.tick((display.width, display.height))
-                    image = surface.read()
-                    video.write(image)
-                    due += 1 / display.fps
-                    time.sleep(max(0.0, due - time.monotonic()))
-        except KeyboardInterrupt:
-            pass  # Ctrl-C ends a headless run; the video is finalised on the way out
+            video = SupervisedVideo(run_dir, "live", display.width, display.height, display.fps,
+                                    say=installation.say)
+            start = time.monotonic()
+            due = start
+            while not stop.requested and video.stopped is None and \
+                    (seconds is None or time.monotonic() - start < seconds):
+                surface.use()
+                installation.tick((display.width, display.height))
+                image = surface.read()
+                video.write(image)
+                due += 1 / display.fps
+                time.sleep(max(0.0, due - time.monotonic()))
+        except RunRefused as error:
+            report.error, report.refused = str(error), True
         finally:
-            installation.close()
-            if image is not None:
-                save_png(png_path, image)
-    return video_path, png_path
+            if video is not None:
+                report.videos = video.close()  # first: ffmpeg finishes while the engine takes its snapshot
+                report.error = report.error or video.stopped
+            _end(installation, report)
+        report.stopped_by = stop.name or ("--seconds" if seconds is not None else "")
+        _save_picture(run_dir, image, report)
+    return report

@@ -182,10 +182,11 @@ def _has_display() -> bool:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    from .app import run_headless, run_window
+    from .app import open_run_folder, run_headless, run_window
     from .engine.config import resolve_device
     from .models import load_gan
     from .presets import load_preset
+    from .signals import StopSignals
 
     preset = load_preset(args.preset)
     preset = preset.replace("model", checkpoint=str(args.checkpoint) if args.checkpoint else None,
@@ -205,17 +206,26 @@ def cmd_run(args: argparse.Namespace) -> None:
     if not headless and not _has_display():
         print("uncanny: no display found ($DISPLAY is not set): running headless", file=sys.stderr)
         headless = True
-    print(f"uncanny: {checkpoint} ({gan.format}, {gan.resolution} px); run folder {run_dir} "
-          f"(snapshots, metrics; restarting with the same folder resumes)", file=sys.stderr)
-    resolution = gan.resolution
-    del gan
-    if headless:
-        print(f"uncanny: headless: writing {run_dir / 'live.mp4'} until Ctrl-C"
-              + (f" or {args.seconds:g} s" if args.seconds else ""), file=sys.stderr)
-        video, png = run_headless(preset, checkpoint, resolution, run_dir, args.seconds)
-        print(f"uncanny: wrote {video} and {png}")
-    else:
-        run_window(preset, checkpoint, resolution, run_dir, args.seconds)
+    # Refusals that no retry can fix come now, before any file in the folder is touched: one line, exit 2.
+    with StopSignals() as stop, open_run_folder(run_dir, gan) as recovered:
+        for path in recovered:
+            print(f"uncanny: {path}: a recording cut off by a kill, kept under this playable name", file=sys.stderr)
+        print(f"uncanny: {checkpoint} ({gan.format}, {gan.resolution} px); run folder {run_dir} "
+              f"(snapshots, metrics; restarting with the same folder resumes)", file=sys.stderr)
+        resolution = gan.resolution
+        del gan
+        if headless:
+            print(f"uncanny: headless: writing {run_dir}/live-DATE-TIME.mp4 until Ctrl-C or SIGTERM"
+                  + (f" or {args.seconds:g} s" if args.seconds else ""), file=sys.stderr)
+            report = run_headless(preset, checkpoint, resolution, run_dir, args.seconds, stop)
+        else:
+            report = run_window(preset, checkpoint, resolution, run_dir, args.seconds, stop)
+    if report.refused:
+        raise UsageError(report.error)
+    print(f"uncanny: {report.summary()}", file=sys.stderr)
+    if report.error:
+        print(f"uncanny: error: {report.error}", file=sys.stderr)
+        raise SystemExit(1)
 
 
 def _checkpoint_options(parser: argparse.ArgumentParser) -> None:
@@ -311,12 +321,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Callable[[argparse.Namespace], None] = args.handler
     from .app import DisplayError
     from .engine import ConfigError
+    from .engine.engine import RunFolderError
     from .models import CheckpointError
     from .presets import PresetError
 
     try:
         handler(args)
-    except (CheckpointError, UsageError, PresetError, ConfigError, DisplayError) as error:
+    except (CheckpointError, UsageError, PresetError, ConfigError, DisplayError, RunFolderError) as error:
         print(f"uncanny: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

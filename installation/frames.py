@@ -7,15 +7,25 @@ and keeps the copy only if the version did not change meanwhile; otherwise it tr
 then, a bounded number of times. There are no locks, so neither side ever waits for the other, old frames are
 simply overwritten, and a writer that dies (even mid-write) leaves the last complete frame readable.
 
-The process that creates the channel owns it and unlinks it on close; the other attaches by name.
+The process that creates the channel owns it and unlinks it on close; the other attaches by name. Neither side
+registers it with multiprocessing's resource tracker: the tracker dies on SIGHUP to the process group and warns of
+"leaked" segments after SIGTERM, while the owner's own cleanup (on every signal it handles) is what matters.
+Segments are named `uncanny-<owner pid>-...`, so `sweep_stale()` at start-up removes those whose owner died
+without closing (SIGKILL, a crash, a power cut inside a container that keeps /dev/shm).
 Ordering relies on the stores of one process becoming visible in program order, as on x86-64 (TSO).
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
+import secrets
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from multiprocessing import resource_tracker
 from multiprocessing.shared_memory import SharedMemory
 
@@ -40,17 +50,51 @@ def _data_offset(slots: int) -> int:
     return -(-(_HEADER.itemsize + slots * _META.itemsize) // 64) * 64  # pixel slots start on a cache line
 
 
-def _attach(name: str) -> SharedMemory:
-    if sys.version_info >= (3, 13):
-        return SharedMemory(name, track=False)
-    # Before 3.13 attaching registers the segment with this process's resource tracker, which unlinks it when
-    # this process exits (cpython issue 82300), pulling it from under the owner; attach without registering.
-    register = resource_tracker.register
-    resource_tracker.register = lambda *args: None
+PREFIX = "uncanny-"
+SHM_DIR = Path("/dev/shm")
+_OWNED = re.compile(re.escape(PREFIX) + r"(\d+)-[0-9a-f]+")
+
+
+@contextlib.contextmanager
+def _untracked() -> Iterator[None]:
+    """Keep multiprocessing's resource tracker out of it (Python 3.13 has SharedMemory(track=False) for this).
+
+    Before 3.13 creating or attaching registers the segment with the process's tracker, which unlinks it when that
+    process exits (cpython issue 82300), pulling it from under the owner, or warns of a leak after a signal."""
+    register, unregister = resource_tracker.register, resource_tracker.unregister
+    resource_tracker.register = resource_tracker.unregister = lambda *args: None
     try:
-        return SharedMemory(name)
+        yield
     finally:
-        resource_tracker.register = register
+        resource_tracker.register, resource_tracker.unregister = register, unregister
+
+
+def _shared_memory(name: str | None, create: bool = False, size: int = 0) -> SharedMemory:
+    if sys.version_info >= (3, 13):
+        return SharedMemory(name, create=create, size=size, track=False)
+    with _untracked():
+        return SharedMemory(name, create=create, size=size)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
+def sweep_stale(folder: Path = SHM_DIR) -> list[str]:
+    """Unlink frame channels whose owning process is gone; returns their names."""
+    removed = []
+    for path in folder.glob(PREFIX + "*") if folder.is_dir() else []:
+        match = _OWNED.fullmatch(path.name)
+        if match and not _alive(int(match.group(1))):
+            path.unlink(missing_ok=True)
+            removed.append(path.name)
+    return removed
 
 
 class FrameChannel:
@@ -80,13 +124,15 @@ class FrameChannel:
             raise ValueError("a frame channel needs at least 2 slots, so the newest is never the one being written")
         slot_bytes = max_count * max_height * max_width * 3
         size = _data_offset(slots) + slots * slot_bytes
+        name = name or f"{PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
         try:
-            shm = SharedMemory(name, create=True, size=size)
+            shm = _shared_memory(name, create=True, size=size)
         except FileExistsError:
-            stale = SharedMemory(name)
+            stale = _shared_memory(name)
             stale.close()
-            stale.unlink()
-            shm = SharedMemory(name, create=True, size=size)
+            with _untracked():
+                stale.unlink()
+            shm = _shared_memory(name, create=True, size=size)
         header = np.ndarray((), _HEADER, shm.buf)
         header["slots"], header["slot_bytes"], header["latest"] = slots, slot_bytes, 0
         header["magic"] = MAGIC  # last: an attach before this point is refused rather than misread
@@ -96,7 +142,7 @@ class FrameChannel:
     @classmethod
     def attach(cls, name: str) -> FrameChannel:
         """Open an existing channel (FileNotFoundError if there is none of that name)."""
-        return cls(_attach(name), owner=False)
+        return cls(_shared_memory(name), owner=False)
 
     def publish(self, frames: np.ndarray, iteration: int = 0, walk_time: float = 0.0) -> int:
         """Publish (H, W, 3) or (N, H, W, 3) uint8 frames as the newest; returns their sequence number."""
@@ -148,7 +194,8 @@ class FrameChannel:
         self._header = self._meta = self._version = self._data = None  # views must go before the mapping
         self._shm.close()
         if self.owner:
-            self._shm.unlink()
+            with _untracked():
+                self._shm.unlink()
         self._shm = None
 
     def __enter__(self) -> FrameChannel:

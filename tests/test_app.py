@@ -48,9 +48,11 @@ def test_headless_run_writes_video_and_png(tiny_checkpoint, tmp_path):
          "--seconds", "4", "--size", "160x120", "--run-dir", str(tmp_path / "run"), "--device", "cpu"],
         capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    frames, _ = imageio_ffmpeg.count_frames_and_secs(str(tmp_path / "run" / "live.mp4"))
+    (video,) = (tmp_path / "run").glob("live-*.mp4")
+    frames, _ = imageio_ffmpeg.count_frames_and_secs(str(video))
     assert frames >= 30  # 4 s at 30 fps, less the start-up of the engine process
-    assert (tmp_path / "run" / "last_frame.png").stat().st_size > 0
+    (picture,) = (tmp_path / "run").glob("last_frame-*.png")
+    assert picture.stat().st_size > 0
     assert (tmp_path / "run" / "metrics.jsonl").read_text().count("\n") > 0
 
 
@@ -81,7 +83,6 @@ def test_bad_run_options_are_one_line(tiny_checkpoint, tmp_path, args, message):
     assert len(errors) == 1 and message in errors[0], result.stderr
 
 
-
 def test_quick_start_command_runs_the_embedded_model(tmp_path):
     """`run_installation.py` alone, with no display: the embedded default model, headless, into runs/default/."""
     env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
@@ -89,4 +90,5 @@ def test_quick_start_command_runs_the_embedded_model(tmp_path):
                              "--device", "cpu"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "running headless" in result.stderr and "default.pt (uncanny, 64 px)" in result.stderr
-    assert (tmp_path / "runs" / "default" / "live.mp4").stat().st_size > 0
+    (video,) = (tmp_path / "runs" / "default").glob("live-*.mp4")
+    assert video.stat().st_size > 0

@@ -1,0 +1,10 @@
+"""Video out: one ffmpeg encoder (its own process, fed by a writer thread) and the file rules around it.
+
+- `VideoEncoder` (encoder.py): frames in, a crash-safe video file out; never blocks the caller on a dead ffmpeg.
+- `claim_path`, `recover_partials` (files.py): names that never overwrite a recording, leftovers made playable.
+"""
+
+from .encoder import CODECS, EncoderError, VideoEncoder
+from .files import claim_path, recover_partials
+
+__all__ = ["CODECS", "EncoderError", "VideoEncoder", "claim_path", "recover_partials"]

@@ -1,0 +1,104 @@
+"""A video output that outlives its encoder: when ffmpeg dies, the file so far is kept and a new one begins."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from .encoder import EncoderError, VideoEncoder
+from .files import claim_path
+
+MIN_FREE_BYTES = 32 * 2**20  # recording stops cleanly before the disk is this close to full
+RESTART_BACKOFF = (1.0, 5.0, 30.0)  # seconds before starting a new file after an encoder failure
+DISK_CHECK_EVERY = 1.0
+
+
+class DiskFullError(EncoderError):
+    """Too little space left to record; one line."""
+
+
+def check_free_space(folder: Path) -> None:
+    free = shutil.disk_usage(folder).free
+    if free < MIN_FREE_BYTES:
+        raise DiskFullError(f"{folder}: only {free / 2**20:.1f} MB free on its disk (recording needs at least "
+                            f"{MIN_FREE_BYTES / 2**20:.0f} MB); free some space or choose another run folder")
+
+
+class SupervisedVideo:
+    """Frames into `folder/STEM-DATE-TIME.mp4` files, a new file after each encoder failure (with a back-off).
+
+    `say` reports each failure in one line. Running out of disk space stops it for good: `stopped` then holds the
+    reason and later frames are ignored. `close()` finalises the current file; `files` lists every file written.
+    """
+
+    def __init__(self, folder: Path, stem: str, width: int, height: int, fps: float, codec: str = "h264",
+                 say: Callable[[str], None] = print) -> None:
+        self.folder, self.stem, self.size, self.fps, self.codec, self.say = folder, stem, (width, height), fps, codec, say
+        self.files: list[Path] = []
+        self._counts: list[int] = []  # frames of the finished files
+        self.stopped: str | None = None
+        self._failures = 0
+        self._restart_at: float | None = None
+        self._next_disk_check = 0.0
+        check_free_space(folder)
+        self._encoder: VideoEncoder | None = self._open()
+
+    @property
+    def frames(self) -> int:
+        return sum(self._counts) + (self._encoder.frames if self._encoder else 0)
+
+    def _open(self) -> VideoEncoder:
+        return VideoEncoder(claim_path(self.folder, self.stem, ".mp4"), *self.size, self.fps, self.codec)
+
+    def write(self, frame: np.ndarray) -> None:
+        if self.stopped is not None:
+            return
+        now = time.monotonic()
+        if now >= self._next_disk_check:
+            self._next_disk_check = now + DISK_CHECK_EVERY
+            try:
+                check_free_space(self.folder)
+            except DiskFullError as error:
+                self._finish()
+                self.stopped = str(error)
+                self.say(f"recording stopped: {error}")
+                return
+        if self._encoder is None:
+            if now < self._restart_at:
+                return
+            try:
+                self._encoder = self._open()
+            except EncoderError as error:
+                self._failed(f"could not start a new video file: {error}", now)
+                return
+        self._encoder.write(frame)
+        if self._encoder.failed is not None:
+            reason = self._encoder.failed
+            kept = self._finish()
+            self._failed(f"video output failed ({reason}); {kept}", now)
+
+    def _failed(self, message: str, now: float) -> None:
+        delay = RESTART_BACKOFF[min(self._failures, len(RESTART_BACKOFF) - 1)]
+        self._failures += 1
+        self._restart_at = now + delay
+        self.say(f"{message}; a new file starts in {delay:g} s")
+
+    def _finish(self) -> str:
+        """Finalise the current file; a few words on what it holds."""
+        encoder, self._encoder = self._encoder, None
+        if encoder is None:
+            return "no file was open"
+        path = encoder.close()
+        self._counts.append(encoder.frames)
+        if path is None:
+            return "nothing had been written"
+        self.files.append(path)
+        return f"kept {path} ({encoder.seconds:.1f} s)"
+
+    def close(self) -> list[Path]:
+        self._finish()
+        return self.files

@@ -1,0 +1,232 @@
+"""Stopping and surviving, as a gallery does it: signals to the main process and to its whole group, ffmpeg killed,
+a second instance, a full disk, run folders that cannot be one. Real runs of run_installation.py, real signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import imageio_ffmpeg
+import numpy as np
+import pytest
+
+from installation.engine import Engine, EngineConfig
+from installation.models import create_stylegan1, load_gan, save_gan
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN = [sys.executable, str(ROOT / "run_installation.py")]
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "tiny.pt"
+    save_gan(create_stylegan1([32, 32, 16, 16], code_dim=32, n_mlp=2, seed=1), path)
+    return path
+
+
+def start(checkpoint: Path, run_dir: Path, *extra: str) -> subprocess.Popen:
+    """The installation in a process group of its own (as a terminal or systemd would start it)."""
+    return subprocess.Popen([*RUN, "--checkpoint", str(checkpoint), "--size", "160x120", "--device", "cpu",
+                             "--run-dir", str(run_dir), *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def wait_until(predicate, process: subprocess.Popen, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if process.poll() is not None:
+            raise AssertionError(f"the installation exited early: {process.communicate()[1]}")
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def steps(run_dir: Path) -> int:
+    path = run_dir / "metrics.jsonl"
+    return path.read_text().count("\n") if path.exists() else 0
+
+
+def recording(run_dir: Path) -> bool:
+    return any(p.stat().st_size > 20_000 for p in run_dir.glob("live-*.mp4.partial"))
+
+
+def decoded_frames(path: Path) -> int:
+    """Decode every frame (not just count packets): an unplayable file raises or yields none."""
+    reader = imageio_ffmpeg.read_frames(str(path))
+    next(reader)  # the metadata
+    return sum(1 for _ in reader)
+
+
+def children(pid: int) -> list[tuple[int, str]]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            name = stat.read_text().split("(", 1)[1].rsplit(")", 1)[0]
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid:
+            found.append((int(stat.parent.name), name))
+    return found
+
+
+def segments(pid: int) -> list[str]:
+    return [p.name for p in Path("/dev/shm").glob(f"uncanny-{pid}-*")]
+
+
+def stop_with(process: subprocess.Popen, sig: signal.Signals, group: bool) -> tuple[int, str]:
+    (os.killpg if group else os.kill)(process.pid, sig)
+    _, stderr = process.communicate(timeout=90)
+    return process.returncode, stderr
+
+
+def assert_clean_end(run_dir: Path, pid: int, code: int, stderr: str, signal_name: str) -> tuple[Path, Path]:
+    assert code == 0, stderr
+    assert "Traceback" not in stderr and "leaked" not in stderr, stderr
+    ends = [line for line in stderr.splitlines() if line.startswith(f"uncanny: stopped ({signal_name})")]
+    assert len(ends) == 1 and "final snapshot at iteration" in ends[0], stderr
+    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    assert events[-1]["event"] == "stop" and events[-2]["event"] == "snapshot", events[-3:]  # the final snapshot
+    assert not segments(pid), "shared memory left behind"
+    assert not list(run_dir.glob("*.partial"))
+    video, picture = ends[0].split("wrote ")[1].split(", ")[0].split(" (")[0], ends[0].rsplit(", ", 1)[1]
+    assert decoded_frames(Path(video)) >= 15
+    assert Path(picture).stat().st_size > 0
+    return Path(video), Path(picture)
+
+
+def test_every_stop_signal_ends_a_headless_run_cleanly_and_nothing_is_overwritten(tiny_checkpoint, tmp_path):
+    run_dir = tmp_path / "run"
+    written: dict[Path, bytes] = {}
+    for sig, group in [(signal.SIGINT, True), (signal.SIGTERM, False), (signal.SIGTERM, True),
+                       (signal.SIGHUP, True)]:
+        process = start(tiny_checkpoint, run_dir, "--headless")
+        before = steps(run_dir)
+        wait_until(lambda: steps(run_dir) > before + 2 and recording(run_dir), process)
+        code, stderr = stop_with(process, sig, group)
+        video, picture = assert_clean_end(run_dir, process.pid, code, stderr, sig.name)
+        assert video not in written and picture not in written
+        for path, content in written.items():
+            assert path.read_bytes() == content, f"{path} was changed by a later run"
+        written.update({video: video.read_bytes(), picture: picture.read_bytes()})
+    events = [json.loads(line)["event"] for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    assert events.count("resume") == 3 and "died" not in events  # each run stopped cleanly and the next resumed
+
+
+@pytest.mark.parametrize("sig, group", [(signal.SIGTERM, False), (signal.SIGINT, True)])
+def test_a_window_run_stops_cleanly_on_a_signal(x_display, tiny_checkpoint, tmp_path, sig, group):
+    run_dir = tmp_path / "run"
+    process = start(tiny_checkpoint, run_dir, "--windowed")
+    wait_until(lambda: steps(run_dir) > 2, process)
+    code, stderr = stop_with(process, sig, group)
+    assert code == 0 and "Traceback" not in stderr, stderr
+    assert f"uncanny: stopped ({sig.name}); final snapshot at iteration" in stderr
+    pictures = list(run_dir.glob("last_frame-*.png"))
+    assert len(pictures) == 1 and pictures[0].stat().st_size > 0
+    assert not segments(process.pid)
+
+
+def test_a_killed_ffmpeg_is_replaced_and_a_second_instance_is_refused_without_touching_anything(
+        tiny_checkpoint, tmp_path):
+    run_dir = tmp_path / "run"
+    process = start(tiny_checkpoint, run_dir, "--headless")
+    wait_until(lambda: recording(run_dir) and steps(run_dir) > 2, process)
+
+    listing = sorted((p.name, p.stat().st_size) for p in run_dir.iterdir() if p.suffix in (".mp4", ".partial"))
+    second = subprocess.run([*RUN, "--checkpoint", str(tiny_checkpoint), "--headless", "--seconds", "5",
+                             "--device", "cpu", "--run-dir", str(run_dir)], capture_output=True, text=True,
+                            timeout=60)
+    assert second.returncode == 2 and "Traceback" not in second.stderr
+    errors = [line for line in second.stderr.splitlines() if "error" in line]
+    assert len(errors) == 1 and "another installation is running on it" in errors[0], second.stderr
+    assert not [n for n, _ in listing if n not in {p.name for p in run_dir.iterdir()}]  # nothing removed
+    assert not [p for p in run_dir.glob("live-*") if p.name not in {n for n, _ in listing}]  # nothing added
+
+    ffmpeg = [pid for pid, name in children(process.pid) if name.startswith("ffmpeg")]
+    assert len(ffmpeg) == 1
+    os.kill(ffmpeg[0], signal.SIGKILL)
+    wait_until(lambda: len([p for p in run_dir.glob("live-*.mp4.partial") if p.stat().st_size > 0]) == 1
+               and len(list(run_dir.glob("live-*.mp4"))) == 2, process)  # the cut-off file, the new one's name
+    time.sleep(2)
+    code, stderr = stop_with(process, signal.SIGTERM, group=True)
+    assert code == 0, stderr
+    assert "video output failed (ffmpeg was killed (signal 9))" in stderr and "a new file starts in" in stderr
+    videos = sorted(run_dir.glob("live-*.mp4"))
+    assert len(videos) == 2, videos
+    assert all(decoded_frames(v) > 0 for v in videos)  # the cut-off one plays up to the kill, the new one whole
+
+
+def test_after_a_sigkill_of_the_whole_tree_the_next_start_keeps_the_recording_and_frees_shared_memory(
+        tiny_checkpoint, tmp_path):
+    run_dir = tmp_path / "run"
+    process = start(tiny_checkpoint, run_dir, "--headless")
+    wait_until(lambda: recording(run_dir) and steps(run_dir) > 2, process)
+    time.sleep(1.5)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.communicate(timeout=30)
+    time.sleep(0.5)  # the group's other members die too
+    assert segments(process.pid), "expected the killed run's frame channel in /dev/shm"
+    (partial,) = run_dir.glob("live-*.mp4.partial")
+    assert decoded_frames(partial) >= 15  # fragmented: it plays up to about its last second
+
+    again = subprocess.run([*RUN, "--checkpoint", str(tiny_checkpoint), "--headless", "--seconds", "3",
+                            "--size", "160x120", "--device", "cpu", "--run-dir", str(run_dir)],
+                           capture_output=True, text=True, timeout=90)
+    assert again.returncode == 0, again.stderr
+    recovered = partial.with_name(partial.name.removesuffix(".partial"))
+    assert f"{recovered}: a recording cut off by a kill, kept under this playable name" in again.stderr
+    assert decoded_frames(recovered) >= 15 and not segments(process.pid)
+    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    assert [e["event"] for e in events].count("died") == 1  # the killed session is on record
+
+
+@pytest.mark.parametrize("run_dir, message", [
+    ("{tmp}/a-file", "cannot be used (File exists)"),
+    ("{tmp}/a-file/below", "cannot be used (Not a directory)"),
+    ("/proc/uncanny-run", "cannot be used"),
+])
+def test_a_run_folder_that_cannot_be_one_is_one_line(tiny_checkpoint, tmp_path, run_dir, message):
+    (tmp_path / "a-file").write_text("not a folder")
+    result = subprocess.run([*RUN, "--checkpoint", str(tiny_checkpoint), "--headless", "--seconds", "1",
+                             "--device", "cpu", "--run-dir", run_dir.format(tmp=tmp_path)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if "error" in line]
+    assert len(errors) == 1 and message in errors[0], result.stderr
+
+
+def test_a_run_folder_of_another_model_is_refused_at_start_without_touching_it(tiny_checkpoint, tmp_path):
+    other = tmp_path / "other.pt"
+    save_gan(create_stylegan1([32, 32, 16], code_dim=32, n_mlp=2, seed=1), other)
+    run_dir = tmp_path / "run"
+    Engine(load_gan(tiny_checkpoint), EngineConfig(device="cpu"), run_dir).close()  # a run of the tiny model
+    contents = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    result = subprocess.run([*RUN, "--checkpoint", str(other), "--headless", "--seconds", "3", "--device", "cpu",
+                             "--run-dir", str(run_dir)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if "error" in line]
+    assert len(errors) == 1 and "belongs to another model" in errors[0], result.stderr
+    assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == contents
+
+
+def test_a_full_disk_stops_the_recording_with_one_line_and_a_playable_video(tiny_checkpoint, tmp_path):
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=36m", "tmpfs", str(disk)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    try:
+        (disk / "filler").write_bytes(np.random.default_rng(0).bytes(3 * 2**20))  # 33 MB free: just above the guard
+        process = start(tiny_checkpoint, disk / "run", "--headless", "--size", "640x480")
+        _, stderr = process.communicate(timeout=120)
+        assert process.returncode == 1 and "Traceback" not in stderr, stderr
+        errors = [line for line in stderr.splitlines() if "error" in line]
+        assert len(errors) == 1 and "MB free on its disk" in errors[0], stderr
+        videos = list((disk / "run").glob("live-*.mp4"))
+        assert len(videos) == 1 and decoded_frames(videos[0]) > 0
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
