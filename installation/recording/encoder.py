@@ -127,6 +127,12 @@ class VideoEncoder:
         os.replace(self.partial, self.path)
         return self.path
 
+    def __enter__(self) -> VideoEncoder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def _write_loop(self) -> None:
         stdin = self._process.stdin
         while (data := self._queue.get()) is not None:

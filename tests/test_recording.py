@@ -1,0 +1,117 @@
+"""The encoder: real ffmpeg encodes read back, a killed ffmpeg, a full disk, names that never overwrite."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+import imageio_ffmpeg
+import numpy as np
+import pytest
+
+from installation.display.offscreen import Offscreen
+from installation.display.presenter import Presenter
+from installation.recording import EncoderError, VideoEncoder, claim_path, recover_partials
+
+
+def decoded(path):
+    reader = imageio_ffmpeg.read_frames(str(path))
+    meta = next(reader)
+    return meta, [np.frombuffer(f, np.uint8).reshape(meta["size"][1], meta["size"][0], 3) for f in reader]
+
+
+def probe(path):
+    """codec and pixel format as the bundled ffmpeg reads them."""
+    text = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(path)],
+                          capture_output=True, text=True).stderr
+    return next(line for line in text.splitlines() if "Video:" in line)
+
+
+def test_rendered_frames_become_an_h264_mp4_with_every_frame(egl_ctx, tmp_path):
+    path = tmp_path / "loop.mp4"
+    with Offscreen(96, 64, ctx=egl_ctx) as screen, VideoEncoder(path, 96, 64, fps=30) as video:
+        presenter = Presenter(egl_ctx, 96, 64, crossfade=0)  # each video frame shows its own picture
+        for i in range(30):
+            presenter.set_frame(np.full((16, 16, 3), i * 8, np.uint8), i / 30)
+            presenter.render(i / 30)
+            assert video.write(screen.read())
+        presenter.release()
+        deadline = time.monotonic() + 20
+        while not video.partial.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert video.partial.exists() and not path.exists()  # written under its partial name until complete
+    assert video.frames == 30 and video.failed is None
+    assert path.exists() and not video.partial.exists()
+    assert imageio_ffmpeg.count_frames_and_secs(str(path)) == (30, 1.0)
+    meta, frames = decoded(path)
+    assert meta["size"] == (96, 64) and len(frames) == 30
+    assert abs(int(frames[-1][32, 48].mean()) - 29 * 8) <= 4  # the picture, not just a valid container
+    assert "h264" in probe(path) and "yuv420p" in probe(path)
+    with pytest.raises(EncoderError):
+        video.write(np.zeros((64, 96, 3), np.uint8))
+
+
+def test_odd_sizes_are_cropped_and_bad_frames_refused(tmp_path):
+    with VideoEncoder(tmp_path / "odd.mp4", 65, 49, fps=25) as video:
+        assert (video.width, video.height) == (64, 48)  # yuv420p needs even sizes
+        for i in range(10):
+            video.write(np.full((49, 65, 3), 20 * i, np.uint8))
+        with pytest.raises(ValueError):
+            video.write(np.zeros((48, 64), np.uint8))
+    assert imageio_ffmpeg.count_frames_and_secs(str(tmp_path / "odd.mp4")) == (10, 0.4)
+    with pytest.raises(EncoderError, match="unknown codec 'theora'"):
+        VideoEncoder(tmp_path / "x.ogv", 64, 48, fps=25, codec="theora")
+
+
+def test_a_killed_ffmpeg_never_blocks_the_caller_and_its_file_plays(tmp_path):
+    rng = np.random.default_rng(0)
+    video = VideoEncoder(tmp_path / "killed.mp4", 160, 120, fps=30)
+    for _ in range(90):
+        video.write(rng.integers(0, 255, (120, 160, 3), np.uint8))
+    time.sleep(1.0)
+    os.kill(video._process.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 20
+    while video.failed is None and time.monotonic() < deadline:
+        video.write(rng.integers(0, 255, (120, 160, 3), np.uint8))
+    assert video.failed == "ffmpeg was killed (signal 9)"
+    assert not video.write(np.zeros((120, 160, 3), np.uint8))  # dropped, not blocked
+    assert video.close() == tmp_path / "killed.mp4"
+    _, frames = decoded(tmp_path / "killed.mp4")
+    assert 30 <= len(frames) <= 90  # up to about its last second
+
+
+def test_a_full_disk_is_one_line_and_the_file_plays_up_to_it(tmp_path):
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    try:
+        rng = np.random.default_rng(0)
+        video = VideoEncoder(disk / "full.mp4", 160, 120, fps=30)
+        deadline = time.monotonic() + 60
+        while video.failed is None and time.monotonic() < deadline:
+            video.write(rng.integers(0, 255, (120, 160, 3), np.uint8))
+        assert video.failed is not None and "No space left on device" in video.failed
+        assert "\n" not in video.failed
+        video.close()
+        _, frames = decoded(disk / "full.mp4")
+        assert len(frames) > 0
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_claimed_names_never_collide_and_leftover_partials_become_playable(tmp_path):
+    first, second = claim_path(tmp_path, "live", ".mp4", stamp=0), claim_path(tmp_path, "live", ".mp4", stamp=0)
+    assert first != second and first.exists() and second.name.endswith("-2.mp4")
+    (tmp_path / "cut.mp4.partial").write_bytes(b"fragments")
+    (tmp_path / "cut.mp4").write_bytes(b"someone's recording")  # the real name is taken: never overwritten
+    (tmp_path / "empty.mp4.partial").write_bytes(b"")
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    recovered = recover_partials(tmp_path)
+    assert [p.name for p in recovered] == ["cut-recovered.mp4"]
+    assert (tmp_path / "cut.mp4").read_bytes() == b"someone's recording"
+    assert (tmp_path / "cut-recovered.mp4").read_bytes() == b"fragments"
+    assert not list(tmp_path.glob("*.partial")) and not (tmp_path / "empty.mp4").exists()
