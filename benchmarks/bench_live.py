@@ -23,7 +23,7 @@ import moderngl  # noqa: E402
 import torch  # noqa: E402
 
 from bench_engine import cpu_name  # noqa: E402
-from installation.app import Installation  # noqa: E402
+from installation.live.installation import Installation  # noqa: E402
 from installation.cli import size_arg  # noqa: E402
 from installation.engine import EngineConfig  # noqa: E402
 from installation.models import default_checkpoint, load_gan  # noqa: E402
@@ -59,9 +59,9 @@ def main() -> None:
                     installation.tick((width, height))
                     ctx.finish()  # count a refresh only once llvmpipe / the GPU has drawn it
                     refreshes += 1
-                return refreshes, seconds, installation._last_sequence, installation.state.get("iteration", 0)
+                return refreshes, seconds, installation.last_sequence, installation.state.iteration
 
-            while installation.state.get("status") != "running":
+            while installation.state.status != "running":
                 measure(0.2)
             measure(args.warmup)
             _, _, frames0, steps0 = measure(0.01)

@@ -182,7 +182,7 @@ def _has_display() -> bool:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    from .app import open_run_folder, run_headless, run_window
+    from .live.run import open_run_folder, run_headless, run_window
     from .engine.config import resolve_device
     from .models import load_gan
     from .presets import load_preset
@@ -319,7 +319,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # torch shares few cores with GL and ffmpeg
     args = build_parser().parse_args(argv)
     handler: Callable[[argparse.Namespace], None] = args.handler
-    from .app import DisplayError
+    from .live.installation import DisplayError
     from .engine import ConfigError
     from .engine.engine import RunFolderError
     from .models import CheckpointError

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .engine.config import ConfigError, EngineConfig, check_float, check_int
+from .engine.config import EngineConfig
+from .validation import ConfigError, check_float, check_int, check_period, check_seed, check_truncation
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
 DISPLAY_MODES = ("fit", "fill", "stretch")
@@ -44,9 +45,9 @@ class WalkConfig:
 
     def __post_init__(self) -> None:
         check_int("keyframes", self.keyframes, 2, 256)
-        check_float("period", self.period, 0.0, 86400.0, low_open=True)
-        check_float("truncation", self.truncation, 0.0, 2.0, low_open=True)
-        check_int("seed", self.seed, 0, 2**31 - 1)
+        check_period(self.period)
+        check_truncation(self.truncation)
+        check_seed(self.seed)
         check_int("grid", self.grid, 1, 8)
 
 

@@ -58,13 +58,7 @@ class Walk:
         position = torch.remainder(t, self.period) / self.period * k
         index = position.floor().long().clamp(0, k - 1)  # rounding can put t just below a period at k
         f = (position - index)[:, None]
-        angle = self._angles[index][:, None]
-        sine = angle.sin()
-        near = sine < 1e-6  # (anti)parallel keyframes: slerp is undefined, a straight line is what is meant
-        sine = torch.where(near, torch.ones_like(sine), sine)
-        w0 = torch.where(near, 1 - f, ((1 - f) * angle).sin() / sine)
-        w1 = torch.where(near, f, (f * angle).sin() / sine)
-        return (w0 * self.keyframes[index] + w1 * self.keyframes[(index + 1) % k]).float()
+        return slerp(self.keyframes[index], self.keyframes[(index + 1) % k], f, self._angles[index][:, None]).float()
 
     def noise(self, gan: GAN) -> list[Tensor]:
         """The walk's fixed per-layer noise (batch 1) for this generator's architecture and resolution."""
@@ -74,6 +68,20 @@ class Walk:
             torch.randn(1, self.latent_dim, generator=rng)  # step past keyframe 0's z, as `sample` does
             self._noise[key] = gan.make_noise(1, rng)
         return self._noise[key]
+
+
+def slerp(a: Tensor, b: Tensor, f: float | Tensor, angle: Tensor | None = None) -> Tensor:
+    """Great-circle blend from rows of a (f = 0) to rows of b (f = 1); `angle` between them if already known."""
+    if angle is None:
+        cosine = (a * b).sum(1, keepdim=True) / (a.norm(dim=1, keepdim=True) * b.norm(dim=1, keepdim=True))
+        angle = torch.arccos(cosine.clamp(-1.0, 1.0))
+    f = torch.as_tensor(f, dtype=angle.dtype)
+    sine = angle.sin()
+    near = sine < 1e-6  # (anti)parallel rows: slerp is undefined, a straight line is what is meant
+    sine = torch.where(near, torch.ones_like(sine), sine)
+    w0 = torch.where(near, 1 - f, ((1 - f) * angle).sin() / sine)
+    w1 = torch.where(near, f, (f * angle).sin() / sine)
+    return w0 * a + w1 * b
 
 
 def make_walks(count: int, latent_dim: int, keyframes: int = 4, period: float = 16.0, seed: int = 0) -> list[Walk]:

@@ -12,6 +12,7 @@ uniform int u_x0;           // screen column of u_rows' column 0
 uniform int u_cell_rows;    // source rows per cell
 uniform float u_height;     // viewport height: gl_FragCoord counts from the bottom, frames are stored top row first
 uniform vec3 u_letterbox;
+uniform float u_gain;       // 1 - the blackout level: 0 is a black screen
 
 out vec4 colour;
 
@@ -26,7 +27,7 @@ void main() {
     ivec2 cell = ivec2(floor(cells));
     bool outside = any(lessThan(cells, vec2(0.0))) || any(greaterThanEqual(cell, u_grid));
     if (outside || cell.y * u_grid.x + cell.x >= u_count) {
-        colour = vec4(u_letterbox, 1.0);
+        colour = vec4(u_letterbox * u_gain, 1.0);
         return;
     }
     float position = (cells.y - float(cell.y)) * float(u_cell_rows) - 0.5;
@@ -38,5 +39,5 @@ void main() {
         int row = cell.y * u_cell_rows + clamp(first + i, 0, u_cell_rows - 1);
         sum += texelFetch(u_rows, ivec2(column, row), 0).rgb * weight[i];
     }
-    colour = vec4(clamp(sum, 0.0, 1.0), 1.0);  // Catmull-Rom overshoots at hard edges
+    colour = vec4(clamp(sum, 0.0, 1.0) * u_gain, 1.0);  // Catmull-Rom overshoots at hard edges
 }

@@ -20,7 +20,7 @@ def test_every_command_form_reads_the_same():
     assert parse_command("loss log") == Command("loss", "log")
     assert parse_command("fault") == Command("fault", "weight")
     assert set(COMMANDS) == {"pause", "resume", "toggle_pause", "limit", "lr", "loss", "batch", "rewind", "back",
-                             "reset", "snapshot", "shutdown", "fault"}
+                             "reset", "snapshot", "shutdown", "fault", "render"}
 
 
 @pytest.mark.parametrize("raw, message", [

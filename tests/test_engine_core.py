@@ -37,18 +37,18 @@ def events(run_dir):
 def test_hundred_steps_push_the_probe_towards_fake_and_leave_d_untouched(tmp_path):
     engine = tiny_engine(tmp_path)
     d_before = {k: v.clone() for k, v in engine.gan.discriminator.state_dict().items()}
-    start = engine.state()["probe_d"]
+    start = engine.state().probe_d
     for _ in range(100):
         assert engine.step() is not None
     state = engine.state()
-    assert state["iteration"] == 100
-    assert state["probe_d"] < start - 1.0, (start, state["probe_d"])  # measured: -0.74 -> -2.38
+    assert state.iteration == 100
+    assert state.probe_d < start - 1.0, (start, state.probe_d)  # measured: -0.74 -> -2.38
     assert same_tensors(d_before, engine.gan.discriminator.state_dict())
     assert all(not p.requires_grad and p.grad is None for p in engine.gan.discriminator.parameters())
     lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [line["iteration"] for line in lines] == list(range(101))
     assert all(line["probe_d"] is not None for line in lines if line["iteration"] % 10 == 0)
-    assert lines[0]["diversity"] == state["diversity0"] and lines[-1]["grad_norm"] > 0
+    assert lines[0]["diversity"] == state.diversity0 and lines[-1]["grad_norm"] > 0
     engine.close()
 
 
@@ -138,7 +138,7 @@ def test_reset_restores_iteration_zero(tmp_path):
     assert engine.iteration == 0 and engine.store.iterations() == [0]
     assert same_tensors(initial, g_state(engine))
     assert engine.optimizer.state_dict()["state"] == {} and engine.lr == 0.002  # live settings stay
-    assert engine.state()["probe_d"] == engine.probe_d0
+    assert engine.state().probe_d == engine.probe_d0
     engine.close()
 
 
@@ -185,12 +185,12 @@ def test_repeated_rollbacks_pause_the_engine_until_resumed(tmp_path):
         engine.apply("fault loss")
         engine.step()
     state = engine.state()
-    assert state["status"] == "failed" and "2 rollbacks in a row" in state["failure"]
+    assert state.status == "failed" and "2 rollbacks in a row" in state.failure
     assert engine.lr == 2.5e-4
     engine.run()  # with no command source, a paused engine returns instead of spinning
     assert engine.iteration == 0
     engine.apply("resume")
-    assert engine.state()["status"] == "running" and engine.step() is not None
+    assert engine.state().status == "running" and engine.step() is not None
     engine.close()
 
 
@@ -204,7 +204,7 @@ def test_bad_commands_are_rejected_and_the_engine_keeps_running(tmp_path):
     errors = [e for e in (json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines())
               if e["event"] == "error"]
     messages = [e["message"] for e in errors]
-    assert len(messages) == len(bad) and state["commands"] == len(bad) + 4
+    assert len(messages) == len(bad) and state.commands == len(bad) + 4
     for expected in ["unknown command 'warp'", "rewind iteration must be an integer >= 0, got -1",
                      "cannot rewind to 999: the journey is at iteration 3", "'1.5' is not an integer",
                      "lr must be 0 (the model's own rate) or a number > 0 and <= 1, got 2.0",
@@ -213,8 +213,8 @@ def test_bad_commands_are_rejected_and_the_engine_keeps_running(tmp_path):
                      "lr needs a value", "pause takes no value", "cannot read command 42", "cannot read command ''"]:
         assert any(expected in m for m in messages), expected
     assert all(m.startswith("rejected command: ") and "\n" not in m for m in messages)
-    assert state["iteration"] == 9 and state["status"] == "stopping"  # it kept stepping through all of that
-    assert (state["lr"], state["batch"], state["objective"]) == (7e-4, 2, "softplus")
+    assert state.iteration == 9 and state.status == "stopping"  # it kept stepping through all of that
+    assert (state.lr, state.batch, state.objective) == (7e-4, 2, "softplus")
     with pytest.raises(CommandError, match="cannot rewind to 10"):
         engine.apply("rewind 10")
     engine.close()
@@ -231,12 +231,12 @@ def test_rate_limit_slows_the_loop(tmp_path):
 
 def test_collapse_is_flagged_when_the_probe_stops_varying(tmp_path):
     engine = tiny_engine(tmp_path, probe_every=1)
-    assert engine.state()["collapsed"] is False
+    assert engine.state().collapsed is False
     with torch.no_grad():  # every z now maps to the same w; noise strengths start at zero: identical images
         engine.gan.generator.style[-2].linear.weight_orig.zero_()
     engine.step()
     state = engine.state()
-    assert state["collapsed"] is True and state["diversity"] < 0.5 * state["diversity0"]
+    assert state.collapsed is True and state.diversity < 0.5 * state.diversity0
     assert any(e["event"] == "collapse" for e in events(tmp_path))
     engine.close()
 

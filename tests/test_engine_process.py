@@ -43,52 +43,52 @@ def test_commands_sigkill_mid_snapshot_crash_restarts_and_clean_stop(tmp_path, c
     engine = engines(checkpoint, run_dir, CONFIG.replace(snapshot_every=1, keep_recent=1000),
                      between_steps=crash_on_request)
     engine.start()
-    engine.wait_for(lambda s: s.get("iteration", 0) >= 2)
+    engine.wait_for(lambda s: s.iteration >= 2)
     bad = ["warp", "rewind -1", "rewind 100000", "lr 2", "batch 0"]
     for command in bad:
         engine.send(command)
-    state = engine.wait_for(lambda s: s.get("commands", 0) >= len(bad))
+    state = engine.wait_for(lambda s: s.commands >= len(bad))
     for expected in ["unknown command 'warp'", "must be an integer >= 0, got -1", "cannot rewind to 100000",
                      "lr must be 0 (the model's own rate) or a number > 0 and <= 1",
                      "batch must be an integer from 1 to 64, got 0"]:
-        assert any(expected in e for e in state["errors"]), (expected, state["errors"])
-    assert state["error_count"] == len(bad) and state["status"] == "running"
-    engine.wait_for(lambda s: s["iteration"] >= state["iteration"] + 2)  # still stepping
+        assert any(expected in e for e in state.errors), (expected, state.errors)
+    assert state.error_count == len(bad) and state.status == "running"
+    engine.wait_for(lambda s: s.iteration >= state.iteration + 2)  # still stepping
 
     engine.send("pause")
-    paused = engine.wait_for(lambda s: s["status"] == "paused")
-    assert engine.poll()["iteration"] == paused["iteration"]
+    paused = engine.wait_for(lambda s: s.status == "paused")
+    assert engine.poll().iteration == paused.iteration
     engine.send(("lr", 0.0005))
     engine.send({"name": "resume"})
-    state = engine.wait_for(lambda s: s["iteration"] > paused["iteration"] + 2)
-    assert state["lr"] == 0.0005 and state["steps_per_second"] > 0
+    state = engine.wait_for(lambda s: s.iteration > paused.iteration + 2)
+    assert state.lr == 0.0005 and state.steps_per_second > 0
 
     engine.kill()  # os.kill(pid, SIGKILL) while the writer thread is busy with a snapshot nearly all the time
     state = engine.poll()
-    assert state["status"] == "crashed" and state["exitcode"] == -9
+    assert state.status == "crashed" and state.exitcode == -9
     with pytest.raises(EngineError, match="not running"):
         engine.send("pause")
     complete = sorted(int(p.stem[2:]) for p in (run_dir / "snapshots").glob("it*.pt"))
     half_written = list((run_dir / "snapshots").glob(".*.tmp"))
-    assert complete[-1] >= state["iteration"] - 3  # at most three writes queued or in progress
+    assert complete[-1] >= state.iteration - 3  # at most three writes queued or in progress
 
     engine.restart()
-    state = engine.wait_for(lambda s: s.get("status") == "running" and s["iteration"] > complete[-1])
-    assert resume_events(run_dir) == [complete[-1]] and state["lr"] == 0.0005
+    state = engine.wait_for(lambda s: s.status == "running" and s.iteration > complete[-1])
+    assert resume_events(run_dir) == [complete[-1]] and state.lr == 0.0005
     assert not any(path.exists() for path in half_written)
 
     (run_dir / "crash-now").touch()  # an exception inside the engine process: reported, the caller unharmed
-    state = engine.wait_for(lambda s: s.get("status") == "crashed")
-    assert state["error"] == "RuntimeError: boom in the frame hook" and state["iteration"] > complete[-1]
-    assert engine.wait_for(lambda s: s["exitcode"] is not None)["exitcode"] == 1
+    state = engine.wait_for(lambda s: s.status == "crashed")
+    assert state.error == "RuntimeError: boom in the frame hook" and state.iteration > complete[-1]
+    assert engine.wait_for(lambda s: s.exitcode is not None).exitcode == 1
     engine.restart()
-    engine.wait_for(lambda s: s.get("status") == "running")
-    assert resume_events(run_dir)[1] == state["iteration"]  # queued snapshots were finished before it exited
+    engine.wait_for(lambda s: s.status == "running")
+    assert resume_events(run_dir)[1] == state.iteration  # queued snapshots were finished before it exited
 
     assert engine.stop() == 0
     final = engine.poll()
-    assert final["status"] == "stopped" and not final["alive"]
-    assert final["iteration"] in final["snapshots"]  # a clean stop keeps the newest weights
+    assert final.status == "stopped" and not final.alive
+    assert final.iteration in final.snapshots  # a clean stop keeps the newest weights
 
 
 def test_an_unusable_checkpoint_is_reported_not_raised(tmp_path, engines):
@@ -97,6 +97,6 @@ def test_an_unusable_checkpoint_is_reported_not_raised(tmp_path, engines):
     save_gan(gan, tmp_path / "no-d.pt")
     engine = engines(tmp_path / "no-d.pt", tmp_path / "run", CONFIG)
     engine.start()
-    state = engine.wait_for(lambda s: s.get("status") == "crashed")
-    assert "has no discriminator" in state["error"] and "\n" not in state["error"]
-    assert engine.wait_for(lambda s: s["exitcode"] is not None)["exitcode"] == 1
+    state = engine.wait_for(lambda s: s.status == "crashed")
+    assert "has no discriminator" in state.error and "\n" not in state.error
+    assert engine.wait_for(lambda s: s.exitcode is not None).exitcode == 1

@@ -16,7 +16,7 @@ import numpy as np
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from installation import app  # noqa: E402
+from installation.live.installation import Installation  # noqa: E402
 from installation.display.window import Window  # noqa: E402
 from installation.engine import EngineConfig  # noqa: E402
 from installation.presets import DisplayConfig, Preset, RenderConfig, WalkConfig  # noqa: E402
@@ -31,7 +31,7 @@ def preset(period: float) -> Preset:
                   render=RenderConfig(share=0.5, max_fps=20))
 
 
-def run_for(installation: app.Installation, window: Window, seconds: float) -> np.ndarray:
+def run_for(installation: Installation, window: Window, seconds: float) -> np.ndarray:
     """Tick the display for a while; return the last picture (read before the swap, top row first)."""
     end = time.monotonic() + seconds
     image = None
@@ -46,10 +46,10 @@ def run_for(installation: app.Installation, window: Window, seconds: float) -> n
     return image.copy()
 
 
-def wait(installation: app.Installation, window: Window, predicate, timeout: float = 60.0) -> None:
+def wait(installation: Installation, window: Window, predicate, timeout: float = 60.0) -> None:
     end = time.monotonic() + timeout
     while not predicate(installation.state):
-        assert time.monotonic() < end, f"timed out; engine state {installation.state.get('status')}"
+        assert time.monotonic() < end, f"timed out; engine state {installation.state.status}"
         run_for(installation, window, 0.1)
 
 
@@ -57,11 +57,11 @@ def differ(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a.astype(int) - b.astype(int)).mean())
 
 
-def train_and_kill(installation: app.Installation, window: Window) -> None:
+def train_and_kill(installation: Installation, window: Window) -> None:
     """Not blank; still while paused; changed by training; grid view; survives the engine being killed."""
-    wait(installation, window, lambda s: s.get("iteration", 0) >= 5)
-    installation.engine.send("pause")
-    wait(installation, window, lambda s: s.get("status") == "paused")
+    wait(installation, window, lambda s: s.iteration >= 5)
+    installation.send("pause")
+    wait(installation, window, lambda s: s.status == "paused")
     run_for(installation, window, 0.5)
     paused_a = run_for(installation, window, 0.3)
     paused_b = run_for(installation, window, 0.3)
@@ -69,9 +69,9 @@ def train_and_kill(installation: app.Installation, window: Window) -> None:
     # paused weights and a walk of an hour per loop: the picture holds still
     assert differ(paused_a, paused_b) < 1.0, f"picture moves while paused: {differ(paused_a, paused_b)}"
 
-    iteration = installation.state["iteration"]
-    installation.engine.send("resume")
-    wait(installation, window, lambda s: s.get("iteration", 0) >= iteration + 15)
+    iteration = installation.state.iteration
+    installation.send("resume")
+    wait(installation, window, lambda s: s.iteration >= iteration + 15)
     trained = run_for(installation, window, 0.5)
     assert differ(trained, paused_b) > 2.0, "weight updates do not show"
 
@@ -79,26 +79,26 @@ def train_and_kill(installation: app.Installation, window: Window) -> None:
     run_for(installation, window, 1.5)
     assert installation.presenter._shape[0] == 4, "the 2 x 2 population view did not arrive from the engine"
 
-    before = installation._last_sequence
+    before = installation.last_sequence
     installation.engine.kill()
     shown = run_for(installation, window, 0.3)
-    assert "engine stopped" in (installation._hud_text(time.monotonic()) or ""), "the error is not shown"
+    assert "engine stopped" in (installation.presenter._hud_text or ""), "the error is not shown"
     assert shown.std() > 10, "the last frame must stay on screen"
-    wait(installation, window, lambda s: s.get("alive") and s.get("status") == "running")
+    wait(installation, window, lambda s: s.alive and s.status == "running")
     run_for(installation, window, 1.0)
-    assert installation._last_sequence > before, "the walk did not resume after the restart"
+    assert installation.last_sequence > before, "the walk did not resume after the restart"
 
 
-def walk_moves(installation: app.Installation, window: Window) -> None:
-    installation.engine.send("pause")
-    wait(installation, window, lambda s: s.get("status") == "paused")
+def walk_moves(installation: Installation, window: Window) -> None:
+    installation.send("pause")
+    wait(installation, window, lambda s: s.status == "paused")
     a = run_for(installation, window, 0.4)
     b = run_for(installation, window, 0.4)
     assert differ(a, b) > 1.0, "the latent walk does not move"
 
 
-def fullscreen_toggle(installation: app.Installation, window: Window) -> None:
-    wait(installation, window, lambda s: installation._last_sequence > 0)  # a first frame is on screen
+def fullscreen_toggle(installation: Installation, window: Window) -> None:
+    wait(installation, window, lambda s: installation.last_sequence > 0)  # a first frame is on screen
     window.toggle_fullscreen()
     image = run_for(installation, window, 0.5)
     assert window.fullscreen and image.shape[:2] == (720, 1280), f"full-screen gave {image.shape}"
@@ -114,9 +114,9 @@ SCENARIOS = {"train-and-kill": (train_and_kill, 3600.0), "walk-moves": (walk_mov
 
 def main(name: str, checkpoint: str, run_dir: str) -> None:
     scenario, period = SCENARIOS[name]
-    app.RESTART_BACKOFF = (0.5,)  # restart the killed engine quickly
     with Window(*SIZE) as window:
-        installation = app.Installation(preset(period), Path(checkpoint), 32, Path(run_dir), window.ctx, window.size)
+        installation = Installation(preset(period), Path(checkpoint), 32, Path(run_dir), window.ctx, window.size)
+        installation.supervisor.backoff = (0.5,)  # restart the killed engine quickly
         try:
             scenario(installation, window)
         finally:

@@ -83,6 +83,7 @@ class Presenter:
         self._hud_text: str | None = None
         self._hud_shown: str | None = None  # text in the HUD texture
         self._hud_texture: moderngl.Texture | None = None
+        self._blackout = (0.0, 0.0, 0.0, 0.0)  # from level, to level, start time, seconds
         self.set_mode(mode)
         self.resize(width, height)
 
@@ -126,6 +127,17 @@ class Presenter:
         self._shape, self._columns, self._arrived = frames.shape, columns, t_now
         return True
 
+    def set_blackout(self, level: float, seconds: float, t_now: float) -> None:
+        """Fade the picture towards black (level 1) or back (0) over `seconds`, from wherever it is now."""
+        self._blackout = (self.blackout(t_now), min(max(level, 0.0), 1.0), t_now, max(seconds, 0.0))
+
+    def blackout(self, t_now: float) -> float:
+        """The blackout level at t_now: 0 = the picture as it is, 1 = black (the HUD is never darkened)."""
+        start, target, when, seconds = self._blackout
+        if seconds <= 0 or t_now >= when + seconds:
+            return target
+        return start + (target - start) * max(t_now - when, 0.0) / seconds
+
     def set_hud(self, text: str | None) -> None:
         """Text for the HUD box (None hides it; frame errors are shown regardless)."""
         self._hud_text = text
@@ -142,12 +154,13 @@ class Presenter:
     def render(self, t_now: float) -> None:
         """Draw the whole bound framebuffer (width x height): the picture at t_now, then the HUD."""
         self.ctx.viewport = (0, 0, self.width, self.height)
-        self.ctx.clear(*self.letterbox, 1.0)  # the bars; the picture is shaded over its visible part only
+        gain = 1.0 - self.blackout(t_now)
+        self.ctx.clear(*(c * gain for c in self.letterbox), 1.0)  # the bars; the picture is shaded over its part
         if self._shape is not None:
-            self._render_picture(t_now)
+            self._render_picture(t_now, gain)
         self._render_hud()
 
-    def _render_picture(self, t_now: float) -> None:
+    def _render_picture(self, t_now: float, gain: float) -> None:
         ctx = self.ctx
         count, height, width, _ = self._shape
         grid = (self._columns, math.ceil(count / self._columns))
@@ -174,6 +187,7 @@ class Presenter:
         program["u_rect"], program["u_x0"], program["u_cell_rows"] = rect, x0, height
         program["u_grid"], program["u_count"] = grid, count
         program["u_height"], program["u_letterbox"] = float(self.height), tuple(self.letterbox)
+        program["u_gain"] = gain
         self._vao.render(moderngl.TRIANGLES, vertices=3)
         ctx.viewport = (0, 0, self.width, self.height)
 

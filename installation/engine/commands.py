@@ -56,6 +56,7 @@ COMMANDS: dict[str, tuple[Callable[[Any], Any] | None, Any, str]] = {
     "snapshot": (None, None, "take a snapshot now"),
     "shutdown": (None, None, "snapshot, stop and exit"),
     "fault": (_fault, "weight", "drill: make the next step non-finite (loss, grad or weight) to exercise the guard"),
+    "render": (lambda v: v, None, "new settings for the between-steps hook that draws frames (it checks them)"),
 }
 
 

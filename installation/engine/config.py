@@ -3,36 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from ..validation import ConfigError, check_float, check_int  # noqa: F401 (the engine's rules are built on them)
+
 LOSSES = ("logit", "softplus", "log")
 MAX_BATCH = 64
 DEFAULT_LR = 1e-3  # for models that carry no journey rate of their own (rosinality files)
-
-
-class ConfigError(ValueError):
-    """A setting is out of range; the message is one line naming the setting, the value and what is allowed."""
-
-
-def check_int(name: str, value: Any, low: int, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
-        allowed = f"from {low} to {high}" if high is not None else f">= {low}"
-        raise ConfigError(f"{name} must be an integer {allowed}, got {value!r}")
-    return value
-
-
-def check_float(name: str, value: Any, low: float, high: float | None = None, low_open: bool = False) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (value > low if low_open else value >= low) and (high is None or value <= high)
-    if not ok:
-        allowed = f"{'>' if low_open else '>='} {low:g}" + (f" and <= {high:g}" if high is not None else "")
-        raise ConfigError(f"{name} must be a finite number {allowed}, got {value!r}")
-    return float(value)
 
 
 def check_lr(value: Any) -> float:

@@ -32,6 +32,7 @@ below `collapse_fraction` of its iteration-0 value.
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import json
 import math
@@ -48,10 +49,11 @@ from torch import Tensor
 from ..models import GAN
 from ..storage import atomic_write_bytes, drop_torn_line, last_json_line
 from .commands import Command, CommandError, parse_command
-from .config import EngineConfig, starting_lr
+from .config import ConfigError, EngineConfig, starting_lr
 from .losses import inverted_loss
 from .similarity import DIVERSITY_MEASURE, diversity
 from .snapshots import Snapshot, SnapshotError, SnapshotStore, clone_tree, first_line
+from .state import EngineState
 
 BETAS = (0.0, 0.99)  # rosinality train.py, and FreezeD fine-tuning the same checkpoints
 IDLE_WAIT = 0.02  # seconds between hook calls while paused or throttled (the display keeps drawing)
@@ -433,6 +435,14 @@ class Engine:
                 self.stopping = True
             case "fault", kind:
                 self._fault = kind
+            case "render", settings:
+                configure = getattr(self.between_steps, "configure", None)
+                if configure is None:
+                    raise CommandError("render: nothing draws frames in this engine")
+                try:
+                    configure(settings)
+                except (ValueError, ConfigError) as error:
+                    raise CommandError(f"render: {error}") from None
         self._event("command", command=command.name, value=command.value)
         return command
 
@@ -449,7 +459,7 @@ class Engine:
     # -------------------------------------------------------------------------------------------------- loop
 
     def run(self, receive: Callable[[float], list[Any]] | None = None,
-            publish: Callable[[dict[str, Any]], None] | None = None, until: int | None = None) -> None:
+            publish: Callable[[EngineState], None] | None = None, until: int | None = None) -> None:
         """Loop: commands, the between-steps hook, a step; until shutdown, `until` iterations, or (with no
         command source to resume it) a pause. `receive(timeout)` returns the commands that arrived within
         `timeout` seconds; `publish(state)` gets the state at most every PUBLISH_EVERY s and after changes."""
@@ -479,24 +489,23 @@ class Engine:
             return IDLE_WAIT
         return min(IDLE_WAIT, max(0.0, self._next_step_at - time.monotonic()))
 
-    def state(self) -> dict[str, Any]:
-        """What the caller shows: progress, numbers, snapshots, errors. Plain data, small enough to pickle fast."""
+    def state(self) -> EngineState:
+        """What the caller shows: progress, numbers, snapshots, errors (see state.py)."""
         times = self._step_times
         rate = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
         status = ("stopped" if self._closed else "stopping" if self.stopping else "failed" if self.failure
                   else "paused" if self.paused else "running")
-        return {
-            "status": status, "iteration": self.iteration, "branch": self.branch,
-            "objective": self.loss_name, "lr": self.lr, "batch": self.batch, "limit": self.steps_per_second,
-            "steps_per_second": rate, **{k: self.last.get(k) for k in ("loss", "batch_d", "grad_norm", "probe_d",
-                                                                         "diversity")},
-            "diversity0": self.diversity0, "probe_d0": self.probe_d0, "collapsed": self.collapsed,
-            "snapshots": self.store.iterations(), "snapshot_seconds": self.store.last_capture_seconds,
-            "snapshot_write_seconds": self.store.last_write_seconds, "rollbacks": self.rollbacks,
-            "errors": list(self.errors), "error_count": self.error_count, "failure": self.failure,
-            "commands": self.commands, "device": str(self.device), "resolution": self.gan.resolution,
-            "seed": self.seed, "session": self.session, "time": time.time(),
-        }
+        return EngineState(
+            status=status, iteration=self.iteration, branch=self.branch, session=self.session,
+            objective=self.loss_name, lr=self.lr, batch=self.batch, limit=self.steps_per_second,
+            steps_per_second=rate, **{k: self.last.get(k) for k in ("loss", "batch_d", "grad_norm", "probe_d",
+                                                                      "diversity")},
+            diversity0=self.diversity0, probe_d0=self.probe_d0, collapsed=self.collapsed,
+            snapshots=tuple(self.store.iterations()), snapshot_seconds=self.store.last_capture_seconds,
+            snapshot_write_seconds=self.store.last_write_seconds, rollbacks=self.rollbacks,
+            errors=tuple(self.errors), error_count=self.error_count, failure=self.failure,
+            commands=self.commands, device=str(self.device), resolution=self.gan.resolution, seed=self.seed,
+            time=time.time())
 
     def record_crash(self, message: str) -> None:
         """Log a failure that ends this session (the supervisor restarts the engine, which resumes)."""
@@ -527,7 +536,7 @@ class Engine:
         self._dirty = True
         if self._events is not None:
             line = {"time": time.time(), "event": kind, "iteration": self.iteration, "branch": self.branch, **fields}
-            self._events.write(json.dumps(line) + "\n")
+            self._events.write(json.dumps(line, default=_plain) + "\n")
             self._events.flush()
 
     def _write_metrics(self, line: dict[str, Any]) -> None:
@@ -539,6 +548,11 @@ class Engine:
             if handle is not None:
                 handle.close()  # closing the lock file releases the flock
         self._metrics = self._events = self._lock = None
+
+
+def _plain(value: Any) -> Any:
+    """JSON for what commands carry beyond numbers and text (the renderer's settings dataclass)."""
+    return dataclasses.asdict(value) if dataclasses.is_dataclass(value) else repr(value)
 
 
 def _lock_folder(run_dir: Path) -> IO[str]:

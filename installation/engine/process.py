@@ -1,6 +1,6 @@
 """The engine in its own process ("the GPU process"), started and supervised by the caller.
 
-Caller and engine share no memory and no locks: commands go down one pipe, state dicts come up another. Each end of
+Caller and engine share no memory and no locks: commands go down one pipe, states (state.py) come up another. Each end of
 each pipe is held by one process only, so when the engine dies (crash, kill -9) the caller reads EOF instead of
 hanging, and when the caller dies the engine reads EOF and shuts down cleanly. The engine publishes from a thread
 that holds only the newest state, so a caller that stops reading never stalls training. `restart()` starts a fresh
@@ -45,6 +45,7 @@ from .commands import Command
 from .config import ConfigError, EngineConfig, resolve_device
 from .engine import Engine, EngineError, Hook, RunFolderError
 from .snapshots import first_line
+from .state import EngineState
 
 GROUP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -70,7 +71,7 @@ class EngineProcess:
         self._process: multiprocessing.process.BaseProcess | None = None
         self._commands: Connection | None = None
         self._states: Connection | None = None
-        self._state: dict[str, Any] = {}
+        self._state = EngineState()
 
     @property
     def pid(self) -> int | None:
@@ -96,7 +97,7 @@ class EngineProcess:
         commands_out.close()  # the child's ends: holding them here would hide its death from us
         states_in.close()
         self._process, self._commands, self._states = process, commands_in, states_out
-        self._state = {"status": "starting"}
+        self._state = EngineState()
 
     def send(self, command: Command | str | dict | tuple) -> None:
         """Queue a command; the engine validates it and reports a rejection in `poll()['errors']`."""
@@ -107,8 +108,8 @@ class EngineProcess:
         except (OSError, ValueError):
             raise EngineError("the engine process is not running; restart it") from None
 
-    def poll(self) -> dict[str, Any]:
-        """The newest state the engine published, plus `alive`, `pid` and `exitcode`."""
+    def poll(self) -> EngineState:
+        """The newest state the engine published, with the process facts filled in."""
         alive = self.alive  # checked before draining: once dead, everything it sent is already in the pipe
         if self._states is not None:
             try:
@@ -117,27 +118,26 @@ class EngineProcess:
             except (EOFError, OSError):
                 self._states.close()
                 self._states = None
-        state = dict(self._state)
         exitcode = self._process.exitcode if self._process is not None else None
-        state.update(alive=alive, pid=self.pid, exitcode=exitcode)
-        if self._process is not None and not alive and state.get("status") not in ("stopped", "crashed", "refused"):
+        state = self._state.replace(alive=alive, pid=self.pid, exitcode=exitcode)
+        if self._process is not None and not alive and state.status not in ("stopped", "crashed", "refused"):
             how = f"was killed by signal {-exitcode}" if exitcode is not None and exitcode < 0 \
                 else f"died (exit code {exitcode})"
-            state.update(status="crashed", error=f"the engine process {how}")
+            state = state.replace(status="crashed", error=f"the engine process {how}")
         return state
 
-    def wait_for(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 60.0) -> dict[str, Any]:
+    def wait_for(self, predicate: Callable[[EngineState], bool], timeout: float = 60.0) -> EngineState:
         """Poll until `predicate(state)` holds; raises EngineError if the process dies first, TimeoutError."""
         deadline = time.monotonic() + timeout
         while True:
             state = self.poll()
             if predicate(state):
                 return state
-            if not state["alive"] and state["status"] != "starting":
-                raise EngineError(f"the engine process is not running: {state.get('error') or state['status']}")
+            if not state.alive and state.status != "starting":
+                raise EngineError(f"the engine process is not running: {state.error or state.status}")
             if time.monotonic() > deadline:
                 raise TimeoutError(f"engine state did not get there in {timeout:g} s (last: iteration "
-                                   f"{state.get('iteration')}, status {state.get('status')})")
+                                   f"{state.iteration}, status {state.status})")
             time.sleep(0.02)
 
     def stop(self, timeout: float = 30.0) -> int | None:
@@ -170,7 +170,7 @@ class EngineProcess:
         """Stop the engine if it still runs, then start a new one; it resumes from the newest snapshot and records
         why the previous one ended."""
         state = self.poll()
-        cause = state.get("error") if state.get("status") == "crashed" else None
+        cause = state.error if state.status == "crashed" else None
         self.stop()
         self.start(previous_death=cause)
 
@@ -187,12 +187,12 @@ class _Publisher:
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
         self._ready = threading.Condition()
-        self._latest: dict[str, Any] | None = None
+        self._latest: EngineState | None = None
         self._closed = False
         self._thread = threading.Thread(target=self._loop, name="state-publisher", daemon=True)
         self._thread.start()
 
-    def publish(self, state: dict[str, Any]) -> None:
+    def publish(self, state: EngineState) -> None:
         with self._ready:
             self._latest = state
             self._ready.notify()
@@ -278,9 +278,9 @@ def _serve(spec: _Spec, commands: Connection, states: Connection) -> None:
         else:
             traceback.print_exc()  # a bug: the operator's log needs the whole story
             message = f"{type(error).__name__}: {first_line(error)}"
-        state = engine.state() if engine is not None else {}
-        state.update(status="refused" if isinstance(error, RunFolderError) else "crashed", error=message)
-        publisher.publish(state)
+        state = engine.state() if engine is not None else EngineState()
+        publisher.publish(state.replace(status="refused" if isinstance(error, RunFolderError) else "crashed",
+                                        error=message))
         if engine is not None:
             try:
                 engine.record_crash(message)

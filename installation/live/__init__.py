@@ -1,0 +1,13 @@
+"""The running installation, in the two processes it spans.
+
+- `renderer.py` (engine process): `FrameRenderer`, the between-steps hook that draws the latent walk with the
+  current weights into the shared-memory frame channel; `WalkSettings`, what the display tells it to draw.
+- `installation.py` (display process): `Installation`, ticked once per screen refresh: the newest frame to the
+  presenter, controls to the engine, the HUD.
+- `supervisor.py`: `EngineSupervisor`, which restarts a dead engine with a back-off and stops on a refusal.
+- `hud.py`: the HUD's text.
+- `run.py`: `run_window` / `run_headless` and the run folder they hold; `RunReport`, how a run ended.
+
+Data flows one way: controls -> engine commands -> engine -> frames -> display -> video; state flows back on its
+own channel (engine state -> HUD).
+"""

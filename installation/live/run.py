@@ -1,0 +1,201 @@
+"""Running the installation until it is stopped: on a window or headless, on a run folder held for the run.
+
+Stopping (SIGINT, SIGTERM, SIGHUP, quit, `--seconds`) always goes the same way: the video is finalised, the engine
+takes its final snapshot, GL and shared memory are released, the last picture is saved, and `RunReport` says
+what was written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..presets import Preset
+from ..signals import StopSignals
+from .installation import DisplayError, Installation
+from .supervisor import RunRefused
+
+
+@contextlib.contextmanager
+def open_run_folder(run_dir: Path, gan: Any) -> Iterator[list[Path]]:
+    """Hold `run_dir` for this installation for the length of the `with`. A folder that cannot be one, that another
+    installation holds, or that the engine would refuse raises RunFolderError (one line) before anything in it is
+    touched. Yields the recordings of a killed earlier run that were given playable names."""
+    from ..engine.engine import RunFolderError, check_run_folder
+    from ..frames import sweep_stale
+    from ..recording import recover_partials
+
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        check_run_folder(run_dir, gan)  # reads only: a refused folder is left exactly as it was
+        lock = open(run_dir / ".live.lock", "a")
+    except OSError as error:
+        raise RunFolderError(f"run folder {run_dir}: cannot be used ({error.strerror or error}); choose a folder "
+                             "that can be created and written") from None
+    try:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunFolderError(f"run folder {run_dir}: another installation is running on it; stop it or "
+                                 "choose another --run-dir") from None
+        sweep_stale()
+        yield recover_partials(run_dir)
+    finally:
+        lock.close()
+
+
+def _monitor(text: str) -> int | str | None:
+    return int(text) if text.isdigit() else (text or None)
+
+
+@dataclass
+class RunReport:
+    """How a live run ended: what it wrote and why it stopped (printed by the CLI as one line)."""
+
+    videos: list[Path] = field(default_factory=list)
+    picture: Path | None = None
+    iteration: int | None = None
+    stopped_by: str = ""  # "SIGTERM", "quit", "--seconds", ...
+    error: str | None = None  # set when the run could not go on (the exit code is then non-zero)
+    refused: bool = False  # the engine refused the run folder: bad input, exit code 2
+
+    def summary(self) -> str:
+        wrote = [f"{path} ({_video_seconds(path)})" for path in self.videos]
+        if self.picture is not None:
+            wrote.append(str(self.picture))
+        parts = [f"stopped ({self.stopped_by})" if self.stopped_by else "stopped"]
+        if self.iteration is not None:
+            parts.append(f"final snapshot at iteration {self.iteration}")
+        parts.append("wrote " + ", ".join(wrote) if wrote else "wrote no video or picture")
+        return "; ".join(parts)
+
+
+def _video_seconds(path: Path) -> str:
+    try:
+        import imageio_ffmpeg
+
+        frames, seconds = imageio_ffmpeg.count_frames_and_secs(str(path))
+        return f"{seconds:.1f} s, {frames} frames"
+    except Exception:
+        return "unreadable"
+
+
+def _save_picture(run_dir: Path, image: np.ndarray | None, report: RunReport) -> None:
+    """The last picture shown, under a new name (nothing a run wrote is overwritten); a full disk is one line."""
+    if image is None:
+        return
+    from ..images import save_png
+    from ..recording import claim_path
+
+    try:
+        path = claim_path(run_dir, "last_frame", ".png")
+        save_png(path, image)
+        report.picture = path
+    except OSError as error:
+        report.error = report.error or f"could not save the last picture in {run_dir}: {error.strerror or error}"
+
+
+def _end(installation: Installation, report: RunReport) -> None:
+    """Stop the engine (its final snapshot) and release GL and shared memory; note the final iteration."""
+    installation.close()
+    report.iteration = installation.engine.poll().iteration  # the state it published as it stopped
+
+
+def run_window(preset: Preset, checkpoint: Path, resolution: int, run_dir: Path, seconds: float | None,
+               stop: StopSignals) -> RunReport:
+    """Full-screen (or windowed) until quit, closed, a stop signal or `seconds` have passed."""
+    import glfw
+
+    from ..display.window import Window
+
+    display = preset.display
+    try:
+        window = Window(display.width, display.height, fullscreen=display.fullscreen,
+                        monitor=_monitor(display.monitor))
+    except Exception as error:  # no X server, no GL 3.3, no libglfw: environment problems, not bugs
+        raise DisplayError(f"cannot open the window ({error}); check DISPLAY and the GL driver, or use --headless") \
+            from None
+    report = RunReport()
+    with window:
+        window.keys_enabled = display.keys
+        installation = Installation(preset, checkpoint, resolution, run_dir, window.ctx, window.size)
+        window.handlers.update({
+            glfw.KEY_SPACE: lambda: installation.send("toggle_pause"), glfw.KEY_R: lambda: installation.send("reset"),
+            glfw.KEY_B: lambda: installation.send("back"), glfw.KEY_LEFT: lambda: installation.send("back"),
+            glfw.KEY_G: installation.toggle_grid, glfw.KEY_H: installation.toggle_hud,
+            glfw.KEY_F: window.toggle_fullscreen, glfw.KEY_Q: window.request_close,
+            glfw.KEY_ESCAPE: window.request_close,
+        })
+        start = time.monotonic()
+        image = None
+        try:
+            while not window.should_close and not stop.requested and \
+                    (seconds is None or time.monotonic() - start < seconds):
+                window.ctx.screen.use()
+                installation.tick(window.size)
+                window.swap()
+                window.poll()
+            window.ctx.screen.use()
+            installation.tick(window.size)  # once more into the back buffer, to keep what the audience saw
+            width, height = window.size
+            pixels = window.ctx.screen.read(viewport=(0, 0, width, height), components=3, alignment=1)
+            image = np.frombuffer(pixels, np.uint8).reshape(height, width, 3)[::-1]
+        except RunRefused as error:
+            report.error, report.refused = str(error), True
+        finally:
+            _end(installation, report)
+        report.stopped_by = stop.name or ("--seconds" if seconds is not None and not window.should_close
+                                          else "quit")
+        _save_picture(run_dir, image, report)
+    return report
+
+
+def run_headless(preset: Preset, checkpoint: Path, resolution: int, run_dir: Path, seconds: float | None,
+                 stop: StopSignals) -> RunReport:
+    """Offscreen (EGL) into `run_dir/live-DATE-TIME.mp4` at the preset's fps (a new file whenever ffmpeg has to be
+    restarted), and the last picture as `last_frame-DATE-TIME.png`."""
+    from ..display.offscreen import Offscreen
+    from ..recording.supervised import SupervisedVideo
+
+    display = preset.display
+    try:
+        surface = Offscreen(display.width, display.height)
+    except Exception as error:
+        raise DisplayError(f"cannot render offscreen ({error}); headless mode needs EGL (Debian: libegl1 "
+                           "libegl-mesa0 libgl1-mesa-dri)") from None
+    report = RunReport()
+    with surface:
+        installation = Installation(preset, checkpoint, resolution, run_dir, surface.ctx,
+                                    (display.width, display.height))
+        image = None
+        video = None
+        try:
+            video = SupervisedVideo(run_dir, "live", display.width, display.height, display.fps,
+                                    say=installation.say)
+            start = time.monotonic()
+            due = start
+            while not stop.requested and video.stopped is None and \
+                    (seconds is None or time.monotonic() - start < seconds):
+                surface.use()
+                installation.tick((display.width, display.height))
+                image = surface.read()
+                video.write(image)
+                due += 1 / display.fps
+                time.sleep(max(0.0, due - time.monotonic()))
+        except RunRefused as error:
+            report.error, report.refused = str(error), True
+        finally:
+            if video is not None:
+                report.videos = video.close()  # first: ffmpeg finishes while the engine takes its snapshot
+                report.error = report.error or video.stopped
+            _end(installation, report)
+        report.stopped_by = stop.name or ("--seconds" if seconds is not None else "")
+        _save_picture(run_dir, image, report)
+    return report

@@ -1,0 +1,43 @@
+"""The range rules every input goes through: presets, the command line, engine commands and (coming) OSC.
+
+Each check returns the value when it is allowed and raises ConfigError with one line naming the setting, the value
+and what is allowed. The engine's own rules (lr, batch, loss, device) build on these in engine/config.py.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A setting is out of range; the message is one line naming the setting, the value and what is allowed."""
+
+
+def check_int(name: str, value: Any, low: int, high: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+        allowed = f"from {low} to {high}" if high is not None else f">= {low}"
+        raise ConfigError(f"{name} must be an integer {allowed}, got {value!r}")
+    return value
+
+
+def check_float(name: str, value: Any, low: float, high: float | None = None, low_open: bool = False) -> float:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (value > low if low_open else value >= low) and (high is None or value <= high)
+    if not ok:
+        allowed = f"{'>' if low_open else '>='} {low:g}" + (f" and <= {high:g}" if high is not None else "")
+        raise ConfigError(f"{name} must be a finite number {allowed}, got {value!r}")
+    return float(value)
+
+
+# The latent walk's rules: the preset's [walk] table and the live walk controls share them.
+def check_period(value: Any) -> float:
+    return check_float("period", value, 0.0, 86400.0, low_open=True)
+
+
+def check_truncation(value: Any) -> float:
+    return check_float("truncation", value, 0.0, 2.0, low_open=True)
+
+
+def check_seed(value: Any) -> int:
+    return check_int("seed", value, 0, 2**31 - 1)
