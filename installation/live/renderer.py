@@ -80,10 +80,10 @@ class FrameRenderer:
         """The `render` command: new walk settings (validated by WalkSettings itself)."""
         if not isinstance(settings, WalkSettings):
             raise ValueError(f"render takes walk settings, got {settings!r}")
-        old, self.settings = self.settings, settings
         now = time.monotonic()
-        if settings.truncation != old.truncation:
-            self._glide_from = (self._truncation(now), now)
+        if settings.truncation != self.settings.truncation:
+            self._glide_from = (self._truncation(now), now)  # from wherever a glide in progress has got to
+        old, self.settings = self.settings, settings
         if settings.seed != old.seed and self._walks:
             self._previous_walks, self._seed_changed = self._walks, now
             self._walks = self._make_walks(settings.seed)
