@@ -171,6 +171,10 @@ class OscServer:
         """The newest state: answered to queries, broadcast by the feedback thread (changes and periodically)."""
         self._state = state
 
+    def addresses(self) -> list[str]:
+        """The addresses the dispatcher maps: the action table's."""
+        return list(self._dispatcher._map)  # python-osc 1.10.2 has no public accessor for its mapping
+
     @property
     def state(self) -> ControlState:
         return self._state
