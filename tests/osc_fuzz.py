@@ -68,7 +68,7 @@ def malformed(rng: random.Random) -> bytes:
         lambda: (b"#bundle\0" + b"\0" * 7 + b"\1")[:rng.randrange(8, 16)],
         lambda: b"#bundle\0\0\0\0\0\0\0\0\1" + struct.pack(">i", rng.choice([-4, -1, -2**31, 0, 3, 4096])),
         lambda: b"#bundle\0\0\0\0\0\0\0\0\1" + struct.pack(">i", -4) + b"\0" * rng.choice([0, 4, 8]),
-        lambda: bundle(timetag(time.time() + rng.choice([60, 3600, 10**7])), build_message("/uncanny/reset")),
+        lambda: bundle(timetag(time.time() + rng.choice([3600, 86400, 10**7])), build_message("/uncanny/reset")),
         lambda: bundle(b"\xff\xff\xff\xff\0\0\0\0", build_message("/uncanny/snapshot")),
         lambda: raw_message(b"/uncanny/\xff\xfe", b","),
         lambda: raw_message(b"/uncanny/loss", b",s", osc_string(b"\xc3\x28")),
