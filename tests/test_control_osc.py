@@ -22,12 +22,13 @@ from typing import Any
 import pytest
 from pythonosc.osc_message import OscMessage
 
-from installation.control.actions import BY_ADDRESS, Action, osc_specs
+from installation.control.actions import BY_ADDRESS, Action, action, osc_specs
 from installation.control.docs import osc_markdown, table_addresses
 from installation.control.inbox import Inbox
 from installation.control.osc import OscServer
 from installation.control.oscquery import OscQueryServer, methods
 from installation.control.packets import build_message
+from installation.control.service import ControlService
 from installation.control.state import STATE_FIELDS, ControlState
 from installation.presets import OscConfig
 
@@ -435,3 +436,30 @@ def test_osc_command_bad_input_is_one_line_and_exit_2(args, message):
 def test_the_dispatcher_maps_exactly_the_table(served):
     server, inbox, client = served
     assert sorted(server.addresses()) == sorted(s.address for s in osc_specs())
+
+
+def test_control_service_builds_what_the_osc_table_asks_for():
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    http_port = probe.getsockname()[1]
+    probe.close()
+    control = ControlService(OscConfig(host="127.0.0.1", port=0, state_every=0.0, oscquery_port=http_port))
+    with control:
+        client = Client(control.osc.address)
+        try:
+            control.publish(ControlState(iteration=3, controls={"grid": 1}))
+            client.send("/uncanny/view/grid", 0)
+            client.sync()
+            assert [(a.name, a.value) for a in control.inbox.drain()] == [("grid", 0)]
+            assert get_json(f"http://127.0.0.1:{http_port}/uncanny/state/iteration?VALUE") == (200, {"VALUE": [3]})
+            control.failed(Action("reset", None, "osc", client.address), "engine: not running")
+            assert client.expect("/uncanny/error") == ["engine: not running"]
+            assert control.describe() == [control.osc.describe(), f"OSCQuery on http://127.0.0.1:{http_port}/"]
+        finally:
+            client.close()
+    off = ControlService(OscConfig(enabled=False))
+    with off:
+        assert off.osc is None and off.query is None and off.describe()[0].startswith("OSC off")
+        off.inbox.put(action("reset"))  # the keys still have their inbox
+        off.failed(action("reset"), "ignored: no OSC")
+        assert [a.name for a in off.inbox.drain()] == ["reset"]
