@@ -137,8 +137,8 @@ def osc_markdown() -> str:
         "## Allowlist and bad input",
         "",
         "Every datagram's sender is checked against `allow` before anything is parsed; a sender outside it is "
-        f"ignored and never answered (one log line per sender every {LOG_EVERY:g} s). From allowed senders, each of these "
-        f"is dropped with one `{ERROR_ADDRESS}` reply and a rate-limited log line, and the show goes on: "
+        f"ignored and never answered (one log line per sender every {LOG_EVERY:g} s). From allowed senders, "
+        f"each of these is dropped with one `{ERROR_ADDRESS}` reply and a rate-limited log line, and the show goes on: "
         "unknown addresses, wrong argument count or types, NaN/inf, out-of-range values, over-long strings, "
         f"blobs, non-OSC bytes, truncated or badly padded packets, datagrams over {MAX_DATAGRAM} bytes, bundles "
         "with impossible element sizes, address patterns (`*`, `?`, `[]`, `{}`: send full addresses) and bundles "

@@ -325,14 +325,18 @@ class _Feedback:
         while not self._stop.wait(FEEDBACK_TICK):
             state = self.server.state
             now = time.monotonic()
-            if every and now >= next_full:
-                packets = state_messages(state, STATE_FIELDS)
-                next_full = now + every
-            else:
-                packets = state_messages(state, [n for n in ON_CHANGE if getattr(state, n) != getattr(sent, n)])
-            packets += control_messages(state, [n for n, v in state.controls.items() if sent.controls.get(n) != v])
+            try:
+                if every and now >= next_full:
+                    packets = state_messages(state, STATE_FIELDS)
+                    next_full = now + every
+                else:
+                    packets = state_messages(state, [n for n in ON_CHANGE if getattr(state, n) != getattr(sent, n)])
+                packets += control_messages(state, [n for n, v in state.controls.items()
+                                                    if sent.controls.get(n) != v])
+            except Exception as error:  # a value OSC cannot carry (an int beyond 32 bits): skip it, keep feeding
+                self.server._log("feedback", "unsendable state", f"{type(error).__name__}: {error}")
+                packets = []
             sent = state
-            if packets:
-                for address in self.server.recipients():
-                    for packet in packets:
-                        self.server._send(packet, address)
+            for address in self.server.recipients() if packets else ():
+                for packet in packets:
+                    self.server._send(packet, address)

@@ -130,13 +130,14 @@ def _check_message(data: bytes) -> None:
 
 
 def build_message(address: str, *values: object) -> bytes:
-    """One OSC message: bools as 0/1 ints, ints, floats (32-bit, as controllers expect) and strings."""
+    """One OSC message: bools as 0/1 ints, ints (64-bit `h` beyond 32 bits), floats (32-bit, as controllers
+    expect) and strings."""
     builder = OscMessageBuilder(address)
     for value in values:
         if isinstance(value, bool):
             builder.add_arg(int(value), "i")
         elif isinstance(value, int):
-            builder.add_arg(value, "i")
+            builder.add_arg(value, "i" if -2**31 <= value < 2**31 else "h")
         elif isinstance(value, float):
             builder.add_arg(value, "f")
         else:
