@@ -463,3 +463,21 @@ def test_control_service_builds_what_the_osc_table_asks_for():
         off.inbox.put(action("reset"))  # the keys still have their inbox
         off.failed(action("reset"), "ignored: no OSC")
         assert [a.name for a in off.inbox.drain()] == ["reset"]
+
+
+def test_a_flood_of_bad_input_is_logged_and_answered_at_a_bounded_rate(served, caplog):
+    from installation.control.osc import ERROR_BURST, ERROR_RATE
+
+    server, inbox, client = served
+    caplog.set_level("WARNING", logger="installation.control.osc")
+    start = time.monotonic()
+    for _ in range(6):
+        for _ in range(50):  # in bursts the kernel's receive buffer holds, so none is lost
+            client.send("/uncanny/lr", float("nan"))
+        client.sync()
+    elapsed = time.monotonic() - start
+    assert server.stats["invalid"] == 300
+    errors = sum(1 for address, _ in client.backlog if address == "/uncanny/error")
+    assert 1 <= errors <= ERROR_BURST + ERROR_RATE * elapsed + 1
+    lines = [r for r in caplog.records if "invalid from 127.0.0.1" in r.getMessage()]
+    assert len(lines) == 1  # one line per sender and kind every LOG_EVERY seconds, however many arrive

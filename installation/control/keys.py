@@ -7,6 +7,7 @@ with the glfw module where it is installed.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 from .actions import Action, action
 
@@ -32,10 +33,13 @@ def key_action(code: int) -> Action | None:
     return None
 
 
+def _press(put: Callable[[Action], object], name: str) -> None:
+    put(action(name, source="keys"))
+
+
 def key_handlers(put: Callable[[Action], object]) -> dict[int, Callable[[], None]]:
     """`Window.handlers` for the key map: each press puts its action (e.g. `put=inbox.put`)."""
-    return {code: (lambda name=name: put(action(name, source="keys")))  # type: ignore[misc]
-            for _, code, name in KEYS}
+    return {code: partial(_press, put, name) for _, code, name in KEYS}
 
 
 def describe_keys() -> list[tuple[str, str]]:
