@@ -208,3 +208,13 @@ def test_osc_preset_table_is_documented_and_validated(tmp_path):
         with pytest.raises(PresetError, match=message):
             load_preset(path)
     assert default.replace("osc", port=0, enabled=False).osc.enabled is False
+
+
+def test_run_flags_for_osc_parse_and_refuse_bad_ports():
+    from installation.cli import build_parser
+
+    args = build_parser().parse_args(["--osc-port", "9000", "--no-osc"])
+    assert (args.osc_port, args.no_osc) == (9000, True)
+    assert (build_parser().parse_args([]).osc_port, build_parser().parse_args([]).no_osc) == (None, False)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--osc-port", "70000"])
