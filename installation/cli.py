@@ -319,13 +319,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Callable[[argparse.Namespace], None] = args.handler
     from .app import DisplayError
     from .control.cli import OscCliError
+    from .control.osc import OscError
     from .engine import ConfigError
     from .models import CheckpointError
     from .presets import PresetError
 
     try:
         handler(args)
-    except (CheckpointError, UsageError, PresetError, ConfigError, DisplayError, OscCliError) as error:
+    except (CheckpointError, UsageError, PresetError, ConfigError, DisplayError, OscCliError,
+            OscError) as error:
         print(f"uncanny: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

@@ -287,7 +287,7 @@ class OscServer:
             host, port = parse_target(entry)
             try:
                 info = socket.getaddrinfo(host, port, self._server.address_family, socket.SOCK_DGRAM)
-            except socket.gaierror as error:
+            except (socket.gaierror, UnicodeError) as error:
                 log.warning("osc: feedback target %s cannot be resolved (%s); skipped", entry, error)
                 continue
             targets.append(info[0][4][:2])
