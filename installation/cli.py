@@ -196,6 +196,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     width, height = args.size or (None, None)
     preset = preset.replace("display", fullscreen=args.fullscreen, monitor=args.monitor, width=width,
                             height=height, hud=args.hud or None, keys=False if args.no_keys else None)
+    preset = preset.replace("osc", port=args.osc_port, enabled=False if args.no_osc else None)
     checkpoint = checkpoint_or_default(Path(preset.model.checkpoint) if preset.model.checkpoint else None)
     resolve_device(preset.engine.device)
     # Check the file here, before any window opens or process starts: a bad file is one line and exit 2.
@@ -264,6 +265,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="run folder for snapshots and metrics (default runs/CHECKPOINT-NAME; reused = resumed)")
     live.add_argument("--hud", action="store_true", help="show iteration, loss, D score and fps")
     live.add_argument("--no-keys", action="store_true", help="ignore the keyboard (gallery use)")
+    live.add_argument("--osc-port", type=whole_number(0, 65535), default=None,
+                      help="UDP port of the OSC server (default [osc] port, 8000; 0 = any free port)")
+    live.add_argument("--no-osc", action="store_true", help="no OSC server (no network control)")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     inspect = commands.add_parser("inspect", help="describe a checkpoint: format, resolutions, sizes, D present")
@@ -283,6 +287,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .training.cli import add_train_parser
 
     add_train_parser(commands)
+
+    from .control.cli import add_osc_parser
+
+    add_osc_parser(commands)
 
     journey = commands.add_parser("journey", help="run the inverted fine-tuning headless; write metrics, snapshots, "
                                                   "a contact sheet and a plot",
@@ -319,6 +327,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # torch shares few cores with GL and ffmpeg
     args = build_parser().parse_args(argv)
     handler: Callable[[argparse.Namespace], None] = args.handler
+    from .control.cli import OscCliError
+    from .control.osc import OscError
     from .live.installation import DisplayError
     from .engine import ConfigError
     from .engine.engine import RunFolderError
@@ -327,7 +337,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         handler(args)
-    except (CheckpointError, UsageError, PresetError, ConfigError, DisplayError, RunFolderError) as error:
+    except (CheckpointError, UsageError, PresetError, ConfigError, DisplayError, RunFolderError, OscCliError,
+            OscError) as error:
         print(f"uncanny: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

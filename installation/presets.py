@@ -1,6 +1,6 @@
 """Presets: TOML files holding every setting of a performance, validated when they are loaded.
 
-A preset has up to five tables — [model], [engine], [walk], [display], [render] — each mapped onto one frozen
+A preset has up to six tables — [model], [engine], [walk], [display], [render], [osc] — each mapped onto one frozen
 dataclass. Missing keys take the defaults below; unknown tables or keys, wrong types and out-of-range values are
 refused with one line naming the file, the key and what is allowed. `presets/default.toml` documents every key.
 """
@@ -8,6 +8,7 @@ refused with one line naming the file, the key and what is allowed. `presets/def
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,6 +90,53 @@ class RenderConfig:
         check_float("max_fps", self.max_fps, 1.0, 240.0)
 
 
+DEFAULT_ALLOW = ("127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
+
+
+def parse_target(text: str) -> tuple[str, int]:
+    """'host:port' (or '[v6 address]:port') -> (host, port); ConfigError names the entry."""
+    host, _, port = text.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ConfigError(f"feedback entries must be \"host:port\" with a port 1..65535, got {text!r}")
+    return host, int(port)
+
+
+@dataclass(frozen=True)
+class OscConfig:
+    """The OSC server ([osc] table): where it listens, whom it answers and whom it accepts."""
+
+    enabled: bool = True
+    host: str = "0.0.0.0"  # bind address; 0.0.0.0 = every interface (a tablet on the LAN can reach it)
+    port: int = 8000  # TouchOSC's default outgoing port; 0 = any free port (printed at start)
+    reply_port: int = 0  # 0 = reply to the sender's source address and port; N = the sender's IP at port N
+    feedback: tuple[str, ...] = ()  # "host:port" targets that always receive state
+    allow: tuple[str, ...] = DEFAULT_ALLOW  # CIDR networks whose datagrams are accepted
+    state_every: float = 1.0  # seconds between state broadcasts; 0 = only on change and on request
+    oscquery_port: int = 0  # HTTP port of the OSCQuery tree; 0 = off
+
+    def __post_init__(self) -> None:
+        try:
+            ipaddress.ip_address(self.host)
+        except ValueError:
+            raise ConfigError(f"host must be an IP address to listen on (0.0.0.0 = all, 127.0.0.1 = this machine "
+                              f"only), got {self.host!r}") from None
+        check_int("port", self.port, 0, 65535)
+        check_int("reply_port", self.reply_port, 0, 65535)
+        check_int("oscquery_port", self.oscquery_port, 0, 65535)
+        for entry in self.feedback:
+            if not isinstance(entry, str):
+                raise ConfigError(f"feedback entries must be \"host:port\" strings, got {entry!r}")
+            parse_target(entry)
+        for entry in self.allow:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except (TypeError, ValueError):
+                raise ConfigError(f"allow entries must be networks like \"192.168.1.0/24\" or addresses, "
+                                  f"got {entry!r}") from None
+        check_float("state_every", self.state_every, 0.0, 3600.0)
+
+
 @dataclass(frozen=True)
 class Preset:
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -96,6 +144,7 @@ class Preset:
     walk: WalkConfig = field(default_factory=WalkConfig)
     display: DisplayConfig = field(default_factory=DisplayConfig)
     render: RenderConfig = field(default_factory=RenderConfig)
+    osc: OscConfig = field(default_factory=OscConfig)
     source: str = "built-in defaults"
 
     def replace(self, section: str, **changes: Any) -> Preset:
@@ -108,7 +157,7 @@ class Preset:
 
 
 _CLASSES = {"model": ModelConfig, "engine": EngineConfig, "walk": WalkConfig, "display": DisplayConfig,
-            "render": RenderConfig}
+            "render": RenderConfig, "osc": OscConfig}
 
 
 _TYPE_NAMES = {int: "a whole number", float: "a number", bool: "true or false", str: "a string", tuple: "a list"}

@@ -1,0 +1,264 @@
+"""The one action vocabulary: every control (keys, OSC, later the gallery director) becomes a validated `Action`.
+
+`SPECS` is the single table of actions. The OSC dispatcher, the OSCQuery tree, docs/osc.md and the Open Stage
+Control session are all generated from it, so they cannot disagree. Ranges are enforced by the same check
+functions the engine and the presets use (engine/config.py, presets.WalkConfig): one rule per range.
+
+Kinds: `engine` actions go down the engine's command pipe (`Action.engine_command()`), `display` actions apply in
+the display process, `query` actions are answered by the OSC server from the published state and never queued.
+Adding an action (e.g. the recording issue's `/uncanny/record/start [codec]`) is one more `Spec` in `SPECS`.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..engine.config import LOSSES, MAX_BATCH, ConfigError, check_batch, check_float, check_int, check_loss, \
+    check_lr, check_rate
+from ..presets import WalkConfig
+
+MAX_STRING = 64  # the longest string argument any action takes (loss names, later codec names)
+ROOT = "/uncanny"
+
+
+class ActionError(ValueError):
+    """An action cannot be built from this input; one line naming the address (or action) and what is allowed."""
+
+
+@dataclass(frozen=True)
+class Arg:
+    """One argument: its OSC type tag (`i`, `f` or `s`), the check that enforces its native range, and that range
+    written out for the docs and OSCQuery (a test holds `low`/`high`/`choices` to what `check` accepts)."""
+
+    name: str
+    tag: str
+    check: Callable[[Any], Any]
+    low: float | None = None
+    high: float | None = None  # None: no upper bound
+    low_open: bool = False  # the range excludes `low` itself
+    choices: tuple[str, ...] = ()
+    optional: bool = False
+    default: Any = None  # the value when an optional argument is left out
+    advertised: bool = True  # part of the OSCQuery TYPE; False for extras a fader does not send
+    note: str = ""
+
+    def range_text(self) -> str:
+        if self.choices:
+            text = " | ".join(self.choices)
+        elif self.high is None:
+            text = f"{'>' if self.low_open else '>='} {_number(self.low)}"
+        elif self.low_open:
+            text = f"> {_number(self.low)}, <= {_number(self.high)}"
+        else:
+            text = f"{_number(self.low)} .. {_number(self.high)}"
+        return f"{text} ({self.note})" if self.note else text
+
+
+def _number(value: float | None) -> str:
+    return str(int(value)) if value is not None and float(value).is_integer() else f"{value:g}"
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    address: str | None  # None: not reachable over OSC (window-only actions like quit)
+    kind: str  # engine | display | query
+    description: str
+    args: tuple[Arg, ...] = ()
+    continuous: bool = False  # coalesced in the inbox: only the newest value counts
+    command: str | None = None  # the engine command (engine actions)
+    bare_command: str | None = None  # the engine command when the optional argument is left out
+
+    @property
+    def required(self) -> int:
+        return sum(not a.optional for a in self.args)
+
+    @property
+    def type_tags(self) -> str:
+        """The OSCQuery TYPE: the advertised arguments, or N (a trigger without arguments)."""
+        return "".join(a.tag for a in self.args if a.advertised) or "N"
+
+
+def _walk(field: str) -> Callable[[Any], Any]:
+    """The walk's own rule (presets.WalkConfig), so a walk control accepts exactly what a preset file does."""
+    def check(value: Any) -> Any:
+        return getattr(WalkConfig(**{field: value}), field)
+    return check
+
+
+def _flag(name: str) -> Callable[[Any], int]:
+    return lambda value: check_int(name, value, 0, 1)
+
+
+def _iteration(value: Any) -> int:
+    return check_int("rewind iteration", value, 0)
+
+
+def _token(value: Any) -> int:
+    return check_int("ping token", value, -2**31, 2**31 - 1)
+
+
+def _blackout_level(value: Any) -> float:
+    return check_float("blackout level", value, 0.0, 1.0)
+
+
+def _fade_seconds(value: Any) -> float:
+    return check_float("blackout seconds", value, 0.0, 600.0)
+
+
+SPECS: tuple[Spec, ...] = (
+    Spec("pause", f"{ROOT}/pause", "engine", "stop training; the walk keeps moving", command="pause"),
+    Spec("resume", f"{ROOT}/resume", "engine", "train again (also clears a pause after repeated rollbacks)",
+         command="resume"),
+    Spec("toggle_pause", f"{ROOT}/toggle_pause", "engine",
+         "pause if training, resume if paused (decided by the engine, from its own state)", command="toggle_pause"),
+    Spec("reset", f"{ROOT}/reset", "engine", "back to realism: iteration 0, the unmodified model", command="reset"),
+    Spec("rewind", f"{ROOT}/rewind", "engine",
+         "no argument: one snapshot back; N: the newest snapshot at or before iteration N",
+         (Arg("iteration", "i", _iteration, low=0, optional=True),), command="rewind", bare_command="back"),
+    Spec("back", f"{ROOT}/back", "engine",
+         "one snapshot back, counted from the engine's own position (repeated presses walk down to 0)",
+         command="back"),
+    Spec("snapshot", f"{ROOT}/snapshot", "engine", "take a snapshot now", command="snapshot"),
+    Spec("lr", f"{ROOT}/lr", "engine", "learning rate of the synthesis network",
+         (Arg("rate", "f", check_lr, low=0.0, high=1.0, note="0 = the model's own rate"),), continuous=True,
+         command="lr"),
+    Spec("loss", f"{ROOT}/loss", "engine", "the inverted objective",
+         (Arg("name", "s", check_loss, choices=LOSSES),), command="loss"),
+    Spec("batch", f"{ROOT}/batch", "engine", "images per training step",
+         (Arg("images", "i", check_batch, low=1, high=MAX_BATCH),), command="batch"),
+    Spec("speed", f"{ROOT}/speed", "engine", "training steps per second at most",
+         (Arg("steps_per_second", "f", check_rate, low=0.0, note="0 = as fast as the device goes"),),
+         continuous=True, command="limit"),
+    Spec("walk_period", f"{ROOT}/walk/period", "display", "seconds per loop of the latent walk, changed without a "
+         "jump in the picture", (Arg("seconds", "f", _walk("period"), low=0.0, high=86400.0, low_open=True),),
+         continuous=True),
+    Spec("walk_truncation", f"{ROOT}/walk/truncation", "display",
+         "latent truncation: 1 = none, lower = closer to the average face",
+         (Arg("truncation", "f", _walk("truncation"), low=0.0, high=2.0, low_open=True),), continuous=True),
+    Spec("walk_seed", f"{ROOT}/walk/seed", "display", "a different walk through the latent space",
+         (Arg("seed", "i", _walk("seed"), low=0, high=2**31 - 1),)),
+    Spec("grid", f"{ROOT}/view/grid", "display", "the N x N population grid",
+         (Arg("on", "i", _flag("grid"), low=0, high=1, optional=True, note="no argument = toggle"),)),
+    Spec("hud", f"{ROOT}/view/hud", "display", "the HUD (iteration, loss, D score, fps)",
+         (Arg("on", "i", _flag("hud"), low=0, high=1, optional=True, note="no argument = toggle"),)),
+    Spec("blackout", f"{ROOT}/view/blackout", "display", "fade the output to black (1) or back (0)",
+         (Arg("level", "f", _blackout_level, low=0.0, high=1.0),
+          Arg("seconds", "f", _fade_seconds, low=0.0, high=600.0, optional=True, default=0.0, advertised=False,
+              note="fade time, default 0 = at once")), continuous=True),
+    Spec("fullscreen", None, "display", "switch between full-screen and a window"),
+    Spec("quit", None, "display", "close the installation"),
+    Spec("state", f"{ROOT}/state", "query", "reply with every /uncanny/state/* value now"),
+    Spec("snapshots", f"{ROOT}/snapshots", "query", "reply /uncanny/snapshots with the snapshot iterations as ints"),
+    Spec("ping", f"{ROOT}/ping", "query", "reply /uncanny/pong (with the token, if one was sent)",
+         (Arg("token", "i", _token, low=-2**31, high=2**31 - 1, optional=True, advertised=False),)),
+)
+
+BY_NAME: dict[str, Spec] = {s.name: s for s in SPECS}
+BY_ADDRESS: dict[str, Spec] = {s.address: s for s in SPECS if s.address}
+
+
+@dataclass(frozen=True)
+class Action:
+    """One validated action. `value`: None (no argument), the argument, or a tuple where there are several.
+    `reply_to` is where an OSC sender wants answers (None for keys and the director)."""
+
+    name: str
+    value: Any = None
+    source: str = "keys"
+    reply_to: tuple[str, int] | None = None
+
+    @property
+    def spec(self) -> Spec:
+        return BY_NAME[self.name]
+
+    def engine_command(self) -> tuple[Any, ...]:
+        """The engine command for `engine.send()` / `parse_command()`: ("lr", 0.001), ("back",), ..."""
+        spec = self.spec
+        if spec.kind != "engine":
+            raise ValueError(f"{self.name} is a {spec.kind} action, not an engine command")
+        if self.value is None:
+            return (spec.bare_command or spec.command,)
+        return (spec.command, self.value)
+
+
+def _convert(tag: str, value: Any) -> Any:
+    """OSC values to the argument's type. Controllers send numbers as floats (TouchOSC, Open Stage Control), so an
+    integral float counts as an integer and True/False as 1/0; anything lossy is refused."""
+    if tag == "s":
+        if not isinstance(value, str):
+            raise ActionError(f"expects a string, got {_show(value)}")
+        if len(value) > MAX_STRING:
+            raise ActionError(f"string of {len(value)} characters; at most {MAX_STRING}")
+        return value
+    if isinstance(value, bool):
+        return int(value)
+    if not isinstance(value, (int, float)):
+        raise ActionError(f"expects {'an integer' if tag == 'i' else 'a number'}, got {_show(value)}")
+    if not math.isfinite(value):
+        raise ActionError(f"expects a finite number, got {value!r}")
+    if tag == "i":
+        if value != int(value):
+            raise ActionError(f"expects an integer, got {value!r}")
+        return int(value)
+    return _decimal(float(value))
+
+
+def _decimal(value: float) -> float:
+    """OSC floats are 32-bit: 0.001 arrives as 0.0010000000474974513. Where the value is a float32, take the
+    shortest decimal that rounds to the same float32, i.e. what the performer typed or the fader showed."""
+    try:
+        packed = struct.pack(">f", value)
+    except OverflowError:
+        return value
+    if struct.unpack(">f", packed)[0] != value:
+        return value  # a 64-bit value (an OSC double or a key): keep it
+    for digits in range(1, 10):
+        shorter = float(f"{value:.{digits}g}")
+        if struct.pack(">f", shorter) == packed:
+            return shorter
+    return value
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, (bytes, bytearray)):
+        return f"a blob of {len(value)} bytes"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def make_action(spec: Spec, args: Sequence[Any], source: str = "keys",
+                reply_to: tuple[str, int] | None = None) -> Action:
+    """Validate `args` (OSC arguments or a key's value) against `spec`; raises ActionError with one line."""
+    where = spec.address or spec.name
+    args = [a for a in args if a is not None]  # ,N (nil) arguments: the OSCQuery trigger type, carries nothing
+    if not spec.required <= len(args) <= len(spec.args):
+        counts = f"{spec.required}" if spec.required == len(spec.args) else f"{spec.required} to {len(spec.args)}"
+        raise ActionError(f"{where}: takes {counts} argument{'s' if len(spec.args) != 1 else ''}"
+                          f"{' (' + ', '.join(f'{a.tag} {a.name}' for a in spec.args) + ')' if spec.args else ''}, "
+                          f"got {len(args)}")
+    values = []
+    for arg, raw in zip(spec.args, args):
+        try:
+            values.append(arg.check(_convert(arg.tag, raw)))
+        except (ActionError, ConfigError) as error:
+            raise ActionError(f"{where}: {arg.name} {error}" if isinstance(error, ActionError)
+                              else f"{where}: {error}") from None
+    values += [a.default for a in spec.args[len(values):] if a.default is not None]
+    value = None if not values else values[0] if len(values) == 1 else tuple(values)
+    return Action(spec.name, value, source, reply_to)
+
+
+def action(name: str, *args: Any, source: str = "keys") -> Action:
+    """An action by name, e.g. `action("lr", 0.0005)`; raises ActionError for unknown names or bad values."""
+    if name not in BY_NAME:
+        raise ActionError(f"unknown action {name!r}; known: {', '.join(BY_NAME)}")
+    return make_action(BY_NAME[name], args, source)
+
+
+def osc_specs() -> list[Spec]:
+    return [s for s in SPECS if s.address]

@@ -1,0 +1,76 @@
+"""What the control layer reports back: the state the live loop publishes, as a typed, immutable object.
+
+The live loop builds a new `ControlState` from the engine's state and its own (fps, view, recording) and hands
+it to `OscServer.publish()` and the OSCQuery server; the OSC threads only ever read the newest one, so no lock
+is shared with the display. Every field but `snapshots` and `controls` is sent as `/uncanny/state/<field>`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .actions import BY_NAME, ROOT
+
+
+@dataclass(frozen=True)
+class ControlState:
+    iteration: int = 0  # the engine's training iteration
+    status: str = "starting"  # starting | running | paused | stopped | error ... as the engine reports it
+    paused: bool = False
+    loss: float | None = None  # None until the first step
+    d: float | None = None  # the discriminator's score of the fixed probe latents
+    diversity: float | None = None  # 1 - MS-SSIM of the probe images
+    collapsed: bool = False
+    fps: float = 0.0  # frames presented per second
+    steps_per_second: float = 0.0
+    recording: bool = False
+    recording_path: str = ""
+    snapshots: tuple[int, ...] = ()  # iterations that can be rewound to, oldest first
+    # the value each control has now, by action name (e.g. {"lr": 5e-05, "grid": 0, "blackout": 0.0}): echoed
+    # to controllers when it changes, so a fader snaps to what was really applied
+    controls: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        unknown = set(self.controls) - set(BY_NAME)
+        if unknown:
+            raise ValueError(f"controls for unknown actions: {', '.join(sorted(unknown))}")
+
+
+# fields sent as soon as they change; the measured ones (loss, fps, ...) change every step and go out with the
+# periodic broadcast only
+ON_CHANGE = ("iteration", "status", "paused", "collapsed", "recording", "recording_path")
+STATE_FIELDS = tuple(f.name for f in dataclasses.fields(ControlState) if f.name not in ("snapshots", "controls"))
+TYPE_TAGS = {"iteration": "i", "status": "s", "paused": "i", "loss": "f", "d": "f", "diversity": "f",
+             "collapsed": "i", "fps": "f", "steps_per_second": "f", "recording": "i", "recording_path": "s"}
+DESCRIPTIONS = {
+    "iteration": "training iteration", "status": "engine status (running, paused, ...)",
+    "paused": "1 while training is paused", "loss": "the inverted loss of the last step",
+    "d": "discriminator score of the fixed probe images", "diversity": "1 - MS-SSIM of the probe images",
+    "collapsed": "1 once diversity fell below the collapse line", "fps": "frames presented per second",
+    "steps_per_second": "training steps per second", "recording": "1 while recording",
+    "recording_path": "the file being recorded",
+}
+
+
+def state_address(name: str) -> str:
+    return f"{ROOT}/state/{name}"
+
+
+def state_value(state: ControlState, name: str) -> int | float | str | None:
+    """The OSC value of one state field: bools as 0/1, None (or non-finite) when there is nothing to show yet."""
+    value = getattr(state, name)
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def control_values(state: ControlState, name: str) -> tuple[Any, ...]:
+    """The echo arguments of one control: its published value, one argument or several."""
+    value = state.controls[name]
+    return tuple(value) if isinstance(value, (tuple, list)) else (value,)
