@@ -145,8 +145,8 @@ def osc_markdown() -> str:
         f"time-tagged more than {FUTURE_TOLERANCE:g} s in the future (messages are run at once, never "
         "scheduled). Only the action table's addresses reach the engine.",
         "",
-        "To expose the port to the internet is never needed; to lock it to one tablet write its address, e.g. "
-        "`allow = [\"192.168.1.20\"]`.",
+        "The port never needs to be reachable from the internet; to accept one tablet only, write its address, "
+        "e.g. `allow = [\"192.168.1.20\"]`.",
         "",
         "## Keys",
         "",
@@ -172,10 +172,14 @@ def osc_markdown() -> str:
         "   open-stage-control --send 192.168.1.10:8000 --port 8080 --load docs/uncanny.json",
         "   ```",
         "",
+        "   (docs/uncanny.json is generated from the action table and checked against Open Stage Control's "
+        "session format, version 1.29; its layout has not been looked at in the app itself.)",
+        "",
         "3. On the tablet open `http://LAPTOP-IP:8080` in the browser. The *Journey* tab has pause, reset, "
         "back, snapshot and the training faders; *Walk & view* has the walk, grid, HUD and blackout; *State* "
         "shows iteration, D score, diversity, collapsed, fps and recording.",
-        "4. Press *state* (or send anything): the installation answers Open Stage Control's port, so the "
+        "4. Press *refresh* on the *State* tab (or touch anything): the installation answers Open Stage "
+        "Control's port, so the "
         "labels fill in and keep updating. Open Stage Control sends and receives on one UDP port, so the "
         "default `reply_port = 0` reaches it; to update it without touching anything first, add "
         "`feedback = [\"LAPTOP-IP:8080\"]` to the preset's `[osc]` table.",
