@@ -17,6 +17,7 @@ if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from installation.live.installation import Installation  # noqa: E402
+from installation.control.actions import action  # noqa: E402
 from installation.display.window import Window  # noqa: E402
 from installation.engine import EngineConfig  # noqa: E402
 from installation.presets import DisplayConfig, Preset, RenderConfig, WalkConfig  # noqa: E402
@@ -75,7 +76,7 @@ def train_and_kill(installation: Installation, window: Window) -> None:
     trained = run_for(installation, window, 0.5)
     assert differ(trained, paused_b) > 2.0, "weight updates do not show"
 
-    installation.toggle_grid()
+    installation.apply(action("grid"))
     run_for(installation, window, 1.5)
     assert installation.presenter._shape[0] == 4, "the 2 x 2 population view did not arrive from the engine"
 

@@ -131,6 +131,11 @@ class Presenter:
         """Fade the picture towards black (level 1) or back (0) over `seconds`, from wherever it is now."""
         self._blackout = (self.blackout(t_now), min(max(level, 0.0), 1.0), t_now, max(seconds, 0.0))
 
+    @property
+    def blackout_target(self) -> float:
+        """The level the blackout is at or fading to."""
+        return self._blackout[1]
+
     def blackout(self, t_now: float) -> float:
         """The blackout level at t_now: 0 = the picture as it is, 1 = black (the HUD is never darkened)."""
         start, target, when, seconds = self._blackout

@@ -9,11 +9,14 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+from ..control.actions import Action
+from ..control.service import ControlService
+from ..control.state import ControlState
 from ..display.presenter import Presenter
 from ..engine import EngineProcess
 from ..engine.state import EngineState
 from ..frames import FrameChannel
-from ..presets import Preset
+from ..presets import OscConfig, Preset
 from .hud import hud_text
 from .renderer import FrameRenderer, WalkSettings
 from .supervisor import EngineSupervisor
@@ -30,12 +33,13 @@ class DisplayError(Exception):
 class Installation:
     """Engine process + frame channel + presenter; `tick()` once per screen refresh.
 
-    Controls: `send(command)` for the engine's commands (pause, back, reset, lr, ...), `set_walk(...)` and
-    `toggle_grid()` for what the engine draws, `toggle_hud()` and `set_blackout(...)` for the display itself.
+    Controls arrive as Actions (keys, OSC, the director) in `control.inbox`; each refresh drains it once and applies
+    them: engine actions go down the engine's command pipe, walk and grid changes to the renderer as one `render`
+    command, HUD and blackout apply here. `control_state()` is what flows back to the controllers, each refresh.
     """
 
     def __init__(self, preset: Preset, checkpoint: Path, resolution: int, run_dir: Path, ctx: Any,
-                 size: tuple[int, int]) -> None:
+                 size: tuple[int, int], control: ControlService | None = None) -> None:
         self.preset = preset
         display = preset.display
         _check_shared_memory(resolution, preset.walk.grid)
@@ -55,6 +59,8 @@ class Installation:
                                     use_ema=not preset.model.raw_generator, between_steps=self.renderer)
         self.supervisor = EngineSupervisor(self.engine, self.say)
         self.hud = display.hud
+        self.control = control if control is not None else ControlService(OscConfig(enabled=False))
+        self._engine_action: Action | None = None  # the last engine action: its sender hears the engine's refusals
         self.last_sequence = 0  # of the newest frame shown
         self.frame_iteration = 0  # the training iteration of the weights that drew it
         self._refreshes: deque[float] = deque(maxlen=60)
@@ -77,12 +83,50 @@ class Installation:
         return (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
 
     # ------------------------------------------------------------------------------------------ controls
-    def send(self, command: Any) -> None:
-        """An engine command; when the engine is down, say so and keep showing."""
+    def apply(self, action: Action) -> bool:
+        """Apply one validated action; False for the window's own (fullscreen, quit), left to the run loop."""
+        if action.spec.kind == "engine":
+            self._engine_action = action
+            self.send(action.engine_command(), action)
+            return True
+        value, settings = action.value, self.renderer.settings
+        match action.name:
+            case "walk_period":
+                self.set_walk(period=value)
+            case "walk_truncation":
+                self.set_walk(truncation=value)
+            case "walk_seed":
+                self.set_walk(seed=value)
+            case "grid":
+                self.set_walk(grid=not settings.grid if value is None else bool(value))
+            case "hud":
+                self.hud = not self.hud if value is None else bool(value)
+            case "blackout":
+                level, seconds = value if isinstance(value, tuple) else (value, 0.0)
+                self.set_blackout(level, seconds)
+            case _:
+                return False
+        return True
+
+    def control_state(self, recording: str = "") -> ControlState:
+        """The state controllers see, with the value each control has now (echoed when it changes)."""
+        s, walk = self.state, self.renderer.settings
+        controls = {"lr": s.lr, "loss": s.objective, "batch": s.batch, "speed": s.limit,
+                    "walk_period": walk.period, "walk_truncation": walk.truncation, "walk_seed": walk.seed,
+                    "grid": int(walk.grid), "hud": int(self.hud), "blackout": self.presenter.blackout_target}
+        return ControlState(iteration=s.iteration, status=s.status, paused=s.paused, loss=s.loss, d=s.probe_d,
+                            diversity=s.diversity, collapsed=s.collapsed, fps=self.fps,
+                            steps_per_second=s.steps_per_second, recording=bool(recording),
+                            recording_path=recording, snapshots=s.snapshots, controls=controls)
+
+    def send(self, command: Any, action: Action | None = None) -> None:
+        """An engine command; when the engine is down, say so (and tell the action's sender) and keep showing."""
         try:
             self.engine.send(command)
         except Exception as error:
             self.say(f"{command}: {error}")
+            if action is not None:
+                self.control.failed(action, str(error))
 
     def set_walk(self, **changes: Any) -> WalkSettings:
         """Change the walk (period, truncation, seed, grid) without a jump; returns the settings now in force."""
@@ -94,12 +138,6 @@ class Installation:
         self.send(("render", settings))
         return settings
 
-    def toggle_grid(self) -> None:
-        self.set_walk(grid=not self.renderer.settings.grid)
-
-    def toggle_hud(self) -> None:
-        self.hud = not self.hud
-
     def set_blackout(self, level: float, seconds: float = 0.0) -> None:
         self.presenter.set_blackout(level, seconds, time.monotonic())
 
@@ -109,8 +147,10 @@ class Installation:
         self._message = (message, time.monotonic())
 
     # ------------------------------------------------------------------------------------------ the loop
-    def tick(self, size: tuple[int, int]) -> None:
-        """Take the newest frame and engine state, look after the engine, draw one refresh."""
+    def tick(self, size: tuple[int, int]) -> list[Action]:
+        """Apply the controls that came, take the newest frame and engine state, look after the engine, draw one
+        refresh. Returns the actions left to the run loop (fullscreen, quit)."""
+        left = [action for action in self.control.inbox.drain() if not self.apply(action)]
         now = time.monotonic()
         self._refreshes.append(now)
         frame = self.channel.read(newer_than=self.last_sequence)
@@ -120,12 +160,17 @@ class Installation:
                 self.presenter.set_grid(frame.pixels, now)
             else:
                 self.presenter.set_frame(frame.pixels[0], now)
-        self.supervisor.watch(now)
+        errors = self.state.error_count
+        state = self.supervisor.watch(now)
+        if state.error_count > errors and state.errors and self._engine_action is not None:
+            self.control.failed(self._engine_action, state.errors[-1])
+        self.control.publish(self.control_state())
         if (self.presenter.width, self.presenter.height) != size:
             self.presenter.resize(*size)
         message = self._message[0] if self._message and now - self._message[1] < MESSAGE_SECONDS else None
         self.presenter.set_hud(hud_text(self.state, self.fps, message, self.hud))
         self.presenter.render(now)
+        return left
 
     def close(self) -> None:
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ..control.service import ControlService
 from ..presets import Preset
 from ..signals import StopSignals
 from .installation import DisplayError, Installation
@@ -49,6 +51,14 @@ def open_run_folder(run_dir: Path, gan: Any) -> Iterator[list[Path]]:
         yield recover_partials(run_dir)
     finally:
         lock.close()
+
+
+def _control(preset: Preset) -> ControlService:
+    """The OSC (and OSCQuery) servers, bound before anything else starts so a taken port is one line, exit 2."""
+    control = ControlService(preset.osc)
+    for line in control.describe():
+        print(f"uncanny: {line}", file=sys.stderr)
+    return control
 
 
 def _monitor(text: str) -> int | str | None:
@@ -111,8 +121,7 @@ def _end(installation: Installation, report: RunReport) -> None:
 def run_window(preset: Preset, checkpoint: Path, resolution: int, run_dir: Path, seconds: float | None,
                stop: StopSignals) -> RunReport:
     """Full-screen (or windowed) until quit, closed, a stop signal or `seconds` have passed."""
-    import glfw
-
+    from ..control.keys import key_handlers
     from ..display.window import Window
 
     display = preset.display
@@ -123,23 +132,20 @@ def run_window(preset: Preset, checkpoint: Path, resolution: int, run_dir: Path,
         raise DisplayError(f"cannot open the window ({error}); check DISPLAY and the GL driver, or use --headless") \
             from None
     report = RunReport()
-    with window:
+    control = _control(preset)
+    with window, control:
         window.keys_enabled = display.keys
-        installation = Installation(preset, checkpoint, resolution, run_dir, window.ctx, window.size)
-        window.handlers.update({
-            glfw.KEY_SPACE: lambda: installation.send("toggle_pause"), glfw.KEY_R: lambda: installation.send("reset"),
-            glfw.KEY_B: lambda: installation.send("back"), glfw.KEY_LEFT: lambda: installation.send("back"),
-            glfw.KEY_G: installation.toggle_grid, glfw.KEY_H: installation.toggle_hud,
-            glfw.KEY_F: window.toggle_fullscreen, glfw.KEY_Q: window.request_close,
-            glfw.KEY_ESCAPE: window.request_close,
-        })
+        window.handlers.update(key_handlers(control.inbox.put))
+        installation = Installation(preset, checkpoint, resolution, run_dir, window.ctx, window.size, control)
+        window_actions = {"fullscreen": window.toggle_fullscreen, "quit": window.request_close}
         start = time.monotonic()
         image = None
         try:
             while not window.should_close and not stop.requested and \
                     (seconds is None or time.monotonic() - start < seconds):
                 window.ctx.screen.use()
-                installation.tick(window.size)
+                for action in installation.tick(window.size):
+                    window_actions[action.name]()
                 window.swap()
                 window.poll()
             window.ctx.screen.use()
@@ -171,9 +177,10 @@ def run_headless(preset: Preset, checkpoint: Path, resolution: int, run_dir: Pat
         raise DisplayError(f"cannot render offscreen ({error}); headless mode needs EGL (Debian: libegl1 "
                            "libegl-mesa0 libgl1-mesa-dri)") from None
     report = RunReport()
-    with surface:
+    control = _control(preset)
+    with surface, control:
         installation = Installation(preset, checkpoint, resolution, run_dir, surface.ctx,
-                                    (display.width, display.height))
+                                    (display.width, display.height), control)
         image = None
         video = None
         try:
@@ -184,7 +191,7 @@ def run_headless(preset: Preset, checkpoint: Path, resolution: int, run_dir: Pat
             while not stop.requested and video.stopped is None and \
                     (seconds is None or time.monotonic() - start < seconds):
                 surface.use()
-                installation.tick((display.width, display.height))
+                installation.tick((display.width, display.height))  # (no keys headless: no window actions)
                 image = surface.read()
                 video.write(image)
                 due += 1 / display.fps
