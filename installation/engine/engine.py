@@ -249,7 +249,7 @@ class Engine:
     def _probe(self) -> bool:
         """Score the fixed probe batch; False when its numbers are not finite."""
         images = self.gan.generate(self._probe_z, self._probe_noise)
-        probe_d, spread = torch.stack([self.gan.discriminate(images).mean(), diversity(images)]).tolist()
+        probe_d, spread = self.gan.discriminate(images).mean().item(), diversity(images)
         if not (math.isfinite(probe_d) and math.isfinite(spread)):
             return False
         self.last.update(probe_d=probe_d, diversity=spread)
