@@ -1,15 +1,21 @@
 """uncanny: the live StyleGAN installation. Importing the package first sets the process up for GL next to torch.
 
-triton (shipped with the CUDA builds of torch) is imported before any GL context exists. Mesa puts its libLLVM into
-the process's global symbol scope, and triton's bundled LLVM, loaded after it, binds to that one and crashes the
-process (shared/reference/recording-and-operations.md §1). torch loads triton on the first optimiser it builds.
+- OpenMP threads wait passively: torch shares the few cores of a gallery PC with GL (llvmpipe renders on the CPU)
+  and ffmpeg, and spinning OpenMP threads stalled the engine (0.05 steps/s on 2 cores). It must be set before torch
+  loads; spawned engine processes inherit it. An OMP_WAIT_POLICY already set wins.
+- triton (shipped with the CUDA builds of torch) is imported before any GL context exists. Mesa puts its libLLVM into
+  the process's global symbol scope, and triton's bundled LLVM, loaded after it, binds to that one and crashes the
+  process (shared/reference/recording-and-operations.md §1). torch loads triton on the first optimiser it builds.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 import warnings
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def llvm_is_mapped() -> bool:
