@@ -221,8 +221,17 @@ def _check_shared_memory(resolution: int, grid: int, slots: int = 3) -> None:
         return  # not Linux-like: shared memory is not a file system here
     free = stats.f_bavail * stats.f_frsize
     if need > free:
-        raise DisplayError(f"the frames need {need / 2**20:.0f} MB of shared memory but /dev/shm has "
-                           f"{free / 2**20:.0f} MB free; lower [walk] grid (now {grid}) or enlarge /dev/shm")
+        raise DisplayError(f"the frames need {_size_text(need)} of shared memory but /dev/shm has "
+                           f"{_size_text(free)} free; lower [walk] grid (now {grid}) or enlarge /dev/shm")
+
+
+def _size_text(size: float) -> str:
+    """Bytes as KB, MB or GB with one decimal: a nearly full /dev/shm must not read '0 MB free'."""
+    for unit in ("KB", "MB"):
+        size /= 1024
+        if size < 1024:
+            return f"{size:.1f} {unit}"
+    return f"{size / 1024:.1f} GB"
 
 
 def _fmt(value: float | None) -> str:
