@@ -28,11 +28,11 @@ from typing import Any
 
 import torch
 
+from ..messages import first_line
 from ..models import CheckpointError, load_gan
 from .commands import Command
 from .config import ConfigError, EngineConfig, engine_threads, resolve_device
 from .engine import Engine, EngineError, Hook
-from .snapshots import first_line
 
 
 @dataclass(frozen=True)
