@@ -73,8 +73,10 @@ class DisplayConfig:
             raise ConfigError(f"letterbox must be three numbers 0..1 (RGB), got {list(self.letterbox)!r}")
         for value in self.letterbox:
             check_float("letterbox", value, 0.0, 1.0)
-        if self.crossfade != -1.0:
-            check_float("crossfade", self.crossfade, 0.0, 10.0)
+        if self.crossfade != -1.0 and not (isinstance(self.crossfade, (int, float))
+                                           and not isinstance(self.crossfade, bool) and 0 <= self.crossfade <= 10):
+            raise ConfigError(f"crossfade must be -1 (follow the generator's frame interval) or 0..10 seconds "
+                              f"(0 cuts), got {self.crossfade!r}")
         check_float("fps", self.fps, 1.0, 240.0)
 
 

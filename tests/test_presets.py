@@ -37,6 +37,9 @@ def test_flags_override_a_preset_and_are_validated():
     ("[display]\nletterbox = [1, 0]\n", r"\[display\] letterbox must be three numbers"),
     ("[display]\nfullscreen = 'yes'\n", r"\[display\] fullscreen must be true or false"),
     ("[display]\nzoom = 2\n", r"\[display\] unknown key 'zoom'; known keys: "),
+    ("[display]\ncrossfade = -5\n", r"\[display\] crossfade must be -1 \(follow the generator's frame interval\) "
+                                   r"or 0..10 seconds \(0 cuts\), got -5.0"),
+    ("[display]\ncrossfade = 11\n", r"\[display\] crossfade must be -1 .* or 0..10 seconds"),
     ("[model]\nresolution = 100\n", r"\[model\] resolution must be 0 or a power of two"),
     ("[render]\nshare = 1.5\n", r"\[render\] share must be a finite number"),
     ("[audio]\ngain = 1\n", r"unknown table \[audio\]"),
