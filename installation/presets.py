@@ -53,7 +53,7 @@ class WalkConfig:
 @dataclass(frozen=True)
 class DisplayConfig:
     fullscreen: bool = True
-    monitor: str = ""  # index ("1") or name; empty: the primary monitor
+    monitor: str = ""  # index ("1"; a TOML number is read as one) or name; empty: the primary monitor
     width: int = 1920  # windowed and headless size; full-screen uses the monitor's mode
     height: int = 1080
     mode: str = "fit"  # fit (letterbox) | fill (crop) | stretch
@@ -128,6 +128,10 @@ def _build(cls: type, table: dict[str, Any]) -> Any:
             value = tuple(value)
         elif isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
+        elif cls is DisplayConfig and key == "monitor" and type(value) is int:  # monitor = 1: an index
+            if value < 0:
+                raise ConfigError(f"monitor must be an index (0, 1, ...) or part of a monitor's name, got {value}")
+            value = str(value)
         if type(value) is not type(default):
             raise ConfigError(f"{key} must be {_TYPE_NAMES[type(default)]}, got {value!r}")
         values[key] = value
