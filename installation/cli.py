@@ -184,8 +184,8 @@ def _has_display() -> bool:
 def cmd_run(args: argparse.Namespace) -> None:
     from .app import run_headless, run_window
     from .engine.config import resolve_device
-    from .models import load_gan
-    from .presets import load_preset
+    from .models import CheckpointError, load_gan
+    from .presets import PresetError, load_preset
 
     preset = load_preset(args.preset)
     preset = preset.replace("model", checkpoint=str(args.checkpoint) if args.checkpoint else None,
@@ -198,8 +198,13 @@ def cmd_run(args: argparse.Namespace) -> None:
     checkpoint = checkpoint_or_default(Path(preset.model.checkpoint) if preset.model.checkpoint else None)
     resolve_device(preset.engine.device)
     # Check the file here, before any window opens or process starts: a bad file is one line and exit 2.
-    gan = load_gan(checkpoint, resolution=preset.model.resolution or None, use_ema=not preset.model.raw_generator,
-                   require_discriminator=True)
+    try:
+        gan = load_gan(checkpoint, resolution=preset.model.resolution or None,
+                       use_ema=not preset.model.raw_generator, require_discriminator=True)
+    except CheckpointError as error:
+        if args.checkpoint is None and preset.model.checkpoint:  # the preset chose it: say where to fix it
+            raise PresetError(f"{preset.source}: [model] checkpoint: {error}") from None
+        raise
     run_dir = args.run_dir or Path("runs") / checkpoint.stem
     headless = args.headless
     if not headless and not _has_display():

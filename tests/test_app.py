@@ -63,6 +63,7 @@ def test_headless_run_writes_video_and_png(tiny_checkpoint, tmp_path):
     (["--device", "tpu"], "device must be auto, cpu, cuda or cuda:N"),
     (["--device", "cuda:7"], "no CUDA device is available here"),
     (["--checkpoint", "{ckpt}", "--preset", "{raw_preset}"], "holds only the moving-average generator"),
+    (["--preset", "{moved_preset}"], "moved.toml: [model] checkpoint: {tmp}/moved.pt: no such file"),
 ])
 def test_bad_run_options_are_one_line(tiny_checkpoint, tmp_path, args, message):
     import torch
@@ -72,8 +73,10 @@ def test_bad_run_options_are_one_line(tiny_checkpoint, tmp_path, args, message):
     gan = load_gan(tiny_checkpoint)
     torch.save(gan.generator.state_dict(), tmp_path / "g_only.model")
     (tmp_path / "raw.toml").write_text("[model]\nraw_generator = true\n")
+    (tmp_path / "moved.toml").write_text(f"[model]\ncheckpoint = '{tmp_path / 'moved.pt'}'\n")
     args = [a.format(tmp=tmp_path, g_only=tmp_path / "g_only.model", ckpt=tiny_checkpoint,
-                     raw_preset=tmp_path / "raw.toml") for a in args]
+                     raw_preset=tmp_path / "raw.toml", moved_preset=tmp_path / "moved.toml") for a in args]
+    message = message.format(tmp=tmp_path)
     result = subprocess.run([sys.executable, str(ROOT / "run_installation.py"), "--headless", "--seconds", "1",
                              "--run-dir", str(tmp_path / "run"), *args], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "Traceback" not in result.stderr
