@@ -195,6 +195,10 @@ def cmd_run(args: argparse.Namespace) -> None:
     width, height = args.size or (None, None)
     preset = preset.replace("display", fullscreen=args.fullscreen, monitor=args.monitor, width=width,
                             height=height, hud=args.hud or None, keys=False if args.no_keys else None)
+    if args.monitor is not None and (args.headless or not preset.display.fullscreen):
+        ignored_by = "--headless" if args.headless else "a window (--windowed, or fullscreen = false in the preset)"
+        print(f"uncanny: warning: --monitor {args.monitor} is ignored with {ignored_by}; it picks the screen for "
+              "full-screen", file=sys.stderr)
     checkpoint = checkpoint_or_default(Path(preset.model.checkpoint) if preset.model.checkpoint else None)
     resolve_device(preset.engine.device)
     # Check the file here, before any window opens or process starts: a bad file is one line and exit 2.

@@ -84,6 +84,18 @@ def test_bad_run_options_are_one_line(tiny_checkpoint, tmp_path, args, message):
     assert len(errors) == 1 and message in errors[0], result.stderr
 
 
+@pytest.mark.parametrize("mode, reason", [("--headless", "--headless"),
+                                          ("--windowed", "a window (--windowed, or fullscreen = false in the preset)")])
+def test_monitor_with_a_window_or_headless_says_it_is_ignored(tmp_path, mode, reason):
+    # a missing checkpoint ends the run right after the flags are read: the warning comes first
+    result = subprocess.run([sys.executable, str(ROOT / "run_installation.py"), mode, "--monitor", "9",
+                             "--checkpoint", str(tmp_path / "missing.pt")], capture_output=True, text=True, timeout=60)
+    warnings = [line for line in result.stderr.splitlines() if "warning" in line]
+    assert warnings == [f"uncanny: warning: --monitor 9 is ignored with {reason}; it picks the screen for "
+                        "full-screen"], result.stderr
+    assert result.returncode == 2 and "no such file" in result.stderr
+
+
 def test_shared_memory_sizes_read_sensibly():
     from installation.app import DisplayError, _check_shared_memory, _size_text
 
