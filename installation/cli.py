@@ -121,7 +121,7 @@ def cmd_inspect(args: argparse.Namespace) -> None:
 def cmd_sample(args: argparse.Namespace) -> None:
     import torch
 
-    from .images import grid, save_png, to_uint8
+    from .images import grid, save_image, to_uint8
 
     gan = _load(args)
     tiles = []
@@ -132,7 +132,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
             tiles.append(to_uint8(gan.generate(z, gan.make_noise(1, rng), args.truncation))[0])
     import numpy as np
 
-    save_png(args.out, grid(np.stack(tiles), columns=args.columns))
+    save_image(args.out, grid(np.stack(tiles), columns=args.columns))
     print(f"wrote {args.out} ({len(tiles)} samples at {gan.resolution} px, truncation {args.truncation})")
 
 
@@ -164,6 +164,17 @@ def cmd_journey(args: argparse.Namespace) -> None:
     print(f"iteration {summary['iteration']} at lr {summary['lr']:g}: probe D score {d_first:.4g} -> {d_last:.4g}, "
           f"diversity {div_first:.4g} -> {div_last:.4g}, {summary['rollbacks']} rollbacks"
           f"{', COLLAPSED' if summary['collapsed'] else ''}")
+
+
+def picture_path(text: str) -> Path:
+    """A file name whose extension says the format: .png, .jpg or .jpeg (argparse type)."""
+    from .images import IMAGE_FORMATS
+
+    path = Path(text)
+    if path.suffix.lower() not in IMAGE_FORMATS:
+        raise argparse.ArgumentTypeError(f"unknown picture extension {path.suffix!r} in {text!r}; "
+                                         "use .png, .jpg or .jpeg")
+    return path
 
 
 def size_arg(text: str) -> tuple[int, int]:
@@ -276,7 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--truncation", type=positive_float, default=0.7,
                         help="pull latents towards the mean: 1 = none, 0.7 = typical (default)")
     sample.add_argument("--columns", type=int, default=None, help="grid columns (default: square)")
-    sample.add_argument("--out", type=Path, default=Path("grid.png"), help="PNG to write (default grid.png)")
+    sample.add_argument("--out", type=picture_path, default=Path("grid.png"),
+                        help="picture to write, PNG or JPEG by its extension (default grid.png)")
     sample.set_defaults(handler=cmd_sample)
 
     from .training.cli import add_train_parser

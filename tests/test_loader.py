@@ -318,6 +318,11 @@ def test_cli_inspect_and_sample(tmp_path):
         assert image.size == (3 * 32, 2 * 32)
         pixels = torch.from_numpy(np.asarray(image, dtype="float32"))
     assert pixels.std() > 5  # real samples, not a blank picture
+    for name, image_format in (("grid.jpg", "JPEG"), ("grid.JPEG", "JPEG")):  # the extension says the format
+        result = run_cli("sample", path, "--seeds", "0-3", "--resolution", "8", "--out", tmp_path / name)
+        assert result.returncode == 0, result.stderr
+        with Image.open(tmp_path / name) as image:
+            assert image.format == image_format and image.size == (16, 16)
 
 
 @pytest.mark.parametrize("args, message", [
@@ -329,6 +334,8 @@ def test_cli_inspect_and_sample(tmp_path):
     (["sample", "{ckpt}", "--resolution", "128"], "not available"),
     (["inspect", "{ckpt}", "--device", "cuda:3"], "no CUDA device|not available"),
     (["frobnicate"], "invalid choice"),
+    (["sample", "{ckpt}", "--out", "{tmp}/grid.gif"], r"unknown picture extension '\.gif' .*; use \.png, \.jpg or \.jpeg"),
+    (["sample", "{ckpt}", "--out", "{tmp}/grid"], r"unknown picture extension ''"),
 ])
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
     g, g_running, d = sg1_models(SMALL, code_dim=32, n_mlp=2)
