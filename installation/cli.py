@@ -286,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--seeds", type=parse_seeds, default=parse_seeds("0-15"), help="e.g. 0-15 or 1,4,7-9")
     sample.add_argument("--truncation", type=positive_float, default=0.7,
                         help="pull latents towards the mean: 1 = none, 0.7 = typical (default)")
-    sample.add_argument("--columns", type=int, default=None, help="grid columns (default: square)")
+    sample.add_argument("--columns", type=whole_number(1), default=None, help="grid columns (default: square)")
     sample.add_argument("--out", type=picture_path, default=Path("grid.png"),
                         help="picture to write, PNG or JPEG by its extension (default grid.png)")
     sample.set_defaults(handler=cmd_sample)

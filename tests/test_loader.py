@@ -336,6 +336,7 @@ def test_cli_inspect_and_sample(tmp_path):
     (["frobnicate"], "invalid choice"),
     (["sample", "{ckpt}", "--out", "{tmp}/grid.gif"], r"unknown picture extension '\.gif' .*; use \.png, \.jpg or \.jpeg"),
     (["sample", "{ckpt}", "--out", "{tmp}/grid"], r"unknown picture extension ''"),
+    (["sample", "{ckpt}", "--columns", "0"], r"argument --columns: expected a whole number >= 1, got '0'"),
 ])
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
     g, g_running, d = sg1_models(SMALL, code_dim=32, n_mlp=2)
