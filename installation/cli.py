@@ -137,7 +137,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
 
 
 def cmd_journey(args: argparse.Namespace) -> None:
-    from .engine import ConfigError, EngineConfig, EngineError
+    from .engine import CommandError, ConfigError, EngineConfig, EngineError
     from .journey import MAX_COLUMNS, JourneyError, journey_columns, run_journey
 
     if args.rows > 16:
@@ -146,19 +146,21 @@ def cmd_journey(args: argparse.Namespace) -> None:
         raise UsageError(f"--iterations {args.iterations} --every {args.every} makes more than {MAX_COLUMNS} "
                          "contact-sheet columns; raise --every")
     gan = _load(args, require_discriminator=True)
+    asked = {name: value for name in ("lr", "loss", "batch") if (value := getattr(args, name)) is not None}
     try:
-        config = EngineConfig(loss=args.loss, lr=args.lr, batch=args.batch, seed=args.seed, device=str(gan.device),
-                              snapshot_every=args.snapshot_every)
-        summary = run_journey(gan, args.out, config, args.iterations, args.every, rows=args.rows)
-    except (ConfigError, EngineError) as error:
+        config = EngineConfig(seed=args.seed, device=str(gan.device), snapshot_every=args.snapshot_every, **asked)
+        summary = run_journey(gan, args.out, config, args.iterations, args.every, rows=args.rows, asked=asked)
+    except (ConfigError, EngineError, CommandError) as error:
         raise UsageError(str(error)) from None
     except JourneyError as error:
         print(f"uncanny: journey failed: {error} (outputs so far are in {args.out})", file=sys.stderr)
         raise SystemExit(1) from None
     d_first, d_last = summary["probe_d"]
     div_first, div_last = summary["diversity"]
-    resumed = (f", resumed from iteration {summary['resumed_from']} with the run's own seed and settings"
-               if summary["resumed_from"] else "")
+    changed = "".join(f"; --{name} {new:g} from here (the run was at {old:g})" if name == "lr" else
+                      f"; --{name} {new} from here (the run was at {old})" for name, old, new in summary["applied"])
+    resumed = (f", resumed from iteration {summary['resumed_from']} with the run's own seed"
+               + (changed or " and settings") if summary["resumed_from"] else "")
     print(f"wrote {args.out}: metrics.jsonl, contact_sheet.png ({summary['rows']} rows x {summary['columns']} "
           f"columns), journey.png, snapshots/{resumed}")
     print(f"iteration {summary['iteration']} at lr {summary['lr']:g}: probe D score {d_first:.4g} -> {d_last:.4g}, "
@@ -307,11 +309,12 @@ def build_parser() -> argparse.ArgumentParser:
                          help="contact-sheet column spacing in iterations (default 100)")
     journey.add_argument("--out", type=Path, default=Path("journey"),
                          help="run folder; an existing run there is resumed (default ./journey)")
-    journey.add_argument("--batch", type=whole_number(1, 64), default=4, help="images per step, 1..64 (default 4)")
-    journey.add_argument("--lr", type=non_negative_float, default=0.0,
+    # None = not given: a resumed run keeps its own; given ones apply from the resumed iteration on
+    journey.add_argument("--batch", type=whole_number(1, 64), default=None, help="images per step, 1..64 (default 4)")
+    journey.add_argument("--lr", type=non_negative_float, default=None,
                          help="learning rate; 0 = the model's own journey rate, or 0.001 for files without one "
                               "(default 0)")
-    journey.add_argument("--loss", choices=("logit", "softplus", "log"), default="logit",
+    journey.add_argument("--loss", choices=("logit", "softplus", "log"), default=None,
                          help="inverted objective (default logit, the paper's)")
     journey.add_argument("--seed", type=whole_number(0), default=0, help="random seed (default 0)")
     journey.add_argument("--snapshot-every", type=whole_number(1), default=50,
