@@ -138,7 +138,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
 
 def cmd_journey(args: argparse.Namespace) -> None:
     from .engine import CommandError, ConfigError, EngineConfig, EngineError
-    from .journey import MAX_COLUMNS, JourneyError, journey_columns, run_journey
+    from .journey import MAX_COLUMNS, JourneyError, JourneyRequestError, journey_columns, run_journey
 
     if args.rows > 16:
         raise UsageError(f"--rows {args.rows}: at most 16 contact-sheet rows")
@@ -150,7 +150,7 @@ def cmd_journey(args: argparse.Namespace) -> None:
     try:
         config = EngineConfig(seed=args.seed, device=str(gan.device), snapshot_every=args.snapshot_every, **asked)
         summary = run_journey(gan, args.out, config, args.iterations, args.every, rows=args.rows, asked=asked)
-    except (ConfigError, EngineError, CommandError) as error:
+    except (ConfigError, EngineError, CommandError, JourneyRequestError) as error:
         raise UsageError(str(error)) from None
     except JourneyError as error:
         print(f"uncanny: journey failed: {error} (outputs so far are in {args.out})", file=sys.stderr)

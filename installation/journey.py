@@ -42,6 +42,10 @@ class JourneyError(Exception):
     """The journey could not finish (repeated non-finite rollbacks); one line."""
 
 
+class JourneyRequestError(ValueError):
+    """What was asked does not fit the run folder (it is already past --iterations); one line naming the fix."""
+
+
 def journey_columns(iterations: int, every: int) -> list[int]:
     """0, every, 2*every, ... up to `iterations`, which is always the last column."""
     columns = list(range(0, iterations + 1, every))
@@ -211,6 +215,10 @@ def run_journey(gan: GAN, out: Path, config: EngineConfig, iterations: int, ever
     renderer = ColumnRenderer(out / "columns", columns, rows)
     engine = Engine(gan, config, out, between_steps=renderer)
     start = engine.iteration
+    if start > iterations:
+        engine.close(snapshot=False)
+        raise JourneyRequestError(f"{out} is already at iteration {start}, past --iterations {iterations}; ask for "
+                                  f"more than {start} to go on, or pick another --out")
     applied = []
     if start:
         for name, value in (asked or {}).items():

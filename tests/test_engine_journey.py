@@ -58,6 +58,14 @@ def test_journey_writes_metrics_snapshots_contact_sheet_and_plot_then_resumes(tm
     assert metrics[-1]["iteration"] == 40 and {m["lr"] for m in metrics[31:]} == {1e-4}
     assert {m["objective"] for m in metrics[31:]} == {"softplus"} and {m["batch"] for m in metrics[31:]} == {2}
 
+    # Asking for fewer iterations than the folder holds changes nothing and says why.
+    sheet = (out / "contact_sheet.png").read_bytes()
+    assert main(["journey", "--checkpoint", str(checkpoint), "--iterations", "20", "--every", "10",
+                 "--out", str(out), "--device", "cpu"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == (f"uncanny: error: {out} is already at iteration 40, past --iterations 20; ask for more "
+                            "than 40 to go on, or pick another --out\n") and "/20" not in captured.err
+    assert (out / "contact_sheet.png").read_bytes() == sheet and read_metrics(out / "metrics.jsonl")[-1] == metrics[-1]
 
 
 def test_bad_flags_exit_2_with_one_clear_line(tmp_path, checkpoint, capsys):
