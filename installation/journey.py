@@ -213,6 +213,7 @@ def run_journey(gan: GAN, out: Path, config: EngineConfig, iterations: int, ever
     if len(columns) > MAX_COLUMNS:
         raise ValueError(f"{len(columns)} contact-sheet columns; raise `every` to keep at most {MAX_COLUMNS}")
     renderer = ColumnRenderer(out / "columns", columns, rows)
+    resuming = (out / "run.json").is_file()
     engine = Engine(gan, config, out, between_steps=renderer)
     start = engine.iteration
     if start > iterations:
@@ -220,11 +221,12 @@ def run_journey(gan: GAN, out: Path, config: EngineConfig, iterations: int, ever
         raise JourneyRequestError(f"{out} is already at iteration {start}, past --iterations {iterations}; ask for "
                                   f"more than {start} to go on, or pick another --out")
     applied = []
-    if start:
+    if resuming:
         for name, value in (asked or {}).items():
             before = getattr(engine, _LIVE_SETTINGS[name])
             engine.apply((name, value))
-            applied.append((name, before, getattr(engine, _LIVE_SETTINGS[name])))
+            if (after := getattr(engine, _LIVE_SETTINGS[name])) != before:
+                applied.append((name, before, after))
     progress = Progress(iterations, stream)
     try:
         engine.run(publish=progress, until=iterations)
