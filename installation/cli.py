@@ -157,8 +157,8 @@ def cmd_journey(args: argparse.Namespace) -> None:
         raise SystemExit(1) from None
     d_first, d_last = summary["probe_d"]
     div_first, div_last = summary["diversity"]
-    changed = "".join(f"; --{name} {new:g} from here (the run was at {old:g})" if name == "lr" else
-                      f"; --{name} {new} from here (the run was at {old})" for name, old, new in summary["applied"])
+    changed = "".join(f"; --{name} {_plain(new)} from here (the run was at {_plain(old)})"
+                      for name, old, new in summary["applied"])
     resumed = (f", resumed from iteration {summary['resumed_from']} with the run's own seed"
                + (changed or " and settings") if summary["resumed_from"] else "")
     print(f"wrote {args.out}: metrics.jsonl, contact_sheet.png ({summary['rows']} rows x {summary['columns']} "
@@ -166,6 +166,10 @@ def cmd_journey(args: argparse.Namespace) -> None:
     print(f"iteration {summary['iteration']} at lr {summary['lr']:g}: probe D score {d_first:.4g} -> {d_last:.4g}, "
           f"diversity {div_first:.4g} -> {div_last:.4g}, {summary['rollbacks']} rollbacks"
           f"{', COLLAPSED' if summary['collapsed'] else ''}")
+
+
+def _plain(value: object) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def picture_path(text: str) -> Path:
