@@ -1,12 +1,9 @@
 #!/usr/bin/env python3
 """Start the uncanny installation, or run one of its tools (`--help` lists them)."""
 
-import os
 import sys
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: avoid OpenMP spin stalls
-
-from installation.cli import main  # noqa: E402
+from installation.cli import main  # the package sets the thread policy before torch loads (installation/__init__.py)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -19,6 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import installation  # noqa: E402,F401  # first: its thread policy and triton go before torch and GL
 import moderngl  # noqa: E402
 import torch  # noqa: E402
 
@@ -37,7 +38,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=8.0)
     parser.add_argument("--size", type=size_arg, default=(1920, 1080))
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads in the engine process")
+    parser.add_argument("--threads", type=int, default=EngineConfig.threads,
+                        help="torch threads in the engine process (default: the preset's, 0 = all cores but one)")
     parser.add_argument("--grid", action="store_true", help="measure the 3 x 3 population view")
     args = parser.parse_args()
 

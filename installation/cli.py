@@ -121,7 +121,7 @@ def cmd_inspect(args: argparse.Namespace) -> None:
 def cmd_sample(args: argparse.Namespace) -> None:
     import torch
 
-    from .images import grid, save_png, to_uint8
+    from .images import grid, save_image, to_uint8
 
     gan = _load(args)
     tiles = []
@@ -132,13 +132,13 @@ def cmd_sample(args: argparse.Namespace) -> None:
             tiles.append(to_uint8(gan.generate(z, gan.make_noise(1, rng), args.truncation))[0])
     import numpy as np
 
-    save_png(args.out, grid(np.stack(tiles), columns=args.columns))
+    save_image(args.out, grid(np.stack(tiles), columns=args.columns))
     print(f"wrote {args.out} ({len(tiles)} samples at {gan.resolution} px, truncation {args.truncation})")
 
 
 def cmd_journey(args: argparse.Namespace) -> None:
-    from .engine import ConfigError, EngineConfig, EngineError
-    from .journey import MAX_COLUMNS, JourneyError, journey_columns, run_journey
+    from .engine import CommandError, ConfigError, EngineConfig, EngineError
+    from .journey import MAX_COLUMNS, JourneyError, JourneyRequestError, journey_columns, run_journey
 
     if args.rows > 16:
         raise UsageError(f"--rows {args.rows}: at most 16 contact-sheet rows")
@@ -146,24 +146,41 @@ def cmd_journey(args: argparse.Namespace) -> None:
         raise UsageError(f"--iterations {args.iterations} --every {args.every} makes more than {MAX_COLUMNS} "
                          "contact-sheet columns; raise --every")
     gan = _load(args, require_discriminator=True)
+    asked = {name: value for name in ("lr", "loss", "batch") if (value := getattr(args, name)) is not None}
     try:
-        config = EngineConfig(loss=args.loss, lr=args.lr, batch=args.batch, seed=args.seed, device=str(gan.device),
-                              snapshot_every=args.snapshot_every)
-        summary = run_journey(gan, args.out, config, args.iterations, args.every, rows=args.rows)
-    except (ConfigError, EngineError) as error:
+        config = EngineConfig(seed=args.seed, device=str(gan.device), snapshot_every=args.snapshot_every, **asked)
+        summary = run_journey(gan, args.out, config, args.iterations, args.every, rows=args.rows, asked=asked)
+    except (ConfigError, EngineError, CommandError, JourneyRequestError) as error:
         raise UsageError(str(error)) from None
     except JourneyError as error:
         print(f"uncanny: journey failed: {error} (outputs so far are in {args.out})", file=sys.stderr)
         raise SystemExit(1) from None
     d_first, d_last = summary["probe_d"]
     div_first, div_last = summary["diversity"]
-    resumed = (f", resumed from iteration {summary['resumed_from']} with the run's own seed and settings"
-               if summary["resumed_from"] else "")
+    changed = "".join(f"; --{name} {_plain(new)} from here (the run was at {_plain(old)})"
+                      for name, old, new in summary["applied"])
+    resumed = (f", resumed from iteration {summary['resumed_from']} with the run's own seed"
+               + (changed or " and settings") if summary["resumed_from"] else "")
     print(f"wrote {args.out}: metrics.jsonl, contact_sheet.png ({summary['rows']} rows x {summary['columns']} "
           f"columns), journey.png, snapshots/{resumed}")
     print(f"iteration {summary['iteration']} at lr {summary['lr']:g}: probe D score {d_first:.4g} -> {d_last:.4g}, "
           f"diversity {div_first:.4g} -> {div_last:.4g}, {summary['rollbacks']} rollbacks"
           f"{', COLLAPSED' if summary['collapsed'] else ''}")
+
+
+def _plain(value: object) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def picture_path(text: str) -> Path:
+    """A file name whose extension says the format: .png, .jpg or .jpeg (argparse type)."""
+    from .images import IMAGE_FORMATS
+
+    path = Path(text)
+    if path.suffix.lower() not in IMAGE_FORMATS:
+        raise argparse.ArgumentTypeError(f"unknown picture extension {path.suffix!r} in {text!r}; "
+                                         "use .png, .jpg or .jpeg")
+    return path
 
 
 def size_arg(text: str) -> tuple[int, int]:
@@ -184,8 +201,8 @@ def _has_display() -> bool:
 def cmd_run(args: argparse.Namespace) -> None:
     from .live.run import open_run_folder, run_headless, run_window
     from .engine.config import resolve_device
-    from .models import load_gan
-    from .presets import load_preset
+    from .models import CheckpointError, load_gan
+    from .presets import PresetError, load_preset
     from .signals import StopSignals
 
     preset = load_preset(args.preset)
@@ -197,11 +214,20 @@ def cmd_run(args: argparse.Namespace) -> None:
     preset = preset.replace("display", fullscreen=args.fullscreen, monitor=args.monitor, width=width,
                             height=height, hud=args.hud or None, keys=False if args.no_keys else None)
     preset = preset.replace("osc", port=args.osc_port, enabled=False if args.no_osc else None)
+    if args.monitor is not None and (args.headless or not preset.display.fullscreen):
+        ignored_by = "--headless" if args.headless else "a window (--windowed, or fullscreen = false in the preset)"
+        print(f"uncanny: warning: --monitor {args.monitor} is ignored with {ignored_by}; it picks the screen for "
+              "full-screen", file=sys.stderr)
     checkpoint = checkpoint_or_default(Path(preset.model.checkpoint) if preset.model.checkpoint else None)
     resolve_device(preset.engine.device)
     # Check the file here, before any window opens or process starts: a bad file is one line and exit 2.
-    gan = load_gan(checkpoint, resolution=preset.model.resolution or None, use_ema=not preset.model.raw_generator,
-                   require_discriminator=True)
+    try:
+        gan = load_gan(checkpoint, resolution=preset.model.resolution or None,
+                       use_ema=not preset.model.raw_generator, require_discriminator=True)
+    except CheckpointError as error:
+        if args.checkpoint is None and preset.model.checkpoint:  # the preset chose it: say where to fix it
+            raise PresetError(f"{preset.source}: [model] checkpoint: {error}") from None
+        raise
     run_dir = args.run_dir or Path("runs") / checkpoint.stem
     headless = args.headless
     if not headless and not _has_display():
@@ -280,8 +306,9 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--seeds", type=parse_seeds, default=parse_seeds("0-15"), help="e.g. 0-15 or 1,4,7-9")
     sample.add_argument("--truncation", type=positive_float, default=0.7,
                         help="pull latents towards the mean: 1 = none, 0.7 = typical (default)")
-    sample.add_argument("--columns", type=int, default=None, help="grid columns (default: square)")
-    sample.add_argument("--out", type=Path, default=Path("grid.png"), help="PNG to write (default grid.png)")
+    sample.add_argument("--columns", type=whole_number(1), default=None, help="grid columns (default: square)")
+    sample.add_argument("--out", type=picture_path, default=Path("grid.png"),
+                        help="picture to write, PNG or JPEG by its extension (default grid.png)")
     sample.set_defaults(handler=cmd_sample)
 
     from .training.cli import add_train_parser
@@ -304,11 +331,12 @@ def build_parser() -> argparse.ArgumentParser:
                          help="contact-sheet column spacing in iterations (default 100)")
     journey.add_argument("--out", type=Path, default=Path("journey"),
                          help="run folder; an existing run there is resumed (default ./journey)")
-    journey.add_argument("--batch", type=whole_number(1, 64), default=4, help="images per step, 1..64 (default 4)")
-    journey.add_argument("--lr", type=non_negative_float, default=0.0,
+    # None = not given: a resumed run keeps its own; given ones apply from the resumed iteration on
+    journey.add_argument("--batch", type=whole_number(1, 64), default=None, help="images per step, 1..64 (default 4)")
+    journey.add_argument("--lr", type=non_negative_float, default=None,
                          help="learning rate; 0 = the model's own journey rate, or 0.001 for files without one "
                               "(default 0)")
-    journey.add_argument("--loss", choices=("logit", "softplus", "log"), default="logit",
+    journey.add_argument("--loss", choices=("logit", "softplus", "log"), default=None,
                          help="inverted objective (default logit, the paper's)")
     journey.add_argument("--seed", type=whole_number(0), default=0, help="random seed (default 0)")
     journey.add_argument("--snapshot-every", type=whole_number(1), default=50,
@@ -324,7 +352,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # torch shares few cores with GL and ffmpeg
     args = build_parser().parse_args(argv)
     handler: Callable[[argparse.Namespace], None] = args.handler
     from .control.cli import OscCliError

@@ -1,4 +1,4 @@
-"""Generator tensors to pictures: uint8 conversion, grids and PNG files."""
+"""Generator tensors to pictures: uint8 conversion, grids and PNG/JPEG files."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import torch
 from PIL import Image
 
 from .storage import atomic_write_bytes
+
+IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}  # file extension -> Pillow format
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -33,7 +35,19 @@ def grid(images: np.ndarray, columns: int | None = None, pad: int = 0, fill: int
     return out
 
 
-def save_png(path: str | Path, image: np.ndarray) -> None:
+def _save(path: Path, image: np.ndarray, image_format: str) -> None:
     buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="PNG")
-    atomic_write_bytes(Path(path), buffer.getvalue())
+    Image.fromarray(image).save(buffer, format=image_format, **({"quality": 95} if image_format == "JPEG" else {}))
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def save_png(path: str | Path, image: np.ndarray) -> None:
+    _save(Path(path), image, "PNG")
+
+
+def save_image(path: str | Path, image: np.ndarray) -> None:
+    """PNG or JPEG (quality 95), as the extension says; ValueError for any other extension."""
+    path = Path(path)
+    if path.suffix.lower() not in IMAGE_FORMATS:
+        raise ValueError(f"unknown picture extension {path.suffix!r} in {str(path)!r}; use .png, .jpg or .jpeg")
+    _save(path, image, IMAGE_FORMATS[path.suffix.lower()])

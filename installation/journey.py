@@ -7,7 +7,8 @@ DIR holds the engine's run folder (run.json, metrics.jsonl, events.jsonl, snapsh
                              ... and the last one (the layout of the paper's Figure 2); tiles at most 256 px
     journey.png              probe D score, loss and probe diversity (1 - MS-SSIM) against iteration
 
-Running the same command on the same DIR resumes the run (its own seed and live settings win) up to --iterations.
+Running the same command on the same DIR resumes the run up to --iterations, with its own seed and live settings
+except the --lr, --loss and --batch given again, which apply from the resumed iteration on.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import math
 import sys
 import time
 from pathlib import Path
+from collections.abc import Mapping
 from typing import IO, Any
 
 import numpy as np
@@ -33,10 +35,15 @@ TILE_MAX = 256
 MAX_COLUMNS = 64
 PAD = 2
 HEADER = 14
+_LIVE_SETTINGS = {"lr": "lr", "loss": "loss_name", "batch": "batch"}  # engine command -> Engine attribute
 
 
 class JourneyError(Exception):
     """The journey could not finish (repeated non-finite rollbacks); one line."""
+
+
+class JourneyRequestError(ValueError):
+    """What was asked does not fit the run folder (it is already past --iterations); one line naming the fix."""
 
 
 def journey_columns(iterations: int, every: int) -> list[int]:
@@ -196,14 +203,31 @@ class Progress:
 
 
 def run_journey(gan: GAN, out: Path, config: EngineConfig, iterations: int, every: int, rows: int = 4,
-                stream: IO[str] = sys.stderr) -> dict[str, Any]:
-    """Fine-tune `gan` for `iterations` steps with no display, writing everything into `out`; returns a summary."""
+                stream: IO[str] = sys.stderr, asked: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Fine-tune `gan` for `iterations` steps with no display, writing everything into `out`; returns a summary.
+
+    A run already in `out` resumes with its own seed and live settings, except those in `asked` (lr, loss, batch
+    given on the command line): the user meant them, so they are applied as engine commands from the resumed
+    iteration on, as a performer would change them live. The summary's `applied` lists them with the old values.
+    """
     columns = journey_columns(iterations, every)
     if len(columns) > MAX_COLUMNS:
         raise ValueError(f"{len(columns)} contact-sheet columns; raise `every` to keep at most {MAX_COLUMNS}")
     renderer = ColumnRenderer(out / "columns", columns, rows)
+    resuming = (out / "run.json").is_file()
     engine = Engine(gan, config, out, between_steps=renderer)
     start = engine.iteration
+    if start > iterations:
+        engine.close(snapshot=False)
+        raise JourneyRequestError(f"{out} is already at iteration {start}, past --iterations {iterations}; ask for "
+                                  f"more than {start} to go on, or pick another --out")
+    applied = []
+    if resuming:
+        for name, value in (asked or {}).items():
+            before = getattr(engine, _LIVE_SETTINGS[name])
+            engine.apply((name, value))
+            if (after := getattr(engine, _LIVE_SETTINGS[name])) != before:
+                applied.append((name, before, after))
     progress = Progress(iterations, stream)
     try:
         engine.run(publish=progress, until=iterations)
@@ -224,5 +248,5 @@ def run_journey(gan: GAN, out: Path, config: EngineConfig, iterations: int, ever
         "resumed_from": start or None, "iteration": engine.iteration, "columns": written, "rows": rows,
         "probe_d": (probes[0]["probe_d"], probes[-1]["probe_d"]) if probes else (math.nan, math.nan),
         "diversity": (probes[0]["diversity"], probes[-1]["diversity"]) if probes else (math.nan, math.nan),
-        "rollbacks": engine.rollbacks, "collapsed": engine.collapsed, "lr": engine.lr,
+        "rollbacks": engine.rollbacks, "collapsed": engine.collapsed, "lr": engine.lr, "applied": applied,
     }

@@ -55,7 +55,7 @@ class WalkConfig:
 @dataclass(frozen=True)
 class DisplayConfig:
     fullscreen: bool = True
-    monitor: str = ""  # index ("1") or name; empty: the primary monitor
+    monitor: str = ""  # index ("1"; a TOML number is read as one) or name; empty: the primary monitor
     width: int = 1920  # windowed and headless size; full-screen uses the monitor's mode
     height: int = 1080
     mode: str = "fit"  # fit (letterbox) | fill (crop) | stretch
@@ -75,8 +75,10 @@ class DisplayConfig:
             raise ConfigError(f"letterbox must be three numbers 0..1 (RGB), got {list(self.letterbox)!r}")
         for value in self.letterbox:
             check_float("letterbox", value, 0.0, 1.0)
-        if self.crossfade != -1.0:
-            check_float("crossfade", self.crossfade, 0.0, 10.0)
+        if self.crossfade != -1.0 and not (isinstance(self.crossfade, (int, float))
+                                           and not isinstance(self.crossfade, bool) and 0 <= self.crossfade <= 10):
+            raise ConfigError(f"crossfade must be -1 (follow the generator's frame interval) or 0..10 seconds "
+                              f"(0 cuts), got {self.crossfade!r}")
         check_float("fps", self.fps, 1.0, 240.0)
 
 
@@ -176,6 +178,10 @@ def _build(cls: type, table: dict[str, Any]) -> Any:
             value = tuple(value)
         elif isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
+        elif cls is DisplayConfig and key == "monitor" and type(value) is int:  # monitor = 1: an index
+            if value < 0:
+                raise ConfigError(f"monitor must be an index (0, 1, ...) or part of a monitor's name, got {value}")
+            value = str(value)
         if type(value) is not type(default):
             raise ConfigError(f"{key} must be {_TYPE_NAMES[type(default)]}, got {value!r}")
         values[key] = value

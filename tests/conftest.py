@@ -11,6 +11,8 @@ import moderngl
 import pytest
 import torch
 
+import installation  # noqa: F401  # first: it loads triton before the GL contexts below (see installation/__init__.py)
+
 
 @pytest.fixture(scope="session", autouse=True)
 def one_torch_thread() -> Iterator[None]:

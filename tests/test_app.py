@@ -65,6 +65,7 @@ def test_headless_run_writes_video_and_png(tiny_checkpoint, tmp_path):
     (["--device", "tpu"], "device must be auto, cpu, cuda or cuda:N"),
     (["--device", "cuda:7"], "no CUDA device is available here"),
     (["--checkpoint", "{ckpt}", "--preset", "{raw_preset}"], "holds only the moving-average generator"),
+    (["--preset", "{moved_preset}"], "moved.toml: [model] checkpoint: {tmp}/moved.pt: no such file"),
 ])
 def test_bad_run_options_are_one_line(tiny_checkpoint, tmp_path, args, message):
     import torch
@@ -74,13 +75,37 @@ def test_bad_run_options_are_one_line(tiny_checkpoint, tmp_path, args, message):
     gan = load_gan(tiny_checkpoint)
     torch.save(gan.generator.state_dict(), tmp_path / "g_only.model")
     (tmp_path / "raw.toml").write_text("[model]\nraw_generator = true\n")
+    (tmp_path / "moved.toml").write_text(f"[model]\ncheckpoint = '{tmp_path / 'moved.pt'}'\n")
     args = [a.format(tmp=tmp_path, g_only=tmp_path / "g_only.model", ckpt=tiny_checkpoint,
-                     raw_preset=tmp_path / "raw.toml") for a in args]
+                     raw_preset=tmp_path / "raw.toml", moved_preset=tmp_path / "moved.toml") for a in args]
+    message = message.format(tmp=tmp_path)
     result = subprocess.run([sys.executable, str(ROOT / "run_installation.py"), "--headless", "--seconds", "1",
                              "--run-dir", str(tmp_path / "run"), *args], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if "error" in line]
     assert len(errors) == 1 and message in errors[0], result.stderr
+
+
+@pytest.mark.parametrize("mode, reason", [("--headless", "--headless"),
+                                          ("--windowed", "a window (--windowed, or fullscreen = false in the preset)")])
+def test_monitor_with_a_window_or_headless_says_it_is_ignored(tmp_path, mode, reason):
+    # a missing checkpoint ends the run right after the flags are read: the warning comes first
+    result = subprocess.run([sys.executable, str(ROOT / "run_installation.py"), mode, "--monitor", "9",
+                             "--checkpoint", str(tmp_path / "missing.pt")], capture_output=True, text=True, timeout=60)
+    warnings = [line for line in result.stderr.splitlines() if "warning" in line]
+    assert warnings == [f"uncanny: warning: --monitor 9 is ignored with {reason}; it picks the screen for "
+                        "full-screen"], result.stderr
+    assert result.returncode == 2 and "no such file" in result.stderr
+
+
+def test_shared_memory_sizes_read_sensibly():
+    from installation.live.installation import DisplayError, _check_shared_memory
+    from installation.messages import size_text as _size_text
+
+    assert [_size_text(n) for n in (300 * 1024, 36_864, 3 * 2**20 + 2**19, 5 * 2**30)] == [
+        "300.0 KB", "36.0 KB", "3.5 MB", "5.0 GB"]  # a 32 px 2 x 2 view needs 36 KB, not "0 MB"
+    with pytest.raises(DisplayError, match=r"need 576\.0 GB of shared memory but /dev/shm has [0-9.]+ [KMG]B free"):
+        _check_shared_memory(2**15, 8)
 
 
 def test_quick_start_command_runs_the_embedded_model(tmp_path):

@@ -93,3 +93,41 @@ def test_monitors_by_index_or_name_fall_back_to_the_primary(x_display):
             assert glfw.get_monitor_name(find_monitor(missing)) == primary
     finally:
         glfw.terminate()
+
+
+TOGGLE_CHILD = f"""
+import json, sys
+import glfw
+sys.path.insert(0, {str(ROOT)!r})
+from installation.display.window import Window
+
+out, fullscreen = sys.argv[1], sys.argv[2] == "fullscreen"
+with Window(320, 240, fullscreen=fullscreen, vsync=False) as window:
+    if not fullscreen:
+        glfw.set_window_pos(window.handle, 100, 50)
+    frames = []
+    for _ in range(2):  # `f` twice
+        window.toggle_fullscreen()
+        window.poll()
+        frames.append([*glfw.get_window_pos(window.handle), *glfw.get_window_size(window.handle)])
+    mode = glfw.get_video_mode(glfw.get_primary_monitor())
+    json.dump({{"frames": frames, "fullscreen": window.fullscreen,
+               "screen": [mode.size.width, mode.size.height]}}, open(out + "/toggle.json", "w"))
+"""
+
+
+@pytest.mark.parametrize("fullscreen", [False, True], ids=["windowed", "fullscreen"])
+def test_f_twice_puts_the_window_back_on_screen(x_display, tmp_path, fullscreen):
+    child = subprocess.run([sys.executable, "-c", TOGGLE_CHILD, str(tmp_path),
+                            "fullscreen" if fullscreen else "windowed"], capture_output=True, text=True, timeout=60)
+    assert child.returncode == 0, child.stderr
+    facts = json.loads((tmp_path / "toggle.json").read_text())
+    screen_width, screen_height = facts["screen"]
+    windowed, full = facts["frames"][::-1] if not fullscreen else facts["frames"]
+    assert full == [0, 0, screen_width, screen_height] and facts["fullscreen"] == fullscreen
+    if fullscreen:  # started full-screen: a smaller window, all of it on the screen, centred
+        x, y, width, height = windowed
+        assert 0 < width < screen_width and 0 < height < screen_height
+        assert (x, y) == ((screen_width - width) // 2, (screen_height - height) // 2)
+    else:
+        assert windowed == [100, 50, 320, 240]  # where and as large as it was

@@ -46,12 +46,26 @@ def test_journey_writes_metrics_snapshots_contact_sheet_and_plot_then_resumes(tm
     assert sheet.size == (4 * 34 + 2, 14 + 3 * 34 + 2)  # 4 columns (0, 10, 20, 30) x 3 rows of 32 px + padding
     assert Image.open(out / "journey.png").size == (960, 720)
 
-    # The same command on the same folder resumes (in-process here, to spare a second torch start-up).
+    # The same command on the same folder resumes (in-process here, to spare a second torch start-up); a rate
+    # given again is what the user wants from here on, while the loss and batch not given stay the run's.
+    capsys.readouterr()
     assert main(["journey", "--checkpoint", str(checkpoint), "--iterations", "40", "--every", "10",
-                 "--out", str(out), "--device", "cpu", "--rows", "4"]) == 0
-    assert "resumed from iteration 30" in capsys.readouterr().out
+                 "--out", str(out), "--device", "cpu", "--rows", "4", "--lr", "1e-4"]) == 0
+    assert ("resumed from iteration 30 with the run's own seed; --lr 0.0001 from here (the run was at 0.001)"
+            in capsys.readouterr().out)
     assert Image.open(out / "contact_sheet.png").size == (5 * 34 + 2, 14 + 3 * 34 + 2)  # rows all columns have
-    assert read_metrics(out / "metrics.jsonl")[-1]["iteration"] == 40
+    metrics = read_metrics(out / "metrics.jsonl")
+    assert metrics[-1]["iteration"] == 40 and {m["lr"] for m in metrics[31:]} == {1e-4}
+    assert {m["objective"] for m in metrics[31:]} == {"softplus"} and {m["batch"] for m in metrics[31:]} == {2}
+
+    # Asking for fewer iterations than the folder holds changes nothing and says why.
+    sheet = (out / "contact_sheet.png").read_bytes()
+    assert main(["journey", "--checkpoint", str(checkpoint), "--iterations", "20", "--every", "10",
+                 "--out", str(out), "--device", "cpu"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == (f"uncanny: error: {out} is already at iteration 40, past --iterations 20; ask for more "
+                            "than 40 to go on, or pick another --out\n") and "/20" not in captured.err
+    assert (out / "contact_sheet.png").read_bytes() == sheet and read_metrics(out / "metrics.jsonl")[-1] == metrics[-1]
 
 
 def test_bad_flags_exit_2_with_one_clear_line(tmp_path, checkpoint, capsys):

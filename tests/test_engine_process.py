@@ -1,10 +1,13 @@
 """The engine in a real spawned process: commands, clean stop, SIGKILL mid-snapshot, crash and restart."""
 
 import json
+import os
 
 import pytest
+import torch
 
 from installation.engine import EngineConfig, EngineError, EngineProcess
+from installation.engine.config import engine_threads
 from installation.models import create_stylegan1, save_gan
 
 CONFIG = EngineConfig(device="cpu", threads=1)
@@ -31,6 +34,13 @@ def crash_on_request(engine):
     if request.exists():
         request.unlink()
         raise RuntimeError("boom in the frame hook")
+
+
+def report_threads(engine):
+    """A between-steps hook that writes down the engine process's thread settings once."""
+    report = engine.run_dir / "threads.json"
+    if not report.exists():
+        report.write_text(json.dumps({"threads": torch.get_num_threads(), "omp": os.environ.get("OMP_WAIT_POLICY")}))
 
 
 def resume_events(run_dir):
@@ -100,3 +110,15 @@ def test_an_unusable_checkpoint_is_reported_not_raised(tmp_path, engines):
     state = engine.wait_for(lambda s: s.status == "crashed")
     assert "has no discriminator" in state.error and "\n" not in state.error
     assert engine.wait_for(lambda s: s.exitcode is not None).exitcode == 1
+
+
+def test_threads_0_is_the_installations_policy_in_the_engine_process(tmp_path, checkpoint, engines):
+    assert [engine_threads(0, cores) for cores in (1, 2, 8)] == [1, 1, 7]  # one core stays for GL and ffmpeg
+    assert engine_threads(3, 8) == 3
+    run_dir = tmp_path / "run"
+    engine = engines(checkpoint, run_dir, EngineConfig(device="cpu"), between_steps=report_threads)
+    engine.start()
+    engine.wait_for(lambda s: s.iteration >= 1)
+    report = json.loads((run_dir / "threads.json").read_text())
+    assert report == {"threads": engine_threads(0), "omp": "PASSIVE"}
+    assert engine.stop() == 0

@@ -278,8 +278,22 @@ def test_pickled_code_is_never_executed(tmp_path):
             return os.system, (f"touch {marker}",)
 
     (tmp_path / "evil.pt").write_bytes(pickle.dumps({"generator": Exploit()}, protocol=2))
-    expect_error(tmp_path / "evil.pt", "refused to unpickle")
+    message = expect_error(tmp_path / "evil.pt", "refused to unpickle")
     assert not marker.exists()
+    # torch's paragraph is shortened to what matters, the fix stays whole
+    assert message.endswith("(it holds the Python object posix.system, not only weights); only weight files can be "
+                            "loaded, never pickled code")
+
+
+def test_refusals_are_whole_lines_without_torch_warnings(tmp_path, recwarn):
+    (tmp_path / "numpy.pkl").write_bytes(pickle.dumps({"g": np.zeros(3)}, protocol=4))  # torch warns on protocol 4
+    message = expect_error(tmp_path / "numpy.pkl", "refused to unpickle")
+    assert "\x1b" not in message and len(message) < 250 and message.endswith("never pickled code")
+    assert [str(w.message) for w in recwarn] == []
+    torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), tmp_path / "script.pt")
+    recwarn.clear()  # what scripting said; loading the archive is what must stay quiet
+    expect_error(tmp_path / "script.pt", "a TorchScript archive .*, not a checkpoint; pass a rosinality")
+    assert [str(w.message) for w in recwarn] == []
 
 
 # ------------------------------------------------------------------------------------------------- CLI
@@ -304,6 +318,11 @@ def test_cli_inspect_and_sample(tmp_path):
         assert image.size == (3 * 32, 2 * 32)
         pixels = torch.from_numpy(np.asarray(image, dtype="float32"))
     assert pixels.std() > 5  # real samples, not a blank picture
+    for name, image_format in (("grid.jpg", "JPEG"), ("grid.JPEG", "JPEG")):  # the extension says the format
+        result = run_cli("sample", path, "--seeds", "0-3", "--resolution", "8", "--out", tmp_path / name)
+        assert result.returncode == 0, result.stderr
+        with Image.open(tmp_path / name) as image:
+            assert image.format == image_format and image.size == (16, 16)
 
 
 @pytest.mark.parametrize("args, message", [
@@ -315,6 +334,9 @@ def test_cli_inspect_and_sample(tmp_path):
     (["sample", "{ckpt}", "--resolution", "128"], "not available"),
     (["inspect", "{ckpt}", "--device", "cuda:3"], "no CUDA device|not available"),
     (["frobnicate"], "invalid choice"),
+    (["sample", "{ckpt}", "--out", "{tmp}/grid.gif"], r"unknown picture extension '\.gif' .*; use \.png, \.jpg or \.jpeg"),
+    (["sample", "{ckpt}", "--out", "{tmp}/grid"], r"unknown picture extension ''"),
+    (["sample", "{ckpt}", "--columns", "0"], r"argument --columns: expected a whole number >= 1, got '0'"),
 ])
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
     g, g_running, d = sg1_models(SMALL, code_dim=32, n_mlp=2)

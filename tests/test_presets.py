@@ -37,6 +37,10 @@ def test_flags_override_a_preset_and_are_validated():
     ("[display]\nletterbox = [1, 0]\n", r"\[display\] letterbox must be three numbers"),
     ("[display]\nfullscreen = 'yes'\n", r"\[display\] fullscreen must be true or false"),
     ("[display]\nzoom = 2\n", r"\[display\] unknown key 'zoom'; known keys: "),
+    ("[display]\ncrossfade = -5\n", r"\[display\] crossfade must be -1 \(follow the generator's frame interval\) "
+                                   r"or 0..10 seconds \(0 cuts\), got -5.0"),
+    ("[display]\ncrossfade = 11\n", r"\[display\] crossfade must be -1 .* or 0..10 seconds"),
+    ("[display]\nmonitor = -1\n", r"\[display\] monitor must be an index \(0, 1, ...\) or part of a monitor's name"),
     ("[model]\nresolution = 100\n", r"\[model\] resolution must be 0 or a power of two"),
     ("[render]\nshare = 1.5\n", r"\[render\] share must be a finite number"),
     ("[audio]\ngain = 1\n", r"unknown table \[audio\]"),
@@ -54,3 +58,10 @@ def test_bad_presets_are_one_line_naming_file_and_key(tmp_path, text, message):
 def test_missing_preset_lists_the_shipped_ones():
     with pytest.raises(PresetError, match="not found; give a .toml file or one of: default, gallery, performance"):
         load_preset("nightclub")
+
+
+def test_a_monitor_index_may_be_a_toml_number(tmp_path):
+    path = tmp_path / "second-screen.toml"
+    path.write_text("[display]\nmonitor = 1\ncrossfade = 0\n")
+    display = load_preset(path).display
+    assert display.monitor == "1" and display.crossfade == 0.0

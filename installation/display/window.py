@@ -67,7 +67,14 @@ class Window:
             glfw.set_input_mode(self.handle, glfw.CURSOR, glfw.CURSOR_HIDDEN)
         self.fullscreen = fullscreen
         self._monitor_choice = monitor
-        self._windowed_size = (width, height) if target is None else (1280, 720)
+        # where `f` puts the window back: where it was, or for a full-screen start up to 1280x720 (3/4 of a smaller
+        # screen) centred on that screen
+        if target is None:
+            self._windowed_frame = (*glfw.get_window_pos(self.handle), width, height)
+        else:
+            x, y, area_width, area_height = glfw.get_monitor_workarea(target)
+            size = (min(1280, area_width * 3 // 4), min(720, area_height * 3 // 4))
+            self._windowed_frame = (x + (area_width - size[0]) // 2, y + (area_height - size[1]) // 2, *size)
         self.ctx = moderngl.create_context(require=330)
         self.handlers = dict(handlers or {})
         self.keys_enabled = True
@@ -87,13 +94,13 @@ class Window:
         return glfw.get_framebuffer_size(self.handle)
 
     def toggle_fullscreen(self) -> None:
-        """Switch between full screen (on the chosen monitor, at its current mode) and a window."""
+        """Switch between full screen (on the chosen monitor, at its current mode) and a window, put back where
+        and as large as it was."""
         if self.fullscreen:
-            width, height = self._windowed_size
-            glfw.set_window_monitor(self.handle, None, 64, 64, width, height, glfw.DONT_CARE)
+            glfw.set_window_monitor(self.handle, None, *self._windowed_frame, glfw.DONT_CARE)
             glfw.set_input_mode(self.handle, glfw.CURSOR, glfw.CURSOR_NORMAL)
         else:
-            self._windowed_size = glfw.get_window_size(self.handle)
+            self._windowed_frame = (*glfw.get_window_pos(self.handle), *glfw.get_window_size(self.handle))
             monitor = find_monitor(self._monitor_choice)
             mode = glfw.get_video_mode(monitor)
             glfw.set_window_monitor(self.handle, monitor, 0, 0, mode.size.width, mode.size.height,

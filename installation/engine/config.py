@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -61,6 +62,16 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def engine_threads(configured: int, cores: int | None = None) -> int:
+    """torch CPU threads for the engine process: `threads` where set; for 0, every core this process may use but
+    one, which stays free for the display (llvmpipe renders GL on the CPU) and ffmpeg; at least 1 (2 cores: 1)."""
+    if configured:
+        return configured
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores - 1)
+
+
 @dataclass(frozen=True)
 class EngineConfig:
     """How the inverted fine-tuning runs. The first four can also be changed live by commands."""
@@ -81,7 +92,7 @@ class EngineConfig:
     collapse_fraction: float = 0.5  # diversity below this share of its iteration-0 value = collapse (see diversity.py)
     nan_lr_factor: float = 0.5  # lr multiplier after a non-finite rollback
     max_rollbacks: int = 8  # rollbacks in a row (no good snapshot between) before the engine pauses itself
-    threads: int = 0  # torch CPU threads in the engine process; 0 = torch's default
+    threads: int = 0  # torch CPU threads in the engine process; 0 = engine_threads' policy
 
     def __post_init__(self) -> None:
         check_loss(self.loss)

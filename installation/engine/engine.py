@@ -52,7 +52,8 @@ from .commands import Command, CommandError, parse_command
 from .config import ConfigError, EngineConfig, starting_lr
 from .losses import inverted_loss
 from .similarity import DIVERSITY_MEASURE, diversity
-from .snapshots import Snapshot, SnapshotError, SnapshotStore, clone_tree, first_line
+from ..messages import first_line
+from .snapshots import Snapshot, SnapshotError, SnapshotStore, clone_tree
 from .state import EngineState
 
 BETAS = (0.0, 0.99)  # rosinality train.py, and FreezeD fine-tuning the same checkpoints
@@ -306,7 +307,7 @@ class Engine:
     def _probe(self) -> bool:
         """Score the fixed probe batch; False when its numbers are not finite."""
         images = self.gan.generate(self._probe_z, self._probe_noise)
-        probe_d, spread = torch.stack([self.gan.discriminate(images).mean(), diversity(images)]).tolist()
+        probe_d, spread = self.gan.discriminate(images).mean().item(), diversity(images)
         if not (math.isfinite(probe_d) and math.isfinite(spread)):
             return False
         self.last.update(probe_d=probe_d, diversity=spread)

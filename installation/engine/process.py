@@ -40,11 +40,11 @@ from typing import Any
 
 import torch
 
+from ..messages import first_line
 from ..models import CheckpointError, load_gan
 from .commands import Command
-from .config import ConfigError, EngineConfig, resolve_device
+from .config import ConfigError, EngineConfig, engine_threads, resolve_device
 from .engine import Engine, EngineError, Hook, RunFolderError
-from .snapshots import first_line
 from .state import EngineState
 
 GROUP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -258,8 +258,7 @@ def _serve(spec: _Spec, commands: Connection, states: Connection) -> None:
     publisher = _Publisher(states)
     engine = None
     try:
-        if spec.config.threads:
-            torch.set_num_threads(spec.config.threads)
+        torch.set_num_threads(engine_threads(spec.config.threads))
         try:
             gan = load_gan(spec.checkpoint, resolution=spec.resolution, device=resolve_device(spec.config.device),
                            use_ema=spec.use_ema, require_discriminator=True)

@@ -77,10 +77,13 @@ def pairwise_ms_ssim(pictures: Tensor, first: Tensor, second: Tensor) -> Tensor:
     return result
 
 
-def diversity(images: Tensor) -> Tensor:
-    """1 - mean pairwise MS-SSIM of images (B >= 2, 3, R, R) as displayed; 0 when they are all the same picture."""
+def diversity(images: Tensor) -> float:
+    """1 - mean pairwise MS-SSIM of images (B >= 2, 3, R, R) as displayed; 0 when they are all the same picture.
+
+    A float, as metrics.jsonl, the collapse line and comparisons use it (a 0-d tensor is no number to pytest.approx).
+    """
     shown = (images.detach().float().clamp(-1, 1) + 1) / 2
     if shown.shape[-1] > MAX_SIZE:
         shown = F.adaptive_avg_pool2d(shown, MAX_SIZE)
     first, second = torch.triu_indices(len(shown), len(shown), 1, device=shown.device)
-    return 1 - pairwise_ms_ssim(shown, first, second).mean()
+    return 1 - pairwise_ms_ssim(shown, first, second).mean().item()

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..messages import first_line, quiet_torch_load
 from ..models.loader import OWN_FORMAT_KEY, OWN_FORMAT_VERSION
 from ..storage import atomic_torch_save
 
@@ -44,11 +45,6 @@ class Snapshot:
 
     def nbytes(self) -> int:
         return _tree_bytes(self.generator) + _tree_bytes(self.optimizer)
-
-
-def first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return (text[0] if text else type(error).__name__)[:200]
 
 
 def clone_tree(obj: Any) -> Any:
@@ -237,7 +233,8 @@ class SnapshotStore:
     @staticmethod
     def read(path: Path) -> Snapshot:
         try:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
+            with quiet_torch_load():
+                payload = torch.load(path, map_location="cpu", weights_only=True)
             journey = payload["journey"]
             return Snapshot(int(journey["iteration"]), int(journey["branch"]), payload["g_ema"],
                             journey["optimizer"], dict(journey["settings"]))

@@ -16,6 +16,7 @@ from ..display.presenter import Presenter
 from ..engine import EngineProcess
 from ..engine.state import EngineState
 from ..frames import FrameChannel
+from ..messages import size_text
 from ..presets import OscConfig, Preset
 from .hud import hud_text
 from .renderer import FrameRenderer, WalkSettings
@@ -189,5 +190,5 @@ def _check_shared_memory(resolution: int, grid: int, slots: int = 3) -> None:
         return  # not Linux-like: shared memory is not a file system here
     free = stats.f_bavail * stats.f_frsize
     if need > free:
-        raise DisplayError(f"the frames need {need / 2**20:.0f} MB of shared memory but /dev/shm has "
-                           f"{free / 2**20:.0f} MB free; lower [walk] grid (now {grid}) or enlarge /dev/shm")
+        raise DisplayError(f"the frames need {size_text(need)} of shared memory but /dev/shm has "
+                           f"{size_text(free)} free; lower [walk] grid (now {grid}) or enlarge /dev/shm")

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..messages import first_line, quiet_torch_load
 from ..storage import atomic_torch_save
 from . import stylegan1, stylegan2
 from .gan import GAN, build_discriminator, build_generator, estimate_mean_latent
@@ -66,19 +67,17 @@ def _read(path: Path) -> Any:
         raise CheckpointError(f"{path}: the file is truncated or corrupt ({size} bytes, zip index missing); "
                               "copy or download it again")
     try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
+        with torch.serialization.safe_globals([argparse.Namespace]), quiet_torch_load():
             return torch.load(path, map_location="cpu", weights_only=True)
     except (EOFError, RuntimeError, OSError, ValueError, IndexError, KeyError) as error:
-        raise CheckpointError(f"{path}: the file is truncated or corrupt ({_first_line(error)}); "
+        if "TorchScript" in str(error):
+            raise CheckpointError(f"{path}: a TorchScript archive (torch.jit.save), not a checkpoint; pass a "
+                                  "rosinality StyleGAN .model/.pt file") from None
+        raise CheckpointError(f"{path}: the file is truncated or corrupt ({first_line(error)}); "
                               "copy or download it again") from None
     except Exception as error:  # pickle.UnpicklingError and friends: a pickle that is not plain weights
-        raise CheckpointError(f"{path}: refused to unpickle it safely ({_first_line(error)}); "
+        raise CheckpointError(f"{path}: refused to unpickle it safely ({first_line(error)}); "
                               "only weight files can be loaded, never pickled code") from None
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return (text[0] if text else type(error).__name__)[:160]
 
 
 def _is_state_dict(obj: Any) -> bool:

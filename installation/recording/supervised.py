@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..messages import size_text
 from .encoder import EncoderError, VideoEncoder
 from .files import claim_path
 
@@ -24,8 +25,8 @@ class DiskFullError(EncoderError):
 def check_free_space(folder: Path) -> None:
     free = shutil.disk_usage(folder).free
     if free < MIN_FREE_BYTES:
-        raise DiskFullError(f"{folder}: only {free / 2**20:.1f} MB free on its disk (recording needs at least "
-                            f"{MIN_FREE_BYTES / 2**20:.0f} MB); free some space or choose another run folder")
+        raise DiskFullError(f"{folder}: only {size_text(free)} free on its disk (recording needs at least "
+                            f"{size_text(MIN_FREE_BYTES)}); free some space or choose another run folder")
 
 
 class SupervisedVideo:

@@ -31,6 +31,7 @@ from torch.nn import functional as F
 
 from ..engine.engine import derive_seed
 from ..images import grid, save_png, to_uint8
+from ..messages import first_line, quiet_torch_load
 from ..models import GAN, create_stylegan1, save_gan
 from ..models.gan import build_generator, estimate_mean_latent
 from ..models.stylegan1 import step_for_resolution
@@ -241,7 +242,7 @@ class Trainer:
             self.d.load_state_dict(stage_file["discriminator"])
         except (RuntimeError, TypeError, AttributeError) as error:
             raise TrainingError(f"{path}: its weights do not fit the settings it records "
-                                f"({str(error).splitlines()[0][:120]}); pass a stage file written by train") from None
+                                f"({first_line(error)}); pass a stage file written by train") from None
         self.images_seen = round(stage_file["meta"]["kimg"] * 1000)
         self.rng.manual_seed(derive_seed(self.config.seed, self.images_seen))
         self.started_from = {"file": path.name, "images": self.images_seen}
@@ -463,9 +464,10 @@ def read_checkpoint(out: Path) -> dict[str, Any] | None:
     if not path.exists():
         return None
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        with quiet_torch_load():
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # truncated, corrupt or not ours: never guess
-        raise TrainingError(f"{path}: cannot read this training checkpoint ({str(error).splitlines()[0][:160]}); "
+        raise TrainingError(f"{path}: cannot read this training checkpoint ({first_line(error)}); "
                             "delete it to start over") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise TrainingError(f"{path}: not an uncanny training checkpoint ({CHECKPOINT_FORMAT}); "
@@ -476,9 +478,10 @@ def read_checkpoint(out: Path) -> dict[str, Any] | None:
 def read_stage_file(path: Path) -> dict[str, Any]:
     """A stage file of `train` (stage-<R>px.pt, or the shipped default.pt) with what a run needs to go on from it."""
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        with quiet_torch_load():
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        raise TrainingError(f"{path}: cannot read this file ({str(error).splitlines()[0][:160]}); pass a "
+        raise TrainingError(f"{path}: cannot read this file ({first_line(error)}); pass a "
                             "stage-<R>px.pt written by train") from None
     meta = ckpt.get("meta") if isinstance(ckpt, dict) else None
     if not isinstance(meta, dict) or not isinstance(meta.get("training"), dict) or "kimg" not in meta:

@@ -1,0 +1,52 @@
+"""One-line reasons from library exceptions, for messages of the form "what went wrong (reason); the fix".
+
+Library texts run to paragraphs (torch.load's weights-only refusal is 700 characters with terminal colour codes),
+and a message cut at a fixed length ends mid-word. The reason is the first sentence of the first line, shortened at
+a word, so the fix that follows it is always read in full.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+MAX_REASON = 160
+_COLOUR = re.compile(r"\x1b\[[0-9;]*m")
+_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")  # torch's weights-only unpickler names the class it refused
+_UNPICKLER = re.compile(r"WeightsUnpickler error:\s*(\S[^\n]*)")  # or the pickle instruction it cannot read
+_SENTENCE_END = re.compile(r"(?<=[^\s.])\. (?=[A-Z])")
+
+
+def first_line(error: BaseException, limit: int = MAX_REASON) -> str:
+    """The gist of `error` in at most `limit` characters, ending at a word."""
+    text = _COLOUR.sub("", str(error)).strip()
+    if found := _GLOBAL.search(text):
+        return f"it holds the Python object {found.group(1)}, not only weights"
+    if found := _UNPICKLER.search(text):
+        text = f"the weights-only reader cannot read it: {found.group(1)}"
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        return type(error).__name__
+    reason = _SENTENCE_END.split(lines[0])[0].rstrip(".")
+    if len(reason) <= limit:
+        return reason
+    return reason[:limit - 3].rsplit(" ", 1)[0].rstrip(",;:") + "..."
+
+
+@contextmanager
+def quiet_torch_load() -> Iterator[None]:
+    """torch.load warns about pickle protocols and TorchScript archives on stderr; the caller's message says enough."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        yield
+
+
+def size_text(size: float) -> str:
+    """Bytes as KB, MB or GB with one decimal: a nearly full disk must not read '0 MB free'."""
+    for unit in ("KB", "MB"):
+        size /= 1024
+        if size < 1024:
+            return f"{size:.1f} {unit}"
+    return f"{size / 1024:.1f} GB"

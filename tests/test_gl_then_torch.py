@@ -1,0 +1,50 @@
+"""A GL context and then a torch optimiser in one process, the order of every test run and of the installation.
+
+With the CUDA build of torch (it ships triton) and Mesa, that order crashed the process with SIGSEGV: two LLVMs
+(shared/reference/recording-and-operations.md §1). Each case runs in a fresh interpreter, since a crash would take
+pytest down with it and one process cannot undo what it has loaded. `.ci/run` also runs this file in a virtualenv
+installed the README's way, where triton is present.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+HAS_TRITON = importlib.util.find_spec("triton") is not None
+
+GL_THEN_ADAM = """
+import moderngl
+ctx = moderngl.create_standalone_context(backend="egl")
+ctx.clear(1.0, 0.0, 0.0)
+import torch
+weight = torch.nn.Parameter(torch.ones(3))
+optimiser = torch.optim.Adam([weight], lr=0.1)
+weight.sum().backward()
+optimiser.step()
+print("stepped", float(weight.sum()), ctx.info["GL_RENDERER"])
+"""
+
+
+def run_child(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+
+
+def test_an_optimiser_after_a_gl_context_when_the_package_is_imported_first():
+    child = run_child("import installation.display.offscreen\n" + GL_THEN_ADAM)
+    assert child.returncode == 0, f"exit code {child.returncode}: {child.stderr[-2000:]}"
+    assert "stepped 2.7" in child.stdout  # Adam moved each weight by lr
+    assert "triton is disabled" not in child.stderr
+    if HAS_TRITON:
+        assert "triton" in run_child("import installation, sys; print(sorted(sys.modules))").stdout
+
+
+def test_a_gl_context_made_before_the_package_disables_triton_instead_of_crashing():
+    child = run_child(GL_THEN_ADAM.replace("import torch\n", "import torch\nimport installation.engine\n"))
+    assert child.returncode == 0, f"exit code {child.returncode}: {child.stderr[-2000:]}"
+    assert "stepped 2.7" in child.stdout
+    # where triton is installed, the one line says why it is off; where it is not, there is nothing to say
+    assert ("triton is disabled" in child.stderr) == HAS_TRITON, child.stderr
