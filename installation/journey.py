@@ -27,6 +27,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .engine import Engine, EngineConfig
 from .engine.engine import derive_seed, fixed_latents, history
+from .engine.state import EngineState
 from .images import grid, save_png, to_uint8
 from .models import GAN
 
@@ -174,8 +175,8 @@ class Progress:
         self._last_tenth = -1
         self._start: tuple[float, int] | None = None
 
-    def __call__(self, state: dict[str, Any]) -> None:
-        it, now = state["iteration"], time.monotonic()
+    def __call__(self, state: EngineState) -> None:
+        it, now = state.iteration, time.monotonic()
         if self._start is None:
             self._start = (now, it)
         tenth = 10 * it // max(self.total, 1)
@@ -189,9 +190,9 @@ class Progress:
         elapsed, first = now - self._start[0], self._start[1]
         rate = (it - first) / elapsed if elapsed > 0 else 0.0
         eta = f"{(self.total - it) / rate:.0f}s" if rate > 0 and it < self.total else "-"
-        numbers = "  ".join(f"{name} {state[key]:.4g}" for name, key in
-                            (("loss", "loss"), ("D", "probe_d"), ("diversity", "diversity"))
-                            if isinstance(state.get(key), (int, float)))
+        numbers = "  ".join(f"{name} {value:.4g}" for name, value in
+                            (("loss", state.loss), ("D", state.probe_d), ("diversity", state.diversity))
+                            if isinstance(value, (int, float)))
         line = f"journey {it:>6}/{self.total} [{bar}] {100 * done:5.1f}%  {rate:6.1f} it/s  {numbers}  ETA {eta}"
         self.stream.write(("\r" + line + "\x1b[K") if self.tty else line + "\n")
         self.stream.flush()
