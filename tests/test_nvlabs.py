@@ -13,6 +13,7 @@ import pickle
 import re
 import subprocess
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -293,6 +294,24 @@ def test_conditional_model_draws_and_is_judged_as_the_chosen_class(tmp_path):
         assert max_diff(gan.discriminate(images),
                         reference_discriminator(nets["D"].state_dict(), RESNET_COND, images, c)[:, 0]) <= 1e-4
     assert gan.describe()["classes"] == 3
+
+
+def test_cli_class_choice(tmp_path, capsys):
+    path = tmp_path / "cond.pkl"
+    write_network_pickle(path, RESNET_COND, tmp_path / "ran")
+    assert main(["inspect", str(path), "--class", "2"]) == 0
+    assert "classes:         3 (conditional: class 2" in capsys.readouterr().out
+    for args, message in ((["--class", "3"], "this model has 3 classes; choose 0..2"),
+                          (["--class", "-1"], "expected a whole number")):
+        with pytest.raises(SystemExit) if args[1] == "-1" else nullcontext():
+            assert main(["inspect", str(path), *args]) == 2
+        assert message in capsys.readouterr().err
+    sample = tmp_path / "g.png"
+    assert main(["sample", str(path), "--class", "1", "--seeds", "0", "--out", str(sample)]) == 0
+    small = tmp_path / "small.pkl"
+    write_network_pickle(small, SMALL, tmp_path / "ran")
+    assert main(["inspect", str(small), "--class", "1"]) == 2
+    assert "this model has no classes; drop --class" in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------------------- own format
