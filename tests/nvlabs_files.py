@@ -244,7 +244,8 @@ def nvlabs_modules(marker: Path, legacy_numpy: bool = False) -> Iterator[type]:
 
 def network_pickle(cfg: dict, marker: Path, legacy_numpy: bool = False, seed: int = 0,
                    extra: dict | None = None) -> tuple[bytes, dict[str, Persistent]]:
-    """Bytes of a network-snapshot pkl (G, D, G_ema differ) and the trees written into it."""
+    """Bytes of a network-snapshot pkl (G, D, G_ema differ) and the trees written into it; `legacy_numpy` writes
+    it as stylegan2-ada's 2021 setting did (Python 3.7: protocol 3, numpy 1 names)."""
     with nvlabs_modules(marker, legacy_numpy) as easydict:
         nets = {"G": generator(cfg, seed + 10, easydict), "D": discriminator(cfg, seed + 1, easydict),
                 "G_ema": generator(cfg, seed, easydict)}
@@ -252,7 +253,8 @@ def network_pickle(cfg: dict, marker: Path, legacy_numpy: bool = False, seed: in
                                         "resolution": cfg["img_resolution"], "max_size": 70000},
                 **nets, "augment_pipe": None, **(extra or {})}
         buffer = io.BytesIO()
-        pickler = pickle.Pickler(buffer)  # default protocol, as training_loop's pickle.dump
+        # training_loop's pickle.dump uses the default protocol: 3 under stylegan2-ada's Python 3.7, 4 since 3.8
+        pickler = pickle.Pickler(buffer, protocol=3 if legacy_numpy else pickle.DEFAULT_PROTOCOL)
         if legacy_numpy:  # numpy 1 wrote scalars as numpy.core.multiarray.scalar(dtype, bytes)
             scalar = sys.modules["numpy.core.multiarray"].scalar
             pickler.dispatch_table = copyreg.dispatch_table.copy()

@@ -226,9 +226,10 @@ def test_pickle_reads_every_tensor_without_running_its_code(model):
     assert not {"torch_utils", "dnnlib", "torch_utils.persistence"} & set(sys.modules)
 
 
-def test_legacy_numpy_1_names_load_the_same(tmp_path):
+def test_python_3_7_numpy_1_pickle_loads_the_same(tmp_path):
     data, _ = network_pickle(SMALL, tmp_path / "ran", legacy_numpy=True)
     assert b"numpy.core.multiarray" in data and b"numpy._core" not in data
+    assert data[:2] == b"\x80\x03" and b"cbuiltins\nset\n" in data  # protocol 3 names set() as a global
     (tmp_path / "old.pkl").write_bytes(data)
     (tmp_path / "new.pkl").write_bytes(network_pickle(SMALL, tmp_path / "ran")[0])
     old, new = load_gan(tmp_path / "old.pkl"), load_gan(tmp_path / "new.pkl")

@@ -28,8 +28,8 @@ from torch import Tensor, nn
 
 from ..storage import atomic_torch_save
 from . import stylegan1, stylegan2, stylegan2_ada
-from .nvlabs_pickle import ModuleRecord, UnsafePickle, is_nvlabs_pickle, read_network_pickle
 from .gan import ARCHS, GAN, build_discriminator, build_generator, estimate_mean_latent
+from .nvlabs_pickle import ModuleRecord, UnsafePickle, is_nvlabs_pickle, read_network_pickle
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "assets" / "default.pt"
 OWN_FORMAT_KEY = "uncanny_format"
@@ -284,7 +284,7 @@ def _load_stylegan2(path: Path, g_state: Mapping[str, Tensor], d_state: Mapping[
 def _nvlabs_network(path: Path, data: Mapping[str, Any], key: str, kind: str,
                     config: Callable[[Mapping[str, Any]], dict[str, Any]]) -> tuple[nn.Module, dict[str, Any]]:
     record = data.get(key)
-    if not isinstance(record, ModuleRecord) or not record.short_name == kind:
+    if not isinstance(record, ModuleRecord) or record.short_name != kind:
         raise CheckpointError(f"{path}: '{key}' is not an NVlabs {kind} network in this pickle")
     if "networks_stylegan3" in record.class_name:
         raise CheckpointError(f"{path}: this is a StyleGAN3 (config-t/r) pickle ({record.class_name}), which is not "

@@ -87,9 +87,10 @@ def _storage_from_bytes(data: bytes) -> Any:
 
 _ALLOWED: dict[tuple[str, str], Any] = {
     ("collections", "OrderedDict"): OrderedDict,
-    ("builtins", "set"): set,
+    ("builtins", "set"): set,  # how protocol 3 (Python 3.7, stylegan2-ada's era) writes a module's buffer-name set
     ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
     ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
+    # a storage pickles as torch.save bytes, so storage classes appear only inside those bytes
     ("torch.storage", "_load_from_bytes"): _storage_from_bytes,
     ("numpy", "dtype"): np.dtype,
     ("numpy", "ndarray"): np.ndarray,
@@ -100,9 +101,6 @@ _ALLOWED: dict[tuple[str, str], Any] = {
     ("dnnlib.util", "EasyDict"): dict,  # an attribute-access dict: its items are all that matter
     PERSISTENCE: _record,
 }
-_ALLOWED.update({("torch", name): getattr(torch, name) for name in (
-    "FloatStorage", "HalfStorage", "DoubleStorage", "BFloat16Storage", "LongStorage", "IntStorage",
-    "ShortStorage", "CharStorage", "ByteStorage", "BoolStorage")})
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
