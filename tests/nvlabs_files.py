@@ -268,3 +268,94 @@ def write_network_pickle(path: Path, cfg: dict, marker: Path, **kwargs: Any) -> 
     data, nets = network_pickle(cfg, marker, **kwargs)
     path.write_bytes(data)
     return nets
+
+
+# ------------------------------------------------------------------------------------------------- StyleGAN3
+
+SG3 = "training.networks_stylegan3."
+SMALL_SG3 = {"z_dim": 16, "w_dim": 24, "c_dim": 0, "img_resolution": 32, "channel_base": 128, "channel_max": 16,
+             "map": 2, "num_fp16_res": 4, "conv_clamp": 256, "conv_kernel": 3, "use_radial_filters": False,
+             "d_architecture": "resnet", "mbstd_group_size": 4, "mbstd_num_channels": 1}
+
+
+def sg3_geometry(cfg: dict) -> tuple[dict, list[dict]]:
+    """NVlabs' SynthesisNetwork schedule at its defaults (14 layers, 2 critical, margin 10, filter size 6)."""
+    n, crit, res = 14, 2, cfg["img_resolution"]
+    e = np.minimum(np.arange(n + 1) / (n - crit), 1)
+    cutoffs = 2 * (res / 2 / 2) ** e
+    stopbands = 2**2.1 * (res / 2 * 2**0.3 / 2**2.1) ** e
+    rates = np.exp2(np.ceil(np.log2(np.minimum(stopbands * 2, res))))
+    sizes = rates + 20
+    sizes[-2:] = res
+    channels = np.rint(np.minimum(cfg["channel_base"] / 2 / cutoffs, cfg["channel_max"]))
+    channels[-1] = 3
+    layers = []
+    for i in range(n + 1):
+        p, rgb = max(i - 1, 0), i == n
+        tmp = max(rates[p], rates[i]) * (1 if rgb else 2)
+        up, down = int(tmp // rates[p]), int(tmp // rates[i])
+        k = 1 if rgb else cfg["conv_kernel"]
+        ut, dt = (6 * up if up > 1 and not rgb else 1), (6 * down if down > 1 and not rgb else 1)
+        total = (sizes[i] - 1) * down + 1 - (sizes[p] + k - 1) * up + ut + dt - 2
+        lo = int((total + up) // 2)
+        layers.append(dict(name=f"L{i}_{int(sizes[i])}_{int(channels[i])}", cin=int(channels[p]),
+                           cout=int(channels[i]), k=k, up=up, down=down, pad=(lo, int(total) - lo), ut=ut, dt=dt,
+                           radial=cfg["use_radial_filters"] and i < n - crit, cutoff=(cutoffs[p], cutoffs[i]),
+                           rate=tmp, rgb=rgb))
+    return {"channels": int(channels[0]), "size": int(sizes[0]), "rate": rates[0], "bandwidth": cutoffs[0]}, layers
+
+
+def lowpass(taps: int, cutoff: float, fs: float, radial: bool) -> torch.Tensor | None:
+    """A Kaiser-windowed sinc low-pass (its values are data to the loader; only the shape must be NVlabs')."""
+    if taps == 1:
+        return None
+    t = np.arange(taps) - (taps - 1) / 2
+    f = np.sinc(2 * cutoff / fs * t) * np.kaiser(taps, 6.0)
+    f = np.outer(f, f) if radial else f
+    return torch.tensor(f / f.sum(), dtype=torch.float32)
+
+
+def generator_sg3(cfg: dict, seed: int = 0, easydict: type = dict) -> Persistent:
+    rng = _Rng(seed)
+    first, layers = sg3_geometry(cfg)
+    w, c0 = cfg["w_dim"], first["channels"]
+    freqs = rng(c0, 2)
+    freqs = freqs / (freqs.norm(dim=1, keepdim=True) * freqs.square().sum(1, keepdim=True).exp().pow(0.25))
+    modules = {"input": Persistent(SG3 + "SynthesisInput", (), {"w_dim": w, "channels": c0, "size": first["size"]},
+                                   {"weight": rng(c0, c0)},
+                                   {"transform": torch.eye(3), "freqs": freqs * first["bandwidth"],
+                                    "phases": torch.rand(c0, generator=rng.g) - 0.5},
+                                   {"affine": fc(rng, w, 4, bias_init=0.0)}, size=np.array([first["size"]] * 2),
+                                   sampling_rate=first["rate"], bandwidth=first["bandwidth"])}
+    modules["input"].modules["affine"].params["bias"] += torch.tensor([1.0, 0, 0, 0])  # NVlabs' bias_init
+    for spec in layers:
+        modules[spec["name"]] = Persistent(
+            SG3 + "SynthesisLayer", (), {"w_dim": w, "is_torgb": spec["rgb"], "in_channels": spec["cin"],
+                                         "out_channels": spec["cout"]},
+            {"weight": rng(spec["cout"], spec["cin"], spec["k"], spec["k"]), "bias": rng(spec["cout"], scale=0.1)},
+            {"magnitude_ema": torch.rand([], generator=rng.g) + 0.5,
+             "up_filter": lowpass(spec["ut"], spec["cutoff"][0], spec["rate"], False),
+             "down_filter": lowpass(spec["dt"], spec["cutoff"][1], spec["rate"], spec["radial"])},
+            {"affine": fc(rng, w, spec["cin"], bias_init=1.0)}, up_factor=spec["up"], down_factor=spec["down"],
+            padding=[spec["pad"][0], spec["pad"][1]] * 2, conv_kernel=spec["k"], in_size=np.array([1, 1]))
+    kwargs = {"z_dim": cfg["z_dim"], "w_dim": w, "mapping_kwargs": easydict(num_layers=cfg["map"]),
+              "channel_base": cfg["channel_base"], "channel_max": cfg["channel_max"], "magnitude_ema_beta": 0.999,
+              "c_dim": cfg["c_dim"], "img_resolution": cfg["img_resolution"], "img_channels": 3,
+              "num_fp16_res": cfg["num_fp16_res"], "conv_clamp": cfg["conv_clamp"]}
+    if cfg["conv_kernel"] != 3 or cfg["use_radial_filters"]:  # stylegan3-r
+        kwargs.update(conv_kernel=cfg["conv_kernel"], use_radial_filters=cfg["use_radial_filters"])
+    mapping_net = mapping(rng, cfg["z_dim"], cfg["c_dim"], w, cfg["map"], True)
+    mapping_net.class_name = SG3 + "MappingNetwork"
+    return Persistent(SG3 + "Generator", (), kwargs, modules={
+        "synthesis": Persistent(SG3 + "SynthesisNetwork", (), {}, modules=modules), "mapping": mapping_net})
+
+
+def sg3_network_pickle(cfg: dict, marker: Path, seed: int = 0) -> tuple[bytes, dict[str, Persistent]]:
+    """A stylegan3-t/-r network-snapshot pkl: StyleGAN3 G / G_ema, StyleGAN2 D (networks_stylegan2)."""
+    with nvlabs_modules(marker) as easydict:
+        d = discriminator(cfg, seed + 1, easydict)
+        d.class_name = "training.networks_stylegan2.Discriminator"
+        nets = {"G": generator_sg3(cfg, seed + 10, easydict), "D": d, "G_ema": generator_sg3(cfg, seed, easydict)}
+        data = pickle.dumps({"training_set_kwargs": {"resolution": cfg["img_resolution"]}, **nets,
+                             "augment_pipe": None})
+    return data, nets

@@ -25,7 +25,8 @@ from torch.nn import functional as F
 from installation.cli import main
 from installation.journey import read_metrics
 from installation.models import CheckpointError, load_gan, save_gan
-from nvlabs_files import SMALL, Persistent, network_pickle, nvlabs_modules, write_network_pickle
+from nvlabs_files import (SMALL, SMALL_SG3, Persistent, network_pickle, nvlabs_modules, sg3_geometry,
+                          sg3_network_pickle, write_network_pickle)
 
 ROOT = Path(__file__).resolve().parents[1]
 RESNET_COND = {**SMALL, "architecture": "resnet", "d_architecture": "skip", "c_dim": 3, "mbstd_group_size": 4}
@@ -36,7 +37,7 @@ ORIG_CLAMPED = {**SMALL, "architecture": "orig", "d_architecture": "orig", "conv
 
 # The documented constants; the mutation test changes one at a time and expects the comparison to fail.
 REF = {"mapping_lr": 0.01, "lrelu_gain": math.sqrt(2), "torgb_gain": True, "conv_k2": True, "skip_gain": math.sqrt(0.5),
-       "noise": True, "clamp": True}
+       "noise": True, "clamp": True, "input_gain": True, "output_scale": 0.25, "grid_half_pixel": True}
 
 
 def upfirdn(x, f, up, down, p0, p1, gain):
@@ -186,6 +187,67 @@ def reference_discriminator(S, cfg, img, c=None):
         cmap = mapping(S, "mapping.", None, c, 8)
         x = (x * cmap).sum(1, keepdim=True) / math.sqrt(cmap.shape[1])
     return x
+
+
+def sg3_input(S, first, w):
+    p = "synthesis.input."
+    t = fc(S, p + "affine.", w)
+    t = t / t[:, :2].norm(dim=1, keepdim=True)
+    n = w.shape[0]
+    m_r, m_t = torch.eye(3).repeat(n, 1, 1), torch.eye(3).repeat(n, 1, 1)
+    m_r[:, 0, 0], m_r[:, 0, 1], m_r[:, 1, 0], m_r[:, 1, 1] = t[:, 0], -t[:, 1], t[:, 1], t[:, 0]
+    m_t[:, 0, 2], m_t[:, 1, 2] = -t[:, 2], -t[:, 3]
+    transforms = m_r @ m_t @ S[p + "transform"][None]
+    freqs, phases = S[p + "freqs"][None], S[p + "phases"][None]
+    phases = phases + (freqs @ transforms[:, :2, 2:]).squeeze(2)
+    freqs = freqs @ transforms[:, :2, :2]
+    bw, rate, size = first["bandwidth"], first["rate"], first["size"]
+    amplitudes = (1 - (freqs.norm(dim=2) - bw) / (rate / 2 - bw)).clamp(0, 1)
+    theta = torch.eye(2, 3)
+    theta[0, 0] = theta[1, 1] = 0.5 * size / rate
+    grids = F.affine_grid(theta[None], [1, 1, size, size], align_corners=REF["grid_half_pixel"] is not True)
+    x = (grids.unsqueeze(3) @ freqs.permute(0, 2, 1).unsqueeze(1).unsqueeze(2)).squeeze(3)
+    x = torch.sin((x + phases[:, None, None]) * (2 * math.pi)) * amplitudes[:, None, None]
+    x = x @ (S[p + "weight"] / math.sqrt(S[p + "weight"].shape[0])).t()
+    return x.permute(0, 3, 1, 2)
+
+
+def as_2d(f):
+    """Separable taps as the equivalent 2-D filter (NVlabs runs them as two 1-D passes)."""
+    if f is None:
+        return torch.ones(1, 1)
+    return torch.outer(f, f) if f.ndim == 1 else f
+
+
+def reference_sg3(S, cfg, z, c=None, psi=1.0):
+    first, layers = sg3_geometry(cfg)
+    ws = mapping(S, "mapping.", z, c, cfg["map"])[:, None].repeat(1, len(layers) + 1, 1)
+    if psi != 1:
+        ws = S["mapping.w_avg"].lerp(ws, psi)
+    x = sg3_input(S, first, ws[:, 0])
+    n = z.shape[0]
+    for i, spec in enumerate(layers):
+        p = f"synthesis.{spec['name']}."
+        styles, weight, k = fc(S, p + "affine.", ws[:, i + 1]), S[p + "weight"], spec["k"]
+        if spec["rgb"]:
+            styles = styles / math.sqrt(spec["cin"] * k * k)
+        else:
+            weight = weight * weight.square().mean([1, 2, 3], keepdim=True).rsqrt()
+            styles = styles * styles.square().mean().rsqrt()
+        w = weight[None] * styles[:, None, :, None, None]
+        if not spec["rgb"]:
+            w = w * (w.square().sum([2, 3, 4]) + 1e-8).rsqrt()[:, :, None, None, None]
+        if REF["input_gain"]:
+            w = w * S[p + "magnitude_ema"].rsqrt()
+        x = F.conv2d(x.reshape(1, -1, *x.shape[2:]), w.reshape(-1, spec["cin"], k, k), padding=k - 1, groups=n)
+        x = x.reshape(n, -1, *x.shape[2:]) + S[p + "bias"][None, :, None, None]
+        x = upfirdn(x, as_2d(S.get(p + "up_filter")), spec["up"], 1, *spec["pad"], spec["up"] ** 2)
+        if not spec["rgb"]:
+            x = F.leaky_relu(x, 0.2) * REF["lrelu_gain"]
+        if REF["clamp"]:
+            x = x.clamp(-cfg["conv_clamp"], cfg["conv_clamp"])
+        x = upfirdn(x, as_2d(S.get(p + "down_filter")), 1, spec["down"], 0, 0, 1)
+    return x * REF["output_scale"]
 
 
 # ------------------------------------------------------------------------------------------------- fixtures
@@ -369,7 +431,7 @@ def bad_files(tmp_path: Path) -> dict[str, Path]:
     with nvlabs_modules(tmp_path / "ran"):
         files["os.system"] = pickle.dumps({"G": Persistent("x"), "x": Exploit(os.system, f"touch {tmp_path}/pwned")})
         sg3 = Persistent("training.networks_stylegan3.Generator", kwargs={"z_dim": 4})
-        files["stylegan3"] = pickle.dumps({"G": sg3, "D": None, "G_ema": sg3})
+        files["stylegan3 without settings"] = pickle.dumps({"G": sg3, "D": None, "G_ema": sg3})
         files["no G_ema"] = pickle.dumps({"G": Persistent("training.networks.Generator"), "D": None})
         g = network_pickle(SMALL, tmp_path / "ran")[1]["G_ema"]
         g.kwargs = {**g.kwargs, "mapping_kwargs": dict(g.kwargs["mapping_kwargs"]),  # that run's EasyDict is gone
@@ -384,7 +446,8 @@ def bad_files(tmp_path: Path) -> dict[str, Path]:
 
 def test_cli_bad_nvlabs_files_are_one_line_and_exit_2(tmp_path, capsys):
     expected = {"truncated": "truncated or corrupt", "os.system": r"refused to unpickle.*(posix|os)\.system",
-                "stylegan3": "StyleGAN3 .*not supported yet", "no G_ema": "has no G_ema network",
+                "stylegan3 without settings": r"G_ema network's settings cannot be rebuilt \(missing setting img_res",
+                "no G_ema": "has no G_ema network",
                 "odd filter": r"settings cannot be rebuilt \(generator setting resample_filter=\[1, 2, 1\]"}
     files = bad_files(tmp_path)
     result = run_cli("inspect", files["os.system"])  # one real process: exit status and stderr as a user sees them
@@ -427,3 +490,74 @@ def test_inverted_journey_lowers_the_d_score_and_its_snapshots_reload(tmp_path, 
                            start.generator.state_dict()["synthesis.b16.conv1.weight"])
     with torch.no_grad():
         assert torch.isfinite(snapshot.generate(torch.randn(2, SMALL["z_dim"]))).all()
+
+
+# ------------------------------------------------------------------------------------------------ StyleGAN3
+
+SG3_R = {**SMALL_SG3, "conv_kernel": 1, "use_radial_filters": True, "channel_base": 256, "channel_max": 32,
+         "c_dim": 2, "conv_clamp": 1.5}
+
+
+@pytest.fixture(scope="module", params=[SMALL_SG3, SG3_R], ids=["t", "r-cond-clamp"])
+def sg3_model(request, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("sg3")
+    data, nets = sg3_network_pickle(request.param, folder / "ran")
+    (folder / "network-snapshot-000200.pkl").write_bytes(data)
+    return request.param, folder / "network-snapshot-000200.pkl", nets
+
+
+def sg3_probe(cfg, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    c = F.one_hot(torch.zeros(4, dtype=torch.long), cfg["c_dim"]).float() if cfg["c_dim"] else None
+    return torch.randn(4, cfg["z_dim"], generator=g), c, torch.randn(4, 3, 32, 32, generator=g)
+
+
+@torch.no_grad()
+def test_stylegan3_pickle_loads_and_matches_the_reference(sg3_model):
+    cfg, path, nets = sg3_model
+    gan = load_gan(path)
+    assert gan.arch == "stylegan3" and gan.resolution == 32 and gan.make_noise(2) == []
+    for module, tree in ((gan.generator, nets["G_ema"]), (gan.discriminator, nets["D"])):
+        got, want = module.state_dict(), tree.state_dict()
+        assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
+    if cfg["use_radial_filters"]:
+        assert any(v.ndim == 2 for k, v in nets["G_ema"].state_dict().items() if k.endswith("down_filter"))
+    S = nets["G_ema"].state_dict()
+    z, c, images = sg3_probe(cfg)
+    image = gan.generate(z)
+    assert image.shape == (4, 3, 32, 32) and image.std() > 1e-3
+    assert max_diff(image, reference_sg3(S, cfg, z, c)) <= 1e-4
+    assert max_diff(gan.generate(z, truncation=0.7), reference_sg3(S, cfg, z, c, psi=0.7)) <= 1e-4
+    want = reference_discriminator(nets["D"].state_dict(), cfg, images, c)[:, 0]
+    assert max_diff(gan.discriminate(images), want) <= 1e-4
+    assert not (path.parent / "ran").exists()
+
+
+@pytest.mark.parametrize("mutation", [("input_gain", False), ("output_scale", 1.0), ("grid_half_pixel", False),
+                                      ("lrelu_gain", 1.0), ("clamp", False)])
+@torch.no_grad()
+def test_stylegan3_reference_mutations_break_the_match(sg3_model, mutation, monkeypatch):
+    cfg, path, nets = sg3_model
+    if mutation[0] == "clamp" and cfg["conv_clamp"] > 10:
+        pytest.skip("the clamp is not reached in this config")
+    z, c, _ = sg3_probe(cfg)
+    monkeypatch.setitem(REF, *mutation)
+    assert max_diff(load_gan(path).generate(z), reference_sg3(nets["G_ema"].state_dict(), cfg, z, c)) > 1e-3
+
+
+def test_stylegan3_round_trip_and_journey(tmp_path):
+    data, _ = sg3_network_pickle(SMALL_SG3, tmp_path / "ran")
+    path = tmp_path / "network-snapshot-000200.pkl"
+    path.write_bytes(data)
+    gan = load_gan(path)
+    save_gan(gan, tmp_path / "own.pt")
+    again = load_gan(tmp_path / "own.pt")
+    z = torch.randn(2, SMALL_SG3["z_dim"])
+    with torch.no_grad():
+        assert again.arch == "stylegan3" and torch.equal(again.generate(z), gan.generate(z))
+    out = tmp_path / "journey"
+    assert main(["journey", "--checkpoint", str(path), "--iterations", "10", "--every", "10", "--out", str(out),
+                 "--device", "cpu", "--snapshot-every", "10", "--lr", "0.002", "--rows", "2", "--batch", "2"]) == 0
+    metrics = read_metrics(out / "metrics.jsonl")
+    assert metrics[-1]["probe_d"] < metrics[0]["probe_d"]
+    assert load_gan(out / "snapshots" / "it00000010.pt").arch == "stylegan3"

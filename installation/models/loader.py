@@ -6,7 +6,7 @@ Recognised layouts (facts in shared/reference/checkpoint-formats.md):
 - StyleGAN2, rosinality: train.py files (g, d, g_ema, optimisers, argparse `args`, ada_aug_p) and
   convert_weight.py files (g_ema, latent_avg, optional g / d).
 - NVlabs stylegan2-ada-pytorch / stylegan3 network pickles (`network-snapshot-*.pkl`: G, D, G_ema) holding
-  StyleGAN2-ADA networks, read by `nvlabs_pickle` without running the code they carry.
+  StyleGAN2-ADA or StyleGAN3 networks, read by `nvlabs_pickle` without running the code they carry.
 - The project's own format (`save_gan`), which the shipped default model uses.
 
 Other files are read with `torch.load(weights_only=True)`; the only class allowed beyond tensors is
@@ -27,8 +27,8 @@ import torch
 from torch import Tensor, nn
 
 from ..storage import atomic_torch_save
-from . import stylegan1, stylegan2, stylegan2_ada
-from .gan import ARCHS, GAN, build_discriminator, build_generator, estimate_mean_latent
+from . import stylegan1, stylegan2, stylegan2_ada, stylegan3
+from .gan import ARCHS, GAN, NVLABS_ARCHS, build_discriminator, build_generator, estimate_mean_latent
 from .nvlabs_pickle import ModuleRecord, UnsafePickle, is_nvlabs_pickle, read_network_pickle
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "assets" / "default.pt"
@@ -281,24 +281,28 @@ def _load_stylegan2(path: Path, g_state: Mapping[str, Tensor], d_state: Mapping[
                fmt, str(path), (size,))
 
 
-def _nvlabs_network(path: Path, data: Mapping[str, Any], key: str, kind: str,
-                    config: Callable[[Mapping[str, Any]], dict[str, Any]]) -> tuple[nn.Module, dict[str, Any]]:
+ARCH_NAMES = {"stylegan2-ada": "StyleGAN2-ADA", "stylegan3": "StyleGAN3"}
+
+
+def _nvlabs_network(path: Path, data: Mapping[str, Any], key: str, kind: str) -> tuple[str, nn.Module, dict[str, Any]]:
+    """(arch, module, config) of one pickled network; StyleGAN3 files pair their G with StyleGAN2-ADA's D."""
     record = data.get(key)
     if not isinstance(record, ModuleRecord) or record.short_name != kind:
         raise CheckpointError(f"{path}: '{key}' is not an NVlabs {kind} network in this pickle")
-    if "networks_stylegan3" in record.class_name:
-        raise CheckpointError(f"{path}: this is a StyleGAN3 (config-t/r) pickle ({record.class_name}), which is not "
-                              "supported yet; StyleGAN2-ADA pickles (stylegan2-ada-pytorch, stylegan3 --cfg=stylegan2) "
-                              "are")
+    arch = "stylegan3" if "networks_stylegan3" in record.class_name else "stylegan2-ada"
+    if kind == "Discriminator":
+        config = stylegan2_ada.discriminator_config
+    else:
+        config = stylegan3.generator_config if arch == "stylegan3" else stylegan2_ada.generator_config
     try:
         cfg = config(record.init_kwargs)
     except (ValueError, KeyError, TypeError) as error:
-        raise CheckpointError(f"{path}: the {key} network's settings cannot be rebuilt "
-                              f"({_first_line(error)})") from None
+        why = f"missing setting {error.args[0]}" if isinstance(error, KeyError) else _first_line(error)
+        raise CheckpointError(f"{path}: the {key} network's settings cannot be rebuilt ({why})") from None
     build = build_generator if kind == "Generator" else build_discriminator
-    module = build("stylegan2-ada", cfg)
-    _load_strict(module, record.state_dict(), f"the StyleGAN2-ADA {key}", path)
-    return module, cfg
+    module = build(arch, cfg)
+    _load_strict(module, record.state_dict(), f"the {ARCH_NAMES[arch]} {key}", path)
+    return arch, module, cfg
 
 
 def _load_nvlabs(path: Path, data: Mapping[str, Any], resolution: int | None, use_ema: bool) -> GAN:
@@ -306,27 +310,29 @@ def _load_nvlabs(path: Path, data: Mapping[str, Any], resolution: int | None, us
     if key not in data:
         keys = ", ".join(sorted(map(str, data))[:6])
         raise CheckpointError(f"{path}: this NVlabs pickle has no {key} network (it holds: {keys})")
-    generator, g_config = _nvlabs_network(path, data, key, "Generator", stylegan2_ada.generator_config)
+    arch, generator, g_config = _nvlabs_network(path, data, key, "Generator")
     discriminator, d_config = None, None
     if data.get("D") is not None:
-        discriminator, d_config = _nvlabs_network(path, data, "D", "Discriminator", stylegan2_ada.discriminator_config)
-    return _stylegan2_ada_gan(path, generator, g_config, discriminator, d_config, "nvlabs-pickle", resolution,
-                              generator.mapping.w_avg)
+        _, discriminator, d_config = _nvlabs_network(path, data, "D", "Discriminator")
+    return _nvlabs_gan(path, arch, generator, g_config, discriminator, d_config, "nvlabs-pickle", resolution,
+                       generator.mapping.w_avg)
 
 
-def _stylegan2_ada_gan(path: Path, generator: nn.Module, g_config: dict[str, Any], discriminator: nn.Module | None,
-                       d_config: dict[str, Any] | None, fmt: str, resolution: int | None, mean: Tensor) -> GAN:
+def _nvlabs_gan(path: Path, arch: str, generator: nn.Module, g_config: dict[str, Any],
+                discriminator: nn.Module | None, d_config: dict[str, Any] | None, fmt: str, resolution: int | None,
+                mean: Tensor) -> GAN:
     size = g_config["img_resolution"]
     if resolution is not None and resolution != size:
-        raise CheckpointError(f"{path}: this StyleGAN2-ADA file is {size} px only; drop the resolution or pass {size}")
+        raise CheckpointError(f"{path}: this {ARCH_NAMES[arch]} file is {size} px only; drop the resolution or "
+                              f"pass {size}")
     if d_config is not None and (d_config["img_resolution"], d_config["c_dim"]) != (size, g_config["c_dim"]):
         raise CheckpointError(f"{path}: the discriminator ({d_config['img_resolution']} px, {d_config['c_dim']} "
                               f"classes) does not match the generator ({size} px, {g_config['c_dim']} classes)")
     if g_config["img_channels"] != 3:
         raise CheckpointError(f"{path}: the generator makes {g_config['img_channels']}-channel images; "
                               "only RGB (3) models can be shown")
-    return GAN("stylegan2-ada", generator, discriminator, size, g_config["z_dim"],
-               mean.detach().float().reshape(1, -1).clone(), g_config, d_config, fmt, str(path), (size,))
+    return GAN(arch, generator, discriminator, size, g_config["z_dim"], mean.detach().float().reshape(1, -1).clone(),
+               g_config, d_config, fmt, str(path), (size,))
 
 
 def _load_own(path: Path, ckpt: Mapping[str, Any], resolution: int | None, use_ema: bool) -> GAN:
@@ -348,8 +354,8 @@ def _load_own(path: Path, ckpt: Mapping[str, Any], resolution: int | None, use_e
     if journey_lr is not None and not valid_journey_lr(journey_lr):
         raise CheckpointError(f"{path}: its journey_lr {journey_lr!r} is not a learning rate (> 0 and <= 1); "
                               "re-save the file with tools/ship_default_model.py --journey-lr")
-    if arch == "stylegan2-ada":
-        gan = _load_own_stylegan2_ada(path, ckpt, g_state, resolution)
+    if arch in NVLABS_ARCHS:
+        gan = _load_own_nvlabs(path, ckpt, arch, g_state, resolution)
     elif arch == "stylegan1":
         gan = _load_stylegan1(path, g_state, ckpt.get("discriminator"), "uncanny",
                               resolution or ckpt.get("resolution"), ckpt.get("trained_resolution"))
@@ -360,23 +366,24 @@ def _load_own(path: Path, ckpt: Mapping[str, Any], resolution: int | None, use_e
     return gan
 
 
-def _load_own_stylegan2_ada(path: Path, ckpt: Mapping[str, Any], g_state: Mapping[str, Tensor],
-                            resolution: int | None) -> GAN:
+def _load_own_nvlabs(path: Path, ckpt: Mapping[str, Any], arch: str, g_state: Mapping[str, Tensor],
+                     resolution: int | None) -> GAN:
     """NVlabs networks cannot be sized from their tensors alone (architecture, clamp), so the file carries configs."""
+    name = ARCH_NAMES[arch]
     g_config, d_config, d_state = ckpt.get("g_config"), ckpt.get("d_config"), ckpt.get("discriminator")
     if not isinstance(g_config, Mapping) or (d_state is not None and not isinstance(d_config, Mapping)):
-        raise CheckpointError(f"{path}: this uncanny StyleGAN2-ADA file lacks its network settings (g_config, "
+        raise CheckpointError(f"{path}: this uncanny {name} file lacks its network settings (g_config, "
                               "d_config); re-save it with this release")
     try:
-        generator = build_generator("stylegan2-ada", g_config)
-        discriminator = None if d_state is None else build_discriminator("stylegan2-ada", d_config)
+        generator = build_generator(arch, g_config)
+        discriminator = None if d_state is None else build_discriminator(arch, d_config)
     except (ValueError, KeyError, TypeError) as error:
-        raise CheckpointError(f"{path}: its StyleGAN2-ADA settings are broken ({_first_line(error)})") from None
-    _load_strict(generator, _as_float32(g_state), "the StyleGAN2-ADA generator", path)
+        raise CheckpointError(f"{path}: its {name} settings are broken ({_first_line(error)})") from None
+    _load_strict(generator, _as_float32(g_state), f"the {name} generator", path)
     if discriminator is not None:
-        _load_strict(discriminator, _as_float32(d_state), "the StyleGAN2-ADA discriminator", path)
-    return _stylegan2_ada_gan(path, generator, dict(g_config), discriminator, None if d_config is None else
-                              dict(d_config), "uncanny", resolution, ckpt["mean_latent"])
+        _load_strict(discriminator, _as_float32(d_state), f"the {name} discriminator", path)
+    return _nvlabs_gan(path, arch, generator, dict(g_config), discriminator,
+                       None if d_config is None else dict(d_config), "uncanny", resolution, ckpt["mean_latent"])
 
 
 def valid_journey_lr(value: Any) -> bool:

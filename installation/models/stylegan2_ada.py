@@ -350,7 +350,7 @@ class Discriminator(nn.Module):
 
 # settings that change nothing once trained (speed, memory layout, training-only bookkeeping)
 _IGNORED = {"num_fp16_res", "fp16_channels_last", "channels_last", "fused_modconv_default", "freeze_layers",
-            "w_avg_beta"}
+            "freeze_embed", "w_avg_beta", "magnitude_ema_beta"}
 # settings these modules implement only at NVlabs' defaults
 _DEFAULTS = {"resample_filter": [1, 3, 3, 1], "activation": "lrelu", "kernel_size": 3, "use_noise": True}
 
