@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .stylegan2 import make_kernel, upfirdn2d
+from .stylegan2 import make_kernel
 
 SQRT2 = math.sqrt(2.0)
 SQRT_HALF = math.sqrt(0.5)
@@ -47,12 +47,30 @@ def bias_act(x: Tensor, bias: Tensor | None, lrelu: bool, gain: float = 1.0, cla
     return x if clamp is None else x.clamp(-clamp * gain, clamp * gain)
 
 
+def upfirdn(x: Tensor, f: Tensor | None, up: int = 1, down: int = 1, pad: tuple[int, int] = (0, 0),
+            gain: float = 1.0) -> Tensor:
+    """NVlabs' upfirdn2d: zero insertion, pad (negative crops), FIR filter (a true convolution; 1-D taps run as two
+    passes), decimation. The filter runs depthwise (groups=C), 3-10x faster on CPU than as one single-channel
+    conv over B*C maps; decimation is the conv's stride."""
+    b, c, h, w = x.shape
+    if up > 1:
+        x = F.pad(x.reshape(b, c, h, 1, w, 1), (0, up - 1, 0, 0, 0, up - 1)).reshape(b, c, h * up, w * up)
+    x = F.pad(x, (pad[0], pad[1], pad[0], pad[1]))
+    if f is None:  # identity filter
+        return x[:, :, ::down, ::down] * gain
+    taps = (f.flip(list(range(f.ndim))) * gain ** (f.ndim / 2)).to(x)
+    if f.ndim == 1:
+        x = F.conv2d(x, taps.view(1, 1, 1, -1).expand(c, -1, -1, -1), stride=(1, down), groups=c)
+        return F.conv2d(x, taps.view(1, 1, -1, 1).expand(c, -1, -1, -1), stride=(down, 1), groups=c)
+    return F.conv2d(x, taps[None, None].expand(c, -1, -1, -1), stride=down, groups=c)
+
+
 def upsample2d(x: Tensor, f: Tensor) -> Tensor:
-    return upfirdn2d(x, f * 4, up=2, pad=(2, 1))
+    return upfirdn(x, f, up=2, pad=(2, 1), gain=4)
 
 
 def downsample2d(x: Tensor, f: Tensor) -> Tensor:
-    return upfirdn2d(x, f, down=2, pad=(1, 1))
+    return upfirdn(x, f, down=2, pad=(1, 1))
 
 
 def _filter() -> Tensor:
@@ -88,7 +106,7 @@ class Conv2dLayer(nn.Module):
             x = upsample2d(F.conv2d(x, w), f)
         elif self.down > 1:
             pad = 2 if w.shape[-1] == 3 else 1  # the filter's padding for a 3x3 (stride-2) or a 1x1 conv
-            x = F.conv2d(upfirdn2d(x, f, pad=(pad, pad)), w, stride=2)
+            x = F.conv2d(upfirdn(x, f, pad=(pad, pad)), w, stride=2)
         else:
             x = F.conv2d(x, w, padding=w.shape[-1] // 2)
         return bias_act(x, self.bias, self.lrelu, gain, self.conv_clamp)
@@ -141,8 +159,8 @@ class SynthesisLayer(nn.Module):
         styles = self.affine(w)  # (B, in); the weight gain cancels in the demodulation, so NVlabs skips it
         x = x * styles[:, :, None, None]
         if self.up > 1:
-            x = upfirdn2d(F.conv_transpose2d(x, self.weight.transpose(0, 1), stride=2), self.resample_filter * 4,
-                          pad=(1, 1))
+            x = upfirdn(F.conv_transpose2d(x, self.weight.transpose(0, 1), stride=2), self.resample_filter, pad=(1, 1),
+                        gain=4)
         else:
             x = F.conv2d(x, self.weight, padding=1)
         # sum over (in, k, k) of (weight * s)^2 = s^2 @ (sum_kk weight^2)

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .stylegan2_ada import FullyConnectedLayer, MappingNetwork, _split
+from .stylegan2_ada import FullyConnectedLayer, MappingNetwork, _split, upfirdn
 
 DEFAULTS = {"channel_base": 32768, "channel_max": 512, "num_layers": 14, "num_critical": 2, "first_cutoff": 2.0,
             "first_stopband": 2**2.1, "last_stopband_rel": 2**0.3, "margin_size": 10, "output_scale": 0.25,
@@ -66,26 +66,6 @@ def layer_specs(cfg: Mapping[str, Any]) -> tuple[dict[str, Any], list[dict[str, 
     first = {"channels": int(channels[0]), "size": int(sizes[0]), "sampling_rate": float(rates[0]),
              "bandwidth": float(cutoffs[0])}
     return first, layers
-
-
-def upfirdn(x: Tensor, f: Tensor | None, up: int = 1, down: int = 1, pad: tuple[int, int] = (0, 0),
-            gain: float = 1.0) -> Tensor:
-    """Zero insertion, pad (negative crops), FIR filter (true convolution; 1-D taps run separably), decimation."""
-    b, c, h, w = x.shape
-    if up > 1:
-        x = F.pad(x.reshape(b, c, h, 1, w, 1), (0, up - 1, 0, 0, 0, up - 1)).reshape(b, c, h * up, w * up)
-    x = F.pad(x, (pad[0], pad[1], pad[0], pad[1]))
-    if f is None:  # identity filter
-        x = x * gain
-    else:
-        x = x.reshape(b * c, 1, *x.shape[2:])
-        taps = f.flip(list(range(f.ndim))).to(x) * gain ** (f.ndim / 2)
-        if f.ndim == 1:
-            x = F.conv2d(F.conv2d(x, taps.view(1, 1, 1, -1)), taps.view(1, 1, -1, 1))
-        else:
-            x = F.conv2d(x, taps[None, None])
-        x = x.reshape(b, c, *x.shape[2:])
-    return x[:, :, ::down, ::down] if down > 1 else x
 
 
 class SynthesisInput(nn.Module):
