@@ -161,9 +161,10 @@ class Generator(nn.Module):
         self.mapping = MappingNetwork(config["z_dim"], config["c_dim"], config["w_dim"], **config["mapping"])
 
     def const_noise(self, batch: int) -> list[Tensor]:
+        """No noise maps: the StyleGAN3 synthesis has no noise inputs (the GAN facade asks every NVlabs model)."""
         return []
 
-    def forward(self, z: Tensor, c: Tensor | None, noise: Sequence[Tensor | None] | None = None) -> Tensor:
+    def forward(self, z: Tensor, c: Tensor | None) -> Tensor:
         return self.synthesis(self.mapping(z, c))
 
 
