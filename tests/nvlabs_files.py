@@ -41,7 +41,6 @@ class Persistent:
         self.class_name, self.args, self.kwargs = class_name, args, kwargs or {}
         self.params, self.buffers, self.modules = params or {}, buffers or {}, modules or {}
         self.attributes = attributes
-        self.src = ""
 
     def tensors(self, prefix: str = "") -> Iterator[tuple[str, torch.Tensor]]:
         for name, t in (*self.params.items(), *self.buffers.items()):
