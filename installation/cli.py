@@ -94,9 +94,15 @@ def _load(args: argparse.Namespace, require_discriminator: bool = False):
     from .engine.config import resolve_device
     from .models import load_gan
 
-    return load_gan(checkpoint_or_default(args.checkpoint), resolution=args.resolution,
-                    device=resolve_device(args.device), use_ema=not args.raw_generator,
-                    require_discriminator=require_discriminator)
+    gan = load_gan(checkpoint_or_default(args.checkpoint), resolution=args.resolution,
+                   device=resolve_device(args.device), use_ema=not args.raw_generator,
+                   require_discriminator=require_discriminator)
+    classes = gan.describe()["classes"]
+    if args.class_index and args.class_index >= classes:
+        raise UsageError(f"--class {args.class_index}: this model has {classes or 'no'} classes"
+                         + (f"; choose 0..{classes - 1}" if classes else "; drop --class"))
+    gan.class_index = args.class_index
+    return gan
 
 
 def cmd_inspect(args: argparse.Namespace) -> None:
@@ -109,6 +115,8 @@ def cmd_inspect(args: argparse.Namespace) -> None:
     print(f"format:          {facts['format']} ({facts['arch']})")
     print(f"resolutions:     {', '.join(map(str, facts['trained_resolutions']))} px (using {facts['resolution']})")
     print(f"latent size:     {facts['latent_dim']}")
+    if facts["classes"]:
+        print(f"classes:         {facts['classes']} (conditional: class {facts['class_index']}; pick with --class)")
     if facts["journey_lr"] is not None:
         print(f"journey lr:      {facts['journey_lr']:g} (the rate that plays the paper's arc on this model)")
     print(f"generator:       {facts['generator_parameters']:,} parameters")
@@ -257,12 +265,15 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 def _checkpoint_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", type=Path, nargs="?", default=None,
-                        help="a rosinality StyleGAN1/StyleGAN2 or uncanny checkpoint (default: the embedded model)")
+                        help="a rosinality StyleGAN1/StyleGAN2, NVlabs StyleGAN2-ADA .pkl or uncanny checkpoint "
+                             "(default: the embedded model)")
     parser.add_argument("--resolution", type=resolution_arg, default=None,
                         help="output size for progressive StyleGAN1 files (default: the largest trained)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default)")
     parser.add_argument("--raw-generator", action="store_true",
                         help="use the raw generator instead of its moving average (EMA) where the file has both")
+    parser.add_argument("--class", dest="class_index", type=whole_number(0), default=0,
+                        help="the class a conditional (NVlabs c_dim > 0) model draws, 0..classes-1 (default 0)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -324,8 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
                                   usage="%(prog)s [--checkpoint FILE] [--iterations N] [--every N] [--out DIR] "
                                         "[options]")
     journey.add_argument("--checkpoint", type=Path, default=None,
-                         help="a checkpoint that includes its discriminator (StyleGAN1/2 training files, uncanny; "
-                              "default: the embedded model)")
+                         help="a checkpoint that includes its discriminator (StyleGAN1/2 training files, NVlabs "
+                              ".pkl, uncanny; default: the embedded model)")
     journey.add_argument("--iterations", type=whole_number(1), default=1000, help="steps to run (default 1000)")
     journey.add_argument("--every", type=whole_number(1), default=100,
                          help="contact-sheet column spacing in iterations (default 100)")
@@ -347,6 +358,8 @@ def build_parser() -> argparse.ArgumentParser:
     journey.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default)")
     journey.add_argument("--raw-generator", action="store_true",
                          help="fine-tune the raw generator instead of its moving average where the file has both")
+    journey.add_argument("--class", dest="class_index", type=whole_number(0), default=0,
+                         help="the class a conditional (NVlabs c_dim > 0) model draws and is judged as (default 0)")
     journey.set_defaults(handler=cmd_journey)
     return parser
 

@@ -184,8 +184,10 @@ class Engine:
             last_event = last_json_line(self.run_dir / "events.jsonl")
             self._metrics = open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8")
             self._events = open(self.run_dir / "events.jsonl", "a", encoding="utf-8")
+            # g_config: NVlabs networks are rebuilt from their settings, not from the tensors' shapes
             header = {"arch": gan.arch, "resolution": gan.resolution, "mean_latent": gan.mean_latent.detach().cpu(),
-                      "trained_resolution": max(gan.trained_resolutions or (gan.resolution,))}
+                      "trained_resolution": max(gan.trained_resolutions or (gan.resolution,)),
+                      "g_config": gan.g_config}
             self.store = SnapshotStore(self.run_dir / "snapshots", header, config.snapshot_every, config.keep_recent,
                                        config.memory_snapshots, config.disk_budget_mb * 2**20)
             if info is not None and self.store.iterations():

@@ -1,7 +1,8 @@
 """One face for every supported StyleGAN: generate, map, synthesise, discriminate.
 
 The engine, the latent walks and the display only talk to `GAN`; which upstream architecture sits behind it
-(rosinality StyleGAN1 with its `step`/`alpha`, or StyleGAN2 with its list-of-styles call) stays in here.
+(rosinality StyleGAN1 with its `step`/`alpha`, StyleGAN2 with its list-of-styles call, or NVlabs' StyleGAN2-ADA
+and StyleGAN3 with their class label and separate mapping/synthesis networks) stays in here.
 """
 
 from __future__ import annotations
@@ -12,20 +13,27 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from . import stylegan1, stylegan2
+from . import stylegan1, stylegan2, stylegan2_ada, stylegan3
 
-ARCHS = ("stylegan1", "stylegan2")
+NVLABS_ARCHS = ("stylegan2-ada", "stylegan3")
+ARCHS = ("stylegan1", "stylegan2", *NVLABS_ARCHS)
 
 
 def build_generator(arch: str, config: dict[str, Any]) -> nn.Module:
     if arch == "stylegan1":
         return stylegan1.StyledGenerator(config["code_dim"], config["n_mlp"], config["channels"])
+    if arch == "stylegan2-ada":
+        return stylegan2_ada.Generator(config)
+    if arch == "stylegan3":
+        return stylegan3.Generator(config)
     return stylegan2.Generator(config["size"], config["style_dim"], config["n_mlp"], config["channel_multiplier"])
 
 
 def build_discriminator(arch: str, config: dict[str, Any]) -> nn.Module:
     if arch == "stylegan1":
         return stylegan1.Discriminator(config["channels"], config["from_rgb_activate"])
+    if arch in NVLABS_ARCHS:  # StyleGAN3 files carry StyleGAN2-ADA's discriminator
+        return stylegan2_ada.Discriminator(config)
     return stylegan2.Discriminator(config["size"], config["channel_multiplier"])
 
 
@@ -37,14 +45,15 @@ class GAN:
     generator: nn.Module
     discriminator: nn.Module | None
     resolution: int
-    latent_dim: int
-    mean_latent: Tensor  # (1, latent_dim): the centre of w space that truncation pulls towards
+    latent_dim: int  # size of z
+    mean_latent: Tensor  # (1, w size): the centre of w space that truncation pulls towards
     g_config: dict[str, Any]
     d_config: dict[str, Any] | None = None
     format: str = "uncanny"
     source: str = ""
     trained_resolutions: tuple[int, ...] = ()
     journey_lr: float | None = None  # the learning rate that plays the paper's arc on this model, where measured
+    class_index: int = 0  # the class a conditional (NVlabs c_dim > 0) model draws and is judged as
 
     @property
     def device(self) -> torch.device:
@@ -62,14 +71,25 @@ class GAN:
         self.mean_latent = self.mean_latent.to(device)
         return self
 
+    def label(self, batch: int) -> Tensor | None:
+        """The one-hot class label (B, c_dim) of a conditional NVlabs model, else None."""
+        c_dim = self.g_config.get("c_dim", 0) if self.arch in NVLABS_ARCHS else 0
+        if not c_dim:
+            return None
+        return nn.functional.one_hot(torch.full((batch,), self.class_index, device=self.device), c_dim).float()
+
     def mapping(self, z: Tensor) -> Tensor:
-        """z (B, latent_dim) -> w (B, latent_dim)."""
+        """z (B, latent_dim) -> w (B, w size)."""
+        if self.arch in NVLABS_ARCHS:
+            return self.generator.mapping(z, self.label(z.shape[0]))
         return self.generator.style(z)
 
     def make_noise(self, batch: int, generator: torch.Generator | None = None) -> list[Tensor]:
         """Explicit per-layer noise, so a walk can keep it fixed and frames do not flicker."""
         if self.arch == "stylegan1":
             return self.generator.make_noise(batch, self.step, generator=generator, device=self.device)
+        if self.arch in NVLABS_ARCHS:  # NVlabs renders with its stored maps by default (StyleGAN3 has none)
+            return self.generator.const_noise(batch)
         source = generator.device if generator is not None else self.device
         return [torch.randn(batch, *n.shape[1:], generator=generator, device=source).to(self.device)
                 for n in self.generator.make_noise()]
@@ -82,6 +102,8 @@ class GAN:
             w = self.mean_latent + truncation * (w - self.mean_latent)
         if self.arch == "stylegan1":
             return self.generator(w, noise=noise, step=self.step, alpha=-1, input_is_latent=True)
+        if self.arch in NVLABS_ARCHS:
+            return self.generator.synthesis(w, noise)
         image, _ = self.generator([w], input_is_latent=True, noise=noise)
         return image
 
@@ -95,10 +117,13 @@ class GAN:
             raise RuntimeError("this GAN has no discriminator")
         if self.arch == "stylegan1":
             return self.discriminator(images, step=self.step, alpha=-1).view(-1)
+        if self.arch in NVLABS_ARCHS:
+            return self.discriminator(images, self.label(images.shape[0])).view(-1)
         return self.discriminator(images).view(-1)
 
     def mapping_parameters(self) -> list[nn.Parameter]:
-        return list(self.generator.style.parameters())
+        mapping = self.generator.mapping if self.arch in NVLABS_ARCHS else self.generator.style
+        return list(mapping.parameters())
 
     def synthesis_parameters(self) -> list[nn.Parameter]:
         mapping = {id(p) for p in self.mapping_parameters()}
@@ -118,6 +143,8 @@ class GAN:
             "discriminator_parameters": count(self.discriminator),
             "discriminator": self.discriminator is not None,
             "journey_lr": self.journey_lr,
+            "classes": self.g_config.get("c_dim", 0) if self.arch in NVLABS_ARCHS else 0,
+            "class_index": self.class_index,
         }
 
 

@@ -5,10 +5,11 @@ Recognised layouts (facts in shared/reference/checkpoint-formats.md):
   g_running, optimisers) and bare g_running state_dicts (`NNNNNN.model`); zip or legacy (2019) serialisation.
 - StyleGAN2, rosinality: train.py files (g, d, g_ema, optimisers, argparse `args`, ada_aug_p) and
   convert_weight.py files (g_ema, latent_avg, optional g / d).
+- NVlabs stylegan2-ada-pytorch / stylegan3 network pickles (`network-snapshot-*.pkl`: G, D, G_ema) holding
+  StyleGAN2-ADA or StyleGAN3 networks, read by `nvlabs_pickle` without running the code they carry.
 - The project's own format (`save_gan`), which the shipped default model uses.
-NVlabs `.pkl` files are recognised and refused: reading them safely needs an NVlabs-keyed model (not yet built).
 
-Files are read with `torch.load(weights_only=True)`; the only class allowed beyond tensors is
+Other files are read with `torch.load(weights_only=True)`; the only class allowed beyond tensors is
 `argparse.Namespace`, which rosinality's StyleGAN2 train.py stores under `args`.
 """
 
@@ -27,8 +28,9 @@ from torch import Tensor, nn
 
 from ..messages import first_line, quiet_torch_load
 from ..storage import atomic_torch_save
-from . import stylegan1, stylegan2
-from .gan import GAN, build_discriminator, build_generator, estimate_mean_latent
+from . import stylegan1, stylegan2, stylegan2_ada, stylegan3
+from .gan import ARCHS, GAN, NVLABS_ARCHS, build_discriminator, build_generator, estimate_mean_latent
+from .nvlabs_pickle import ModuleRecord, UnsafePickle, is_nvlabs_pickle, read_network_pickle
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "assets" / "default.pt"
 OWN_FORMAT_KEY = "uncanny_format"
@@ -37,7 +39,8 @@ OWN_FORMAT_VERSION = 1
 SG1_TRAIN_KEYS = {"generator", "discriminator", "g_running"}
 SG2_TRAIN_KEYS = {"g", "d", "g_ema"}
 D_FILE_KINDS = ("StyleGAN1 train_step-N.model / stylegan-*px-new.model files, StyleGAN2 train.py checkpoints, "
-                "StyleGAN2 converter files made with --disc, or this project's own files")
+                "StyleGAN2 converter files made with --disc, NVlabs network-snapshot-*.pkl files, "
+                "or this project's own files")
 
 
 class CheckpointError(Exception):
@@ -54,10 +57,8 @@ def _read(path: Path) -> Any:
         raise CheckpointError(f"{path}: the file is empty; copy the checkpoint again")
     with open(path, "rb") as f:
         head = f.read(1 << 20)
-    if b"torch_utils.persistence" in head or b"dnnlib.util" in head:
-        raise CheckpointError(
-            f"{path}: this is an NVlabs StyleGAN2-ADA/StyleGAN3 pickle, which is not supported yet; "
-            "use a rosinality StyleGAN1/StyleGAN2 checkpoint (.model/.pt)")
+    if is_nvlabs_pickle(head):
+        return _read_nvlabs(path)
     is_zip = head[:4] == b"PK\x03\x04"
     is_pickle = head[:1] == b"\x80"
     if not (is_zip or is_pickle):
@@ -78,6 +79,21 @@ def _read(path: Path) -> Any:
     except Exception as error:  # pickle.UnpicklingError and friends: a pickle that is not plain weights
         raise CheckpointError(f"{path}: refused to unpickle it safely ({first_line(error)}); "
                               "only weight files can be loaded, never pickled code") from None
+
+
+class NVlabsPickle(dict):
+    """The top-level dict of an NVlabs network pickle, networks as `ModuleRecord`s."""
+
+
+def _read_nvlabs(path: Path) -> NVlabsPickle:
+    try:
+        return NVlabsPickle(read_network_pickle(path))
+    except UnsafePickle as error:
+        raise CheckpointError(f"{path}: refused to unpickle it safely ({first_line(error)}); "
+                              "only weight files can be loaded, never pickled code") from None
+    except Exception as error:  # EOFError, UnpicklingError, a storage that torch cannot read, ...
+        raise CheckpointError(f"{path}: the NVlabs pickle is truncated or corrupt ({first_line(error)}); "
+                              "copy or download it again") from None
 
 
 def _is_state_dict(obj: Any) -> bool:
@@ -264,13 +280,67 @@ def _load_stylegan2(path: Path, g_state: Mapping[str, Tensor], d_state: Mapping[
                fmt, str(path), (size,))
 
 
+ARCH_NAMES = {"stylegan2-ada": "StyleGAN2-ADA", "stylegan3": "StyleGAN3"}
+
+
+def _nvlabs_network(path: Path, data: Mapping[str, Any], key: str, kind: str) -> tuple[str, nn.Module, dict[str, Any]]:
+    """(arch, module, config) of one pickled network; StyleGAN3 files pair their G with StyleGAN2-ADA's D."""
+    record = data.get(key)
+    if not isinstance(record, ModuleRecord) or record.short_name != kind:
+        raise CheckpointError(f"{path}: '{key}' is not an NVlabs {kind} network in this pickle")
+    arch = "stylegan3" if "networks_stylegan3" in record.class_name else "stylegan2-ada"
+    if kind == "Discriminator":
+        config = stylegan2_ada.discriminator_config
+    else:
+        config = stylegan3.generator_config if arch == "stylegan3" else stylegan2_ada.generator_config
+    try:
+        cfg = config(record.init_kwargs)
+    except (ValueError, KeyError, TypeError) as error:
+        why = f"missing setting {error.args[0]}" if isinstance(error, KeyError) else first_line(error)
+        raise CheckpointError(f"{path}: the {key} network's settings cannot be rebuilt ({why})") from None
+    build = build_generator if kind == "Generator" else build_discriminator
+    module = build(arch, cfg)
+    _load_strict(module, record.state_dict(), f"the {ARCH_NAMES[arch]} {key}", path)
+    return arch, module, cfg
+
+
+def _load_nvlabs(path: Path, data: Mapping[str, Any], resolution: int | None, use_ema: bool) -> GAN:
+    key = "G_ema" if use_ema else "G"
+    if key not in data:
+        keys = ", ".join(sorted(map(str, data))[:6])
+        raise CheckpointError(f"{path}: this NVlabs pickle has no {key} network (it holds: {keys})")
+    arch, generator, g_config = _nvlabs_network(path, data, key, "Generator")
+    discriminator, d_config = None, None
+    if data.get("D") is not None:
+        _, discriminator, d_config = _nvlabs_network(path, data, "D", "Discriminator")
+    return _nvlabs_gan(path, arch, generator, g_config, discriminator, d_config, "nvlabs-pickle", resolution,
+                       generator.mapping.w_avg)
+
+
+def _nvlabs_gan(path: Path, arch: str, generator: nn.Module, g_config: dict[str, Any],
+                discriminator: nn.Module | None, d_config: dict[str, Any] | None, fmt: str, resolution: int | None,
+                mean: Tensor) -> GAN:
+    size = g_config["img_resolution"]
+    if resolution is not None and resolution != size:
+        raise CheckpointError(f"{path}: this {ARCH_NAMES[arch]} file is {size} px only; drop the resolution or "
+                              f"pass {size}")
+    if d_config is not None and (d_config["img_resolution"], d_config["c_dim"]) != (size, g_config["c_dim"]):
+        raise CheckpointError(f"{path}: the discriminator ({d_config['img_resolution']} px, {d_config['c_dim']} "
+                              f"classes) does not match the generator ({size} px, {g_config['c_dim']} classes)")
+    if g_config["img_channels"] != 3:
+        raise CheckpointError(f"{path}: the generator makes {g_config['img_channels']}-channel images; "
+                              "only RGB (3) models can be shown")
+    return GAN(arch, generator, discriminator, size, g_config["z_dim"], mean.detach().float().reshape(1, -1).clone(),
+               g_config, d_config, fmt, str(path), (size,))
+
+
 def _load_own(path: Path, ckpt: Mapping[str, Any], resolution: int | None, use_ema: bool) -> GAN:
     version = ckpt.get(OWN_FORMAT_KEY)
     if version != OWN_FORMAT_VERSION:
         raise CheckpointError(f"{path}: uncanny checkpoint version {version!r} is not supported by this release "
                               f"(it reads version {OWN_FORMAT_VERSION}); update uncanny")
     arch = ckpt.get("arch")
-    if arch not in ("stylegan1", "stylegan2"):
+    if arch not in ARCHS:
         raise CheckpointError(f"{path}: unknown architecture {arch!r} in an uncanny checkpoint")
     g_state = ckpt.get("g_ema") if use_ema and ckpt.get("g_ema") is not None else ckpt.get("generator")
     if g_state is None and ckpt.get("g_ema") is not None:
@@ -283,7 +353,9 @@ def _load_own(path: Path, ckpt: Mapping[str, Any], resolution: int | None, use_e
     if journey_lr is not None and not valid_journey_lr(journey_lr):
         raise CheckpointError(f"{path}: its journey_lr {journey_lr!r} is not a learning rate (> 0 and <= 1); "
                               "re-save the file with tools/ship_default_model.py --journey-lr")
-    if arch == "stylegan1":
+    if arch in NVLABS_ARCHS:
+        gan = _load_own_nvlabs(path, ckpt, arch, g_state, resolution)
+    elif arch == "stylegan1":
         gan = _load_stylegan1(path, g_state, ckpt.get("discriminator"), "uncanny",
                               resolution or ckpt.get("resolution"), ckpt.get("trained_resolution"))
     else:
@@ -291,6 +363,26 @@ def _load_own(path: Path, ckpt: Mapping[str, Any], resolution: int | None, use_e
                               ckpt.get("mean_latent"))
     gan.journey_lr = None if journey_lr is None else float(journey_lr)
     return gan
+
+
+def _load_own_nvlabs(path: Path, ckpt: Mapping[str, Any], arch: str, g_state: Mapping[str, Tensor],
+                     resolution: int | None) -> GAN:
+    """NVlabs networks cannot be sized from their tensors alone (architecture, clamp), so the file carries configs."""
+    name = ARCH_NAMES[arch]
+    g_config, d_config, d_state = ckpt.get("g_config"), ckpt.get("d_config"), ckpt.get("discriminator")
+    if not isinstance(g_config, Mapping) or (d_state is not None and not isinstance(d_config, Mapping)):
+        raise CheckpointError(f"{path}: this uncanny {name} file lacks its network settings (g_config, "
+                              "d_config); re-save it with this release")
+    try:
+        generator = build_generator(arch, g_config)
+        discriminator = None if d_state is None else build_discriminator(arch, d_config)
+    except (ValueError, KeyError, TypeError) as error:
+        raise CheckpointError(f"{path}: its {name} settings are broken ({first_line(error)})") from None
+    _load_strict(generator, _as_float32(g_state), f"the {name} generator", path)
+    if discriminator is not None:
+        _load_strict(discriminator, _as_float32(d_state), f"the {name} discriminator", path)
+    return _nvlabs_gan(path, arch, generator, dict(g_config), discriminator,
+                       None if d_config is None else dict(d_config), "uncanny", resolution, ckpt["mean_latent"])
 
 
 def valid_journey_lr(value: Any) -> bool:
@@ -322,6 +414,8 @@ def save_gan(gan: GAN, path: str | os.PathLike, raw_generator: nn.Module | None 
         "generator": state(raw_generator) if raw_generator is not None else None,
         "discriminator": state(gan.discriminator) if gan.discriminator is not None else None,
         "mean_latent": gan.mean_latent.detach().cpu(),
+        "g_config": gan.g_config,
+        "d_config": gan.d_config,
         "meta": meta,
     }
     atomic_torch_save(ckpt, Path(path))
@@ -337,7 +431,9 @@ def load_gan(path: str | os.PathLike, resolution: int | None = None, device: str
     """
     path = Path(path)
     ckpt = _read(path)
-    if isinstance(ckpt, Mapping) and OWN_FORMAT_KEY in ckpt:
+    if isinstance(ckpt, NVlabsPickle):
+        gan = _load_nvlabs(path, ckpt, resolution, use_ema)
+    elif isinstance(ckpt, Mapping) and OWN_FORMAT_KEY in ckpt:
         gan = _load_own(path, ckpt, resolution, use_ema)
     elif isinstance(ckpt, Mapping) and SG1_TRAIN_KEYS <= set(ckpt):
         g_state = ckpt["g_running"] if use_ema else ckpt["generator"]
