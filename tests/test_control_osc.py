@@ -6,7 +6,6 @@ of a ping sent after some datagrams is back, those datagrams have been handled.
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import socket
@@ -20,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pythonosc.osc_message import OscMessage
 
 from installation.control.actions import BY_ADDRESS, Action, action, osc_specs
 from installation.control.docs import osc_markdown, table_addresses
@@ -34,68 +32,9 @@ from installation.presets import OscConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
 import osc_fuzz  # noqa: E402
+from osc_client import WAIT, Client  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-WAIT = 10.0  # seconds: the bound on every wait (a loaded 2-core machine); a healthy server answers in ms
-_tokens = itertools.count(1)
-
-
-class Client:
-    """A controller: one UDP socket on loopback that sends and collects replies."""
-
-    def __init__(self, server: tuple[str, int], port: int = 0) -> None:
-        self.server = server
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", port))
-        self.address = self.sock.getsockname()
-        self.backlog: list[tuple[str, list[Any]]] = []  # replies received but not yet expected
-
-    def send(self, address: str, *args: Any) -> None:
-        self.sock.sendto(build_message(address, *args), self.server)
-
-    def send_raw(self, data: bytes) -> None:
-        self.sock.sendto(data, self.server)
-
-    def expect(self, address: str, where: Any = None, wait: float = WAIT) -> list[Any]:
-        """The arguments of the oldest reply at `address` (whose arguments satisfy `where`), from the backlog or
-        the socket; fails after `wait`. Replies passed over stay in the backlog for later expectations."""
-        def wanted(reply: tuple[str, list[Any]]) -> bool:
-            return reply[0] == address and (where is None or where(reply[1]))
-
-        for reply in self.backlog:
-            if wanted(reply):
-                self.backlog.remove(reply)
-                return reply[1]
-        deadline = time.monotonic() + wait
-        while (left := deadline - time.monotonic()) > 0:
-            self.sock.settimeout(left)
-            try:
-                message = OscMessage(self.sock.recv(65536))
-            except TimeoutError:
-                break
-            reply = (message.address, list(message.params))
-            if wanted(reply):
-                return reply[1]
-            self.backlog.append(reply)
-        raise AssertionError(f"no {address} within {wait:g} s; got {[a for a, _ in self.backlog[-10:]]}")
-
-    def sync(self) -> None:
-        """Wait until everything sent so far has been handled (ping with a fresh token, wait for its pong)."""
-        token = next(_tokens)
-        self.send("/uncanny/ping", token)
-        self.expect("/uncanny/pong", lambda args: args == [token])
-
-    def pending(self) -> bytes | None:
-        self.sock.setblocking(False)
-        try:
-            return self.sock.recv(65536)
-        except BlockingIOError:
-            return None
-        finally:
-            self.sock.setblocking(True)
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 def make_server(**config: Any) -> tuple[OscServer, Inbox]:
