@@ -1,0 +1,27 @@
+"""Tensors derived from parameters (equal-lr scaled weights, fused kernels), computed once per weight version.
+
+Equalised learning rate keeps raw weights and rescales them on every call. While the weights do not change
+(display frames between training steps, sampling, a frozen discriminator) the rescaled copy is reused; it is
+recomputed when autograd needs the operation in its graph or when a source parameter changed: in-place updates
+(Adam, `load_state_dict`, `copy_`) bump its `_version`, `.to()` moves it to other memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+
+def derived(owner: nn.Module, name: str, compute: Callable[[], Tensor], *sources: Tensor) -> Tensor:
+    """`compute()`, reused from `owner`'s cache while every source is unchanged and needs no gradient."""
+    if torch.is_grad_enabled() and any(s.requires_grad for s in sources):
+        return compute()
+    # inference tensors cannot be saved for backward, so inference mode gets entries of its own
+    key = (torch.is_inference_mode_enabled(), *((s._version, s.data_ptr(), s.dtype, s.device) for s in sources))
+    cache = owner.__dict__.setdefault("_derived", {})
+    entry = cache.get(name)
+    if entry is None or entry[0] != key:
+        entry = cache[name] = (key, compute())
+    return entry[1]
