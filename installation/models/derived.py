@@ -1,4 +1,6 @@
-"""Tensors derived from parameters (equal-lr scaled weights, fused kernels), computed once per weight version.
+"""Speed helpers shared by both architectures: derived weights and the feature-map layout.
+
+Tensors derived from parameters (equal-lr scaled weights, fused kernels) are computed once per weight version.
 
 Equalised learning rate keeps raw weights and rescales them on every call. While the weights do not change
 (display frames between training steps, sampling, a frozen discriminator) the rescaled copy is reused; it is
@@ -25,3 +27,9 @@ def derived(owner: nn.Module, name: str, compute: Callable[[], Tensor], *sources
     if entry is None or entry[0] != key:
         entry = cache[name] = (key, compute())
     return entry[1]
+
+
+def feature_layout() -> torch.memory_format:
+    """Channels-last for inference (convs and depthwise blurs run 2-8x faster in oneDNN on CPU), but the
+    standard layout when autograd records: there channels-last's conv backward measured slower."""
+    return torch.contiguous_format if torch.is_grad_enabled() else torch.channels_last

@@ -13,9 +13,10 @@ Conventions kept from upstream:
 
 Computed differently from upstream, with the same results up to float rounding (for speed):
 - scaled weights are reused while their parameter is unchanged (`derived`);
-- nearest upsampling then a 3x3 conv runs as one stride-2 transposed conv with the summed 4x4 kernel;
+- nearest upsampling then a 3x3 conv runs as one stride-2 transposed conv with the summed 4x4 kernel, and in D
+  a 3x3 conv then 2x2 average pooling as one stride-2 conv (the fused blocks' formulation at every size);
 - noise, leaky ReLU and AdaIN (instance norm, gamma * x + beta) run as three passes over the feature map;
-- feature maps are channels-last (oneDNN's convs, and above all the depthwise blur, run several times faster).
+- feature maps are channels-last in inference (`feature_layout`).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .derived import derived
+from .derived import derived, feature_layout
 
 # Channels per resolution of the published FFHQ network, for 4, 8, ..., 1024 px.
 FFHQ_CHANNELS = (512, 512, 512, 512, 256, 128, 64, 32, 16)
@@ -111,19 +112,25 @@ class EqualLinear(nn.Module):
         return self.linear(x)
 
 
+# Per axis, a 3-tap kernel plus its one-pixel shift as 4 taps: [w0, w0 + w1, w1 + w2, w2] = SHIFT_SUM @ w.
+# As matrix products (S w S^T) the kernels below cost a fraction of pad-and-slice in autograd's backward.
+SHIFT_SUM = ((1.0, 0.0, 0.0), (1.0, 1.0, 0.0), (0.0, 1.0, 1.0), (0.0, 0.0, 1.0))
+
+
 def _box_smoothed(weight: Tensor) -> Tensor:
     """Pad a 3x3 kernel to 4x4 and average its four one-pixel shifts (upsample/downsample fused with blur)."""
-    w = F.pad(weight, [1, 1, 1, 1])
-    return (w[:, :, 1:, 1:] + w[:, :, :-1, 1:] + w[:, :, 1:, :-1] + w[:, :, :-1, :-1]) / 4
+    s = weight.new_tensor(SHIFT_SUM)
+    return torch.einsum("ya,oiab,xb->oiyx", s, weight, s) / 4
 
 
 def _nearest_up_kernel(weight: Tensor) -> Tensor:
     """3x3 conv weight (out, in) -> 4x4 transposed-conv weight (in, out) equal to nearest 2x upsampling + conv.
 
     Each output pixel of the upsampled conv sees 2x2 input pixels, with the taps that fall on the same input
-    pixel summed: per axis [w2, w1 + w2, w0 + w1, w0], the flipped sum of two one-pixel shifts.
+    pixel summed: per axis [w2, w1 + w2, w0 + w1, w0], the flipped shift sum.
     """
-    return torch.flip(_box_smoothed(weight) * 4, [2, 3]).transpose(0, 1)
+    s = weight.new_tensor(SHIFT_SUM).flip(0)
+    return torch.einsum("ya,oiab,xb->ioyx", s, weight, s)
 
 
 class FusedUpsample(nn.Module):
@@ -156,6 +163,35 @@ class FusedDownsample(nn.Module):
         return F.conv2d(x, weight, self.bias, stride=2, padding=self.pad)
 
 
+class InstanceNormAffine(torch.autograd.Function):
+    """gamma * instance_norm(x) + beta (eps 1e-5) in one pass after the statistics, and a hand-written backward.
+
+    Statistics as E[x^2] - E[x]^2 (two quick reductions where var_mean is slow on CPU; activations are near
+    zero-mean). Autograd through the plain formula takes about eight passes over x backwards, this three.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, gamma: Tensor, beta: Tensor) -> Tensor:
+        mean = x.mean((2, 3), keepdim=True)
+        rstd = torch.rsqrt((x.square().mean((2, 3), keepdim=True) - mean.square()).clamp_min_(0) + 1e-5)
+        scale = gamma * rstd
+        ctx.save_for_backward(x, mean, rstd, gamma)
+        return torch.addcmul(beta - mean * scale, x, scale)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        x, mean, rstd, gamma = ctx.saved_tensors
+        n = x.shape[2] * x.shape[3]
+        sum_g = grad.sum((2, 3), keepdim=True)
+        sum_g_xhat = rstd * ((grad * x).sum((2, 3), keepdim=True) - mean * sum_g)  # = d gamma
+        scale = gamma * rstd
+        # d x = gamma * rstd * (g - mean(g) - xhat * mean(g * xhat)), written as a * g + b + c * x per channel
+        c = -scale * rstd * sum_g_xhat / n
+        grad_x = torch.addcmul(-scale * sum_g / n - c * mean, grad, scale).addcmul_(x, c)
+        return grad_x, sum_g_xhat, sum_g
+
+
 class AdaptiveInstanceNorm(nn.Module):
     def __init__(self, channel: int, style_dim: int):
         super().__init__()
@@ -165,12 +201,7 @@ class AdaptiveInstanceNorm(nn.Module):
 
     def forward(self, x: Tensor, style: Tensor) -> Tensor:
         gamma, beta = self.style(style).unsqueeze(2).unsqueeze(3).chunk(2, 1)
-        # InstanceNorm2d (eps 1e-5, no affine) folded into gamma and beta: one pass over x after its statistics
-        # (E[x^2] - E[x]^2: two quick reductions where var_mean is slow on CPU; activations are near zero-mean)
-        mean = x.mean((2, 3), keepdim=True)
-        var = (x.square().mean((2, 3), keepdim=True) - mean.square()).clamp_min_(0)
-        scale = gamma * torch.rsqrt(var + 1e-5)
-        return torch.addcmul(beta - mean * scale, x, scale)
+        return InstanceNormAffine.apply(x, gamma, beta)  # InstanceNorm2d(affine=False), then gamma * x + beta
 
 
 class NoiseInjection(nn.Module):
@@ -189,8 +220,8 @@ class ConstantInput(nn.Module):
         self.input = nn.Parameter(torch.randn(1, channel, size, size))
 
     def forward(self, batch_like: Tensor) -> Tensor:
-        # channels-last from here on: every conv, blur and per-element op after it keeps the layout
-        return self.input.repeat(batch_like.shape[0], 1, 1, 1).contiguous(memory_format=torch.channels_last)
+        # the layout chosen here is kept by every conv, blur and per-element op after it
+        return self.input.repeat(batch_like.shape[0], 1, 1, 1).contiguous(memory_format=feature_layout())
 
 
 class StyledConvBlock(nn.Module):
@@ -331,6 +362,7 @@ class ConvBlock(nn.Module):
         pad2 = padding if padding2 is None else padding2
         self.conv1 = nn.Sequential(EqualConv2d(in_channel, out_channel, kernel_size, padding=padding),
                                    nn.LeakyReLU(0.2))
+        self.pooled = downsample and not fused and (kernel2, pad2) == (3, 1)
         if downsample and fused:
             self.conv2 = nn.Sequential(Blur(out_channel), FusedDownsample(out_channel, out_channel, kernel2, pad2),
                                        nn.LeakyReLU(0.2))
@@ -343,7 +375,13 @@ class ConvBlock(nn.Module):
                                        nn.LeakyReLU(0.2))
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.conv2(self.conv1(x))
+        out = self.conv1(x)
+        if self.pooled:  # 3x3 conv then 2x2 average pool = one stride-2 conv with the box-smoothed 4x4 kernel
+            blur, conv, _, act = self.conv2
+            raw = conv.conv.weight_orig
+            weight = derived(conv.conv, "pooled", lambda: _box_smoothed(he_scaled(raw)), raw)
+            return act(F.conv2d(blur(out), weight, conv.conv.bias, stride=2, padding=1))
+        return self.conv2(out)
 
 
 class Discriminator(nn.Module):
@@ -377,7 +415,7 @@ class Discriminator(nn.Module):
 
     def forward(self, x: Tensor, step: int = 0, alpha: float = -1) -> Tensor:
         """Raw logits (B, 1): high means real. The minibatch-stddev feature couples samples in a batch."""
-        x = x.contiguous(memory_format=torch.channels_last)  # as in the generator: faster convs and blur
+        x = x.contiguous(memory_format=feature_layout())  # as in the generator
         for i in range(step, -1, -1):
             index = self.n_layer - i - 1
             if i == step:

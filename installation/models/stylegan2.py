@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .derived import derived
+from .derived import derived, feature_layout
 
 SQRT2 = math.sqrt(2.0)
 
@@ -224,8 +224,8 @@ class ConstantInput(nn.Module):
         self.input = nn.Parameter(torch.randn(1, channel, size, size))
 
     def forward(self, latent: Tensor) -> Tensor:
-        # channels-last from here on: oneDNN's convs and the depthwise blur run several times faster
-        return self.input.repeat(latent.shape[0], 1, 1, 1).contiguous(memory_format=torch.channels_last)
+        # the layout chosen here is kept by every conv, blur and per-element op after it
+        return self.input.repeat(latent.shape[0], 1, 1, 1).contiguous(memory_format=feature_layout())
 
 
 class StyledConv(nn.Module):
