@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .engine.config import ConfigError, EngineConfig, check_float, check_int
+from .models.gan import PRECISIONS
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
 DISPLAY_MODES = ("fit", "fill", "stretch")
@@ -82,10 +83,13 @@ class DisplayConfig:
 class RenderConfig:
     share: float = 0.5  # share of the engine process's time spent drawing frames rather than training
     max_fps: float = 30.0  # most generator frames per second
+    precision: str = "fp32"  # display frames only (models.gan.PRECISIONS); training stays fp32
 
     def __post_init__(self) -> None:
         check_float("share", self.share, 0.0, 0.95, low_open=True)
         check_float("max_fps", self.max_fps, 1.0, 240.0)
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
 
 
 @dataclass(frozen=True)

@@ -172,8 +172,10 @@ class InstanceNormAffine(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, gamma: Tensor, beta: Tensor) -> Tensor:
-        mean = x.mean((2, 3), keepdim=True)
-        rstd = torch.rsqrt((x.square().mean((2, 3), keepdim=True) - mean.square()).clamp_min_(0) + 1e-5)
+        # statistics in at least fp32, under autocast too (bf16 would cancel E[x^2] - E[x]^2 away)
+        xf = x.to(torch.promote_types(x.dtype, torch.float32))
+        mean = xf.mean((2, 3), keepdim=True)
+        rstd = torch.rsqrt((xf.square().mean((2, 3), keepdim=True) - mean.square()).clamp_min_(0) + 1e-5)
         scale = gamma * rstd
         ctx.save_for_backward(x, mean, rstd, gamma)
         return torch.addcmul(beta - mean * scale, x, scale)
