@@ -20,8 +20,10 @@ def derived(owner: nn.Module, name: str, compute: Callable[[], Tensor], *sources
     """`compute()`, reused from `owner`'s cache while every source is unchanged and needs no gradient."""
     if torch.is_grad_enabled() and any(s.requires_grad for s in sources):
         return compute()
-    # inference tensors cannot be saved for backward, so inference mode gets entries of its own
-    key = (torch.is_inference_mode_enabled(), *((s._version, s.data_ptr(), s.dtype, s.device) for s in sources))
+    # inference tensors cannot be saved for backward, so inference mode gets entries of its own; the layout
+    # (conv_layout) follows the grad mode
+    key = (torch.is_inference_mode_enabled(), torch.is_grad_enabled(),
+           *((s._version, s.data_ptr(), s.dtype, s.device) for s in sources))
     cache = owner.__dict__.setdefault("_derived", {})
     entry = cache.get(name)
     if entry is None or entry[0] != key:
@@ -33,3 +35,8 @@ def feature_layout() -> torch.memory_format:
     """Channels-last for inference (convs and depthwise blurs run 2-8x faster in oneDNN on CPU), but the
     standard layout when autograd records: there channels-last's conv backward measured slower."""
     return torch.contiguous_format if torch.is_grad_enabled() else torch.channels_last
+
+
+def conv_layout(weight: Tensor) -> Tensor:
+    """A conv weight in the features' layout (oneDNN would otherwise reorder it on every call); others as they are."""
+    return weight.contiguous(memory_format=feature_layout()) if weight.ndim == 4 else weight

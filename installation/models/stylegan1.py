@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .derived import derived, feature_layout
+from .derived import conv_layout, derived, feature_layout
 
 # Channels per resolution of the published FFHQ network, for 4, 8, ..., 1024 px.
 FFHQ_CHANNELS = (512, 512, 512, 512, 256, 128, 64, 32, 16)
@@ -58,7 +58,7 @@ class EqualLR:
 
     def __call__(self, module: nn.Module, _inputs) -> None:
         weight = getattr(module, self.name + "_orig")
-        setattr(module, self.name, derived(module, self.name, lambda: he_scaled(weight), weight))
+        setattr(module, self.name, derived(module, self.name, lambda: conv_layout(he_scaled(weight)), weight))
 
 
 def equal_lr(module: nn.Module, name: str = "weight") -> nn.Module:
@@ -85,7 +85,8 @@ class Blur(nn.Module):
         self.register_buffer("weight_flip", torch.flip(kernel, [2, 3]))
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.conv2d(x, self.weight, padding=1, groups=x.shape[1])
+        weight = derived(self, "weight", lambda: conv_layout(self.weight), self.weight)
+        return F.conv2d(x, weight, padding=1, groups=x.shape[1])
 
 
 class EqualConv2d(nn.Module):
@@ -144,7 +145,8 @@ class FusedUpsample(nn.Module):
         self.pad = padding
 
     def forward(self, x: Tensor) -> Tensor:
-        weight = derived(self, "weight", lambda: _box_smoothed(self.weight * self.multiplier), self.weight)
+        weight = derived(self, "weight", lambda: conv_layout(_box_smoothed(self.weight * self.multiplier)),
+                         self.weight)
         return F.conv_transpose2d(x, weight, self.bias, stride=2, padding=self.pad)
 
 
@@ -159,7 +161,8 @@ class FusedDownsample(nn.Module):
         self.pad = padding
 
     def forward(self, x: Tensor) -> Tensor:
-        weight = derived(self, "weight", lambda: _box_smoothed(self.weight * self.multiplier), self.weight)
+        weight = derived(self, "weight", lambda: conv_layout(_box_smoothed(self.weight * self.multiplier)),
+                         self.weight)
         return F.conv2d(x, weight, self.bias, stride=2, padding=self.pad)
 
 
@@ -257,7 +260,7 @@ class StyledConvBlock(nn.Module):
         if self.nearest_up:  # Sequential(Upsample, EqualConv2d, Blur) as one transposed conv, then the blur
             _, conv, blur = self.conv1
             raw = conv.conv.weight_orig
-            weight = derived(conv.conv, "up", lambda: _nearest_up_kernel(he_scaled(raw)), raw)
+            weight = derived(conv.conv, "up", lambda: conv_layout(_nearest_up_kernel(he_scaled(raw))), raw)
             out = blur(F.conv_transpose2d(x, weight, conv.conv.bias, stride=2, padding=1))
         else:
             out = self.conv1(x)
@@ -381,7 +384,7 @@ class ConvBlock(nn.Module):
         if self.pooled:  # 3x3 conv then 2x2 average pool = one stride-2 conv with the box-smoothed 4x4 kernel
             blur, conv, _, act = self.conv2
             raw = conv.conv.weight_orig
-            weight = derived(conv.conv, "pooled", lambda: _box_smoothed(he_scaled(raw)), raw)
+            weight = derived(conv.conv, "pooled", lambda: conv_layout(_box_smoothed(he_scaled(raw))), raw)
             return act(F.conv2d(blur(out), weight, conv.conv.bias, stride=2, padding=1))
         return self.conv2(out)
 
