@@ -14,8 +14,9 @@ references (tests/test_stylegan*.py) are not reused: they are deliberately built
 loops, shifted sums) to check correctness and would be a meaningless speed yardstick.
 
 Ours and the reference alternate per repetition, so load from other processes on a shared machine hits both
-alike; medians are printed. Reduced precision (bf16, and fp16 on CUDA) is timed against our fp32 and its
-image difference reported as PSNR (images in [-1, 1], peak-to-peak 2).
+alike; medians are printed. Reduced precision (bf16, and fp16 on CUDA; batch-1 cases) is timed against our
+fp32 and its image difference reported as PSNR over the fp32 image's own range (the random weights used here
+do not keep images in [-1, 1]). On a CPU without AMX / AVX-512-BF16, bf16 is emulated: one repetition only.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from torch.nn import functional as F  # noqa: E402
 from installation.engine import Engine, EngineConfig  # noqa: E402
 from installation.engine.config import resolve_device  # noqa: E402
 from installation.models import gan as gan_module  # noqa: E402
-from installation.models.gan import GAN, estimate_mean_latent  # noqa: E402
+from installation.models.gan import GAN, cpu_has_fast_bf16, estimate_mean_latent  # noqa: E402
 from installation.models.stylegan1 import FFHQ_CHANNELS  # noqa: E402
 from installation.models.stylegan2 import Discriminator as SG2Discriminator  # noqa: E402
 from installation.models.stylegan2 import Generator as SG2Generator  # noqa: E402
@@ -208,6 +209,7 @@ class Pair:
     name: str
     ours: Callable[[], object]
     reference: Callable[[], object]
+    in_precision: Callable[[str], Tensor] | None = None  # our images in a display precision
 
 
 def sg1_gan(channels: tuple[int, ...], code: int, n_mlp: int, resolution: int, device: torch.device) -> GAN:
@@ -256,8 +258,12 @@ def generator_pair(arch: str, resolution: int, batch: int, device: torch.device,
     def ours() -> Tensor:
         return gan.generate(z, noise)
 
+    def in_precision(precision: str) -> Tensor:
+        return gan.generate(z, noise, precision=precision)
+
     width = "full" if full else "small"
-    return Pair(f"{'SG1' if arch == 'stylegan1' else 'SG2'} G {resolution:4d} px b{batch} ({width})", ours, reference)
+    return Pair(f"{'SG1' if arch == 'stylegan1' else 'SG2'} G {resolution:4d} px b{batch} ({width})", ours, reference,
+                in_precision)
 
 
 def step_pair(resolution: int, batch: int, device: torch.device, run_dir: str) -> tuple[Pair, Engine]:
@@ -323,6 +329,26 @@ def max_difference(pair: Pair) -> float:
         return (pair.ours() - pair.reference()).abs().max().item()
 
 
+def psnr(image: Tensor, exact: Tensor) -> float:
+    peak = (exact.max() - exact.min()).item()
+    return 10 * math.log10(peak**2 / max((image.float() - exact).square().mean().item(), 1e-30))
+
+
+def precision_rows(pair: Pair, device: torch.device, reps: int) -> list[str]:
+    """Each reduced precision against our fp32: medians, speed-up and PSNR."""
+    rows = []
+    for precision in ("bf16", "fp16") if device.type == "cuda" else ("bf16",):
+        fast = device.type == "cuda" or cpu_has_fast_bf16()
+        low = Pair(precision, pair.ours, lambda p=precision: pair.in_precision(p))
+        fp32_time, low_time = compare(low, device, reps if fast else 1, grad=False)
+        with torch.no_grad():
+            quality = psnr(pair.in_precision(precision), pair.ours())
+        note = "" if fast else " (emulated: this CPU has no bf16)"
+        rows.append(f"    {precision} vs our fp32{'':<13} {low_time * 1e3:9.1f} {fp32_time * 1e3:9.1f} "
+                    f"{low_time / fp32_time:6.2f} PSNR {quality:.1f} dB{note}")
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cpu")
@@ -330,6 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", default="1,2", help="torch CPU thread counts to run")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--full", action="store_true", help="the published widths (slow on CPU; default on CUDA)")
+    parser.add_argument("--no-precision", action="store_true", help="skip the reduced-precision rows")
     args = parser.parse_args(argv)
     device = resolve_device(args.device)
     full = args.full or device.type == "cuda"
@@ -349,6 +376,8 @@ def main(argv: list[str] | None = None) -> int:
             ours, ref = compare(pair, device, args.reps, grad=False)
             print(f"  {pair.name:<28} {ours * 1e3:9.1f} {ref * 1e3:9.1f} {ours / ref:6.2f} "
                   f"{max_difference(pair):10.2e}", flush=True)
+            if batch == 1 and count == threads[0] and not args.no_precision:
+                print("\n".join(precision_rows(pair, device, args.reps)), flush=True)
         with tempfile.TemporaryDirectory() as run_dir:
             pair, engine = step_pair(64, 4, device, run_dir)
             ours, ref = compare(pair, device, args.reps, grad=True)
