@@ -207,15 +207,11 @@ class ModulatedConv2d(nn.Module):
 
 
 class NoiseInjection(nn.Module):
+    """image + weight * noise, applied inside StyledConv's fused chain; the module holds the state_dict entry."""
+
     def __init__(self):
         super().__init__()
         self.weight = nn.Parameter(torch.zeros(1))  # one learned strength per layer
-
-    def forward(self, image: Tensor, noise: Tensor | None = None) -> Tensor:
-        if noise is None:
-            b, _, h, w = image.shape
-            noise = image.new_empty(b, 1, h, w).normal_()
-        return image + self.weight * noise
 
 
 class ConstantInput(nn.Module):
