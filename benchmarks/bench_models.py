@@ -315,15 +315,20 @@ def timed(fn: Callable[[], object], device: torch.device) -> float:
     return time.perf_counter() - start
 
 
-def compare(pair: Pair, device: torch.device, reps: int, grad: bool) -> tuple[float, float]:
-    """Medians (ours, reference) in seconds, the two alternating (and alternating which goes first)."""
+def compare(pair: Pair, device: torch.device, reps: int, grad: bool, seconds: float = 0.0) -> tuple[float, float]:
+    """Medians (ours, reference) in seconds, the two alternating (and alternating which goes first).
+
+    At least `reps` repetitions each, more until `seconds` have passed: quick cases get many samples, so that
+    bursts of load from other processes move their medians less.
+    """
     with torch.set_grad_enabled(grad):
         for _ in range(2):  # warm-up: allocator, caches, oneDNN primitives, cudnn autotuning
             pair.ours(), pair.reference()
         ours, ref = [], []
-        for rep in range(reps):
+        start = time.perf_counter()
+        while len(ours) < reps or (time.perf_counter() - start < seconds and len(ours) < 50 * reps):
             order = [(pair.ours, ours), (pair.reference, ref)]
-            for fn, times in order if rep % 2 == 0 else order[::-1]:
+            for fn, times in order if len(ours) % 2 == 0 else order[::-1]:
                 times.append(timed(fn, device))
     return statistics.median(ours), statistics.median(ref)
 
@@ -356,7 +361,8 @@ def precision_rows(pair: Pair, device: torch.device, reps: int) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--reps", type=int, default=7, help="timed repetitions per case and implementation")
+    parser.add_argument("--reps", type=int, default=7, help="least timed repetitions per case and implementation")
+    parser.add_argument("--seconds", type=float, default=6.0, help="more repetitions until a case took this long")
     parser.add_argument("--threads", default="1,2", help="torch CPU thread counts to run")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--full", action="store_true", help="the published widths (slow on CPU; default on CUDA)")
@@ -369,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
         cases += [(arch, r, b) for arch in ("stylegan1", "stylegan2") for r in (512, 1024) for b in (1, 4)]
     threads = [int(t) for t in args.threads.split(",")]
     if args.quick:
-        cases, threads, args.reps = [("stylegan1", 64, 1), ("stylegan2", 256, 1)], threads[:1], 3
+        cases, threads, args.reps, args.seconds = [("stylegan1", 64, 1), ("stylegan2", 256, 1)], threads[:1], 3, 0
     print(f"torch {torch.__version__}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     for count in threads if device.type == "cpu" else threads[:1]:
         torch.set_num_threads(count)
@@ -377,14 +383,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {'case':<28} {'ours ms':>9} {'ref ms':>9} {'ratio':>6} {'max |diff|':>10}")
         for arch, resolution, batch in cases:
             pair = generator_pair(arch, resolution, batch, device, full)
-            ours, ref = compare(pair, device, args.reps, grad=False)
+            ours, ref = compare(pair, device, args.reps, grad=False, seconds=args.seconds)
             print(f"  {pair.name:<28} {ours * 1e3:9.1f} {ref * 1e3:9.1f} {ours / ref:6.2f} "
                   f"{max_difference(pair):10.2e}", flush=True)
             if batch == 1 and count == threads[0] and not args.no_precision:
                 print("\n".join(precision_rows(pair, device, args.reps)), flush=True)
         with tempfile.TemporaryDirectory() as run_dir:
             pair, engine = step_pair(64, 4, device, run_dir)
-            ours, ref = compare(pair, device, args.reps, grad=True)
+            ours, ref = compare(pair, device, args.reps, grad=True, seconds=args.seconds)
             engine.close(snapshot=False)
             print(f"  {pair.name:<28} {ours * 1e3:9.1f} {ref * 1e3:9.1f} {ours / ref:6.2f}", flush=True)
     return 0
