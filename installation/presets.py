@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .engine.config import EngineConfig
+from .models.gan import PRECISIONS
 from .validation import ConfigError, check_float, check_int, check_period, check_seed, check_truncation
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
@@ -86,10 +87,13 @@ class DisplayConfig:
 class RenderConfig:
     share: float = 0.5  # share of the engine process's time spent drawing frames rather than training
     max_fps: float = 30.0  # most generator frames per second
+    precision: str = "fp32"  # display frames only (models.gan.PRECISIONS); training stays fp32
 
     def __post_init__(self) -> None:
         check_float("share", self.share, 0.0, 0.95, low_open=True)
         check_float("max_fps", self.max_fps, 1.0, 240.0)
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
 
 
 DEFAULT_ALLOW = ("127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")

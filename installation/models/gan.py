@@ -7,7 +7,11 @@ and StyleGAN3 with their class label and separate mapping/synthesis networks) st
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -17,6 +21,61 @@ from . import stylegan1, stylegan2, stylegan2_ada, stylegan3
 
 NVLABS_ARCHS = ("stylegan2-ada", "stylegan3")
 ARCHS = ("stylegan1", "stylegan2", *NVLABS_ARCHS)
+# Display precision (`[render] precision`): reduced precision is for frames only; training stays fp32.
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@functools.cache
+def cpu_has_fast_bf16() -> bool:
+    """AMX or AVX-512-BF16 (Linux cpuinfo flags): without them CPU bf16 is emulated and slower than fp32."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def resolve_precision(precision: str, device: torch.device | str) -> str:
+    """What `precision` means on `device`: "fp32", "bf16" or "fp16".
+
+    "auto" is the fastest safe choice: bf16 on CUDA where supported (fp32's range, so no overflow) else fp16;
+    bf16 on a CPU with AMX / AVX-512-BF16; fp32 on other CPUs. fp16 exists only on CUDA (fp32 elsewhere).
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    cuda = torch.device(device).type == "cuda"
+    if precision == "auto":
+        if cuda:
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "bf16" if cpu_has_fast_bf16() else "fp32"
+    return "fp32" if precision == "fp16" and not cuda else precision
+
+
+@contextmanager
+def autocast_frames(precision: str, device: torch.device | str) -> Iterator[str]:
+    """Run the enclosed generator calls in `precision` (torch.autocast); yields the precision resolved."""
+    resolved = resolve_precision(precision, device)
+    device_type = torch.device(device).type
+    with nullcontext() if resolved == "fp32" else torch.autocast(device_type, dtype=_DTYPES[resolved]):
+        yield resolved
+
+
+class HostFrames:
+    """Device images -> host tensor. On CUDA through one reused pinned buffer and a non-blocking copy (DMA
+    without a staging copy); on the CPU the tensor itself. A returned buffer is valid until the next call."""
+
+    def __init__(self) -> None:
+        self._buffer: Tensor | None = None
+
+    def __call__(self, images: Tensor) -> Tensor:
+        if images.device.type != "cuda":
+            return images
+        if self._buffer is None or self._buffer.shape != images.shape or self._buffer.dtype != images.dtype:
+            self._buffer = torch.empty(images.shape, dtype=images.dtype, pin_memory=True)
+        self._buffer.copy_(images, non_blocking=True)
+        torch.cuda.current_stream(images.device).synchronize()
+        return self._buffer
 
 
 def build_generator(arch: str, config: dict[str, Any]) -> nn.Module:
@@ -65,6 +124,8 @@ class GAN:
         return stylegan1.step_for_resolution(self.resolution)
 
     def to(self, device: torch.device | str) -> GAN:
+        if torch.device(device).type == "cuda":
+            torch.backends.cudnn.benchmark = True  # shapes are fixed per model: autotune each conv once
         self.generator.to(device)
         if self.discriminator is not None:
             self.discriminator.to(device)
@@ -94,22 +155,29 @@ class GAN:
         return [torch.randn(batch, *n.shape[1:], generator=generator, device=source).to(self.device)
                 for n in self.generator.make_noise()]
 
-    def synthesize(self, w: Tensor, noise: list[Tensor] | None = None, truncation: float = 1.0) -> Tensor:
-        """w (B, latent_dim) -> images (B, 3, R, R), nominally in [-1, 1]."""
+    def synthesize(self, w: Tensor, noise: list[Tensor] | None = None, truncation: float = 1.0,
+                   precision: str = "fp32") -> Tensor:
+        """w (B, latent_dim) -> float32 images (B, 3, R, R), nominally in [-1, 1].
+
+        `precision` (one of PRECISIONS) is for display frames: the synthesis runs under autocast, w stays fp32.
+        """
         if noise is None:
             noise = self.make_noise(w.shape[0])
         if truncation != 1.0:  # here for both architectures (StyleGAN2 itself ignores values above 1)
             w = self.mean_latent + truncation * (w - self.mean_latent)
-        if self.arch == "stylegan1":
-            return self.generator(w, noise=noise, step=self.step, alpha=-1, input_is_latent=True)
-        if self.arch in NVLABS_ARCHS:
-            return self.generator.synthesis(w, noise)
-        image, _ = self.generator([w], input_is_latent=True, noise=noise)
-        return image
+        with autocast_frames(precision, self.device):
+            if self.arch == "stylegan1":
+                image = self.generator(w, noise=noise, step=self.step, alpha=-1, input_is_latent=True)
+            elif self.arch in NVLABS_ARCHS:
+                image = self.generator.synthesis(w, noise)
+            else:
+                image, _ = self.generator([w], input_is_latent=True, noise=noise)
+        return image.float()
 
-    def generate(self, z: Tensor, noise: list[Tensor] | None = None, truncation: float = 1.0) -> Tensor:
-        """z (B, latent_dim) -> images (B, 3, R, R)."""
-        return self.synthesize(self.mapping(z), noise, truncation)
+    def generate(self, z: Tensor, noise: list[Tensor] | None = None, truncation: float = 1.0,
+                 precision: str = "fp32") -> Tensor:
+        """z (B, latent_dim) -> images (B, 3, R, R); `precision` as in `synthesize`."""
+        return self.synthesize(self.mapping(z), noise, truncation, precision)
 
     def discriminate(self, images: Tensor) -> Tensor:
         """Raw logits (B,): high means D calls the image real."""

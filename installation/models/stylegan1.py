@@ -10,6 +10,13 @@ Conventions kept from upstream:
 - fused up/down-sampling convs (resolutions >= 128) store a raw `weight` and scale inside forward;
 - blur kernels are persistent buffers (`weight`, `weight_flip`), so they are part of every state_dict;
 - resolution is chosen at forward time by `step` (R = 4 * 2**step); `alpha` in [0, 1) fades in the new block.
+
+Computed differently from upstream, with the same results up to float rounding (for speed):
+- scaled weights are reused while their parameter is unchanged (`derived`);
+- nearest upsampling then a 3x3 conv runs as one stride-2 transposed conv with the summed 4x4 kernel, and in D
+  a 3x3 conv then 2x2 average pooling as one stride-2 conv (the fused blocks' formulation at every size);
+- noise, leaky ReLU and AdaIN (instance norm, gamma * x + beta) run as three passes over the feature map;
+- feature maps are channels-last in inference (`feature_layout`).
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
+
+from .derived import conv_layout, derived, feature_layout
 
 # Channels per resolution of the published FFHQ network, for 4, 8, ..., 1024 px.
 FFHQ_CHANNELS = (512, 512, 512, 512, 256, 128, 64, 32, 16)
@@ -36,6 +45,11 @@ def step_for_resolution(resolution: int) -> int:
     return step
 
 
+def he_scaled(weight: Tensor) -> Tensor:
+    """Equal learning rate: the stored weight times He's constant sqrt(2 / fan_in)."""
+    return weight * math.sqrt(2 / (weight.size(1) * weight[0][0].numel()))
+
+
 class EqualLR:
     """Forward pre-hook that rebuilds `weight` from the stored `weight_orig` scaled by He's constant."""
 
@@ -44,8 +58,7 @@ class EqualLR:
 
     def __call__(self, module: nn.Module, _inputs) -> None:
         weight = getattr(module, self.name + "_orig")
-        fan_in = weight.size(1) * weight[0][0].numel()
-        setattr(module, self.name, weight * math.sqrt(2 / fan_in))
+        setattr(module, self.name, derived(module, self.name, lambda: conv_layout(he_scaled(weight)), weight))
 
 
 def equal_lr(module: nn.Module, name: str = "weight") -> nn.Module:
@@ -72,7 +85,8 @@ class Blur(nn.Module):
         self.register_buffer("weight_flip", torch.flip(kernel, [2, 3]))
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.conv2d(x, self.weight, padding=1, groups=x.shape[1])
+        weight = derived(self, "weight", lambda: conv_layout(self.weight), self.weight)
+        return F.conv2d(x, weight, padding=1, groups=x.shape[1])
 
 
 class EqualConv2d(nn.Module):
@@ -99,10 +113,25 @@ class EqualLinear(nn.Module):
         return self.linear(x)
 
 
+# Per axis, a 3-tap kernel plus its one-pixel shift as 4 taps: [w0, w0 + w1, w1 + w2, w2] = SHIFT_SUM @ w.
+# As matrix products (S w S^T) the kernels below cost a fraction of pad-and-slice in autograd's backward.
+SHIFT_SUM = ((1.0, 0.0, 0.0), (1.0, 1.0, 0.0), (0.0, 1.0, 1.0), (0.0, 0.0, 1.0))
+
+
 def _box_smoothed(weight: Tensor) -> Tensor:
     """Pad a 3x3 kernel to 4x4 and average its four one-pixel shifts (upsample/downsample fused with blur)."""
-    w = F.pad(weight, [1, 1, 1, 1])
-    return (w[:, :, 1:, 1:] + w[:, :, :-1, 1:] + w[:, :, 1:, :-1] + w[:, :, :-1, :-1]) / 4
+    s = weight.new_tensor(SHIFT_SUM)
+    return torch.einsum("ya,oiab,xb->oiyx", s, weight, s) / 4
+
+
+def _nearest_up_kernel(weight: Tensor) -> Tensor:
+    """3x3 conv weight (out, in) -> 4x4 transposed-conv weight (in, out) equal to nearest 2x upsampling + conv.
+
+    Each output pixel of the upsampled conv sees 2x2 input pixels, with the taps that fall on the same input
+    pixel summed: per axis [w2, w1 + w2, w0 + w1, w0], the flipped shift sum.
+    """
+    s = weight.new_tensor(SHIFT_SUM).flip(0)
+    return torch.einsum("ya,oiab,xb->ioyx", s, weight, s)
 
 
 class FusedUpsample(nn.Module):
@@ -116,7 +145,8 @@ class FusedUpsample(nn.Module):
         self.pad = padding
 
     def forward(self, x: Tensor) -> Tensor:
-        weight = _box_smoothed(self.weight * self.multiplier)
+        weight = derived(self, "weight", lambda: conv_layout(_box_smoothed(self.weight * self.multiplier)),
+                         self.weight)
         return F.conv_transpose2d(x, weight, self.bias, stride=2, padding=self.pad)
 
 
@@ -131,21 +161,52 @@ class FusedDownsample(nn.Module):
         self.pad = padding
 
     def forward(self, x: Tensor) -> Tensor:
-        weight = _box_smoothed(self.weight * self.multiplier)
+        weight = derived(self, "weight", lambda: conv_layout(_box_smoothed(self.weight * self.multiplier)),
+                         self.weight)
         return F.conv2d(x, weight, self.bias, stride=2, padding=self.pad)
+
+
+class InstanceNormAffine(torch.autograd.Function):
+    """gamma * instance_norm(x) + beta (eps 1e-5) in one pass after the statistics, and a hand-written backward.
+
+    Statistics as E[x^2] - E[x]^2 (two quick reductions where var_mean is slow on CPU; activations are near
+    zero-mean). Autograd through the plain formula takes about eight passes over x backwards, this three.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, gamma: Tensor, beta: Tensor) -> Tensor:
+        # statistics in at least fp32, under autocast too (bf16 would cancel E[x^2] - E[x]^2 away)
+        xf = x.to(torch.promote_types(x.dtype, torch.float32))
+        mean = xf.mean((2, 3), keepdim=True)
+        rstd = torch.rsqrt((xf.square().mean((2, 3), keepdim=True) - mean.square()).clamp_min_(0) + 1e-5)
+        scale = gamma * rstd
+        ctx.save_for_backward(x, mean, rstd, gamma)
+        return torch.addcmul(beta - mean * scale, x, scale)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        x, mean, rstd, gamma = ctx.saved_tensors
+        n = x.shape[2] * x.shape[3]
+        sum_g = grad.sum((2, 3), keepdim=True)
+        sum_g_xhat = rstd * ((grad * x).sum((2, 3), keepdim=True) - mean * sum_g)  # = d gamma
+        scale = gamma * rstd
+        # d x = gamma * rstd * (g - mean(g) - xhat * mean(g * xhat)), written as a * g + b + c * x per channel
+        c = -scale * rstd * sum_g_xhat / n
+        grad_x = torch.addcmul(-scale * sum_g / n - c * mean, grad, scale).addcmul_(x, c)
+        return grad_x, sum_g_xhat, sum_g
 
 
 class AdaptiveInstanceNorm(nn.Module):
     def __init__(self, channel: int, style_dim: int):
         super().__init__()
-        self.norm = nn.InstanceNorm2d(channel)
         self.style = EqualLinear(style_dim, channel * 2)
         self.style.linear.bias.data[:channel] = 1  # gamma starts at 1, beta at 0
         self.style.linear.bias.data[channel:] = 0
 
     def forward(self, x: Tensor, style: Tensor) -> Tensor:
         gamma, beta = self.style(style).unsqueeze(2).unsqueeze(3).chunk(2, 1)
-        return gamma * self.norm(x) + beta
+        return InstanceNormAffine.apply(x, gamma, beta)  # InstanceNorm2d(affine=False), then gamma * x + beta
 
 
 class NoiseInjection(nn.Module):
@@ -155,7 +216,7 @@ class NoiseInjection(nn.Module):
         self.weight = nn.Parameter(torch.zeros(1, channel, 1, 1))
 
     def forward(self, x: Tensor, noise: Tensor) -> Tensor:
-        return x + self.weight * noise
+        return torch.addcmul(x, self.weight, noise)
 
 
 class ConstantInput(nn.Module):
@@ -164,7 +225,8 @@ class ConstantInput(nn.Module):
         self.input = nn.Parameter(torch.randn(1, channel, size, size))
 
     def forward(self, batch_like: Tensor) -> Tensor:
-        return self.input.repeat(batch_like.shape[0], 1, 1, 1)
+        # the layout chosen here is kept by every conv, blur and per-element op after it
+        return self.input.repeat(batch_like.shape[0], 1, 1, 1).contiguous(memory_format=feature_layout())
 
 
 class StyledConvBlock(nn.Module):
@@ -173,6 +235,7 @@ class StyledConvBlock(nn.Module):
     def __init__(self, in_channel: int, out_channel: int, style_dim: int, initial: bool = False,
                  upsample: bool = False, fused: bool = False):
         super().__init__()
+        self.nearest_up = upsample and not fused and not initial
         if initial:
             self.conv1 = ConstantInput(in_channel)
         elif upsample and fused:
@@ -187,14 +250,21 @@ class StyledConvBlock(nn.Module):
             self.conv1 = EqualConv2d(in_channel, out_channel, 3, padding=1)
         self.noise1 = equal_lr(NoiseInjection(out_channel))
         self.adain1 = AdaptiveInstanceNorm(out_channel, style_dim)
-        self.lrelu1 = nn.LeakyReLU(0.2)
+        self.lrelu1 = nn.LeakyReLU(0.2, inplace=True)  # in place on the noise sum, which nothing else reads
         self.conv2 = EqualConv2d(out_channel, out_channel, 3, padding=1)
         self.noise2 = equal_lr(NoiseInjection(out_channel))
         self.adain2 = AdaptiveInstanceNorm(out_channel, style_dim)
-        self.lrelu2 = nn.LeakyReLU(0.2)
+        self.lrelu2 = nn.LeakyReLU(0.2, inplace=True)
 
     def forward(self, x: Tensor, style: Tensor, noise: Tensor) -> Tensor:
-        out = self.adain1(self.lrelu1(self.noise1(self.conv1(x), noise)), style)
+        if self.nearest_up:  # Sequential(Upsample, EqualConv2d, Blur) as one transposed conv, then the blur
+            _, conv, blur = self.conv1
+            raw = conv.conv.weight_orig
+            weight = derived(conv.conv, "up", lambda: conv_layout(_nearest_up_kernel(he_scaled(raw))), raw)
+            out = blur(F.conv_transpose2d(x, weight, conv.conv.bias, stride=2, padding=1))
+        else:
+            out = self.conv1(x)
+        out = self.adain1(self.lrelu1(self.noise1(out, noise)), style)
         return self.adain2(self.lrelu2(self.noise2(self.conv2(out), noise)), style)
 
 
@@ -238,7 +308,7 @@ class Generator(nn.Module):
                     skip = F.interpolate(self.to_rgb[i - 1](previous), scale_factor=2, mode="nearest")
                     out = (1 - alpha) * skip + alpha * out
                 break
-        return out
+        return out.contiguous()
 
 
 class StyledGenerator(nn.Module):
@@ -297,6 +367,7 @@ class ConvBlock(nn.Module):
         pad2 = padding if padding2 is None else padding2
         self.conv1 = nn.Sequential(EqualConv2d(in_channel, out_channel, kernel_size, padding=padding),
                                    nn.LeakyReLU(0.2))
+        self.pooled = downsample and not fused and (kernel2, pad2) == (3, 1)
         if downsample and fused:
             self.conv2 = nn.Sequential(Blur(out_channel), FusedDownsample(out_channel, out_channel, kernel2, pad2),
                                        nn.LeakyReLU(0.2))
@@ -309,7 +380,13 @@ class ConvBlock(nn.Module):
                                        nn.LeakyReLU(0.2))
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.conv2(self.conv1(x))
+        out = self.conv1(x)
+        if self.pooled:  # 3x3 conv then 2x2 average pool = one stride-2 conv with the box-smoothed 4x4 kernel
+            blur, conv, _, act = self.conv2
+            raw = conv.conv.weight_orig
+            weight = derived(conv.conv, "pooled", lambda: conv_layout(_box_smoothed(he_scaled(raw))), raw)
+            return act(F.conv2d(blur(out), weight, conv.conv.bias, stride=2, padding=1))
+        return self.conv2(out)
 
 
 class Discriminator(nn.Module):
@@ -343,6 +420,7 @@ class Discriminator(nn.Module):
 
     def forward(self, x: Tensor, step: int = 0, alpha: float = -1) -> Tensor:
         """Raw logits (B, 1): high means real. The minibatch-stddev feature couples samples in a batch."""
+        x = x.contiguous(memory_format=feature_layout())  # as in the generator
         for i in range(step, -1, -1):
             index = self.n_layer - i - 1
             if i == step:

@@ -4,7 +4,7 @@ Module nesting, parameter names and buffers follow upstream exactly, so `g`, `g_
 checkpoints and converted official weights load strictly, at any size and channel multiplier. Upstream's
 `op/` package (compiled CUDA at import time) is replaced by its plain-torch equivalents:
 - upfirdn2d: zero-insertion upsampling, padding (negative = crop), FIR filter (a true convolution, i.e.
-  cross-correlation with the flipped kernel), decimation;
+  cross-correlation with the flipped kernel) as one depthwise conv, decimation;
 - fused leaky ReLU: leaky_relu(x + b, 0.2) * sqrt(2).
 
 Conventions kept from upstream (raw weights stored, gains applied at run time):
@@ -16,7 +16,9 @@ Conventions kept from upstream (raw weights stored, gains applied at run time):
 
 The modulated conv uses the "shared weight" formulation (scale the input by the style, run one ordinary conv,
 scale the output by the demodulation coefficients). It is algebraically identical to upstream's default
-grouped per-sample conv and runs as a single dense conv, which is faster on CPU and GPU alike.
+grouped per-sample conv and runs as a single dense conv, which is faster on CPU and GPU alike. A StyledConv
+applies demodulation, noise, bias, leaky ReLU and the sqrt(2) gain in three passes over its output, and scaled
+weights are reused while their parameter is unchanged (`derived`).
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
+
+from .derived import derived, feature_layout
 
 SQRT2 = math.sqrt(2.0)
 
@@ -63,15 +67,16 @@ def make_kernel(k: Sequence[float] | Tensor) -> Tensor:
 def upfirdn2d(x: Tensor, kernel: Tensor, up: int = 1, down: int = 1, pad: tuple[int, int] = (0, 0)) -> Tensor:
     """Upsample by zero insertion, pad both spatial dims by `pad` (negative crops), FIR-filter, decimate."""
     b, c, h, w = x.shape
-    x = x.reshape(b * c, 1, h, w)  # one single-channel conv is cheaper than a depthwise one
     if up > 1:
         # put up-1 zeros after every sample in both directions
-        x = F.pad(x.reshape(b * c, 1, h, 1, w, 1), (0, up - 1, 0, 0, 0, up - 1))
-        x = x.reshape(b * c, 1, h * up, w * up)
+        x = F.pad(x.reshape(b, c, h, 1, w, 1), (0, up - 1, 0, 0, 0, up - 1))
+        x = x.reshape(b, c, h * up, w * up)
+    # depthwise (groups = C): the same taps as one single-channel conv over B*C maps, several times faster on CPU
+    k = torch.flip(kernel, (0, 1)).to(x)[None, None].expand(c, 1, *kernel.shape)  # FIR filtering convolves
+    if up == 1 and pad[0] == pad[1] >= 0:  # the conv's own padding keeps a channels-last input channels-last
+        return F.conv2d(x, k, stride=down, padding=pad[0], groups=c)
     x = F.pad(x, (pad[0], pad[1], pad[0], pad[1]))
-    k = torch.flip(kernel, (0, 1)).to(x)[None, None]  # conv2d correlates; FIR filtering convolves
-    x = F.conv2d(x, k, stride=down)  # stride == taking every `down`-th output from index 0
-    return x.reshape(b, c, x.shape[-2], x.shape[-1])
+    return F.conv2d(x, k, stride=down, groups=c)  # stride == taking every `down`-th output from index 0
 
 
 def fused_leaky_relu(x: Tensor, bias: Tensor | None = None, negative_slope: float = 0.2,
@@ -135,7 +140,8 @@ class EqualConv2d(nn.Module):
         self.stride, self.padding = stride, padding
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.conv2d(x, self.weight * self.scale, self.bias, stride=self.stride, padding=self.padding)
+        weight = derived(self, "weight", lambda: self.weight * self.scale, self.weight)
+        return F.conv2d(x, weight, self.bias, stride=self.stride, padding=self.padding)
 
 
 class EqualLinear(nn.Module):
@@ -150,10 +156,11 @@ class EqualLinear(nn.Module):
         self.lr_mul = lr_mul
 
     def forward(self, x: Tensor) -> Tensor:
-        bias = None if self.bias is None else self.bias * self.lr_mul
+        bias = None if self.bias is None else derived(self, "bias", lambda: self.bias * self.lr_mul, self.bias)
+        weight = derived(self, "weight", lambda: self.weight * self.scale, self.weight)
         if self.activation:
-            return fused_leaky_relu(F.linear(x, self.weight * self.scale), bias)
-        return F.linear(x, self.weight * self.scale, bias)
+            return fused_leaky_relu(F.linear(x, weight), bias)
+        return F.linear(x, weight, bias)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -178,33 +185,33 @@ class ModulatedConv2d(nn.Module):
         self.modulation = EqualLinear(style_dim, in_channel, bias_init=1)
 
     def forward(self, x: Tensor, style: Tensor) -> Tensor:
-        batch = x.shape[0]
+        out, demod = self.undemodulated(x, style)
+        return out if demod is None else out * demod.view(*demod.shape, 1, 1)
+
+    def undemodulated(self, x: Tensor, style: Tensor) -> tuple[Tensor, Tensor | None]:
+        """The conv output before demodulation, and the demodulation factors (B, out) (None without)."""
         s = self.modulation(style)  # (B, in)
-        weight = self.weight[0] * self.scale  # (out, in, k, k)
+        weight = derived(self, "weight", lambda: self.weight[0] * self.scale, self.weight)  # (out, in, k, k)
         # modulating the weight by s equals modulating the input by s; demodulation is a per-(sample, out)
         # factor, so it can be applied after the (linear, per-channel) conv and blur
-        x = x * s.view(batch, -1, 1, 1)
+        x = x * s.view(*s.shape, 1, 1)
         if self.upsample:
             out = self.blur(F.conv_transpose2d(x, weight.transpose(0, 1), stride=2))
         else:
             out = F.conv2d(x, weight, padding=self.padding)
-        if self.demodulate:
-            # |w * s|^2 summed over (in, k, k) = sum_in s^2 * (sum_kk w^2): no per-sample weight tensor needed
-            demod = torch.rsqrt(s.pow(2) @ weight.pow(2).sum((2, 3)).t() + 1e-8)  # (B, out)
-            out = out * demod.view(batch, -1, 1, 1)
-        return out
+        if not self.demodulate:
+            return out, None
+        # |w * s|^2 summed over (in, k, k) = sum_in s^2 * (sum_kk w^2): no per-sample weight tensor needed
+        energy = derived(self, "energy", lambda: weight.pow(2).sum((2, 3)).t(), self.weight)  # (in, out)
+        return out, torch.rsqrt(s.pow(2) @ energy + 1e-8)
 
 
 class NoiseInjection(nn.Module):
+    """image + weight * noise, applied inside StyledConv's fused chain; the module holds the state_dict entry."""
+
     def __init__(self):
         super().__init__()
         self.weight = nn.Parameter(torch.zeros(1))  # one learned strength per layer
-
-    def forward(self, image: Tensor, noise: Tensor | None = None) -> Tensor:
-        if noise is None:
-            b, _, h, w = image.shape
-            noise = image.new_empty(b, 1, h, w).normal_()
-        return image + self.weight * noise
 
 
 class ConstantInput(nn.Module):
@@ -213,7 +220,8 @@ class ConstantInput(nn.Module):
         self.input = nn.Parameter(torch.randn(1, channel, size, size))
 
     def forward(self, latent: Tensor) -> Tensor:
-        return self.input.repeat(latent.shape[0], 1, 1, 1)
+        # the layout chosen here is kept by every conv, blur and per-element op after it
+        return self.input.repeat(latent.shape[0], 1, 1, 1).contiguous(memory_format=feature_layout())
 
 
 class StyledConv(nn.Module):
@@ -226,7 +234,14 @@ class StyledConv(nn.Module):
         self.activate = FusedLeakyReLU(out_channel)
 
     def forward(self, x: Tensor, style: Tensor, noise: Tensor | None = None) -> Tensor:
-        return self.activate(self.noise(self.conv(x, style), noise=noise))
+        out, demod = self.conv.undemodulated(x, style)
+        b, _, h, w = out.shape
+        if noise is None:
+            noise = out.new_empty(b, 1, h, w).normal_()
+        # demod * out + strength * noise + bias, leaky ReLU, gain: the gain moves inside (lrelu(g*a) = g*lrelu(a))
+        gain = (out.new_ones(1) if demod is None else demod.view(b, -1, 1, 1)) * SQRT2
+        out = torch.addcmul(self.activate.bias.view(1, -1, 1, 1) * SQRT2, out, gain)
+        return F.leaky_relu_(out.addcmul_(noise, self.noise.weight * SQRT2), 0.2)
 
 
 class ToRGB(nn.Module):
@@ -239,7 +254,7 @@ class ToRGB(nn.Module):
         self.bias = nn.Parameter(torch.zeros(1, 3, 1, 1))
 
     def forward(self, x: Tensor, style: Tensor, skip: Tensor | None = None) -> Tensor:
-        out = self.conv(x, style) + self.bias
+        out = self.conv(x, style).add_(self.bias)
         if skip is not None:
             out = out + self.upsample(skip)  # skip architecture: RGB is accumulated across resolutions
         return out
@@ -339,7 +354,7 @@ class Generator(nn.Module):
             out = conv(out, latent[:, i + 1], noise=noise2)
             skip = to_rgb(out, latent[:, i + 2], skip)
             i += 2
-        return skip, (latent if return_latents else None)
+        return skip.contiguous(), (latent if return_latents else None)
 
 
 # ---------------------------------------------------------------------------------------------------------------
