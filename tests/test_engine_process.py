@@ -101,13 +101,13 @@ def test_commands_sigkill_mid_snapshot_crash_restarts_and_clean_stop(tmp_path, c
     assert final.iteration in final.snapshots  # a clean stop keeps the newest weights
 
 
-def test_an_unusable_checkpoint_is_reported_not_raised(tmp_path, engines):
+def test_an_unusable_checkpoint_is_a_refusal_reported_not_raised(tmp_path, engines):
     gan = create_stylegan1([32, 32, 16, 16], code_dim=32, n_mlp=2)
     gan.discriminator = None
     save_gan(gan, tmp_path / "no-d.pt")
     engine = engines(tmp_path / "no-d.pt", tmp_path / "run", CONFIG)
     engine.start()
-    state = engine.wait_for(lambda s: s.status == "crashed")
+    state = engine.wait_for(lambda s: s.status == "refused")  # the same file would fail again: not a crash
     assert "has no discriminator" in state.error and "\n" not in state.error
     assert engine.wait_for(lambda s: s.exitcode is not None).exitcode == 1
 

@@ -69,8 +69,12 @@ class EngineError(Exception):
     """The engine cannot start or go on; the message is one line."""
 
 
-class RunFolderError(EngineError):
-    """The run folder cannot be used (taken by another engine, another model's, unreadable): retrying cannot help."""
+class EngineRefused(EngineError):
+    """The engine cannot start with this model and run folder, and retrying cannot help; one line."""
+
+
+class RunFolderError(EngineRefused):
+    """The run folder cannot be used (taken by another engine, another model's, unreadable)."""
 
 
 def model_facts(gan: GAN) -> dict[str, Any]:

@@ -11,8 +11,8 @@ caller decides when the engine stops) and takes SIGTERM (a service manager stopp
 as a request for a clean shutdown with a final snapshot. It starts with all three ignored, so a signal during its
 seconds of start-up cannot kill it either.
 
-A folder the engine refuses for good (another engine holds it, another model's, unreadable) is reported as status
-"refused": restarting cannot help, so a supervisor should stop rather than retry. Each restart passes the cause of
+A start the engine refuses for good (another engine holds the folder, another model's folder, an unusable
+checkpoint or setting) is reported as status "refused": restarting cannot help, so a supervisor should stop rather than retry. Each restart passes the cause of
 the previous death to the new engine, which records it in events.jsonl.
 
 `between_steps` (the display's frame hook) is pickled into the child: pass a module-level function or an instance
@@ -44,7 +44,7 @@ from ..messages import first_line
 from ..models import CheckpointError, load_gan
 from .commands import Command
 from .config import ConfigError, EngineConfig, engine_threads, resolve_device
-from .engine import Engine, EngineError, Hook, RunFolderError
+from .engine import Engine, EngineError, EngineRefused, Hook
 from .state import EngineState
 
 GROUP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -263,10 +263,10 @@ def _serve(spec: _Spec, commands: Connection, states: Connection) -> None:
             gan = load_gan(spec.checkpoint, resolution=spec.resolution, device=resolve_device(spec.config.device),
                            use_ema=spec.use_ema, require_discriminator=True)
             engine = Engine(gan, spec.config, spec.run_dir, spec.between_steps, spec.previous_death)
-        except RunFolderError:
+        except EngineRefused:
             raise
-        except (CheckpointError, ConfigError, EngineError) as error:
-            raise EngineError(str(error)) from None
+        except (CheckpointError, ConfigError) as error:  # the same file and settings will fail the same way
+            raise EngineRefused(str(error)) from None
         engine.run(receive=_receiver(commands), publish=publisher.publish)
         engine.close()
         publisher.publish(engine.state())
@@ -278,7 +278,7 @@ def _serve(spec: _Spec, commands: Connection, states: Connection) -> None:
             traceback.print_exc()  # a bug: the operator's log needs the whole story
             message = f"{type(error).__name__}: {first_line(error)}"
         state = engine.state() if engine is not None else EngineState()
-        publisher.publish(state.replace(status="refused" if isinstance(error, RunFolderError) else "crashed",
+        publisher.publish(state.replace(status="refused" if isinstance(error, EngineRefused) else "crashed",
                                         error=message))
         if engine is not None:
             try:

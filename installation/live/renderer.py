@@ -115,7 +115,8 @@ class FrameRenderer:
             if f >= 1.0:
                 self._previous_walks = []
         noise = [torch.cat(layer) for layer in zip(*(walk.noise(gan) for walk in walks))]
-        return to_uint8(gan.synthesize(gan.mapping(z.to(gan.device)), noise, self._truncation(now)))
+        return to_uint8(gan.synthesize(gan.mapping(z.to(gan.device)), noise, self._truncation(now),
+                                       self.render.precision))
 
     def __call__(self, engine: Any) -> None:
         gan = engine.gan

@@ -12,7 +12,8 @@ RESTART_BACKOFF = (2.0, 5.0, 15.0, 60.0)  # seconds before restarting a dead eng
 
 
 class RunRefused(Exception):
-    """The engine refused the run folder for good (another engine holds it, another model's); one line."""
+    """The engine refused to start for good (the run folder is taken or another model's, the checkpoint is
+    unusable); one line."""
 
 
 class EngineSupervisor:
@@ -32,7 +33,7 @@ class EngineSupervisor:
         if state.error_count > previous_errors and state.errors:
             self.say(f"engine: {state.errors[-1]}")
         if state.status == "refused":
-            raise RunRefused(state.error or "the engine refused the run folder")
+            raise RunRefused(state.error or "the engine refused to start")
         if state.alive or state.status == "starting":
             if state.status == "running":
                 self._failures = 0  # it came back: the next failure starts the back-off again
