@@ -25,7 +25,7 @@ import torch  # noqa: E402
 
 from bench_engine import cpu_name  # noqa: E402
 from installation.live.installation import Installation  # noqa: E402
-from installation.cli import size_arg  # noqa: E402
+from installation.arguments import size_arg  # noqa: E402
 from installation.engine import EngineConfig  # noqa: E402
 from installation.models import default_checkpoint, load_gan  # noqa: E402
 from installation.presets import DisplayConfig, Preset, RenderConfig  # noqa: E402

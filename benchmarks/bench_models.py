@@ -47,7 +47,6 @@ from installation.engine.config import resolve_device  # noqa: E402
 from installation.models import gan as gan_module  # noqa: E402
 from installation.models.gan import GAN, cpu_has_fast_bf16, estimate_mean_latent  # noqa: E402
 from installation.models.stylegan1 import FFHQ_CHANNELS  # noqa: E402
-from installation.models.stylegan2 import Discriminator as SG2Discriminator  # noqa: E402
 from installation.models.stylegan2 import Generator as SG2Generator  # noqa: E402
 
 SQRT2 = math.sqrt(2.0)

@@ -12,70 +12,13 @@ from pathlib import Path
 EXIT_BAD_INPUT = 2
 
 
+from .arguments import (checked, non_negative_float, parse_seeds, positive_float, resolution_arg, size_arg,
+                        whole_number)
+from .engine.config import LOSSES, check_batch
+
+
 class UsageError(Exception):
     """Bad user input found after parsing; printed as one line, exit code 2."""
-
-
-def parse_seeds(text: str) -> list[int]:
-    """'0-15' or '1,4,7-9' -> a list of seeds (argparse type)."""
-    seeds: list[int] = []
-    try:
-        for part in text.split(","):
-            first, _, last = part.strip().partition("-")
-            lo, hi = int(first), int(last or first)
-            if lo < 0 or hi < lo:
-                raise ValueError
-            seeds.extend(range(lo, hi + 1))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"bad seed list {text!r}; write e.g. 0-15 or 1,4,7-9") from None
-    if len(seeds) > 1024:
-        raise argparse.ArgumentTypeError(f"{len(seeds)} seeds is too many for one grid; use at most 1024")
-    return seeds
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
-
-
-def whole_number(low: int, high: int | None = None):
-    """An argparse type for whole numbers in [low, high]."""
-    allowed = f"from {low} to {high}" if high is not None else f">= {low}"
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = low - 1
-        if value < low or (high is not None and value > high):
-            raise argparse.ArgumentTypeError(f"expected a whole number {allowed}, got {text!r}")
-        return value
-    return parse
-
-
-def resolution_arg(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 4 or value & (value - 1):
-        raise argparse.ArgumentTypeError(f"resolution must be a power of two >= 4 (e.g. 256), got {text!r}")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return value
 
 
 def checkpoint_or_default(checkpoint: Path | None) -> Path:
@@ -189,17 +132,6 @@ def picture_path(text: str) -> Path:
         raise argparse.ArgumentTypeError(f"unknown picture extension {path.suffix!r} in {text!r}; "
                                          "use .png, .jpg or .jpeg")
     return path
-
-
-def size_arg(text: str) -> tuple[int, int]:
-    width, _, height = text.lower().partition("x")
-    try:
-        size = int(width), int(height)
-    except ValueError:
-        size = (0, 0)
-    if not (16 <= size[0] <= 16384 and 16 <= size[1] <= 16384):
-        raise argparse.ArgumentTypeError(f"size must be WIDTHxHEIGHT in pixels, e.g. 1920x1080, got {text!r}")
-    return size
 
 
 def _has_display() -> bool:
@@ -343,11 +275,11 @@ def build_parser() -> argparse.ArgumentParser:
     journey.add_argument("--out", type=Path, default=Path("journey"),
                          help="run folder; an existing run there is resumed (default ./journey)")
     # None = not given: a resumed run keeps its own; given ones apply from the resumed iteration on
-    journey.add_argument("--batch", type=whole_number(1, 64), default=None, help="images per step, 1..64 (default 4)")
+    journey.add_argument("--batch", type=checked(int, check_batch), default=None, help="images per step, 1..64 (default 4)")
     journey.add_argument("--lr", type=non_negative_float, default=None,
                          help="learning rate; 0 = the model's own journey rate, or 0.001 for files without one "
                               "(default 0)")
-    journey.add_argument("--loss", choices=("logit", "softplus", "log"), default=None,
+    journey.add_argument("--loss", choices=LOSSES, default=None,
                          help="inverted objective (default logit, the paper's)")
     journey.add_argument("--seed", type=whole_number(0), default=0, help="random seed (default 0)")
     journey.add_argument("--snapshot-every", type=whole_number(1), default=50,

@@ -37,7 +37,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from installation.cli import positive_float, resolution_arg  # noqa: E402
+from installation.arguments import positive_float, resolution_arg  # noqa: E402
 from installation.storage import atomic_write_bytes  # noqa: E402
 from installation.training.faces import area_downsample, draw_face  # noqa: E402
 

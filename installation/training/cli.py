@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .. import cli as app_cli  # attributes are read at call time, so importing from installation.cli is safe
+from .. import arguments
 
 # Options that decide the weights: None means "the stored value on resume, else the default".
 CONFIG_OPTIONS = ("resolution", "channels", "code_dim", "n_mlp", "kimg_per_phase", "batch", "lr", "r1",
@@ -38,7 +38,7 @@ def per_stage_arg(what: str, parse_value, example: str):
         try:
             for part in text.split(","):
                 resolution, _, value = part.strip().rpartition(":")
-                pairs.append((app_cli.resolution_arg(resolution) if resolution else 0, parse_value(value)))
+                pairs.append((arguments.resolution_arg(resolution) if resolution else 0, parse_value(value)))
         except (ValueError, argparse.ArgumentTypeError):
             pairs = []
         if not pairs:
@@ -54,7 +54,7 @@ def _batch_size(text: str) -> int:
 
 
 def _kimg(text: str) -> float:
-    return app_cli.positive_float(text)  # looked up at call time: installation.cli imports this module
+    return arguments.positive_float(text)
 
 
 batch_arg = per_stage_arg("batch", _batch_size, "32 or 32,8:128,16:64 (sizes >= 2)")
@@ -72,27 +72,27 @@ def add_train_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentP
                        help="a .npz from tools/make_face_data.py or a folder of PNG/JPEG images")
     train.add_argument("--out", type=Path, help="run folder: checkpoint.pt, stage-<R>px.pt, samples/")
     model = train.add_argument_group("model and schedule (fixed for a run)")
-    model.add_argument("--resolution", type=app_cli.resolution_arg, help="final size (default 64)")
+    model.add_argument("--resolution", type=arguments.resolution_arg, help="final size (default 64)")
     model.add_argument("--channels", type=channels_arg,
                        help="widths per resolution from 4 px (default min(256, 2048/R): 256,256,128,64,32 at 64)")
-    model.add_argument("--code-dim", type=app_cli.whole_number(1), help="z and w size (default 256)")
-    model.add_argument("--n-mlp", type=app_cli.whole_number(1), help="mapping network layers (default 4)")
+    model.add_argument("--code-dim", type=arguments.whole_number(1), help="z and w size (default 256)")
+    model.add_argument("--n-mlp", type=arguments.whole_number(1), help="mapping network layers (default 4)")
     model.add_argument("--kimg-per-phase", type=kimg_arg,
                        help="thousands of real images per phase, optionally per resolution: 60,8:15 (each stage "
                             "fades in, then stabilises; default 150)")
-    model.add_argument("--total-kimg", type=app_cli.positive_float,
+    model.add_argument("--total-kimg", type=arguments.positive_float,
                        help="stop at this many kimg (default: the end of the last stage); may be raised on resume")
     model.add_argument("--batch", type=batch_arg, help="batch size, optionally per resolution: 32,8:128 (default 32)")
-    model.add_argument("--lr", type=app_cli.positive_float, help="Adam learning rate (default 0.001)")
-    model.add_argument("--r1", type=app_cli.non_negative_float, help="R1 penalty weight gamma, 0 = off (default 10)")
-    model.add_argument("--r1-every", type=app_cli.whole_number(1), help="lazy R1: apply it every N steps (default 4)")
-    model.add_argument("--seed", type=app_cli.whole_number(0), help="seeds weights, data order and noise (default 0)")
+    model.add_argument("--lr", type=arguments.positive_float, help="Adam learning rate (default 0.001)")
+    model.add_argument("--r1", type=arguments.non_negative_float, help="R1 penalty weight gamma, 0 = off (default 10)")
+    model.add_argument("--r1-every", type=arguments.whole_number(1), help="lazy R1: apply it every N steps (default 4)")
+    model.add_argument("--seed", type=arguments.whole_number(0), help="seeds weights, data order and noise (default 0)")
     run = train.add_argument_group("this run")
     run.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    run.add_argument("--max-minutes", type=app_cli.positive_float,
+    run.add_argument("--max-minutes", type=arguments.positive_float,
                      help="save and stop before this many minutes; run again to continue")
-    run.add_argument("--max-steps", type=app_cli.whole_number(1), help="save and stop after this many steps")
-    run.add_argument("--sample-every-kimg", type=app_cli.positive_float, default=20.0,
+    run.add_argument("--max-steps", type=arguments.whole_number(1), help="save and stop after this many steps")
+    run.add_argument("--sample-every-kimg", type=arguments.positive_float, default=20.0,
                      help="write samples/kimgNNNNNN.png (fixed seeds) this often (default 20)")
     run.add_argument("--start-from", type=Path, metavar="STAGE_FILE",
                      help="a new --out goes on training this stage file's G, EMA G and D (e.g. the embedded "
@@ -100,7 +100,7 @@ def add_train_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentP
     run.add_argument("--evaluate", type=Path, metavar="CHECKPOINT",
                      help="instead of training: print the ROC AUC of this checkpoint's D on --data (held-out "
                           "images) vs its G's samples")
-    run.add_argument("--eval-count", type=app_cli.whole_number(1), help="use at most this many --data images")
+    run.add_argument("--eval-count", type=arguments.whole_number(1), help="use at most this many --data images")
     train.set_defaults(handler=cmd_train)
     return train
 
@@ -125,14 +125,14 @@ def cmd_train(args: argparse.Namespace) -> None:
     device = _device(args.device)
     try:
         if args.evaluate is not None and args.start_from is not None:
-            raise app_cli.UsageError("--evaluate scores a checkpoint and --start-from trains; give one of them")
+            raise arguments.UsageError("--evaluate scores a checkpoint and --start-from trains; give one of them")
         if args.evaluate is not None:
             auc, count, gan = evaluate_checkpoint(args.evaluate, args.data, args.eval_count, device)
             print(f"D ROC AUC {auc:.4f}: {count} images from {args.data} vs {count} samples, "
                   f"{args.evaluate} at {gan.resolution} px")
             return
         if args.out is None:
-            raise app_cli.UsageError("train needs --out DIR (or --evaluate CHECKPOINT)")
+            raise arguments.UsageError("train needs --out DIR (or --evaluate CHECKPOINT)")
         path = args.out / trainer.CHECKPOINT_NAME
         ckpt = trainer.read_checkpoint(args.out)
         requested = {name: getattr(args, name) for name in CONFIG_OPTIONS}
@@ -163,7 +163,7 @@ def cmd_train(args: argparse.Namespace) -> None:
                       "these", file=sys.stderr)
         run = trainer.Trainer(config, images, facts, args.out, device, ckpt, start_from)
     except TrainingError as error:
-        raise app_cli.UsageError(str(error)) from None
+        raise arguments.UsageError(str(error)) from None
     at = f"{run.images_seen / 1000:.1f} kimg"
     begin = f"resuming at {at}" if ckpt else f"starting from {args.start_from} at {at}" if start_from else "starting"
     print(f"{begin}: {len(images)} images, {' -> '.join(f'{r}px' for r in config.stages)}, "

@@ -1,0 +1,98 @@
+"""argparse types for every command: text to a checked value, or one line naming what is allowed.
+
+Where a rule exists in validation.py or the engine's config (a batch size, a learning rate), the argument type is
+built from that rule (`checked`), so the command line, presets, engine commands and OSC accept the same values.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import Any
+
+from .validation import ConfigError
+
+
+def checked(convert: type, check: Callable[[Any], Any]) -> Callable[[str], Any]:
+    """An argparse type from one rule: the text converted with `convert` (int or float), then `check`ed."""
+    def parse(text: str) -> Any:
+        try:
+            return check(convert(text))
+        except ValueError as error:  # ConfigError included: its message names the rule
+            raise argparse.ArgumentTypeError(str(error) if isinstance(error, ConfigError)
+                                             else f"expected {'a whole number' if convert is int else 'a number'}, "
+                                                  f"got {text!r}") from None
+    return parse
+
+
+def parse_seeds(text: str) -> list[int]:
+    """'0-15' or '1,4,7-9' -> a list of seeds (argparse type)."""
+    seeds: list[int] = []
+    try:
+        for part in text.split(","):
+            first, _, last = part.strip().partition("-")
+            lo, hi = int(first), int(last or first)
+            if lo < 0 or hi < lo:
+                raise ValueError
+            seeds.extend(range(lo, hi + 1))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad seed list {text!r}; write e.g. 0-15 or 1,4,7-9") from None
+    if len(seeds) > 1024:
+        raise argparse.ArgumentTypeError(f"{len(seeds)} seeds is too many for one grid; use at most 1024")
+    return seeds
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def whole_number(low: int, high: int | None = None):
+    """An argparse type for whole numbers in [low, high]."""
+    allowed = f"from {low} to {high}" if high is not None else f">= {low}"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"expected a whole number {allowed}, got {text!r}")
+        return value
+    return parse
+
+
+def resolution_arg(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 4 or value & (value - 1):
+        raise argparse.ArgumentTypeError(f"resolution must be a power of two >= 4 (e.g. 256), got {text!r}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def size_arg(text: str) -> tuple[int, int]:
+    width, _, height = text.lower().partition("x")
+    try:
+        size = int(width), int(height)
+    except ValueError:
+        size = (0, 0)
+    if not (16 <= size[0] <= 16384 and 16 <= size[1] <= 16384):
+        raise argparse.ArgumentTypeError(f"size must be WIDTHxHEIGHT in pixels, e.g. 1920x1080, got {text!r}")
+    return size
