@@ -213,20 +213,13 @@ def test_a_run_folder_of_another_model_is_refused_at_start_without_touching_it(t
     assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == contents
 
 
-def test_a_full_disk_stops_the_recording_with_one_line_and_a_playable_video(tiny_checkpoint, tmp_path):
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=36m", "tmpfs", str(disk)],
-                      capture_output=True).returncode != 0:
-        pytest.skip("mounting a small tmpfs needs root")
-    try:
-        (disk / "filler").write_bytes(np.random.default_rng(0).bytes(3 * 2**20))  # 33 MB free: just above the guard
-        process = start(tiny_checkpoint, disk / "run", "--headless", "--size", "640x480")
-        _, stderr = process.communicate(timeout=120)
-        assert process.returncode == 1 and "Traceback" not in stderr, stderr
-        errors = [line for line in stderr.splitlines() if "error" in line]
-        assert len(errors) == 1 and "free on its disk" in errors[0], stderr
-        videos = list((disk / "run").glob("live-*.mp4"))
-        assert len(videos) == 1 and decoded_frames(videos[0]) > 0
-    finally:
-        subprocess.run(["umount", str(disk)], check=True)
+def test_a_full_disk_stops_the_recording_with_one_line_and_a_playable_video(tiny_checkpoint, small_disk):
+    disk = small_disk("36m")
+    (disk / "filler").write_bytes(np.random.default_rng(0).bytes(3 * 2**20))  # 33 MB free: just above the guard
+    process = start(tiny_checkpoint, disk / "run", "--headless", "--size", "640x480")
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 1 and "Traceback" not in stderr, stderr
+    errors = [line for line in stderr.splitlines() if "error" in line]
+    assert len(errors) == 1 and "free on its disk" in errors[0], stderr
+    videos = list((disk / "run").glob("live-*.mp4"))
+    assert len(videos) == 1 and decoded_frames(videos[0]) > 0
