@@ -13,15 +13,20 @@ from typing import Any
 from .validation import ConfigError
 
 
+class UsageError(Exception):
+    """Bad user input found after parsing; printed as one line, exit code 2."""
+
+
 def checked(convert: type, check: Callable[[Any], Any]) -> Callable[[str], Any]:
     """An argparse type from one rule: the text converted with `convert` (int or float), then `check`ed."""
     def parse(text: str) -> Any:
         try:
             return check(convert(text))
-        except ValueError as error:  # ConfigError included: its message names the rule
-            raise argparse.ArgumentTypeError(str(error) if isinstance(error, ConfigError)
-                                             else f"expected {'a whole number' if convert is int else 'a number'}, "
-                                                  f"got {text!r}") from None
+        except ConfigError as error:  # the rule's own words, about the text as typed
+            raise argparse.ArgumentTypeError(f"{str(error).rsplit(', got ', 1)[0]}, got {text!r}") from None
+        except ValueError:
+            kind = "a whole number" if convert is int else "a number"
+            raise argparse.ArgumentTypeError(f"expected {kind}, got {text!r}") from None
     return parse
 
 

@@ -12,13 +12,9 @@ from pathlib import Path
 EXIT_BAD_INPUT = 2
 
 
-from .arguments import (checked, non_negative_float, parse_seeds, positive_float, resolution_arg, size_arg,
-                        whole_number)
+from .arguments import (UsageError, checked, non_negative_float, parse_seeds, positive_float, resolution_arg,
+                        size_arg, whole_number)
 from .engine.config import LOSSES, check_batch
-
-
-class UsageError(Exception):
-    """Bad user input found after parsing; printed as one line, exit code 2."""
 
 
 def checkpoint_or_default(checkpoint: Path | None) -> Path:

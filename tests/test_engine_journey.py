@@ -74,7 +74,8 @@ def test_bad_flags_exit_2_with_one_clear_line(tmp_path, checkpoint, capsys):
     save_gan(no_d, tmp_path / "no-d.pt")
     ok = ["journey", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "x"), "--device", "cpu"]
     cases = {
-        ("--batch", "0"): "expected a whole number from 1 to 64", ("--batch", "65"): "expected a whole number from 1 to 64",
+        ("--batch", "0"): "batch must be an integer from 1 to 64",  # the engine's own rule, as for presets and OSC
+        ("--batch", "65"): "batch must be an integer from 1 to 64",
         ("--lr", "-1"): "expected a number >= 0", ("--lr", "fast"): "expected a number >= 0",
         ("--lr", "2"): "lr must be 0 (the model's own rate) or a number > 0 and <= 1",
         ("--loss", "hinge"): "invalid choice: 'hinge'", ("--iterations", "0"): "expected a whole number >= 1",
