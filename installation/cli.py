@@ -135,6 +135,7 @@ def _has_display() -> bool:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
+    from .live.renderer import poster
     from .live.run import open_run_folder, run_headless, run_window
     from .engine.config import resolve_device
     from .models import CheckpointError, load_gan
@@ -176,13 +177,14 @@ def cmd_run(args: argparse.Namespace) -> None:
         print(f"uncanny: {checkpoint} ({gan.format}, {gan.resolution} px); run folder {run_dir} "
               f"(snapshots, metrics; restarting with the same folder resumes)", file=sys.stderr)
         resolution = gan.resolution
-        del gan
+        first_picture = poster(gan, preset.walk, preset.display.show_grid, preset.render.precision)
+        del gan  # the engine process loads its own; this one only drew the first picture
         if headless:
             print(f"uncanny: headless: writing {run_dir}/live-DATE-TIME.mp4 until Ctrl-C or SIGTERM"
                   + (f" or {args.seconds:g} s" if args.seconds else ""), file=sys.stderr)
-            report = run_headless(preset, checkpoint, resolution, run_dir, args.seconds, stop)
+            report = run_headless(preset, checkpoint, resolution, run_dir, args.seconds, stop, first_picture)
         else:
-            report = run_window(preset, checkpoint, resolution, run_dir, args.seconds, stop)
+            report = run_window(preset, checkpoint, resolution, run_dir, args.seconds, stop, first_picture)
     if report.refused:
         raise UsageError(report.error)
     print(f"uncanny: {report.summary()}", file=sys.stderr)

@@ -34,6 +34,7 @@ import numpy as np
 MAGIC = int.from_bytes(b"UNCANNY1", "little")
 _HEADER = np.dtype([("magic", "<u8"), ("slots", "<u8"), ("slot_bytes", "<u8"), ("latest", "<u8")])
 _META = np.dtype([("version", "<u8"), ("sequence", "<u8"), ("iteration", "<i8"), ("walk_time", "<f8"),
+                  ("show_at", "<f8"),
                   ("time", "<f8"), ("count", "<u8"), ("height", "<u8"), ("width", "<u8")])
 
 
@@ -43,6 +44,7 @@ class Frame:
     sequence: int  # 1, 2, 3, ... in publishing order
     iteration: int  # training iteration of the weights that drew it
     walk_time: float  # the walk clock (seconds) the frames show
+    show_at: float  # time.time() at which they are meant to be on screen (drawn ahead of it)
     time: float  # time.time() when it was published
 
 
@@ -144,7 +146,7 @@ class FrameChannel:
         """Open an existing channel (FileNotFoundError if there is none of that name)."""
         return cls(_shared_memory(name), owner=False)
 
-    def publish(self, frames: np.ndarray, iteration: int = 0, walk_time: float = 0.0) -> int:
+    def publish(self, frames: np.ndarray, iteration: int = 0, walk_time: float = 0.0, show_at: float = 0.0) -> int:
         """Publish (H, W, 3) or (N, H, W, 3) uint8 frames as the newest; returns their sequence number."""
         pixels = np.asarray(frames)
         if pixels.ndim == 3:
@@ -159,6 +161,7 @@ class FrameChannel:
         self._version[slot] = writing
         record = self._meta[slot]  # a view into the segment
         record["sequence"], record["iteration"], record["walk_time"] = sequence, iteration, walk_time
+        record["show_at"] = show_at
         record["time"] = time.time()
         record["count"], record["height"], record["width"] = pixels.shape[:3]
         self._data[slot, :pixels.nbytes] = pixels.reshape(-1)
@@ -184,7 +187,7 @@ class FrameChannel:
                 self.torn_reads += 1
                 continue
             return Frame(pixels.reshape(count, height, width, 3), sequence, int(meta["iteration"]),
-                         float(meta["walk_time"]), float(meta["time"]))
+                         float(meta["walk_time"]), float(meta["show_at"]), float(meta["time"]))
         return None
 
     def close(self) -> None:

@@ -91,11 +91,12 @@ def make_walks(count: int, latent_dim: int, keyframes: int = 4, period: float = 
 
 
 @torch.no_grad()
-def render_walk_frames(gan: GAN, walks: Sequence[Walk], t: float, truncation: float = 1.0) -> np.ndarray:
+def render_walk_frames(gan: GAN, walks: Sequence[Walk], t: float, truncation: float = 1.0,
+                       precision: str = "fp32") -> np.ndarray:
     """One frame per walk at time t: (len(walks), R, R, 3) uint8, top row first."""
     z = torch.cat([walk.batch_z([t]) for walk in walks]).to(gan.device)
     noise = [torch.cat(layer) for layer in zip(*(walk.noise(gan) for walk in walks))]
-    return to_uint8(gan.synthesize(gan.mapping(z), noise, truncation))
+    return to_uint8(gan.synthesize(gan.mapping(z), noise, truncation, precision))
 
 
 def loop_times(period: float, fps: float) -> np.ndarray:

@@ -63,6 +63,8 @@ def train_and_kill(installation: Installation, window: Window) -> None:
     wait(installation, window, lambda s: s.iteration >= 5)
     installation.send("pause")
     wait(installation, window, lambda s: s.status == "paused")
+    # frames drawn ahead before the pause show the weights of a step or two before: played out, then still
+    wait(installation, window, lambda s: installation.frame_iteration == s.iteration)
     run_for(installation, window, 0.5)
     paused_a = run_for(installation, window, 0.3)
     paused_b = run_for(installation, window, 0.3)

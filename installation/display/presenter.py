@@ -84,6 +84,8 @@ class Presenter:
         self._hud_shown: str | None = None  # text in the HUD texture
         self._hud_texture: moderngl.Texture | None = None
         self._blackout = (0.0, 0.0, 0.0, 0.0)  # from level, to level, start time, seconds
+        self._pair: tuple[int, int] | None = None  # keys of (previous, current) given to show_pair
+        self._mix: float | None = None  # the blend show_pair asked for (None: the crossfade by time)
         self.set_mode(mode)
         self.resize(width, height)
 
@@ -143,12 +145,26 @@ class Presenter:
             return target
         return start + (target - start) * max(t_now - when, 0.0) / seconds
 
+    def show_pair(self, older: tuple[int, np.ndarray], newer: tuple[int, np.ndarray], mix: float,
+                  t_now: float) -> None:
+        """Show `mix` of the way from `older` to `newer` frames, each (key, (N, H, W, 3) pixels); a frame is uploaded
+        only the first time its key is seen (as the playback moves on, the newer becomes the older)."""
+        if self._pair is None or self._pair[1] != newer[0]:
+            if self._pair is None or self._pair[1] != older[0]:
+                self.set_grid(older[1], t_now)
+            if newer[0] != older[0]:
+                self.set_grid(newer[1], t_now)
+            self._pair = (older[0], newer[0])
+        self._mix = min(max(mix, 0.0), 1.0) if newer[0] != older[0] else 1.0
+
     def set_hud(self, text: str | None) -> None:
         """Text for the HUD box (None hides it; frame errors are shown regardless)."""
         self._hud_text = text
 
     def mix(self, t_now: float) -> float:
         """How far the fade from the previous to the current frame has gone at t_now (1 = current only)."""
+        if self._mix is not None:
+            return self._mix if self._fade else 1.0
         duration = self.crossfade
         if duration is None:
             duration = min(statistics.median(self._intervals), MAX_AUTO_CROSSFADE) if self._intervals else 0.0

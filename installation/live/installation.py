@@ -9,16 +9,19 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..control.actions import Action
 from ..control.service import ControlService
 from ..control.state import ControlState
 from ..display.presenter import Presenter
 from ..engine import EngineProcess
 from ..engine.state import EngineState
-from ..frames import FrameChannel
+from ..frames import Frame, FrameChannel
 from ..messages import size_text
 from ..presets import OscConfig, Preset
 from .hud import hud_text
+from .motion import FrameQueue
 from .renderer import FrameRenderer, WalkSettings
 from .supervisor import EngineSupervisor
 
@@ -40,15 +43,14 @@ class Installation:
     """
 
     def __init__(self, preset: Preset, checkpoint: Path, resolution: int, run_dir: Path, ctx: Any,
-                 size: tuple[int, int], control: ControlService | None = None) -> None:
+                 size: tuple[int, int], control: ControlService | None = None,
+                 poster: np.ndarray | None = None) -> None:
         self.preset = preset
         display = preset.display
         _check_shared_memory(resolution, preset.walk.grid)
         self.channel = FrameChannel.create(resolution, resolution, max_count=preset.walk.grid**2)
         try:
-            crossfade = None if display.crossfade < 0 else display.crossfade
-            self.presenter = Presenter(ctx, *size, crossfade=crossfade, letterbox=display.letterbox,
-                                       mode=display.mode)
+            self.presenter = Presenter(ctx, *size, letterbox=display.letterbox, mode=display.mode)
         except BaseException:
             self.channel.close()
             raise
@@ -62,8 +64,13 @@ class Installation:
         self.hud = display.hud
         self.control = control if control is not None else ControlService(OscConfig(enabled=False))
         self._engine_action: Action | None = None  # the last engine action: its sender hears the engine's refusals
-        self.last_sequence = 0  # of the newest frame shown
-        self.frame_iteration = 0  # the training iteration of the weights that drew it
+        self.motion = FrameQueue()
+        self._cut = display.crossfade == 0  # show each frame until the next one's moment, no blending
+        if poster is not None:  # a first picture at once, while the engine process starts (walk time 0)
+            epoch = self.renderer.settings.epoch
+            self.motion.add(Frame(poster, 0, 0, 0.0, epoch, epoch), time.time())
+        self.last_sequence = 0  # of the newest frame received
+        self.frame_iteration = 0  # the training iteration of the weights that drew the frame on screen
         self._refreshes: deque[float] = deque(maxlen=60)
         self._message: tuple[str, float] | None = None
         try:
@@ -154,13 +161,17 @@ class Installation:
         left = [action for action in self.control.inbox.drain() if not self.apply(action)]
         now = time.monotonic()
         self._refreshes.append(now)
+        wall = time.time()
         frame = self.channel.read(newer_than=self.last_sequence)
         if frame is not None:
-            self.last_sequence, self.frame_iteration = frame.sequence, frame.iteration
-            if len(frame.pixels) > 1:
-                self.presenter.set_grid(frame.pixels, now)
-            else:
-                self.presenter.set_frame(frame.pixels[0], now)
+            self.last_sequence = frame.sequence
+            self.motion.add(frame, wall)
+        if (shown := self.motion.position(wall)) is not None:
+            older, newer, mix = shown
+            if self._cut:
+                older, mix = (newer, 1.0) if mix >= 1.0 else (older, 0.0)
+            self.presenter.show_pair((older.sequence, older.pixels), (newer.sequence, newer.pixels), mix, now)
+            self.frame_iteration = (newer if mix >= 0.5 else older).iteration
         errors = self.state.error_count
         state = self.supervisor.watch(now)
         if state.error_count > errors and state.errors and self._engine_action is not None:

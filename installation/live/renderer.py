@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,9 +14,10 @@ from ..frames import FrameChannel
 from ..images import to_uint8
 from ..presets import RenderConfig, WalkConfig
 from ..validation import check_period, check_seed, check_truncation
-from ..walks import make_walks, slerp
+from ..walks import make_walks, render_walk_frames, slerp
 
 GLIDE_SECONDS = 1.5  # a new truncation or walk seed is reached over this long, so the picture never jumps
+MAX_LEAD = 4.0  # seconds: frames are drawn at most this far ahead of the time they are shown
 
 
 @dataclass(frozen=True)
@@ -51,11 +53,14 @@ class WalkSettings:
 class FrameRenderer:
     """The engine's between-steps hook: draws walk frames with the current weights into the frame channel.
 
-    It gives drawing about `share` of the engine's time (measured against the training step it follows) and no
-    more than `max_fps` frames a second; while training is paused it just draws at `max_fps`. Waiting for the next
-    frame's time counts as drawing time, unless a training step fits into the wait: then it trains first.
-    `configure(settings)` (the engine's `render` command) changes what it draws; a new seed or truncation is
-    glided to over GLIDE_SECONDS.
+    Frames are drawn *ahead*: each is drawn for a moment `show_at` (wall clock) up to `lead` seconds in the future,
+    1 / max_fps apart, and carries that moment, so the display can play them at their time while the engine is busy
+    with a training step and no frame arrives (live/motion.py). `lead` is 1.5 recent step times (plus two frames),
+    at most MAX_LEAD. Drawing gets about `share` of the engine's time (measured against the training step before)
+    and stops once the frames reach `lead` ahead; while training is paused it keeps two frames ahead. After the
+    weights jump (rewind, reset, rollback) or the walk changes, the frames drawn ahead are stale: drawing starts
+    again at the present, and the display drops what it had beyond. `configure(settings)` (the engine's `render`
+    command) changes what it draws; a new seed or truncation is glided to over GLIDE_SECONDS.
     """
 
     def __init__(self, channel_name: str, walk: WalkConfig, render: RenderConfig, settings: WalkSettings) -> None:
@@ -66,7 +71,9 @@ class FrameRenderer:
         self._glide_from: tuple[float, float] | None = None  # (truncation, when) of the glide in progress
         self._seed_changed = 0.0
         self._last_exit = 0.0
-        self._next_frame = 0.0
+        self._frontier = 0.0  # show_at of the newest frame drawn
+        self._branch = -1  # the engine's branch the frames ahead were drawn on
+        self._steps: deque[float] = deque(maxlen=8)  # recent training-step times, seconds
         self._latent_dim = 0
 
     def __getstate__(self) -> dict[str, Any]:
@@ -84,6 +91,7 @@ class FrameRenderer:
         if settings.truncation != self.settings.truncation:
             self._glide_from = (self._truncation(now), now)  # from wherever a glide in progress has got to
         old, self.settings = self.settings, settings
+        self._frontier = 0.0  # the frames drawn ahead show the old walk: draw again from now
         if settings.seed != old.seed and self._walks:
             self._previous_walks, self._seed_changed = self._walks, now
             self._walks = self._make_walks(settings.seed)
@@ -126,21 +134,30 @@ class FrameRenderer:
             self._walks = self._make_walks(self.settings.seed)
         entered = time.monotonic()
         trained = entered - self._last_exit if self._last_exit and not engine.paused else 0.0
+        if trained:
+            self._steps.append(trained)
         budget = trained * self.render.share / (1 - self.render.share)
-        while True:
-            wait = self._next_frame - time.monotonic()
-            if wait > 0:
-                if self._next_frame - entered > budget or wait >= trained:
-                    break  # the next frame is due after this hook's share of time, or a step fits: train
-                time.sleep(wait)
-            start = time.monotonic()
-            self._next_frame = max(self._next_frame + 1 / self.render.max_fps, start)
-            walk_time = time.time() - self.settings.epoch
-            frames = self.draw(gan, walk_time, start)
-            self._channel.publish(frames, iteration=engine.iteration, walk_time=walk_time)
+        spacing = 1 / self.render.max_fps
+        step = max(self._steps) if self._steps and not engine.paused else 0.0
+        lead = min(1.5 * step + 2 * spacing, MAX_LEAD)
+        if engine.branch != self._branch:
+            self._branch, self._frontier = engine.branch, 0.0  # new weights: what was drawn ahead is stale
+        while self._frontier < (now := time.time()) + lead:
+            show_at = max(self._frontier + spacing, now)
+            walk_time = show_at - self.settings.epoch
+            frames = self.draw(gan, walk_time, time.monotonic() + show_at - now)
+            self._channel.publish(frames, iteration=engine.iteration, walk_time=walk_time, show_at=show_at)
+            self._frontier = show_at
             if time.monotonic() - entered >= budget:
-                break
+                break  # this hook's share of the time is spent: train
         self._last_exit = time.monotonic()
+
+
+def poster(gan: Any, walk: WalkConfig, grid: bool, precision: str) -> Any:
+    """The first picture, drawn where the model is already loaded (the display process, before the engine is up):
+    what the renderer draws at walk time 0."""
+    walks = make_walks(walk.grid**2, gan.latent_dim, walk.keyframes, walk.period, walk.seed)
+    return render_walk_frames(gan, walks[:walk.grid**2 if grid else 1], 0.0, walk.truncation, precision)
 
 
 def _ease(f: float) -> float:

@@ -119,7 +119,7 @@ def _end(installation: Installation, report: RunReport) -> None:
 
 
 def run_window(preset: Preset, checkpoint: Path, resolution: int, run_dir: Path, seconds: float | None,
-               stop: StopSignals) -> RunReport:
+               stop: StopSignals, poster: np.ndarray | None = None) -> RunReport:
     """Full-screen (or windowed) until quit, closed, a stop signal or `seconds` have passed."""
     from ..control.keys import key_handlers
     from ..display.window import Window
@@ -136,7 +136,8 @@ def run_window(preset: Preset, checkpoint: Path, resolution: int, run_dir: Path,
     with window, control:
         window.keys_enabled = display.keys
         window.handlers.update(key_handlers(control.inbox.put))
-        installation = Installation(preset, checkpoint, resolution, run_dir, window.ctx, window.size, control)
+        installation = Installation(preset, checkpoint, resolution, run_dir, window.ctx, window.size, control,
+                                    poster)
         window_actions = {"fullscreen": window.toggle_fullscreen, "quit": window.request_close}
         start = time.monotonic()
         image = None
@@ -164,7 +165,7 @@ def run_window(preset: Preset, checkpoint: Path, resolution: int, run_dir: Path,
 
 
 def run_headless(preset: Preset, checkpoint: Path, resolution: int, run_dir: Path, seconds: float | None,
-                 stop: StopSignals) -> RunReport:
+                 stop: StopSignals, poster: np.ndarray | None = None) -> RunReport:
     """Offscreen (EGL) into `run_dir/live-DATE-TIME.mp4` at the preset's fps (a new file whenever ffmpeg has to be
     restarted), and the last picture as `last_frame-DATE-TIME.png`."""
     from ..display.offscreen import Offscreen
@@ -180,7 +181,7 @@ def run_headless(preset: Preset, checkpoint: Path, resolution: int, run_dir: Pat
     control = _control(preset)
     with surface, control:
         installation = Installation(preset, checkpoint, resolution, run_dir, surface.ctx,
-                                    (display.width, display.height), control)
+                                    (display.width, display.height), control, poster)
         image = None
         video = None
         try:
