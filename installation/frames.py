@@ -1,4 +1,4 @@
-"""A shared-memory channel carrying the newest generator frames from the engine process to the display.
+"""A shared-memory ring carrying generator frames from the engine process to the display, newest last.
 
 One segment holds a header, a metadata record per slot and `slots` fixed-size pixel slots (a frame, or a batch
 of frames for the grid view). The single writer fills the slots round robin. Each slot has a version counter used
@@ -175,20 +175,33 @@ class FrameChannel:
             sequence = int(self._header["latest"])
             if sequence <= newer_than:
                 return None
-            slot = sequence % self.slots
-            version = int(self._version[slot])
-            meta = self._meta[slot:slot + 1].copy()[0]
-            count, height, width = int(meta["count"]), int(meta["height"]), int(meta["width"])
-            size = count * height * width * 3
-            if version & 1 or int(meta["sequence"]) != sequence or not 0 < size <= self.slot_bytes:
-                continue  # the writer has lapped the ring and is rewriting this slot: take the newer one
-            pixels = self._data[slot, :size].copy()
-            if int(self._version[slot]) != version:
-                self.torn_reads += 1
-                continue
-            return Frame(pixels.reshape(count, height, width, 3), sequence, int(meta["iteration"]),
-                         float(meta["walk_time"]), float(meta["show_at"]), float(meta["time"]))
+            if (frame := self._slot(sequence)) is not None:
+                return frame
+            # the writer has lapped the ring and is rewriting this slot: take the newer one
         return None
+
+    def read_since(self, newer_than: int = 0) -> list[Frame]:
+        """Every complete frame above sequence `newer_than` still in the ring, oldest first (frames drawn ahead
+        come in bursts: the display wants them all, not only the newest). Never waits."""
+        latest = int(self._header["latest"])
+        first = max(newer_than + 1, latest - self.slots + 2)  # the oldest slot may be being rewritten
+        return [frame for sequence in range(first, latest + 1) if (frame := self._slot(sequence)) is not None]
+
+    def _slot(self, sequence: int) -> Frame | None:
+        """Frame `sequence` if its slot holds it complete, copied out; None if it was overwritten or is torn."""
+        slot = sequence % self.slots
+        version = int(self._version[slot])
+        meta = self._meta[slot:slot + 1].copy()[0]
+        count, height, width = int(meta["count"]), int(meta["height"]), int(meta["width"])
+        size = count * height * width * 3
+        if version & 1 or int(meta["sequence"]) != sequence or not 0 < size <= self.slot_bytes:
+            return None
+        pixels = self._data[slot, :size].copy()
+        if int(self._version[slot]) != version:
+            self.torn_reads += 1
+            return None
+        return Frame(pixels.reshape(count, height, width, 3), sequence, int(meta["iteration"]),
+                     float(meta["walk_time"]), float(meta["show_at"]), float(meta["time"]))
 
     def close(self) -> None:
         """Detach; the owner also unlinks the segment (readers that still map it keep their last frame)."""

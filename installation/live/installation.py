@@ -28,6 +28,8 @@ from .supervisor import EngineSupervisor
 log = logging.getLogger(__name__)
 
 MESSAGE_SECONDS = 10.0  # how long a message stays on screen after it was reported
+FRAME_MEMORY = 64 * 2**20  # bytes of shared memory for frames drawn ahead
+MAX_SLOTS = 96  # frames drawn ahead at the most (3 s at 30 fps)
 
 
 class DisplayError(Exception):
@@ -47,8 +49,9 @@ class Installation:
                  poster: np.ndarray | None = None) -> None:
         self.preset = preset
         display = preset.display
-        _check_shared_memory(resolution, preset.walk.grid)
-        self.channel = FrameChannel.create(resolution, resolution, max_count=preset.walk.grid**2)
+        slots = frame_slots(resolution, preset.walk.grid)
+        _check_shared_memory(resolution, preset.walk.grid, slots)
+        self.channel = FrameChannel.create(resolution, resolution, max_count=preset.walk.grid**2, slots=slots)
         try:
             self.presenter = Presenter(ctx, *size, letterbox=display.letterbox, mode=display.mode)
         except BaseException:
@@ -162,8 +165,7 @@ class Installation:
         now = time.monotonic()
         self._refreshes.append(now)
         wall = time.time()
-        frame = self.channel.read(newer_than=self.last_sequence)
-        if frame is not None:
+        for frame in self.channel.read_since(self.last_sequence):
             self.last_sequence = frame.sequence
             self.motion.add(frame, wall)
         if (shown := self.motion.position(wall)) is not None:
@@ -192,7 +194,12 @@ class Installation:
             self.channel.close()
 
 
-def _check_shared_memory(resolution: int, grid: int, slots: int = 3) -> None:
+def frame_slots(resolution: int, grid: int) -> int:
+    """Frames the channel holds: a burst of frames drawn ahead, within FRAME_MEMORY (3 at the least)."""
+    return min(max(FRAME_MEMORY // (grid**2 * resolution**2 * 3), 3), MAX_SLOTS)
+
+
+def _check_shared_memory(resolution: int, grid: int, slots: int) -> None:
     """The frame channel lives in /dev/shm, which containers often keep small (Docker: 64 MB)."""
     need = slots * grid**2 * resolution**2 * 3
     try:

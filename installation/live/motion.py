@@ -23,7 +23,7 @@ CATCH_UP = 0.5  # per second of lag, how much faster the clock runs (a gentle pu
 MAX_LAG = 3.0  # further behind than this (start-up, a long stall) the clock jumps to the present
 ACCELERATION = 3.0  # per second: how fast the clock's rate may rise again (0 to real time in a third of a second)
 BRAKING = 8.0  # per second: how fast it may fall (enough to ease to a halt within LOW_WATER)
-KEPT = 16  # frames held
+KEPT = 256  # frames held at the most (more than the channel's ring); those the clock has passed go first
 
 
 class FrameQueue:
@@ -41,9 +41,11 @@ class FrameQueue:
         while self._frames and self._frames[-1].show_at >= frame.show_at:
             self._frames.pop()  # drawn anew from an earlier moment (rewind, reset, a new walk): the stale future goes
         self._frames.append(frame)
-        if self._last_arrival is not None:
+        if self._last_arrival is not None and frame.sequence > 1:  # not the wait for the engine's very first frame
             previous_arrival, previous_show = self._last_arrival
-            self._needs.append(arrived - previous_show)  # > 0: the previous frame's moment had passed by now
+            need = arrived - previous_show  # > 0: the previous frame's moment had passed by now
+            if need < MAX_LAG:  # a start-up or a restart is not jitter to be absorbed
+                self._needs.append(need)
         self._last_arrival = (arrived, frame.show_at)
         self.delay = min(max(max(self._needs, default=0.0), 0.0) + SPARE, MAX_DELAY)
 
@@ -62,6 +64,8 @@ class FrameQueue:
             self._rate = max(self._rate + change, 0.0)
             self.clock = min(self.clock + self._rate * dt, newest)
         self._last_tick = now
+        while len(self._frames) > 2 and self._frames[1].show_at <= self.clock:
+            self._frames.popleft()  # passed: only the one just before the clock is still needed
         older = self._frames[0]
         for frame in self._frames:
             if frame.show_at > self.clock:

@@ -18,6 +18,7 @@ from ..walks import make_walks, render_walk_frames, slerp
 
 GLIDE_SECONDS = 1.5  # a new truncation or walk seed is reached over this long, so the picture never jumps
 MAX_LEAD = 4.0  # seconds: frames are drawn at most this far ahead of the time they are shown
+MAX_SPACING = 0.5  # seconds between the moments of two frames, at the most
 
 
 @dataclass(frozen=True)
@@ -54,9 +55,9 @@ class FrameRenderer:
     """The engine's between-steps hook: draws walk frames with the current weights into the frame channel.
 
     Frames are drawn *ahead*: each is drawn for a moment `show_at` (wall clock) up to `lead` seconds in the future,
-    1 / max_fps apart, and carries that moment, so the display can play them at their time while the engine is busy
-    with a training step and no frame arrives (live/motion.py). `lead` is 1.5 recent step times (plus two frames),
-    at most MAX_LEAD. Drawing gets about `share` of the engine's time (measured against the training step before)
+    1 / max_fps apart (further apart while drawing cannot keep up), and carries that moment, so the display can play them at their time while the engine is busy
+    with a training step and no frame arrives (live/motion.py). `lead` is 1.5 times the longest of the recent
+    training steps, plus two frames, at most MAX_LEAD and what the frame channel holds. Drawing gets about `share` of the engine's time (measured against the training step before)
     and stops once the frames reach `lead` ahead; while training is paused it keeps two frames ahead. After the
     weights jump (rewind, reset, rollback) or the walk changes, the frames drawn ahead are stale: drawing starts
     again at the present, and the display drops what it had beyond. `configure(settings)` (the engine's `render`
@@ -72,7 +73,9 @@ class FrameRenderer:
         self._seed_changed = 0.0
         self._last_exit = 0.0
         self._frontier = 0.0  # show_at of the newest frame drawn
+        self._spacing = 1 / render.max_fps  # between the moments of consecutive frames
         self._branch = -1  # the engine's branch the frames ahead were drawn on
+        self._iteration = -1  # the engine's iteration at the last call
         self._steps: deque[float] = deque(maxlen=8)  # recent training-step times, seconds
         self._latent_dim = 0
 
@@ -133,17 +136,24 @@ class FrameRenderer:
             self._latent_dim = gan.latent_dim
             self._walks = self._make_walks(self.settings.seed)
         entered = time.monotonic()
-        trained = entered - self._last_exit if self._last_exit and not engine.paused else 0.0
+        stepped = engine.iteration != self._iteration  # called between steps, or idle (paused, speed-limited)
+        self._iteration = engine.iteration
+        trained = entered - self._last_exit if self._last_exit and stepped else 0.0
         if trained:
             self._steps.append(trained)
         budget = trained * self.render.share / (1 - self.render.share)
-        spacing = 1 / self.render.max_fps
         step = max(self._steps) if self._steps and not engine.paused else 0.0
-        lead = min(1.5 * step + 2 * spacing, MAX_LEAD)
+        # ahead by 1.5 steps and two frames, as far as the channel holds frames the display has not read yet
+        lead = min(1.5 * step + 2 * self._spacing, MAX_LEAD, (self._channel.slots - 2) * self._spacing)
         if engine.branch != self._branch:
             self._branch, self._frontier = engine.branch, 0.0  # new weights: what was drawn ahead is stale
+        # Frames further apart when drawing cannot keep up with max_fps in its share of the time (the display
+        # blends between them), closer again when it can: the frames stay ahead of the present either way.
+        falling_behind = self._frontier < time.time() + lead / 2
+        self._spacing = min(max(self._spacing * (1.1 if falling_behind else 0.97), 1 / self.render.max_fps),
+                            MAX_SPACING)
         while self._frontier < (now := time.time()) + lead:
-            show_at = max(self._frontier + spacing, now)
+            show_at = max(self._frontier + self._spacing, now)
             walk_time = show_at - self.settings.epoch
             frames = self.draw(gan, walk_time, time.monotonic() + show_at - now)
             self._channel.publish(frames, iteration=engine.iteration, walk_time=walk_time, show_at=show_at)
