@@ -94,7 +94,10 @@ def sweep_stale(folder: Path = SHM_DIR) -> list[str]:
     for path in folder.glob(PREFIX + "*") if folder.is_dir() else []:
         match = _OWNED.fullmatch(path.name)
         if match and not _alive(int(match.group(1))):
-            path.unlink(missing_ok=True)
+            try:
+                path.unlink(missing_ok=True)
+            except OSError:
+                continue  # another user's: theirs to clean up
             removed.append(path.name)
     return removed
 

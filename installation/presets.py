@@ -61,7 +61,7 @@ class DisplayConfig:
     height: int = 1080
     mode: str = "fit"  # fit (letterbox) | fill (crop) | stretch
     letterbox: tuple[float, float, float] = (0.0, 0.0, 0.0)  # RGB 0..1
-    crossfade: float = -1.0  # seconds; -1 follows the generator's frame interval, 0 cuts
+    crossfade: float = -1.0  # 0 cuts from frame to frame; -1 (or up to 10) blends the frames around the present
     show_grid: bool = False
     hud: bool = False
     keys: bool = True  # development keys; switch off for gallery use

@@ -2,8 +2,8 @@
 
 A terminal's Ctrl-C and hang-up go to the whole process group, a service manager sends SIGTERM (to the main
 process, or to the group), `kill PID` sends SIGTERM. The handlers only note the signal; the display loop sees
-`requested` at its next refresh and shuts down in order: the engine's final snapshot, the video finalised, the
-last picture saved, shared memory released. No KeyboardInterrupt is ever raised in the middle of a write.
+`requested` at its next refresh and shuts down in order: the video finalised, the engine's final snapshot, GL and
+shared memory released, the last picture saved. No KeyboardInterrupt is ever raised in the middle of a write.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Draws generator frames, the N x N walk grid and the HUD into whatever framebuffer is bound.
 
-Frames are uploaded only when a new one arrives; `render` runs every screen refresh and cross-fades from the
-previous frame to the newest, so motion stays continuous when the generator is slower than the display.
+Frames are uploaded only when a new one arrives; `render` runs every screen refresh and blends the previous frame
+into the current one: by how far the live playback clock stands between them (`show_pair`, live/motion.py), or,
+for frames given with `set_frame`/`set_grid` alone, by time since the newest arrived (`crossfade`).
 Bad frames never raise: they are dropped and the reason is shown in the HUD.
 """
 

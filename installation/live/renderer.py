@@ -107,10 +107,8 @@ class FrameRenderer:
     def _truncation(self, now: float) -> float:
         if self._glide_from is None:
             return self.settings.truncation
-        start, when = self._glide_from
-        f = min((now - when) / GLIDE_SECONDS, 1.0)
-        if f >= 1.0:
-            self._glide_from = None
+        start, when = self._glide_from  # kept after the glide ends: frames for earlier moments may still be drawn
+        f = min(max((now - when) / GLIDE_SECONDS, 0.0), 1.0)
         return start + (self.settings.truncation - start) * _ease(f)
 
     @torch.no_grad()
@@ -120,11 +118,11 @@ class FrameRenderer:
         walks = self._walks[:count]
         z = torch.cat([walk.batch_z([walk_time]) for walk in walks])
         if self._previous_walks:
-            f = min((now - self._seed_changed) / GLIDE_SECONDS, 1.0)
+            f = min(max((now - self._seed_changed) / GLIDE_SECONDS, 0.0), 1.0)
             old = torch.cat([walk.batch_z([walk_time]) for walk in self._previous_walks[:count]])
             z = slerp(old, z, _ease(f))
-            if f >= 1.0:
-                self._previous_walks = []
+            if time.monotonic() > self._seed_changed + GLIDE_SECONDS + MAX_LEAD:
+                self._previous_walks = []  # no frame for a moment inside the glide can be drawn any more
         noise = [torch.cat(layer) for layer in zip(*(walk.noise(gan) for walk in walks))]
         return to_uint8(gan.synthesize(gan.mapping(z.to(gan.device)), noise, self._truncation(now),
                                        self.render.precision))

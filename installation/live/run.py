@@ -169,6 +169,7 @@ def run_headless(preset: Preset, checkpoint: Path, resolution: int, run_dir: Pat
     """Offscreen (EGL) into `run_dir/live-DATE-TIME.mp4` at the preset's fps (a new file whenever ffmpeg has to be
     restarted), and the last picture as `last_frame-DATE-TIME.png`."""
     from ..display.offscreen import Offscreen
+    from ..recording import EncoderError
     from ..recording.supervised import SupervisedVideo
 
     display = preset.display
@@ -185,8 +186,11 @@ def run_headless(preset: Preset, checkpoint: Path, resolution: int, run_dir: Pat
         image = None
         video = None
         try:
-            video = SupervisedVideo(run_dir, "live", display.width, display.height, display.fps,
-                                    say=installation.say)
+            try:
+                video = SupervisedVideo(run_dir, "live", display.width, display.height, display.fps,
+                                        say=installation.say)
+            except EncoderError as error:  # ffmpeg cannot start, the disk is already full: nothing can be recorded
+                raise DisplayError(f"cannot record the headless video: {error}") from None
             start = time.monotonic()
             due = start
             while not stop.requested and video.stopped is None and \
@@ -201,7 +205,7 @@ def run_headless(preset: Preset, checkpoint: Path, resolution: int, run_dir: Pat
             report.error, report.refused = str(error), True
         finally:
             if video is not None:
-                report.videos = video.close()  # first: ffmpeg finishes while the engine takes its snapshot
+                report.videos = video.close()  # first, so the video is complete whatever happens next
                 report.error = report.error or video.stopped
             _end(installation, report)
         report.stopped_by = stop.name or ("--seconds" if seconds is not None else "")

@@ -14,10 +14,12 @@ writes are dropped; `write(block=False)` drops a frame instead of waiting when f
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import subprocess
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +41,9 @@ CODECS: dict[str, Codec] = {
     "h264": Codec(".mp4", ("-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p",
                            "-g", "{gop}", "-movflags", "+hybrid_fragmented", "-flush_packets", "1", "-f", "mp4")),
 }
+
+
+STALL_SECONDS = 10.0  # a writer that cannot queue a frame for this long gives up on ffmpeg
 
 
 class EncoderError(Exception):
@@ -91,6 +96,7 @@ class VideoEncoder:
                 or frame.shape[0] < self.height or frame.shape[1] < self.width:
             raise ValueError(f"frame {frame.shape} {frame.dtype}, expected ({self.height}, {self.width}, 3) uint8")
         data = np.ascontiguousarray(frame[:self.height, :self.width]).tobytes()
+        deadline = time.monotonic() + STALL_SECONDS
         while self.failed is None:
             try:
                 self._queue.put(data, timeout=0.1 if block else 0)
@@ -99,6 +105,9 @@ class VideoEncoder:
             except queue.Full:
                 if not block:
                     break
+                if time.monotonic() > deadline:  # ffmpeg takes nothing any more (hung, a stalled disk)
+                    self._fail(f"ffmpeg took no frame for {STALL_SECONDS:g} s and was stopped")
+                    self._process.kill()
         self.dropped += 1
         return False
 
@@ -108,8 +117,17 @@ class VideoEncoder:
         if self._closed:
             return self.path if self.path.exists() else None
         self._closed = True
-        self._queue.put(None)
-        self._writer.join()
+        try:
+            self._queue.put(None, timeout=timeout)
+            self._writer.join(timeout)
+        except queue.Full:
+            pass
+        if self._writer.is_alive():  # ffmpeg stopped reading: its input would never drain
+            self._fail(f"ffmpeg took no frame for {timeout:g} s and was stopped")
+            self._process.kill()  # the writer's blocked write fails now, and it drains the queue
+            with contextlib.suppress(queue.Full):
+                self._queue.put(None, timeout=5)
+            self._writer.join(5)
         try:
             code = self._process.wait(timeout)
         except subprocess.TimeoutExpired:
