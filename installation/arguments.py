@@ -7,6 +7,7 @@ built from that rule (`checked`), so the command line, presets, engine commands 
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -47,14 +48,19 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def positive_float(text: str) -> float:
+def _finite(text: str, allowed: Callable[[float], bool], wanted: str) -> float:
+    """A finite float for which `allowed` holds, else one line: expected `wanted`."""
     try:
         value = float(text)
     except ValueError:
         value = float("nan")
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    if not (math.isfinite(value) and allowed(value)):
+        raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}")
     return value
+
+
+def positive_float(text: str) -> float:
+    return _finite(text, lambda v: v > 0, "a positive number")
 
 
 def whole_number(low: int, high: int | None = None):
@@ -83,13 +89,7 @@ def resolution_arg(text: str) -> int:
 
 
 def non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return value
+    return _finite(text, lambda v: v >= 0, "a number >= 0")
 
 
 def size_arg(text: str) -> tuple[int, int]:
