@@ -90,7 +90,11 @@ def assert_clean_end(run_dir: Path, pid: int, code: int, stderr: str, signal_nam
     ends = [line for line in stderr.splitlines() if line.startswith(f"uncanny: stopped ({signal_name})")]
     assert len(ends) == 1 and "final snapshot at iteration" in ends[0], stderr
     events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
-    assert events[-1]["event"] == "stop" and events[-2]["event"] == "snapshot", events[-3:]  # the final snapshot
+    final = events[-1]["iteration"]
+    assert events[-1]["event"] == "stop", events[-3:]
+    # the final snapshot: taken at the stop, or already by the step that reached that iteration
+    assert any(e["event"] == "snapshot" and e["iteration"] == final for e in events), events[-4:]
+    assert (run_dir / "snapshots" / f"it{final:08d}.pt").exists()
     assert not segments(pid), "shared memory left behind"
     assert not list(run_dir.glob("*.partial"))
     video, picture = ends[0].split("wrote ")[1].split(", ")[0].split(" (")[0], ends[0].rsplit(", ", 1)[1]
