@@ -94,9 +94,15 @@ def make_walks(count: int, latent_dim: int, keyframes: int = 4, period: float = 
 def render_walk_frames(gan: GAN, walks: Sequence[Walk], t: float, truncation: float = 1.0,
                        precision: str = "fp32") -> np.ndarray:
     """One frame per walk at time t: (len(walks), R, R, 3) uint8, top row first."""
-    z = torch.cat([walk.batch_z([t]) for walk in walks]).to(gan.device)
+    return draw_walks(gan, walks, torch.cat([walk.batch_z([t]) for walk in walks]), truncation, precision)
+
+
+@torch.no_grad()
+def draw_walks(gan: GAN, walks: Sequence[Walk], z: Tensor, truncation: float = 1.0,
+               precision: str = "fp32") -> np.ndarray:
+    """The frames of `walks` at latents `z` (one row each), with each walk's fixed noise."""
     noise = [torch.cat(layer) for layer in zip(*(walk.noise(gan) for walk in walks))]
-    return to_uint8(gan.synthesize(gan.mapping(z), noise, truncation, precision))
+    return to_uint8(gan.synthesize(gan.mapping(z.to(gan.device)), noise, truncation, precision))
 
 
 def loop_times(period: float, fps: float) -> np.ndarray:

@@ -11,10 +11,9 @@ from typing import Any
 import torch
 
 from ..frames import FrameChannel
-from ..images import to_uint8
 from ..presets import RenderConfig, WalkConfig
 from ..validation import check_period, check_seed, check_truncation
-from ..walks import make_walks, render_walk_frames, slerp
+from ..walks import draw_walks, make_walks, render_walk_frames, slerp
 
 GLIDE_SECONDS = 1.5  # a new truncation or walk seed is reached over this long, so the picture never jumps
 MAX_LEAD = 4.0  # seconds: frames are drawn at most this far ahead of the time they are shown
@@ -123,9 +122,7 @@ class FrameRenderer:
             z = slerp(old, z, _ease(f))
             if time.monotonic() > self._seed_changed + GLIDE_SECONDS + MAX_LEAD:
                 self._previous_walks = []  # no frame for a moment inside the glide can be drawn any more
-        noise = [torch.cat(layer) for layer in zip(*(walk.noise(gan) for walk in walks))]
-        return to_uint8(gan.synthesize(gan.mapping(z.to(gan.device)), noise, self._truncation(now),
-                                       self.render.precision))
+        return draw_walks(gan, walks, z, self._truncation(now), self.render.precision)
 
     def __call__(self, engine: Any) -> None:
         gan = engine.gan
