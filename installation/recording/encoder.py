@@ -48,12 +48,16 @@ class Codec:
     multiple: int = 2  # width and height must be multiples of this (see the module docstring)
     faststart: bool = False  # move the index to the front after a clean stop (players start without seeking)
 
+    @property
+    def label(self) -> str:
+        return self.use.partition(":")[0]
+
     def check_size(self, width: int, height: int) -> None:
         """EncoderError naming the nearest sizes that fit, unless width and height are multiples of `multiple`."""
         m = self.multiple
         if width % m or height % m:
             down, up = f"{width - width % m}x{height - height % m}", f"{-(-width // m) * m}x{-(-height // m) * m}"
-            raise EncoderError(f"size {width}x{height}: this codec needs width and height divisible by {m}; "
+            raise EncoderError(f"size {width}x{height}: {self.label} needs width and height divisible by {m}; "
                                f"use {down} or {up}")
 
 
