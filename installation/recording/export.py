@@ -136,7 +136,9 @@ class Progress:
 
     def __call__(self, done: int) -> None:
         now, tenth = time.monotonic(), 10 * done // self.total
-        if (self.tty and now - self._last_draw < 0.1 and done < self.total) or (not self.tty and tenth == self._last_tenth):
+        if self.tty and now - self._last_draw < 0.1 and done < self.total:
+            return
+        if not self.tty and tenth == self._last_tenth:
             return
         self._last_draw, self._last_tenth = now, tenth
         share = done / self.total
