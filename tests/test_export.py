@@ -4,6 +4,7 @@ snapshot boundaries, the command-line contract the live recording relies on, and
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -164,3 +165,19 @@ def test_an_existing_file_is_never_overwritten_but_a_claimed_empty_name_is_used(
     assert taken.read_bytes() == b"someone's loop"
     assert main(["loop", "--seconds", "0.25", "--fps", "8", "--size", "32x32", "--out", str(claimed)]) == 0
     assert imageio_ffmpeg.count_frames_and_secs(str(claimed)) == (2, 0.25)
+
+
+def test_sigterm_ends_an_export_between_frames_with_a_playable_file(tmp_path):
+    out = tmp_path / "long.mp4"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    export = subprocess.Popen([sys.executable, str(ROOT / "run_installation.py"), "loop", "--seconds", "60",
+                               "--fps", "16", "--size", "64x48", "--threads", "1", "--out", str(out)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    while "/960 [" not in (line := export.stderr.readline()) and line:
+        pass  # until the first progress line: frames are being encoded
+    export.send_signal(signal.SIGTERM)
+    _, err = export.communicate(timeout=60)
+    assert export.returncode == 1, err
+    assert "stopped by SIGTERM after" in err and "of 960 frames" in err and "Traceback" not in err
+    frames = imageio_ffmpeg.count_frames_and_secs(str(out))[0]
+    assert 1 <= frames < 960 and not list(tmp_path.glob("*.partial"))

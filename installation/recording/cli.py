@@ -81,12 +81,12 @@ def _preset(args: argparse.Namespace):
     return preset
 
 
-def _checked(function, *args):
+def _checked(function, *args, **options):
     """Export refusals become usage errors (one line, exit 2)."""
     from .export import ExportError
 
     try:
-        return function(*args)
+        return function(*args, **options)
     except ExportError as error:
         raise UsageError(str(error)) from None
 
@@ -115,9 +115,15 @@ def _finish(report, what: str) -> None:
 
 
 def _encode(export, *args) -> object:
+    """Run an export with the stop signals noted (the file is finalised between two frames): a failed or stopped
+    encode is one line and exit 1."""
+    from ..signals import StopSignals
+    from .export import ExportStopped
+
     try:
-        return _checked(export, *args)
-    except EncoderError as error:
+        with StopSignals() as stop:
+            return _checked(export, *args, stop=stop)
+    except (EncoderError, ExportStopped) as error:
         print(f"uncanny: error: {error}", file=sys.stderr)
         raise SystemExit(1) from None
 

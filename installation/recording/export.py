@@ -31,12 +31,17 @@ from ..display.presenter import Presenter
 from ..engine.snapshots import FILE_NAME, SnapshotStore
 from ..models import GAN
 from ..presets import Preset
+from ..signals import StopSignals
 from ..walks import loop_times, make_walks, render_walk_frames
 from .encoder import CODECS, KEYFRAME_SECONDS, EncoderError, VideoEncoder
 
 
 class ExportError(Exception):
     """The export cannot be made as asked (no such run folder, no snapshot, a size the codec refuses); one line."""
+
+
+class ExportStopped(Exception):
+    """A stop signal ended the export early; the frames so far were finalised into a playable file. One line."""
 
 
 @dataclass(frozen=True)
@@ -175,8 +180,9 @@ class Steps:
 
 
 def _encode(out: Path, preset: Preset, codec: str, pictures: Iterator[np.ndarray], total: int, label: str,
-            stream: IO[str], keyframes: int | None = None) -> ExportReport:
-    """Every picture into `out` (written as out.partial, renamed when complete), with progress and the steps."""
+            stream: IO[str], keyframes: int | None = None, stop: StopSignals | None = None) -> ExportReport:
+    """Every picture into `out` (written as out.partial, renamed when complete), with progress and the steps.
+    A stop signal (see signals.py) ends it between two frames, with the frames so far finalised."""
     display, start = preset.display, time.monotonic()
     steps, progress = Steps(), Progress(label, total, stream)
     video = VideoEncoder(out, display.width, display.height, display.fps, codec, keyframe_interval=keyframes)
@@ -187,11 +193,16 @@ def _encode(out: Path, preset: Preset, codec: str, pictures: Iterator[np.ndarray
             if video.failed:
                 break
             progress(done)
+            if stop is not None and stop.requested:
+                break
     finally:
         path = video.close()
     if video.failed or path is None:
         raise EncoderError(f"the video could not be written: {video.failed or 'no frame was encoded'}"
                            + (f" (the frames so far are in {path})" if path else ""))
+    if video.frames < total:
+        raise ExportStopped(f"stopped by {stop.name if stop else 'a signal'} after {video.frames} of {total} "
+                            f"frames; they are in {path} (not the whole {label})")
     return steps.report(path, display.fps, start)
 
 
@@ -201,7 +212,7 @@ def _walks(gan: GAN, preset: Preset, grid: bool, period: float) -> list:
 
 
 def export_loop(gan: GAN, preset: Preset, seconds: float, codec: str, grid: bool, out: Path,
-                stream: IO[str] = sys.stderr) -> ExportReport:
+                stream: IO[str] = sys.stderr, stop: StopSignals | None = None) -> ExportReport:
     """The seamless loop of `gan` (frozen) as `seconds` * fps frames into `out`; see the module docstring."""
     times = loop_times(seconds, preset.display.fps)
     walks = _walks(gan, preset, grid, seconds)
@@ -210,7 +221,7 @@ def export_loop(gan: GAN, preset: Preset, seconds: float, codec: str, grid: bool
         pictures = (stage.show(render_walk_frames(gan, walks, t, preset.walk.truncation, preset.render.precision))
                     for t in times)
         return _encode(out, preset, codec, pictures, len(times), "loop", stream,
-                       keyframe_interval(len(times), preset.display.fps))
+                       keyframe_interval(len(times), preset.display.fps), stop)
     finally:
         stage.close()
 
@@ -256,7 +267,7 @@ class Journey:
 
 
 def export_film(gan: GAN, journey: Journey, preset: Preset, seconds: float, codec: str, grid: bool, caption: bool,
-                out: Path, stream: IO[str] = sys.stderr) -> ExportReport:
+                out: Path, stream: IO[str] = sys.stderr, stop: StopSignals | None = None) -> ExportReport:
     """The journey from its first to its newest snapshot in `seconds` * fps frames; see the module docstring.
     `gan` is the first snapshot's model (its weights are overwritten frame by frame)."""
     fps = preset.display.fps
@@ -273,6 +284,6 @@ def export_film(gan: GAN, journey: Journey, preset: Preset, seconds: float, code
             yield stage.show(frames, f"iteration {iteration:.0f}" if caption else None)
 
     try:
-        return _encode(out, preset, codec, pictures(), total, "film", stream)
+        return _encode(out, preset, codec, pictures(), total, "film", stream, stop=stop)
     finally:
         stage.close()
