@@ -196,11 +196,17 @@ class VideoEncoder:
         if shutil.disk_usage(self.partial.parent).free < 2 * self.partial.stat().st_size + 2**26:
             return
         copy = self.partial.with_name(f".{self.path.name}.faststart.tmp")  # hidden: recover_partials skips it
-        done = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
-                               "-i", str(self.partial), "-c", "copy", "-movflags", "+faststart",
-                               "-f", self.codec.muxer, str(copy)],
-                              stdin=subprocess.DEVNULL, capture_output=True, start_new_session=True)
-        if done.returncode == 0:
+        size = self.partial.stat().st_size
+        try:  # a stream copy reads and writes at disk speed; a stuck one must not hold up the stop for ever
+            done = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
+                                   "-i", str(self.partial), "-c", "copy", "-movflags", "+faststart",
+                                   "-f", self.codec.muxer, str(copy)],
+                                  stdin=subprocess.DEVNULL, capture_output=True, start_new_session=True,
+                                  timeout=STALL_SECONDS + size / 2**24)
+            moved = done.returncode == 0
+        except (OSError, subprocess.TimeoutExpired):
+            moved = False
+        if moved:
             os.replace(copy, self.partial)
         else:
             copy.unlink(missing_ok=True)
