@@ -9,11 +9,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-EXIT_BAD_INPUT = 2
-
-
-from .arguments import (UsageError, checked, non_negative_float, parse_seeds, positive_float, resolution_arg,
-                        size_arg, whole_number)
+from .arguments import (EXIT_BAD_INPUT, UsageError, checked, non_negative_float, parse_seeds, positive_float,
+                        resolution_arg, size_arg, whole_number)
 from .engine.config import LOSSES, check_batch
 
 
@@ -260,6 +257,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .control.cli import add_osc_parser
 
     add_osc_parser(commands)
+
+    from .service.cli import add_service_parser
+
+    add_service_parser(commands)
 
     journey = commands.add_parser("journey", help="run the inverted fine-tuning headless; write metrics, snapshots, "
                                                   "a contact sheet and a plot",

@@ -2,7 +2,8 @@
 
 A preset has up to seven tables — [model], [engine], [walk], [display], [render], [osc], [logs] — each mapped onto
 one frozen dataclass. Missing keys take the defaults below; unknown tables or keys, wrong types and out-of-range
-values are refused with one line naming the file, the key and what is allowed. `presets/default.toml` documents every key.
+values are refused with one line naming the file, the key and what is allowed. `presets/default.toml` documents
+every key.
 """
 
 from __future__ import annotations
