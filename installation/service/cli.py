@@ -51,6 +51,9 @@ def cmd_install(args: argparse.Namespace) -> None:
     from ..presets import load_preset
 
     load_preset(args.preset)
+    if args.checkpoint is not None and not args.checkpoint.is_file():
+        raise UsageError(f"--checkpoint {args.checkpoint}: no such file; give the model file the service should "
+                         "show (or leave it out for the embedded model)")
     run_dir = _run_dir(args)
     command = [*launcher(), "--preset", _absolute_if_file(args.preset), "--run-dir", str(run_dir)]
     if args.checkpoint is not None:
