@@ -81,6 +81,7 @@ def test_remote_checks_keep_their_own_clocks_and_say_a_write_failure_once(tmp_pa
     for now in (200.0, 210.0, 220.0):
         checks.tick(now, status, lambda: picture)
     assert len(said) == 1 and "cannot write the status or thumbnail" in said[0]
+    assert not list(tmp_path.glob(".*.tmp"))  # a failed write leaves nothing behind
 
 
 def test_logs_table_goes_through_the_preset_validation(tmp_path):

@@ -37,16 +37,19 @@ def test_a_wheel_from_a_clean_clone_runs_headless_from_another_folder(tmp_path):
     elsewhere.mkdir()
     save_gan(create_stylegan1([32, 32, 16, 16], code_dim=32, n_mlp=2, seed=1), elsewhere / "tiny.pt")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # the checkout must not be importable
-    where = run(venv / "bin" / "python", "-c", "import installation.resources as r; print(r.__file__); "
-                "print(r.data_dir('shaders')); print(r.data_dir('presets'))", cwd=elsewhere, env=env).stdout
-    assert all(line.startswith(str(venv)) for line in where.split()), where
-    run(venv / "bin" / "uncanny", "--checkpoint", "tiny.pt", "--preset", "gallery", "--headless", "--seconds", "3",
+    where = run(venv / "bin" / "python", "-c", "import installation.presets as p, installation.resources as r; "
+                "print(r.__file__); print(r.data_dir('shaders') / 'present.frag'); "
+                "print(p.load_preset('gallery').source)", cwd=elsewhere, env=env).stdout
+    assert all(line.startswith(str(venv)) for line in where.split()) and where.count("\n") == 3, where
+    (elsewhere / "show.toml").write_text("[logs]\nstatus_every = 0.5\nthumbnail_minutes = 0.01\n")
+    run(venv / "bin" / "uncanny", "--checkpoint", "tiny.pt", "--preset", "show.toml", "--headless", "--seconds", "3",
         "--size", "96x64", "--run-dir", "run", "--device", "cpu", "--no-osc", cwd=elsewhere, env=env)
     (video,) = (elsewhere / "run").glob("live-*.mp4")
     frames, _ = imageio_ffmpeg.count_frames_and_secs(str(video))
     assert frames > 0
     assert read_status(elsewhere / "run").model == "tiny.pt"
     assert (elsewhere / "run" / "logs" / "uncanny.log").stat().st_size > 0
+    assert list((elsewhere / "run" / "thumbnails").glob("*-it*.jpg"))
     status = subprocess.run([venv / "bin" / "uncanny", "service", "status", "--run-dir", "run"], cwd=elsewhere,
                             env=env, capture_output=True, text=True, timeout=60)
     assert status.returncode in (0, 1), status.stderr  # 1: stale, once the stopped run's file is old enough

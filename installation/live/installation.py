@@ -77,7 +77,7 @@ class Installation:
         self.frame_iteration = 0  # the training iteration of the weights that drew the frame on screen
         self._refreshes: deque[float] = deque(maxlen=60)
         self._message: tuple[str, float] | None = None
-        self.run_dir, self.model = run_dir.resolve(), str(checkpoint)
+        self.run_dir, self.model = Path(run_dir).resolve(), str(checkpoint)
         self.started = time.monotonic()
         self.remote = RemoteChecks(run_dir, preset.logs, self.say, self.started)
         try:

@@ -98,11 +98,16 @@ def disk_free(folder: Path) -> int:
 def write_status(run_dir: Path, status: LiveStatus) -> None:
     """status.json, whole or not at all (tmp + rename). No fsync: it is rewritten in seconds anyway, and an fsync on
     a slow disk would stall the render loop."""
+    run_dir.mkdir(parents=True, exist_ok=True)  # the engine process may not have made it yet
     final = run_dir / STATUS_FILE
     tmp = run_dir / f".{STATUS_FILE}.{os.getpid()}.tmp"
     data = dataclasses.replace(status, updated=time.time(), pid=os.getpid(), version=package_version())
-    tmp.write_text(json.dumps(data.to_json(), indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, final)
+    try:
+        tmp.write_text(json.dumps(data.to_json(), indent=1) + "\n", encoding="utf-8")
+        os.replace(tmp, final)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def read_framebuffer(ctx: Any, size: tuple[int, int]) -> np.ndarray:
