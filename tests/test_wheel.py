@@ -2,6 +2,7 @@
 folder: the shaders and presets travel inside the package, nothing is read from the source tree."""
 
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -54,3 +55,8 @@ def test_a_wheel_from_a_clean_clone_runs_headless_from_another_folder(tmp_path):
                             env=env, capture_output=True, text=True, timeout=60)
     assert status.returncode in (0, 1), status.stderr  # 1: stale, once the stopped run's file is old enough
     assert "uncanny status, run/status.json" in status.stdout and "phase       running" in status.stdout
+    unit = run(venv / "bin" / "uncanny", "service", "install", "--user", "--print", "--checkpoint", "tiny.pt",
+               cwd=elsewhere, env=env).stdout
+    (exec_start,) = [line for line in unit.splitlines() if line.startswith("ExecStart=")]
+    assert shlex.split(exec_start[len("ExecStart="):])[:2] == [str(venv / "bin" / "python"),
+                                                               str(venv / "bin" / "uncanny")]
