@@ -37,21 +37,35 @@ def _lines(path: Path) -> list[bytes]:
         return []
 
 
+_LEADING = b'{"iteration": '  # how the engine writes every metrics line (json.dumps, iteration first)
+
+
+def _iteration(raw: bytes) -> int | None:
+    """A metrics line's iteration, read without parsing the whole line where it leads (a journal of weeks is
+    compacted between two training steps); None for a line that is not complete JSON with an iteration."""
+    if raw.startswith(_LEADING) and raw.endswith(b"}"):
+        digits = raw[len(_LEADING):raw.find(b",", len(_LEADING))]
+        if digits.isdigit():
+            return int(digits)
+    try:
+        return int(json.loads(raw)["iteration"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
 def compact_metrics(path: Path, max_bytes: int) -> bool:
     """Rewrite `path` within `max_bytes * KEEP_SHARE` when it is larger than `max_bytes`; True when rewritten."""
     if not path.exists() or path.stat().st_size <= max_bytes:
         return False
-    parsed: list[tuple[dict[str, Any], bytes]] = []
+    parsed: list[dict[str, Any]] = []  # only the iteration and the line as written: weeks of lines fit in memory
     for raw in _lines(path):
-        try:
-            line = json.loads(raw)
-            line["iteration"] = int(line["iteration"])
-        except (ValueError, KeyError, TypeError):
-            continue  # a torn or foreign line: the readers skip it too
-        parsed.append((line, raw))
-    raw_of = {id(line): raw for line, raw in parsed}
-    journey = [raw_of[id(line)] for line in history([line for line, _ in parsed])]
-    iterations = [int(json.loads(raw)["iteration"]) for raw in journey]
+        iteration = _iteration(raw)
+        if iteration is not None:  # a torn or foreign line is dropped: the readers skip it too
+            parsed.append({"iteration": iteration, "raw": raw})
+    kept = history(parsed)
+    journey = [line["raw"] for line in kept]
+    iterations = [line["iteration"] for line in kept]
+    del parsed, kept
     target = int(max_bytes * KEEP_SHARE)
     recent: list[bytes] = []
     size = 0

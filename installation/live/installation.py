@@ -79,7 +79,7 @@ class Installation:
         self._message: tuple[str, float] | None = None
         self.run_dir, self.model = Path(run_dir).resolve(), str(checkpoint)
         self.started = time.monotonic()
-        self.remote = RemoteChecks(run_dir, preset.logs, self.say, self.started)
+        self.remote = RemoteChecks(self.run_dir, preset.logs, self.say, self.started)
         try:
             self.engine.start()
         except BaseException:
