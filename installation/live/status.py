@@ -11,6 +11,7 @@ read of the framebuffer every few minutes (about 1 ms at 1080p on llvmpipe).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import shutil
@@ -31,6 +32,7 @@ STALE_INTERVALS = 3  # a status file older than this many of its intervals: the 
 FIRST_THUMBNAIL_SECONDS = 30.0  # the first one soon after the start, so a remote check sees the picture came up
 
 
+@functools.cache  # a metadata lookup scans the installed distributions: once per process is enough
 def package_version() -> str:
     try:
         return metadata.version("uncanny")
