@@ -168,8 +168,8 @@ def cmd_status(args: argparse.Namespace) -> None:
     if stale:
         gone = "" if _process_alive(status.pid) else f"; process {status.pid} is not running"
         print(f"STALE: not rewritten for {_duration(status.age(now))}, more than {STALE_INTERVALS} times its "
-              f"interval{gone}: the installation is stopped or hung. See `systemctl --user status uncanny` and "
-              f"`journalctl --user -u uncanny`", file=sys.stderr)
+              f"interval{gone}: the installation is stopped or hung. See `systemctl [--user] status uncanny` and "
+              f"`journalctl [--user] -u uncanny` (--user for a user unit)", file=sys.stderr)
         raise SystemExit(EXIT_STALE)
 
 
