@@ -14,6 +14,9 @@ from typing import Any
 from .validation import ConfigError
 
 
+EXIT_BAD_INPUT = 2  # every command's exit code for input it refuses (argparse's own too); the service does not relaunch
+
+
 class UsageError(Exception):
     """Bad user input found after parsing; printed as one line, exit code 2."""
 

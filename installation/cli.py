@@ -9,11 +9,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-EXIT_BAD_INPUT = 2
-
-
-from .arguments import (UsageError, checked, non_negative_float, parse_seeds, positive_float, resolution_arg,
-                        size_arg, whole_number)
+from .arguments import (EXIT_BAD_INPUT, UsageError, checked, non_negative_float, parse_seeds, positive_float,
+                        resolution_arg, size_arg, whole_number)
 from .engine.config import LOSSES, check_batch
 
 
@@ -136,6 +133,7 @@ def _has_display() -> bool:
 
 def cmd_run(args: argparse.Namespace) -> None:
     from .live.renderer import poster
+    from .live.logfile import log_file
     from .live.run import open_run_folder, run_headless, run_window
     from .engine.config import resolve_device
     from .models import CheckpointError, load_gan
@@ -171,7 +169,7 @@ def cmd_run(args: argparse.Namespace) -> None:
         print("uncanny: no display found ($DISPLAY is not set): running headless", file=sys.stderr)
         headless = True
     # Refusals that no retry can fix come now, before any file in the folder is touched: one line, exit 2.
-    with StopSignals() as stop, open_run_folder(run_dir, gan) as recovered:
+    with StopSignals() as stop, open_run_folder(run_dir, gan) as recovered, log_file(run_dir, preset.logs):
         for path in recovered:
             print(f"uncanny: {path}: a recording cut off by a kill, kept under this playable name", file=sys.stderr)
         print(f"uncanny: {checkpoint} ({gan.format}, {gan.resolution} px); run folder {run_dir} "
@@ -263,6 +261,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .recording.cli import add_export_parsers
 
     add_export_parsers(commands)
+
+    from .service.cli import add_service_parser
+
+    add_service_parser(commands)
 
     journey = commands.add_parser("journey", help="run the inverted fine-tuning headless; write metrics, snapshots, "
                                                   "a contact sheet and a plot",

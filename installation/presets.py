@@ -1,8 +1,9 @@
 """Presets: TOML files holding every setting of a performance, validated when they are loaded.
 
-A preset has up to six tables — [model], [engine], [walk], [display], [render], [osc] — each mapped onto one frozen
-dataclass. Missing keys take the defaults below; unknown tables or keys, wrong types and out-of-range values are
-refused with one line naming the file, the key and what is allowed. `presets/default.toml` documents every key.
+A preset has up to seven tables — [model], [engine], [walk], [display], [render], [osc], [logs] — each mapped onto
+one frozen dataclass. Missing keys take the defaults below; unknown tables or keys, wrong types and out-of-range
+values are refused with one line naming the file, the key and what is allowed. `presets/default.toml` documents
+every key.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from typing import Any
 
 from .engine.config import EngineConfig
 from .models.gan import PRECISIONS
+from .resources import data_dir
 from .validation import ConfigError, check_float, check_int, check_period, check_seed, check_truncation
 
-PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
+PRESET_DIR = data_dir("presets")
 DISPLAY_MODES = ("fit", "fill", "stretch")
 
 
@@ -144,6 +146,26 @@ class OscConfig:
 
 
 @dataclass(frozen=True)
+class LogsConfig:
+    """What the display process leaves for remote checks ([logs] table): status.json, the log, thumbnails."""
+
+    status_every: float = 5.0  # seconds between rewrites of status.json
+    log_mb: float = 10.0  # logs/uncanny.log rotates at this size ...
+    log_files: int = 5  # ... keeping this many older files
+    thumbnail_minutes: float = 10.0  # a thumbnail of the output this often; 0 = none
+    thumbnail_width: int = 320
+    thumbnail_budget_mb: float = 50.0  # the oldest thumbnails go to stay within this
+
+    def __post_init__(self) -> None:
+        check_float("status_every", self.status_every, 0.1, 3600.0)
+        check_float("log_mb", self.log_mb, 0.01, 10000.0)
+        check_int("log_files", self.log_files, 1, 100)
+        check_float("thumbnail_minutes", self.thumbnail_minutes, 0.0, 1440.0)
+        check_int("thumbnail_width", self.thumbnail_width, 16, 1920)
+        check_float("thumbnail_budget_mb", self.thumbnail_budget_mb, 0.0, 100000.0, low_open=True)
+
+
+@dataclass(frozen=True)
 class Preset:
     model: ModelConfig = field(default_factory=ModelConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
@@ -151,6 +173,7 @@ class Preset:
     display: DisplayConfig = field(default_factory=DisplayConfig)
     render: RenderConfig = field(default_factory=RenderConfig)
     osc: OscConfig = field(default_factory=OscConfig)
+    logs: LogsConfig = field(default_factory=LogsConfig)
     source: str = "built-in defaults"
 
     def replace(self, section: str, **changes: Any) -> Preset:
@@ -163,7 +186,8 @@ class Preset:
 
 
 _CLASSES = {"model": ModelConfig, "engine": EngineConfig, "walk": WalkConfig, "display": DisplayConfig,
-            "render": RenderConfig, "osc": OscConfig}
+            "render": RenderConfig, "osc": OscConfig,
+            "logs": LogsConfig}
 
 
 _TYPE_NAMES = {int: "a whole number", float: "a number", bool: "true or false", str: "a string", tuple: "a list"}

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import moderngl
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SHADER_DIR = REPO_ROOT / "shaders"
+from ..resources import data_dir
+
+SHADER_DIR = data_dir("shaders")
 
 # Driver log lines: Mesa "0:42(5): error: ...", NVIDIA "0(42) : error C0000: ...", AMD/Intel "ERROR: 0:42: ...".
 _LOG_LINES = (
@@ -55,6 +56,6 @@ def _locate(line: str, path: Path) -> str:
 
 
 def _display(path: Path) -> str:
-    """Paths inside the repository relative to it (shaders/present.frag), others in full."""
+    """The shipped shaders as shaders/present.frag, others in full."""
     path = path.resolve()
-    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
+    return f"shaders/{path.relative_to(SHADER_DIR)}" if path.is_relative_to(SHADER_DIR) else str(path)

@@ -47,6 +47,7 @@ import torch
 from torch import Tensor
 
 from ..models import GAN
+from ..journal import compact_events, compact_metrics, history  # noqa: F401 (history: read by journey.py, tests)
 from ..storage import atomic_write_bytes, drop_torn_line, last_json_line
 from .commands import Command, CommandError, parse_command
 from .config import ConfigError, EngineConfig, starting_lr
@@ -115,17 +116,6 @@ def check_run_folder(run_dir: str | Path, gan: GAN) -> dict[str, Any] | None:
     return info
 
 
-def history(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The journey as it stands, from metrics lines in file order: a line at iteration i replaces every kept line
-    at i or later (a resume from an older snapshot, a rewind, a rollback abandon that future)."""
-    kept: list[dict[str, Any]] = []
-    for line in lines:
-        while kept and kept[-1]["iteration"] >= line["iteration"]:
-            kept.pop()
-        kept.append(line)
-    return kept
-
-
 def derive_seed(*parts: int) -> int:
     """A 63-bit seed mixed from non-negative integers (seed, stream, branch, iteration)."""
     return int.from_bytes(np.random.SeedSequence(parts).generate_state(2).tobytes(), "little") & (2**63 - 1)
@@ -182,12 +172,12 @@ class Engine:
         self._lock = _lock_folder(self.run_dir)
         self._metrics: IO[str] | None = None
         self._events: IO[str] | None = None
+        self._compact_at = config.journal_mb * 2**20  # bytes of metrics + events that set off a compaction
         try:
             info = check_run_folder(self.run_dir, gan)
             torn = [name for name in ("metrics.jsonl", "events.jsonl") if drop_torn_line(self.run_dir / name)]
             last_event = last_json_line(self.run_dir / "events.jsonl")
-            self._metrics = open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8")
-            self._events = open(self.run_dir / "events.jsonl", "a", encoding="utf-8")
+            self._open_journal()
             # g_config: NVlabs networks are rebuilt from their settings, not from the tensors' shapes
             header = {"arch": gan.arch, "resolution": gan.resolution, "mean_latent": gan.mean_latent.detach().cpu(),
                       "trained_resolution": max(gan.trained_resolutions or (gan.resolution,)),
@@ -549,6 +539,30 @@ class Engine:
     def _write_metrics(self, line: dict[str, Any]) -> None:
         self._metrics.write(json.dumps(line) + "\n")
         self._metrics.flush()
+        if self._metrics.tell() + self._events.tell() > self._compact_at:
+            self._open_journal()
+
+    def _open_journal(self) -> None:
+        """(Re)open metrics.jsonl and events.jsonl for appending, compacted first when over their budget: metrics
+        get three quarters of [engine] journal_mb, events the rest (journal.py; under a second for 200,000 lines)."""
+        for handle in (self._metrics, self._events):
+            if handle is not None:
+                handle.close()
+        self._metrics = self._events = None
+        budget = self.config.journal_mb * 2**20
+        files = (self.run_dir / "metrics.jsonl", self.run_dir / "events.jsonl")
+        problem = None
+        try:
+            compact_metrics(files[0], int(budget * 0.75))
+            compact_events(files[1], int(budget * 0.25))
+            self._compact_at = budget
+        except OSError as error:  # a full disk: keep appending, and try again only once they grew a quarter more
+            self._compact_at = 1.25 * sum(path.stat().st_size for path in files if path.exists())
+            problem = f"metrics.jsonl and events.jsonl could not be compacted ({error.strerror or error})"
+        self._metrics = open(files[0], "a", encoding="utf-8")
+        self._events = open(files[1], "a", encoding="utf-8")
+        if problem is not None:
+            self._error(problem)
 
     def _release(self) -> None:
         for handle in (self._metrics, self._events, self._lock):

@@ -23,6 +23,7 @@ from ..presets import OscConfig, Preset
 from .hud import hud_text
 from .motion import FrameQueue
 from .renderer import FrameRenderer, WalkSettings
+from .status import LiveStatus, RemoteChecks, disk_free, read_framebuffer
 from .supervisor import EngineSupervisor
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,9 @@ class Installation:
         self.frame_iteration = 0  # the training iteration of the weights that drew the frame on screen
         self._refreshes: deque[float] = deque(maxlen=60)
         self._message: tuple[str, float] | None = None
+        self.run_dir, self.model = Path(run_dir).resolve(), str(checkpoint)
+        self.started = time.monotonic()
+        self.remote = RemoteChecks(self.run_dir, preset.logs, self.say, self.started)
         try:
             self.engine.start()
         except BaseException:
@@ -129,6 +133,17 @@ class Installation:
                             diversity=s.diversity, collapsed=s.collapsed, fps=self.fps,
                             steps_per_second=s.steps_per_second, recording=bool(recording),
                             recording_path=recording, snapshots=s.snapshots, controls=controls)
+
+    def live_status(self, cycle: int = 0, phase: str = "running", recording: str = "") -> LiveStatus:
+        """What status.json says: `cycle` and `phase` are the gallery director's, `recording` the live recording's
+        path ("" for none)."""
+        s = self.state
+        return LiveStatus(iteration=s.iteration, cycle=cycle, phase=phase, fps=round(self.fps, 2),
+                          uptime=round(time.monotonic() - self.started, 1),
+                          last_error=self._message[0] if self._message else "", engine_status=s.status,
+                          engine_restarts=self.supervisor.restarts, steps_per_second=s.steps_per_second,
+                          collapsed=s.collapsed, disk_free=disk_free(self.run_dir), recording=recording,
+                          model=self.model, run_dir=str(self.run_dir), every=self.preset.logs.status_every)
 
     def send(self, command: Any, action: Action | None = None) -> None:
         """An engine command; when the engine is down, say so (and tell the action's sender) and keep showing."""
@@ -184,6 +199,7 @@ class Installation:
         message = self._message[0] if self._message and now - self._message[1] < MESSAGE_SECONDS else None
         self.presenter.set_hud(hud_text(self.state, self.fps, message, self.hud))
         self.presenter.render(now)
+        self.remote.tick(now, self.live_status, lambda: read_framebuffer(self.presenter.ctx, size))
         return left
 
     def close(self) -> None:

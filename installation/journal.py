@@ -1,0 +1,99 @@
+"""Keeping metrics.jsonl and events.jsonl within a fixed size for a run of weeks.
+
+metrics.jsonl is compacted to the journey as it stands (engine.history: the futures a rewind or resume abandoned go)
+and, while that is still too big, its older part is thinned to every k-th iteration (k doubling) so the newest
+stretch stays at full density and the whole journey can still be plotted. events.jsonl keeps its first line (the
+run's start) and its newest lines. Both are rewritten atomically, so a kill during compaction leaves the old file or
+the new one; the reader (journey.read_metrics, engine.history) reads the result as before.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .storage import atomic_write_bytes
+
+def history(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The journey as it stands, from metrics lines in file order: a line at iteration i replaces every kept line
+    at i or later (a resume from an older snapshot, a rewind, a rollback abandon that future)."""
+    kept: list[dict[str, Any]] = []
+    for line in lines:
+        while kept and kept[-1]["iteration"] >= line["iteration"]:
+            kept.pop()
+        kept.append(line)
+    return kept
+
+
+KEEP_SHARE = 0.5  # a compacted file fills this share of its budget, so compaction is rare
+RECENT_SHARE = 0.5  # of what is kept, the newest lines at full density
+
+
+def _lines(path: Path) -> list[bytes]:
+    try:
+        return [line for line in path.read_bytes().splitlines() if line.strip()]
+    except FileNotFoundError:
+        return []
+
+
+_LEADING = b'{"iteration": '  # how the engine writes every metrics line (json.dumps, iteration first)
+
+
+def _iteration(raw: bytes) -> int | None:
+    """A metrics line's iteration, read without parsing the whole line where it leads (a journal of weeks is
+    compacted between two training steps); None for a line that is not complete JSON with an iteration."""
+    if raw.startswith(_LEADING) and raw.endswith(b"}"):
+        digits = raw[len(_LEADING):raw.find(b",", len(_LEADING))]
+        if digits.isdigit():
+            return int(digits)
+    try:
+        return int(json.loads(raw)["iteration"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def compact_metrics(path: Path, max_bytes: int) -> bool:
+    """Rewrite `path` within `max_bytes * KEEP_SHARE` when it is larger than `max_bytes`; True when rewritten."""
+    if not path.exists() or path.stat().st_size <= max_bytes:
+        return False
+    parsed: list[dict[str, Any]] = []  # only the iteration and the line as written: weeks of lines fit in memory
+    for raw in _lines(path):
+        iteration = _iteration(raw)
+        if iteration is not None:  # a torn or foreign line is dropped: the readers skip it too
+            parsed.append({"iteration": iteration, "raw": raw})
+    kept = history(parsed)
+    journey = [line["raw"] for line in kept]
+    iterations = [line["iteration"] for line in kept]
+    del parsed, kept
+    target = int(max_bytes * KEEP_SHARE)
+    recent: list[bytes] = []
+    size = 0
+    while journey and size + len(journey[-1]) + 1 <= target * RECENT_SHARE:  # the newest, at full density
+        size += len(journey[-1]) + 1
+        recent.append(journey.pop())
+        iterations.pop()
+    recent.reverse()
+    step = 1
+    older = journey
+    while older and sum(len(raw) + 1 for raw in older) + size > target:
+        step *= 2
+        older = [raw for raw, it in zip(journey, iterations) if it % step == 0]
+    atomic_write_bytes(path, b"".join(raw + b"\n" for raw in older + recent))
+    return True
+
+
+def compact_events(path: Path, max_bytes: int) -> bool:
+    """Keep the first event and the newest ones within `max_bytes * KEEP_SHARE` once `path` is over `max_bytes`."""
+    if not path.exists() or path.stat().st_size <= max_bytes:
+        return False
+    lines = _lines(path)
+    first, rest = lines[:1], lines[1:]
+    size = sum(len(raw) + 1 for raw in first)
+    tail: list[bytes] = []
+    while rest and size + len(rest[-1]) + 1 <= max_bytes * KEEP_SHARE:
+        size += len(rest[-1]) + 1
+        tail.append(rest.pop())
+    tail.reverse()
+    atomic_write_bytes(path, b"".join(raw + b"\n" for raw in first + tail))
+    return True

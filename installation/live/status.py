@@ -1,0 +1,186 @@
+"""What the display process leaves in the run folder for a remote check (ssh in, `service status`, or a file sync):
+
+- `status.json`, rewritten atomically every `[logs] status_every` seconds: `LiveStatus`, one flat JSON object;
+- `thumbnails/YYYYmmdd-HHMMSS-itN.jpg`, a small picture of the output every `[logs] thumbnail_minutes`, the
+  oldest deleted to stay within `thumbnail_budget_mb` (a "screenshot log": was the screen right last night?).
+
+`RemoteChecks.tick` runs once per refresh and costs nothing between its due times; the thumbnail is one plain
+read of the framebuffer every few minutes (about 1 ms at 1080p on llvmpipe).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..presets import LogsConfig
+
+STATUS_FILE = "status.json"
+THUMBNAIL_DIR = "thumbnails"
+STALE_INTERVALS = 3  # a status file older than this many of its intervals: the display process is gone or hung
+FIRST_THUMBNAIL_SECONDS = 30.0  # the first one soon after the start, so a remote check sees the picture came up
+
+
+@functools.cache  # a metadata lookup scans the installed distributions: once per process is enough
+def package_version() -> str:
+    try:
+        return metadata.version("uncanny")
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
+
+
+@dataclass(frozen=True)
+class LiveStatus:
+    """One status.json. `cycle` and `phase` come from the gallery director (completed cycles, what it is doing);
+    `recording` is the live recording's path, or "" for none (written as false)."""
+
+    iteration: int
+    cycle: int
+    phase: str
+    fps: float
+    uptime: float  # seconds since the display process started the installation
+    last_error: str  # the newest message the installation reported (also shown on screen), "" for none
+    engine_status: str
+    engine_restarts: int
+    steps_per_second: float
+    collapsed: bool
+    disk_free: int  # bytes free where the run folder is
+    recording: str
+    model: str
+    run_dir: str
+    every: float  # seconds between rewrites: a reader judges staleness by it
+    updated: float = 0.0  # wall time of the write (time.time())
+    pid: int = 0
+    version: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["recording"] = self.recording or False
+        return data
+
+    @classmethod
+    def from_json(cls, data: Any) -> LiveStatus:
+        """Back from `to_json` (keys a newer version added are ignored); ValueError names what is missing."""
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        names = [f.name for f in dataclasses.fields(cls)]
+        if missing := [name for name in names if name not in data]:
+            raise ValueError(f"no {', '.join(missing)}")
+        values = {name: data[name] for name in names}
+        values["recording"] = values["recording"] or ""
+        return cls(**values)
+
+    def age(self, now: float | None = None) -> float:
+        """Seconds since it was written."""
+        return (time.time() if now is None else now) - self.updated
+
+    def stale(self, now: float | None = None) -> bool:
+        """Older than STALE_INTERVALS of its own interval: the display process is gone or hung."""
+        return self.age(now) > STALE_INTERVALS * self.every
+
+
+def disk_free(folder: Path) -> int:
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return 0
+
+
+def write_status(run_dir: Path, status: LiveStatus) -> None:
+    """status.json, whole or not at all (tmp + rename). No fsync: it is rewritten in seconds anyway, and an fsync on
+    a slow disk would stall the render loop."""
+    run_dir.mkdir(parents=True, exist_ok=True)  # the engine process may not have made it yet
+    final = run_dir / STATUS_FILE
+    tmp = run_dir / f".{STATUS_FILE}.{os.getpid()}.tmp"
+    data = dataclasses.replace(status, updated=time.time(), pid=os.getpid(), version=package_version())
+    try:
+        tmp.write_text(json.dumps(data.to_json(), indent=1) + "\n", encoding="utf-8")
+        os.replace(tmp, final)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def read_framebuffer(ctx: Any, size: tuple[int, int]) -> np.ndarray:
+    """The bound framebuffer (the back buffer just drawn, or the offscreen target) as height x width x 3, top row
+    first."""
+    width, height = size
+    pixels = ctx.fbo.read(viewport=(0, 0, width, height), components=3, alignment=1)
+    return np.frombuffer(pixels, np.uint8).reshape(height, width, 3)[::-1]
+
+
+class ThumbnailLog:
+    """Small JPEGs of the output in `folder`, the oldest deleted to stay within `budget` bytes."""
+
+    def __init__(self, folder: Path, width: int, budget: int) -> None:
+        self.folder, self.width, self.budget = folder, width, budget
+
+    def save(self, image: np.ndarray, iteration: int, stamp: float | None = None) -> Path:
+        from PIL import Image
+
+        picture = Image.fromarray(np.ascontiguousarray(image))
+        height = max(1, round(picture.height * self.width / picture.width))
+        picture = picture.resize((self.width, height), Image.BILINEAR)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        name = f"{time.strftime('%Y%m%d-%H%M%S', time.localtime(stamp))}-it{iteration}.jpg"
+        path = self.folder / name
+        tmp = self.folder / f".{name}.tmp"
+        picture.save(tmp, format="JPEG", quality=80)
+        os.replace(tmp, path)
+        self.prune()
+        return path
+
+    def prune(self) -> None:
+        """Delete the oldest thumbnails (by name: the time stamp) while the folder is over its budget."""
+        files = sorted(self.folder.glob("*.jpg"))
+        sizes = [path.stat().st_size for path in files]
+        total = sum(sizes)
+        for path, size in zip(files[:-1], sizes):  # the newest always stays
+            if total <= self.budget:
+                break
+            path.unlink(missing_ok=True)
+            total -= size
+
+
+class RemoteChecks:
+    """status.json and the thumbnails of one run, on their own clocks (monotonic seconds)."""
+
+    def __init__(self, run_dir: Path, config: LogsConfig, say: Callable[[str], None], now: float) -> None:
+        self.run_dir, self.config, self.say = run_dir, config, say
+        self.thumbnails = ThumbnailLog(run_dir / THUMBNAIL_DIR, config.thumbnail_width,
+                                       int(config.thumbnail_budget_mb * 2**20))
+        self._status_due = now
+        interval = config.thumbnail_minutes * 60
+        self._thumbnail_due = now + min(FIRST_THUMBNAIL_SECONDS, interval) if interval else None
+        self._failing: str | None = None  # the last write failure said, so a full disk is said once, not per tick
+
+    def tick(self, now: float, status: Callable[[], LiveStatus], picture: Callable[[], np.ndarray]) -> None:
+        try:
+            if now >= self._status_due:
+                self._status_due = now + self.config.status_every
+                write_status(self.run_dir, status())
+            if self._thumbnail_due is not None and now >= self._thumbnail_due:
+                self._thumbnail_due = now + self.config.thumbnail_minutes * 60
+                self.thumbnails.save(picture(), status().iteration)
+            self._failing = None
+        except OSError as error:  # a full or read-only disk must not stop the picture
+            problem = f"cannot write the status or thumbnail in {self.run_dir}: {error.strerror or error}"
+            if problem != self._failing:
+                self._failing = problem
+                self.say(problem)
+
+
+def read_status(run_dir: Path) -> LiveStatus:
+    """RUN_DIR/status.json; OSError when missing, ValueError when unreadable."""
+    return LiveStatus.from_json(json.loads((run_dir / STATUS_FILE).read_text(encoding="utf-8")))

@@ -1,0 +1,147 @@
+"""`service install` writes a systemd unit with every key the gallery needs (and one `systemd-analyze verify`
+accepts where it is installed); `service status` prints the status file and says when it is stale."""
+
+import dataclasses
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from installation.cli import main
+from installation.live.status import STATUS_FILE, write_status
+from installation.service.unit import UnitSettings, run_dir_of, unit_text
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def parse_unit(text):
+    """{section: {key: [values]}} (a unit may repeat a key, Environment= here)."""
+    sections, current = {}, None
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("["):
+            current = sections.setdefault(line.strip("[]"), {})
+        else:
+            key, _, value = line.partition("=")
+            current.setdefault(key, []).append(value)
+    return sections
+
+
+def install(tmp_path, *args, env=None):
+    return subprocess.run([sys.executable, str(ROOT / "run_installation.py"), "service", "install", *args],
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                          env={**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "config"), **(env or {})})
+
+
+def verify(unit_file, user):
+    """systemd-analyze verify, where this machine has it: it exits 0 even on unknown keys and bad values, so any
+    output at all is a failure (shared/reference/recording-and-operations.md §4)."""
+    if shutil.which("systemd-analyze") is None:
+        return
+    with tempfile.TemporaryDirectory(prefix="rt-", dir="/tmp") as runtime:  # short: socket paths live under it
+        result = subprocess.run(["systemd-analyze", *(["--user"] if user else []), "verify", str(unit_file)],
+                                capture_output=True, text=True, timeout=60,
+                                env={**os.environ, "XDG_RUNTIME_DIR": runtime})
+    assert result.returncode == 0 and not (result.stdout + result.stderr).strip(), result.stdout + result.stderr
+
+
+def test_user_unit_has_the_gallery_keys_and_tells_the_two_commands(tmp_path):
+    result = install(tmp_path, "--user", "--run-dir", "show run", "--display", ":1", "--xauthority", "/x/.Xauth",
+                     "--", "--osc-port", "9001")
+    assert result.returncode == 0, result.stderr
+    unit_file = tmp_path / "config" / "systemd" / "user" / "uncanny.service"
+    assert f"wrote {unit_file}" in result.stdout
+    assert "systemctl --user daemon-reload" in result.stdout
+    assert "systemctl --user enable --now uncanny.service" in result.stdout
+    unit = parse_unit(unit_file.read_text())
+    service = unit["Service"]
+    for key, value in {"Type": "notify", "NotifyAccess": "main", "WatchdogSec": "30", "Restart": "always",
+                       "KillMode": "mixed", "TimeoutStopSec": "120", "RestartPreventExitStatus": "2",
+                       "WorkingDirectory": str(tmp_path)}.items():
+        assert service[key] == [value], key
+    assert set(service["Environment"]) >= {"DISPLAY=:1", "XAUTHORITY=/x/.Xauth"}
+    command = shlex.split(service["ExecStart"][0])
+    run_dir = str(tmp_path / "show run")
+    assert command == [sys.executable, str(ROOT / "run_installation.py"), "--preset", "gallery", "--run-dir",
+                       run_dir, "--osc-port", "9001"]
+    assert unit["Unit"]["After"] == ["graphical-session.target"] and unit["Unit"]["PartOf"] == \
+        ["graphical-session.target"] and unit["Install"]["WantedBy"] == ["graphical-session.target"]
+    verify(unit_file, user=True)
+    # `service status` without --run-dir finds the folder through the installed unit
+    status = subprocess.run([sys.executable, str(ROOT / "run_installation.py"), "service", "status"],
+                            capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "config")})
+    assert status.returncode == 2 and f"{run_dir}/{STATUS_FILE}: cannot be read" in status.stderr
+
+
+def test_system_unit_runs_as_the_user_and_passes_verify(tmp_path, capsys, monkeypatch):
+    (tmp_path / "show.toml").write_text("[display]\nhud = false\n")
+    (tmp_path / "model 100%.pt").write_bytes(b"")  # only its name matters here
+    monkeypatch.chdir(tmp_path)
+    assert main(["service", "install", "--print", "--preset", "show.toml", "--checkpoint", "model 100%.pt"]) == 0
+    text = capsys.readouterr().out
+    unit = parse_unit(text)
+    assert unit["Service"]["User"] and unit["Service"]["RemoveIPC"] == ["yes"]
+    assert unit["Install"]["WantedBy"] == ["graphical.target"]
+    command = shlex.split(unit["Service"]["ExecStart"][0].replace("%%", "%"))
+    assert command[command.index("--preset") + 1] == str(tmp_path / "show.toml")
+    assert command[command.index("--checkpoint") + 1] == str(tmp_path / "model 100%.pt")
+    assert command[command.index("--run-dir") + 1] == str(tmp_path / "runs" / "model 100%")
+    (tmp_path / "uncanny.service").write_text(text)
+    verify(tmp_path / "uncanny.service", user=False)
+
+
+def test_a_path_with_specifiers_and_quotes_round_trips_through_the_unit(tmp_path):
+    run_dir = tmp_path / "it's $HOME at 100%"
+    settings = UnitSettings(command=(sys.executable, "run_installation.py", "--run-dir", str(run_dir)),
+                            working_dir=tmp_path, run_dir=run_dir)
+    assert run_dir_of(unit_text(settings)) == run_dir
+    with pytest.raises(ValueError, match="a line break cannot go into a systemd unit"):
+        unit_text(dataclasses.replace(settings, working_dir=tmp_path / "two\nlines"))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--preset", "nightclub"], "preset 'nightclub' not found"),
+    (["--checkpoint", "missing.pt"], "missing.pt: no such file"),
+])
+def test_install_refuses_bad_input_in_one_line(tmp_path, capsys, monkeypatch, args, message):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.chdir(tmp_path)
+    assert main(["service", "install", "--user", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+    assert not (tmp_path / "config").exists()
+
+
+def _status(**changes):
+    from installation.live.status import LiveStatus
+
+    values = dict(iteration=4321, cycle=3, phase="holding", fps=29.7, uptime=2 * 86400 + 3 * 3600, last_error="",
+                  engine_status="running", engine_restarts=1, steps_per_second=2.5, collapsed=True,
+                  disk_free=5 * 2**30, recording="", model="face.pt", run_dir="/r", every=5.0)
+    return LiveStatus(**{**values, **changes})
+
+
+def test_status_prints_the_file_readably_and_exits_1_when_stale(tmp_path, capsys):
+    write_status(tmp_path, _status())
+    assert main(["service", "status", "--run-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    for text in ("holding, 3 cycles completed", "4321 (engine running, 2.50 steps/s, COLLAPSED)", "2 d 3 h",
+                 "1 engine restarts", "5.0 GB", "recording   no", "thumbnails  none yet", "logs/uncanny.log"):
+        assert text in out, text
+    data = json.loads((tmp_path / STATUS_FILE).read_text())
+    data["updated"] -= 60
+    (tmp_path / STATUS_FILE).write_text(json.dumps(data))
+    with pytest.raises(SystemExit) as stale:
+        main(["service", "status", "--run-dir", str(tmp_path)])
+    assert stale.value.code == 1
+    assert "STALE: not rewritten for 1 min, more than 3 times its interval" in capsys.readouterr().err
+    assert main(["service", "status", "--run-dir", str(tmp_path / "nothing")]) == 2
+    assert "status.json: cannot be read" in capsys.readouterr().err
