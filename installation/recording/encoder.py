@@ -59,7 +59,7 @@ class VideoEncoder:
     """Frames of (H, W, 3) uint8, top row first, into `path` at a constant `fps`."""
 
     def __init__(self, path: str | Path, width: int, height: int, fps: float, codec: str = "h264",
-                 queue_frames: int = 8) -> None:
+                 queue_frames: int = 8, quality: int | None = None) -> None:
         if codec not in CODECS:
             raise EncoderError(f"unknown codec {codec!r}; choose one of {', '.join(CODECS)}")
         self.codec = CODECS[codec]
@@ -72,9 +72,12 @@ class VideoEncoder:
         self.frames = self.dropped = 0
         self.failed: str | None = None
         gop = str(max(1, round(KEYFRAME_SECONDS * fps)))
+        output = [arg.format(gop=gop) for arg in self.codec.output]
+        if quality is not None and "-crf" in output:  # codecs without a rate factor keep their fixed quality
+            output[output.index("-crf") + 1] = str(quality)
         command = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
                    "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{self.width}x{self.height}", "-r", f"{fps:g}",
-                   "-i", "-", "-an", *(arg.format(gop=gop) for arg in self.codec.output), str(self.partial)]
+                   "-i", "-", "-an", *output, str(self.partial)]
         try:
             self._process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                              stderr=subprocess.PIPE, start_new_session=True)
