@@ -88,7 +88,7 @@ def test_the_file_clock_repeats_late_refreshes_and_gives_up_a_long_stall(screen,
     surface, presenter = screen
     lines: list[str] = []
     recorder = LiveRecorder(RecordConfig(fps=FPS), tmp_path, surface.ctx, say=lines.append)
-    start = 1000.0
+    start = time.monotonic()
     assert recorder.start("h264", 0, SIZE, now=start)
 
     def refresh(at: float) -> bool:
@@ -256,9 +256,15 @@ def test_recording_over_osc_survives_an_engine_kill_and_a_kill_of_everything(tmp
     frames = len(decode(partial))
     assert (killed_at - began - 2.0) * FPS <= frames <= (killed_at - began + 0.5) * FPS, frames
 
-    # the next start gives the cut-off file its playable name and says so
+    # the next start gives the cut-off file its playable name and says so; a SIGTERM finalises a running recording
     again = Headless(run_dir)
+    began, path = again.record()
+    time.sleep(2.0)
+    stopped = time.monotonic()
     log = again.stop()
-    assert f"recording cut off by a kill kept as {path}" in log
-    assert len(decode(Path(path))) == frames and not partial.exists()
+    assert f"recording cut off by a kill kept as {partial.with_suffix('')}" in log
+    assert len(decode(partial.with_suffix(""))) == frames and not partial.exists()
     assert "Traceback" not in log and again.process.returncode == 0
+    assert not list(run_dir.glob("recordings/*.partial"))
+    assert f"{path} (" in log.splitlines()[-1]  # listed with what the run wrote
+    assert len(decode(Path(path))) >= (stopped - began - 0.5) * FPS

@@ -56,10 +56,11 @@ class EncoderError(Exception):
 
 
 class VideoEncoder:
-    """Frames of (H, W, 3) uint8, top row first, into `path` at a constant `fps`."""
+    """Frames of (H, W, 3) uint8, top row first, into `path` at a constant `fps`. `options` replace values of the
+    codec's own ffmpeg options (a live recording's faster x264 preset, its rate factor)."""
 
     def __init__(self, path: str | Path, width: int, height: int, fps: float, codec: str = "h264",
-                 queue_frames: int = 8, quality: int | None = None) -> None:
+                 queue_frames: int = 8, options: dict[str, str] | None = None) -> None:
         if codec not in CODECS:
             raise EncoderError(f"unknown codec {codec!r}; choose one of {', '.join(CODECS)}")
         self.codec = CODECS[codec]
@@ -73,8 +74,9 @@ class VideoEncoder:
         self.failed: str | None = None
         gop = str(max(1, round(KEYFRAME_SECONDS * fps)))
         output = [arg.format(gop=gop) for arg in self.codec.output]
-        if quality is not None and "-crf" in output:  # codecs without a rate factor keep their fixed quality
-            output[output.index("-crf") + 1] = str(quality)
+        for option, value in (options or {}).items():  # e.g. {"-crf": "20"}; a codec without the option ignores it
+            if option in output:
+                output[output.index(option) + 1] = value
         command = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
                    "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{self.width}x{self.height}", "-r", f"{fps:g}",
                    "-i", "-", "-an", *output, str(self.partial)]

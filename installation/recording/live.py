@@ -7,9 +7,11 @@ the last one, so a slow refresh repeats its picture and a display faster than th
 The render loop never waits on the encoder: a picture its queue cannot take at once is dropped (counted) and its
 slot is filled by the next refresh's picture.
 
-The readback is a plain glReadPixels on the render thread: on llvmpipe a ring of pixel-pack buffers gained
-nothing (whichever call first needs the pixels waits for the rasteriser; recording-and-operations.md §3), and
-benchmarks/bench_record.py measures what the read costs.
+The readback is a plain glReadPixels (RGB) on the render thread. Measured here (llvmpipe, 1080p, the picture
+already drawn): the read 3.5 ms and the flip 0.9 ms, while a pixel-pack buffer read and mapped took 8.3 ms, in the
+same frame or one frame later (whichever call first needs the pixels waits for the rasteriser; see
+recording-and-operations.md §3), and reading RGBA then dropping alpha in numpy cost more than it saved.
+benchmarks/bench_record.py measures what a recording costs the display.
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ from .supervised import SupervisedVideo
 # Seconds of the file's clock a stall of the display may leave to fill: the frozen picture is repeated (the audience
 # saw it frozen too) at the encoder's pace, a queue-full each refresh. Slots older than this are given up (dropped).
 MAX_CATCH_UP = 10.0
+# x264's preset for live recordings (codecs without one ignore it). Measured on 1080p frames of the embedded
+# model's grid, 2 cores: veryfast 35 ms CPU a frame (a whole core at 30 fps), ultrafast 17 ms at 4x the size
+# (about 10 Mb/s at 30 fps, still crf-controlled): the show shares the cores, so speed wins.
+LIVE_PRESET = "ultrafast"
 SCALE_UNIT = 4  # texture unit of the scaler (the presenter uses 0..3)
 
 
@@ -98,7 +104,8 @@ class LiveRecorder:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             video = SupervisedVideo(self.folder, f"recording-it{iteration}-{codec}", *size, self.config.fps, codec,
-                                    say=self.say, quality=self.config.quality)
+                                    say=self.say,
+                                    options={"-crf": str(self.config.quality), "-preset": LIVE_PRESET})
         except (EncoderError, OSError) as error:
             text = f"cannot start recording in {self.folder}: {getattr(error, 'strerror', None) or error}"
             self.say(text)
@@ -116,6 +123,8 @@ class LiveRecorder:
         video, self._video = self._video, None
         if video is None:
             return []
+        open_slots = math.floor((time.monotonic() - self._start) * video.fps) + 1 - self._slots
+        self.counts.dropped += max(0, open_slots)  # due but never filled: the encoder had fallen behind
         files = video.close()
         self.files += files
         self.counts.frames = video.frames
@@ -172,7 +181,8 @@ class LiveRecorder:
                     self._scaler.release()
                 self._scaler = _Scaler(self.ctx, self._size)
             data = self._scaler.read(output)
-        return np.frombuffer(data, np.uint8).reshape(height, width, 3)[::-1]
+        # flipped once, contiguous, so each write (and each repeat) of it costs the encoder no further copy
+        return np.ascontiguousarray(np.frombuffer(data, np.uint8).reshape(height, width, 3)[::-1])
 
     def close(self) -> None:
         """Finalise any recording and release GL (the installation is stopping)."""

@@ -37,9 +37,9 @@ class SupervisedVideo:
     """
 
     def __init__(self, folder: Path, stem: str, width: int, height: int, fps: float, codec: str = "h264",
-                 say: Callable[[str], None] = print, quality: int | None = None) -> None:
+                 say: Callable[[str], None] = print, options: dict[str, str] | None = None) -> None:
         self.folder, self.stem, self.size, self.fps, self.codec, self.say = folder, stem, (width, height), fps, codec, say
-        self.quality = quality
+        self.options = options  # VideoEncoder's: values replacing the codec's own ffmpeg options
         self.files: list[Path] = []
         self._counts: list[int] = []  # frames of the finished files
         self.stopped: str | None = None
@@ -60,7 +60,7 @@ class SupervisedVideo:
 
     def _open(self) -> VideoEncoder:
         return VideoEncoder(claim_path(self.folder, self.stem, CODECS[self.codec].suffix), *self.size, self.fps,
-                            self.codec, quality=self.quality)
+                            self.codec, options=self.options)
 
     def write(self, frame: np.ndarray, block: bool = True) -> bool:
         """One frame; False when it was not taken (stopped, between files, or with `block` False a full queue)."""
