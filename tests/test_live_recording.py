@@ -124,6 +124,31 @@ def test_a_chosen_size_is_the_picture_fitted_into_it(screen, tmp_path):
     assert abs(frame[32, 32].astype(int) - 128).max() <= 6 and frame[2, 32].max() < 30
 
 
+def test_the_disk_guard_stops_a_recording_cleanly_and_tells_its_starter(screen, small_disk, tmp_path):
+    from installation.recording.supervised import MIN_FREE_BYTES
+
+    surface, presenter = screen
+    disk = small_disk(f"{(MIN_FREE_BYTES + 3 * 2**20) // 2**10}k")  # 3 MiB above the guard's line
+    lines: list[str] = []
+    told: list[str] = []
+    recorder = LiveRecorder(RecordConfig(folder=str(disk)), tmp_path, surface.ctx, say=lines.append)
+    assert recorder.folder == disk
+    rng = np.random.default_rng(0)
+    start = time.monotonic()
+    assert recorder.start(None, 3, SIZE, failed=told.append, now=start)
+    while recorder.recording:  # noise: about a megabyte a second even at this size
+        assert time.monotonic() - start < 60, lines
+        presenter.set_frame(rng.integers(0, 256, (120, 120, 3), np.uint8), 0.0)
+        surface.use()
+        now = time.monotonic()
+        presenter.render(now, recorder.capture_for(now, SIZE))
+    assert len(told) == 1 and told[0].startswith("recording stopped (") and "free" in told[0], told
+    assert "\n" not in told[0] and lines[-1] == told[0]
+    (path,) = recorder.files
+    assert path.parent == disk and len(decode(path)) == recorder.counts.frames > 0
+    assert not list(disk.glob("*.partial"))
+
+
 @pytest.mark.parametrize("table, fix", [({"codec": "mpeg1"}, "codec must be one of h264"),
                                         ({"size": "100"}, "WIDTHxHEIGHT"),
                                         ({"quality": 99}, "quality"), ({"fps": 0.5}, "fps")])
@@ -141,13 +166,13 @@ def test_record_table_rejects_bad_values_in_one_line(tmp_path, table, fix):
 
 # ------------------------------------------------------------------------------------------ real runs
 class Headless:
-    """run_installation.py --headless (the embedded model) in a session of its own, its OSC port read from its
-    start-up lines, a controller talking to it over UDP."""
+    """run_installation.py --headless (or `mode` --windowed; the embedded model) in a session of its own, its OSC
+    port read from its start-up lines, a controller talking to it over UDP."""
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, mode: str = "--headless") -> None:
         self.run_dir = run_dir
         self.process = subprocess.Popen(
-            [sys.executable, str(ROOT / "run_installation.py"), "--headless", "--size", f"{SIZE[0]}x{SIZE[1]}",
+            [sys.executable, str(ROOT / "run_installation.py"), mode, "--size", f"{SIZE[0]}x{SIZE[1]}",
              "--device", "cpu", "--run-dir", str(run_dir), "--osc-port", "0"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
             env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -268,3 +293,15 @@ def test_recording_over_osc_survives_an_engine_kill_and_a_kill_of_everything(tmp
     assert not list(run_dir.glob("recordings/*.partial"))
     assert f"{path} (" in log.splitlines()[-1]  # listed with what the run wrote
     assert len(decode(Path(path))) >= (stopped - began - 0.5) * FPS
+
+
+def test_a_window_records_its_picture_without_the_dot(x_display, tmp_path):
+    live = Headless(tmp_path / "run", "--windowed")
+    try:
+        began, path = live.record()
+        time.sleep(2.0)
+        frames = assert_frames_match(Path(path), live.stop_recording() - began, live)
+    finally:
+        log = live.stop()
+    assert live.process.returncode == 0 and "Traceback" not in log, log
+    assert not is_red(corner(frames[-1]))
