@@ -260,6 +260,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_osc_parser(commands)
 
+    from .recording.cli import add_export_parsers
+
+    add_export_parsers(commands)
+
     journey = commands.add_parser("journey", help="run the inverted fine-tuning headless; write metrics, snapshots, "
                                                   "a contact sheet and a plot",
                                   usage="%(prog)s [--checkpoint FILE] [--iterations N] [--every N] [--out DIR] "

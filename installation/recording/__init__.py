@@ -2,6 +2,7 @@
 
 - `VideoEncoder` (encoder.py): frames in, a crash-safe video file out; never blocks the caller on a dead ffmpeg.
 - `claim_path`, `recover_partials` (files.py): names that never overwrite a recording, leftovers made playable.
+- `loop` and `film` (export.py, their commands in cli.py): frame-exact seamless loops and the journey film.
 """
 
 from .encoder import CODECS, EncoderError, VideoEncoder
