@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -53,17 +54,30 @@ def block(screen: Offscreen, presenter: Presenter, frames: list[np.ndarray], rec
           seconds: float, refresh: float) -> dict[str, float]:
     """One block of refreshes; presented fps, CPU ms per refresh and (recording) the file's counts."""
     size = (screen.width, screen.height)
+    encoder_cpu = _children_cpu()
     start = time.monotonic()
     if recorder is not None:
         recorder.start(None, 0, size, now=start)
     count, cpu, arrived = 0, time.process_time(), -1
+    captures, capture_seconds = 0, 0.0
+
+    def timed(capture):  # the readback's own time on the render thread, the picture's rasterising excluded
+        def run() -> None:
+            nonlocal captures, capture_seconds
+            screen.ctx.finish()
+            began = time.perf_counter()
+            capture()
+            captures, capture_seconds = captures + 1, capture_seconds + time.perf_counter() - began
+        return run
+
     while (now := time.monotonic()) - start < seconds:
         index = int((now - start) * GENERATOR_FPS)
         if index != arrived:  # the next generator frame
             presenter.set_grid(frames[index % len(frames)], now)
             arrived = index
         screen.use()
-        presenter.render(now, recorder.capture_for(now, size) if recorder else None)
+        capture = recorder.capture_for(now, size) if recorder else None
+        presenter.render(now, timed(capture) if capture else None)
         screen.ctx.finish()
         count += 1
         if refresh:
@@ -71,11 +85,17 @@ def block(screen: Offscreen, presenter: Presenter, frames: list[np.ndarray], rec
     elapsed = time.monotonic() - start
     figures = {"fps": count / elapsed, "cpu_ms": (time.process_time() - cpu) / count * 1000}
     if recorder is not None:
-        recorder.stop()
+        recorder.stop()  # waits for ffmpeg, so its CPU time is counted below
         counts = recorder.counts
         figures.update(frames=counts.frames, expected=elapsed * recorder.config.fps, repeated=counts.repeated,
-                       dropped=counts.dropped)
+                       dropped=counts.dropped, capture_ms=capture_seconds / max(captures, 1) * 1000,
+                       encoder_ms=(_children_cpu() - encoder_cpu) / max(counts.frames, 1) * 1000)
     return figures
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:
@@ -105,7 +125,9 @@ def main() -> None:
                                 args.refresh)
                 results[recording].append(figures)
                 extra = (f", file {figures['frames']} frames of {figures['expected']:.0f} due, "
-                         f"{figures['repeated']} repeated, {figures['dropped']} dropped" if recording else "")
+                         f"{figures['repeated']} repeated, {figures['dropped']} dropped; readback "
+                         f"{figures['capture_ms']:.1f} ms, ffmpeg {figures['encoder_ms']:.1f} ms CPU a frame"
+                         if recording else "")
                 print(f"  {'recording' if recording else 'plain    '}: {figures['fps']:6.1f} fps, "
                       f"{figures['cpu_ms']:5.1f} ms CPU per refresh{extra}")
         recorder.close()
@@ -114,6 +136,10 @@ def main() -> None:
     taped = statistics.median(r["fps"] for r in results[True])
     dropped = sum(r["dropped"] for r in results[True])
     repeated = sum(r["repeated"] for r in results[True])
+    readback = statistics.median(r["capture_ms"] for r in results[True])
+    encoder = statistics.median(r["encoder_ms"] for r in results[True])
+    print(f"per recorded frame: readback {readback:.1f} ms on the render thread, ffmpeg {encoder:.1f} ms CPU; "
+          f"at {args.fps:g} fps that is {args.fps * (readback + encoder) / 1000:.2f} of a core")
     print(f"median presented fps: {plain:.1f} without, {taped:.1f} with a recording "
           f"(ratio {taped / plain:.2f}, display cost {100 * (1 - taped / plain):.0f} %); "
           f"{dropped} dropped, {repeated} repeated in {sum(r['frames'] for r in results[True])} recorded frames")

@@ -128,7 +128,7 @@ def test_the_disk_guard_stops_a_recording_cleanly_and_tells_its_starter(screen, 
     from installation.recording.supervised import MIN_FREE_BYTES
 
     surface, presenter = screen
-    disk = small_disk(f"{(MIN_FREE_BYTES + 3 * 2**20) // 2**10}k")  # 3 MiB above the guard's line
+    disk = small_disk(f"{(MIN_FREE_BYTES + 2**20) // 2**10}k")  # 1 MiB above the guard's line
     lines: list[str] = []
     told: list[str] = []
     recorder = LiveRecorder(RecordConfig(folder=str(disk)), tmp_path, surface.ctx, say=lines.append)
@@ -205,10 +205,10 @@ class Headless:
         return time.monotonic()
 
     def engine_pid(self) -> int:
-        """The engine child: the Python child that is not multiprocessing's resource tracker (the encoders are
-        ffmpeg)."""
-        pythons = [pid for pid, name in descendants(self.process.pid) if name.startswith("python")
-                   and b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        """The engine child: multiprocessing's spawned child (not its resource tracker, not a loop export)."""
+        pythons = [pid for pid, _ in descendants(self.process.pid)
+                   if b"spawn_main" in (command := Path(f"/proc/{pid}/cmdline").read_bytes())
+                   and b"resource_tracker" not in command]
         assert len(pythons) == 1, descendants(self.process.pid)
         return pythons[0]
 
@@ -257,6 +257,13 @@ def test_recording_over_osc_survives_an_engine_kill_and_a_kill_of_everything(tmp
         assert_frames_match(first, live.stop_recording() - began, live)
         assert first.is_file() and not first.with_name(first.name + ".partial").exists()
 
+        # a loop export of the snapshot at iteration 0, in its own process while the show (and its recordings)
+        # go on; one at a time
+        live.client.backlog.clear()
+        live.client.send("/uncanny/record/loop", 0, 1.0)
+        live.client.send("/uncanny/record/loop", 0, 2.0)
+        assert "a loop export is still running" in live.client.expect("/uncanny/error")[0]
+
         # the engine killed mid-recording: the picture stays up, so the recording goes on without a gap
         began, path = live.record("h264")
         time.sleep(1.0)
@@ -264,6 +271,10 @@ def test_recording_over_osc_survives_an_engine_kill_and_a_kill_of_everything(tmp
         time.sleep(3.5)  # the supervisor restarts it after 2 s
         assert_frames_match(Path(path), live.stop_recording() - began, live)
         assert live.process.poll() is None
+
+        export = Path(live.client.expect("/uncanny/state/export", lambda a: a != [""], wait=120)[0])
+        assert re.fullmatch(r"loop-it0-1s-h264-\d{8}-\d{6}\.mp4", export.name), export
+        assert export.parent == run_dir / "recordings" and len(decode(export)) == FPS  # 1 s at [record] fps
 
         # the whole tree (the installation, its engine, every ffmpeg) killed: the file plays up to near its end
         began, path = live.record()
@@ -299,7 +310,7 @@ def test_a_window_records_its_picture_without_the_dot(x_display, tmp_path):
     live = Headless(tmp_path / "run", "--windowed")
     try:
         began, path = live.record()
-        time.sleep(2.0)
+        time.sleep(1.5)
         frames = assert_frames_match(Path(path), live.stop_recording() - began, live)
     finally:
         log = live.stop()

@@ -81,7 +81,7 @@ class Installation:
         self._message: tuple[str, float] | None = None
         try:
             self.recorder = LiveRecorder(preset.record, run_dir, ctx, self.say)
-            self.loops = LoopExports(run_dir, self.recorder.folder, preset.record.codec, self.say)
+            self.loops = LoopExports(run_dir, self.recorder.folder, preset.record, preset.source, self.say)
             self.engine.start()
         except BaseException:
             self.presenter.release()

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
+from ..presets import RecordConfig
 from .encoder import CODECS
 from .files import claim_path
 
@@ -31,8 +32,13 @@ class LoopExports:
     `status` is what /uncanny/state/export shows: the finished file's path, or the line saying why it failed.
     """
 
-    def __init__(self, run_dir: Path, folder: Path, codec: str, say: Callable[[str], None]) -> None:
-        self.run_dir, self.folder, self.codec, self.say = run_dir, folder, codec, say
+    def __init__(self, run_dir: Path, folder: Path, config: RecordConfig, preset_source: str,
+                 say: Callable[[str], None]) -> None:
+        """`preset_source`: the live preset's file (Preset.source), so the loop walks with the same keyframes,
+        truncation and picture; the built-in defaults otherwise."""
+        self.run_dir, self.folder, self.say = run_dir, folder, say
+        self.codec, self.fps = config.codec, config.fps
+        self._preset = ["--preset", preset_source] if Path(preset_source).is_file() else []
         self.status = ""
         self._process: subprocess.Popen | None = None
         self._logs: tuple[IO[bytes], IO[bytes]] | None = None  # its stdout (the path) and stderr (why it failed)
@@ -54,9 +60,9 @@ class LoopExports:
             out = claim_path(self.folder, f"loop-it{iteration}-{seconds:g}s-{self.codec}", CODECS[self.codec].suffix)
             self._logs = (tempfile.TemporaryFile(), tempfile.TemporaryFile())
             command = [sys.executable, str(RUN_SCRIPT), "loop", "--run-dir", str(self.run_dir),
-                       "--iteration", str(iteration), "--seconds", f"{seconds:g}", "--size", f"{size[0]}x{size[1]}",
-                       "--codec", self.codec, "--grid", str(grid), "--walk-seed", str(walk_seed), "--threads", "1",
-                       "--out", str(out)]
+                       "--iteration", str(iteration), "--seconds", f"{seconds:g}", "--fps", f"{self.fps:g}",
+                       "--size", f"{size[0]}x{size[1]}", "--codec", self.codec, "--grid", str(grid),
+                       "--walk-seed", str(walk_seed), "--threads", "1", *self._preset, "--out", str(out)]
             self._process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=self._logs[0],
                                              stderr=self._logs[1], start_new_session=True)
         except OSError as error:
