@@ -10,7 +10,7 @@ process: the GL, the readback, the writer thread) and the frames the file got: r
 does not run here: on the show machine it shares the same cores.
 
     python benchmarks/bench_record.py [--width 1920 --height 1080 --fps 30 --seconds 3 --rounds 3 --refresh 0]
-                                      [--record-size 1280x720]
+                                      [--codec hap] [--record-size 1280x720]
 """
 
 from __future__ import annotations
@@ -106,6 +106,7 @@ def main() -> None:
     parser.add_argument("--fps", type=float, default=30.0, help="the recording's frame rate")
     parser.add_argument("--seconds", type=float, default=3.0, help="per block")
     parser.add_argument("--rounds", type=int, default=3, help="pairs of blocks (without, with a recording)")
+    parser.add_argument("--codec", default="h264", help="[record] codec (installation/recording/encoder.py CODECS)")
     parser.add_argument("--record-size", default="", help='[record] size of the file, e.g. "1280x720" ("" = output)')
     parser.add_argument("--refresh", type=float, default=0.0, help="hold the display to this many Hz (0 = free)")
     args = parser.parse_args()
@@ -114,12 +115,12 @@ def main() -> None:
         info = screen.ctx.info
         print(f"device: {info['GL_RENDERER']} | {info['GL_VERSION']} | {os.cpu_count()} CPU cores | "
               f"load {os.getloadavg()[0]:.2f}")
-        print(f"output {args.width}x{args.height}, recording H.264 {args.record_size or 'at the output size'} at "
+        print(f"output {args.width}x{args.height}, recording {args.codec} {args.record_size or 'at the output size'} at "
               f"{args.fps:g} fps, display "
               f"{'free' if not args.refresh else f'held to {args.refresh:g} Hz'}, {args.rounds} x 2 blocks of "
               f"{args.seconds:g} s interleaved")
         presenter = Presenter(screen.ctx, args.width, args.height, crossfade=1.0 / GENERATOR_FPS)
-        recorder = LiveRecorder(RecordConfig(fps=args.fps, size=args.record_size), Path(folder), screen.ctx, say=lambda text: None)
+        recorder = LiveRecorder(RecordConfig(codec=args.codec, fps=args.fps, size=args.record_size), Path(folder), screen.ctx, say=lambda text: None)
         block(screen, presenter, frames, None, 0.5, args.refresh)  # warm up: shaders, textures
         results: dict[bool, list[dict[str, float]]] = {False: [], True: []}
         for _ in range(args.rounds):
