@@ -1,9 +1,9 @@
 """Presets: TOML files holding every setting of a performance, validated when they are loaded.
 
-A preset has up to seven tables — [model], [engine], [walk], [display], [render], [osc], [logs] — each mapped onto
-one frozen dataclass. Missing keys take the defaults below; unknown tables or keys, wrong types and out-of-range
-values are refused with one line naming the file, the key and what is allowed. `presets/default.toml` documents
-every key.
+A preset has up to eight tables — [model], [engine], [walk], [display], [render], [osc], [record], [logs] —
+each mapped onto one frozen dataclass. Missing keys take the defaults below; unknown tables or keys, wrong
+types and out-of-range values are refused with one line naming the file, the key and what is allowed.
+`presets/default.toml` documents every key.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 
 from .engine.config import EngineConfig
 from .models.gan import PRECISIONS
+from .recording.encoder import CODECS
 from .resources import data_dir
 from .validation import ConfigError, check_float, check_int, check_period, check_seed, check_truncation
 
@@ -145,6 +146,51 @@ class OscConfig:
         check_float("state_every", self.state_every, 0.0, 3600.0)
 
 
+def check_codec(value: object) -> str:
+    """A video codec name: the one rule for the [record] table and /uncanny/record/start."""
+    if not isinstance(value, str) or value not in CODECS:
+        raise ConfigError(f"codec must be one of {', '.join(CODECS)}, got {value!r}")
+    return value
+
+
+def record_size(text: str) -> tuple[int, int] | None:
+    """A recording's "WIDTHxHEIGHT"; None for "" or "0x0" (the output's own size)."""
+    if text in ("", "0x0"):
+        return None
+    width, _, height = text.lower().partition("x")
+    if not (width.isdigit() and height.isdigit() and 16 <= int(width) <= 16384 and 16 <= int(height) <= 16384):
+        raise ConfigError(f"size must be \"WIDTHxHEIGHT\" (16 to 16384 each, e.g. \"1280x720\") or \"\" for the "
+                          f"output's size, got {text!r}")
+    return int(width), int(height)
+
+
+@dataclass(frozen=True)
+class RecordConfig:
+    """Live recordings of the presented picture ([record] table; started by key v or /uncanny/record/start)."""
+
+    codec: str = "h264"  # the default codec; /uncanny/record/start may name another
+    size: str = ""  # "WIDTHxHEIGHT"; "" or "0x0" = the output's size
+    fps: float = 30.0  # the file's constant frame rate; the display's frames are repeated or skipped to hold it
+    quality: int = 18  # H.264 constant rate factor, 0 (lossless) .. 51; lower = better and larger
+    max_minutes: float = 60.0  # a recording stops itself after this long; 0 = no limit
+    folder: str = "recordings"  # relative to the run folder, or an absolute path
+    hud: bool = False  # record the HUD too (never the red recording dot)
+
+    def __post_init__(self) -> None:
+        check_codec(self.codec)
+        record_size(self.size)
+        check_float("fps", self.fps, 1.0, 240.0)
+        check_int("quality", self.quality, 0, 51)
+        check_float("max_minutes", self.max_minutes, 0.0, 7 * 24 * 60.0)
+        if not self.folder.strip():
+            raise ConfigError("folder must name a folder (e.g. \"recordings\", under the run folder)")
+
+    @property
+    def frame_size(self) -> tuple[int, int] | None:
+        """(width, height) of the file, None for the output's own size."""
+        return record_size(self.size)
+
+
 @dataclass(frozen=True)
 class LogsConfig:
     """What the display process leaves for remote checks ([logs] table): status.json, the log, thumbnails."""
@@ -173,6 +219,7 @@ class Preset:
     display: DisplayConfig = field(default_factory=DisplayConfig)
     render: RenderConfig = field(default_factory=RenderConfig)
     osc: OscConfig = field(default_factory=OscConfig)
+    record: RecordConfig = field(default_factory=RecordConfig)
     logs: LogsConfig = field(default_factory=LogsConfig)
     source: str = "built-in defaults"
 
@@ -186,8 +233,7 @@ class Preset:
 
 
 _CLASSES = {"model": ModelConfig, "engine": EngineConfig, "walk": WalkConfig, "display": DisplayConfig,
-            "render": RenderConfig, "osc": OscConfig,
-            "logs": LogsConfig}
+            "render": RenderConfig, "osc": OscConfig, "record": RecordConfig, "logs": LogsConfig}
 
 
 _TYPE_NAMES = {int: "a whole number", float: "a number", bool: "true or false", str: "a string", tuple: "a list"}

@@ -53,7 +53,8 @@ def test_open_stage_control_session_is_generated_and_sends_only_what_the_table_a
                     make_action(spec, [value])
     sent = {w["address"] for w in session_widgets(session()) if w["type"] != "text"}
     assert sent == {s.address for s in SPECS if s.address} - {"/uncanny/rewind", "/uncanny/snapshots",
-                                                                "/uncanny/ping", "/uncanny/pause", "/uncanny/resume"}
+                                                                "/uncanny/ping", "/uncanny/pause", "/uncanny/resume",
+                                                                "/uncanny/record/loop"}
 
 
 def test_ranges_written_in_the_table_are_exactly_what_the_checks_accept():

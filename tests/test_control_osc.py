@@ -80,6 +80,10 @@ GOOD = [
     ("/uncanny/view/hud", (1,), "hud", 1),
     ("/uncanny/view/blackout", (1.0,), "blackout", (1.0, 0.0)),
     ("/uncanny/view/blackout", (0.25, 3.0), "blackout", (0.25, 3.0)),
+    ("/uncanny/record/start", (), "record_start", None),
+    ("/uncanny/record/start", ("h264",), "record_start", "h264"),
+    ("/uncanny/record/stop", (), "record_stop", None),
+    ("/uncanny/record/loop", (500, 10.0), "record_loop", (500, 10.0)),
 ]
 
 

@@ -11,7 +11,7 @@ def test_shipped_presets_load_and_default_lists_every_key():
     default = load_preset("default")
     assert default == dataclasses.replace(Preset(), source=default.source)  # the file documents the defaults
     text = (PRESET_DIR / "default.toml").read_text()
-    for section in ("model", "engine", "walk", "display", "render", "logs"):
+    for section in ("model", "engine", "walk", "display", "render", "record", "logs"):
         for f in dataclasses.fields(getattr(default, section)):
             assert f"\n{f.name} = " in text, f"{section}.{f.name} is not documented in default.toml"
     gallery = load_preset("gallery")

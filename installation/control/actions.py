@@ -19,8 +19,10 @@ from typing import Any
 
 from ..engine.config import LOSSES, MAX_BATCH, ConfigError, check_batch, check_float, check_int, check_loss, \
     check_lr, check_rate
-from ..presets import WalkConfig
+from ..presets import WalkConfig, check_codec
+from ..recording.encoder import CODECS
 
+MAX_LOOP_SECONDS = 600.0  # the longest loop /uncanny/record/loop exports (a seamless loop is seconds to minutes)
 MAX_STRING = 64  # the longest string argument any action takes (loss names, later codec names)
 ROOT = "/uncanny"
 
@@ -102,6 +104,14 @@ def _token(value: Any) -> int:
     return check_int("ping token", value, -2**31, 2**31 - 1)
 
 
+def _loop_iteration(value: Any) -> int:
+    return check_int("loop iteration", value, 0)
+
+
+def _loop_seconds(value: Any) -> float:
+    return check_float("loop seconds", value, 0.0, MAX_LOOP_SECONDS, low_open=True)
+
+
 def _blackout_level(value: Any) -> float:
     return check_float("blackout level", value, 0.0, 1.0)
 
@@ -150,6 +160,18 @@ SPECS: tuple[Spec, ...] = (
          (Arg("level", "f", _blackout_level, low=0.0, high=1.0),
           Arg("seconds", "f", _fade_seconds, low=0.0, high=600.0, optional=True, default=0.0, advertised=False,
               note="fade time, default 0 = at once")), continuous=True),
+    Spec("record_start", f"{ROOT}/record/start", "display",
+         "start recording the presented picture into the [record] folder (recordings/ in the run folder; "
+         "the HUD only if [record] hud)",
+         (Arg("codec", "s", check_codec, choices=tuple(CODECS), optional=True,
+              note="no argument = [record] codec"),)),
+    Spec("record_stop", f"{ROOT}/record/stop", "display", "stop recording; the file is finalised"),
+    Spec("record_toggle", None, "display", "start or stop recording"),
+    Spec("record_loop", f"{ROOT}/record/loop", "display",
+         "export a seamless loop of the snapshot at (or before) an iteration, in a separate low-priority process "
+         "while the show goes on; the finished path comes back on /uncanny/state/export",
+         (Arg("iteration", "i", _loop_iteration, low=0), Arg("seconds", "f", _loop_seconds, low=0.0,
+                                                         high=MAX_LOOP_SECONDS, low_open=True))),
     Spec("fullscreen", None, "display", "switch between full-screen and a window"),
     Spec("quit", None, "display", "close the installation"),
     Spec("state", f"{ROOT}/state", "query", "reply with every /uncanny/state/* value now"),

@@ -176,7 +176,8 @@ def osc_markdown() -> str:
         "session format, version 1.29; its layout has not been looked at in the app itself.)",
         "",
         "3. On the tablet open `http://LAPTOP-IP:8080` in the browser. The *Journey* tab has pause, reset, "
-        "back, snapshot and the training faders; *Walk & view* has the walk, grid, HUD and blackout; *State* "
+        "back, snapshot and the training faders; *Walk & view* has the walk, grid, HUD and blackout; *Record* "
+        "starts (with the preset's codec or a chosen one) and stops a recording and shows its file; *State* "
         "shows iteration, D score, diversity, collapsed, fps and recording.",
         "4. Press *refresh* on the *State* tab (or touch anything): the installation answers Open Stage "
         "Control's port, so the "
@@ -238,11 +239,17 @@ def session() -> dict[str, Any]:
         _fader("walk_seed", "walk seed", 0, 100, 0, "i"), _toggle("grid", "population grid"),
         _toggle("hud", "HUD"), _fader("blackout", "blackout", 0.0, 1.0, 2),
     ]
+    codecs = [{"type": "button", "id": f"record_{name}", "label": f"record {name}",
+               "address": BY_NAME["record_start"].address, "mode": "tap", "on": name, "typeTags": "s"}
+              for name in BY_NAME["record_start"].args[0].choices]
+    record = [_button("record_start", "record ([record] codec)"), *codecs, _button("record_stop", "stop recording"),
+              *({"type": "text", "id": f"record_{n}", "label": DESCRIPTIONS[n], "address": state_address(n),
+                 "default": "-"} for n in ("recording", "recording_path", "export"))]
     state = [{"type": "text", "id": f"state_{n}", "label": DESCRIPTIONS[n], "address": state_address(n),
               "default": "-"} for n in STATE_FIELDS]
     state.append(_button("state", "refresh"))
     content = {"type": "root", "tabs": [_tab("journey", "Journey", journey), _tab("view", "Walk & view", view),
-                                        _tab("state", "State", state)]}
+                                        _tab("record", "Record", record), _tab("state", "State", state)]}
     return {"version": SESSION_VERSION, "type": "session", "content": content}
 
 

@@ -19,6 +19,7 @@ KEYS: tuple[tuple[str, int, str], ...] = (
     ("left", 263, "back"),
     ("g", 71, "grid"),
     ("h", 72, "hud"),
+    ("v", 86, "record_toggle"),
     ("f", 70, "fullscreen"),
     ("q", 81, "quit"),
     ("escape", 256, "quit"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
 import moderngl
@@ -82,6 +83,7 @@ class Presenter:
         self._arrived = 0.0
         self._intervals: deque[float] = deque(maxlen=5)  # the median ignores a one-off stall of the engine
         self._hud_text: str | None = None
+        self.recording_dot = False  # the red dot that tells the performer a recording runs
         self._hud_shown: str | None = None  # text in the HUD texture
         self._hud_texture: moderngl.Texture | None = None
         self._blackout = (0.0, 0.0, 0.0, 0.0)  # from level, to level, start time, seconds
@@ -173,14 +175,30 @@ class Presenter:
             return 1.0
         return min(max((t_now - self._arrived) / duration, 0.0), 1.0)
 
-    def render(self, t_now: float) -> None:
-        """Draw the whole bound framebuffer (width x height): the picture at t_now, then the HUD."""
+    def render(self, t_now: float, capture: Callable[[], None] | None = None, capture_hud: bool = False) -> None:
+        """Draw the whole bound framebuffer (width x height): the picture at t_now, then the HUD, then the
+        recording dot. `capture` (a recorder's readback) is called with the picture drawn, before the HUD
+        unless `capture_hud`, and always before the dot, so the dot is never in the file."""
         self.ctx.viewport = (0, 0, self.width, self.height)
         gain = 1.0 - self.blackout(t_now)
         self.ctx.clear(*(c * gain for c in self.letterbox), 1.0)  # the bars; the picture is shaded over its part
         if self._shape is not None:
             self._render_picture(t_now, gain)
+        if capture is not None and not capture_hud:
+            capture()
         self._render_hud()
+        if capture is not None and capture_hud:
+            capture()
+        if self.recording_dot:
+            self._render_dot()
+
+    def _render_dot(self) -> None:
+        """A small red square in the top right corner: a scissored clear, no shader."""
+        side = max(6, self._text_size)
+        margin = self._text_size // 2
+        self.ctx.scissor = (self.width - margin - side, self.height - margin - side, side, side)
+        self.ctx.clear(0.9, 0.05, 0.05, 1.0)
+        self.ctx.scissor = None
 
     def _render_picture(self, t_now: float, gain: float) -> None:
         ctx = self.ctx

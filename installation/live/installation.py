@@ -6,6 +6,7 @@ import logging
 import os
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,8 @@ from ..engine.state import EngineState
 from ..frames import Frame, FrameChannel
 from ..messages import size_text
 from ..presets import OscConfig, Preset
+from ..recording.live import LiveRecorder
+from ..recording.loops import LoopExports
 from .hud import hud_text
 from .motion import FrameQueue
 from .renderer import FrameRenderer, WalkSettings
@@ -81,6 +84,8 @@ class Installation:
         self.started = time.monotonic()
         self.remote = RemoteChecks(self.run_dir, preset.logs, self.say, self.started)
         try:
+            self.recorder = LiveRecorder(preset.record, run_dir, ctx, self.say)
+            self.loops = LoopExports(run_dir, self.recorder.folder, preset.record, preset.source, self.say)
             self.engine.start()
         except BaseException:
             self.presenter.release()
@@ -119,6 +124,12 @@ class Installation:
             case "blackout":
                 level, seconds = value if isinstance(value, tuple) else (value, 0.0)
                 self.set_blackout(level, seconds)
+            case "record_start" | "record_stop" | "record_toggle":
+                self.recorder.apply(action.name, value, self.frame_iteration,
+                                    (self.presenter.width, self.presenter.height), self._teller(action))
+            case "record_loop":
+                self.loops.start(*value, (self.presenter.width, self.presenter.height),
+                                 self.preset.walk.grid if settings.grid else 0, settings.seed, self._teller(action))
             case _:
                 return False
         return True
@@ -132,7 +143,12 @@ class Installation:
         return ControlState(iteration=s.iteration, status=s.status, paused=s.paused, loss=s.loss, d=s.probe_d,
                             diversity=s.diversity, collapsed=s.collapsed, fps=self.fps,
                             steps_per_second=s.steps_per_second, recording=bool(recording),
-                            recording_path=recording, snapshots=s.snapshots, controls=controls)
+                            recording_path=recording, export=self.loops.status, snapshots=s.snapshots,
+                            controls=controls)
+
+    def _teller(self, action: Action) -> Callable[[str], None]:
+        """Tells the sender of `action` (an OSC controller) that it failed, later too (a recording cut short)."""
+        return lambda text: self.control.failed(action, text)
 
     def live_status(self, cycle: int = 0, phase: str = "running", recording: str = "") -> LiveStatus:
         """What status.json says: `cycle` and `phase` are the gallery director's, `recording` the live recording's
@@ -193,18 +209,25 @@ class Installation:
         state = self.supervisor.watch(now)
         if state.error_count > errors and state.errors and self._engine_action is not None:
             self.control.failed(self._engine_action, state.errors[-1])
-        self.control.publish(self.control_state())
+        self.loops.poll()
+        self.control.publish(self.control_state(self.recorder.path))
         if (self.presenter.width, self.presenter.height) != size:
             self.presenter.resize(*size)
         message = self._message[0] if self._message and now - self._message[1] < MESSAGE_SECONDS else None
         self.presenter.set_hud(hud_text(self.state, self.fps, message, self.hud))
-        self.presenter.render(now)
-        self.remote.tick(now, self.live_status, lambda: read_framebuffer(self.presenter.ctx, size))
+        self.presenter.recording_dot = self.recorder.recording
+        self.presenter.render(now, self.recorder.capture_for(now, size), self.preset.record.hud)
+        self.remote.tick(now, lambda: self.live_status(recording=self.recorder.path),
+                         lambda: read_framebuffer(self.presenter.ctx, size))
         return left
 
     def close(self) -> None:
         try:
-            self.engine.stop()
+            try:
+                self.recorder.close()  # first: the recording is finalised whatever happens next
+                self.loops.close()
+            finally:
+                self.engine.stop()
         finally:
             self.presenter.release()
             self.channel.close()

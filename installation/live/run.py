@@ -115,6 +115,7 @@ def _save_picture(run_dir: Path, image: np.ndarray | None, report: RunReport) ->
 def _end(installation: Installation, report: RunReport) -> None:
     """Stop the engine (its final snapshot) and release GL and shared memory; note the final iteration."""
     installation.close()
+    report.videos += installation.recorder.files  # the performer's recordings, finalised by close()
     report.iteration = installation.engine.poll().iteration  # the state it published as it stopped
 
 

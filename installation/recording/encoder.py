@@ -93,10 +93,13 @@ class VideoEncoder:
     """Frames of (H, W, 3) uint8, top row first, into `path` at a constant `fps`.
 
     keyframe_interval: frames from one keyframe to the next where the codec has any (H.264; ProRes and HAP are
-    intra-only); default KEYFRAME_SECONDS. A loop export makes it divide the loop's frame count."""
+    intra-only); default KEYFRAME_SECONDS. A loop export makes it divide the loop's frame count.
+    options: values replacing the codec's own ffmpeg options (a live recording's faster x264 preset, its rate
+    factor); a codec without the option ignores it."""
 
     def __init__(self, path: str | Path, width: int, height: int, fps: float, codec: str = "h264",
-                 queue_frames: int = 8, keyframe_interval: int | None = None) -> None:
+                 queue_frames: int = 8, keyframe_interval: int | None = None,
+                 options: dict[str, str] | None = None) -> None:
         if codec not in CODECS:
             raise EncoderError(f"unknown codec {codec!r}; choose one of {', '.join(CODECS)}")
         self.codec = CODECS[codec]
@@ -109,10 +112,13 @@ class VideoEncoder:
         self.frames = self.dropped = 0
         self.failed: str | None = None
         gop = str(keyframe_interval or max(1, round(KEYFRAME_SECONDS * fps)))
+        output = [arg.format(gop=gop) for arg in self.codec.output]
+        for option, value in (options or {}).items():  # e.g. {"-crf": "20"}
+            if option in output:
+                output[output.index(option) + 1] = value
         command = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
                    "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{self.width}x{self.height}", "-r", f"{fps:g}",
-                   "-i", "-", "-an", *(arg.format(gop=gop) for arg in self.codec.output), "-f", self.codec.muxer,
-                   str(self.partial)]
+                   "-i", "-", "-an", *output, "-f", self.codec.muxer, str(self.partial)]
         try:
             self._process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                              stderr=subprocess.PIPE, start_new_session=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..messages import size_text
-from .encoder import EncoderError, VideoEncoder
+from .encoder import CODECS, EncoderError, VideoEncoder
 from .files import claim_path
 
 MIN_FREE_BYTES = 32 * 2**20  # recording stops cleanly before the disk is this close to full
@@ -37,8 +37,9 @@ class SupervisedVideo:
     """
 
     def __init__(self, folder: Path, stem: str, width: int, height: int, fps: float, codec: str = "h264",
-                 say: Callable[[str], None] = print) -> None:
+                 say: Callable[[str], None] = print, options: dict[str, str] | None = None) -> None:
         self.folder, self.stem, self.size, self.fps, self.codec, self.say = folder, stem, (width, height), fps, codec, say
+        self.options = options  # VideoEncoder's: values replacing the codec's own ffmpeg options
         self.files: list[Path] = []
         self._counts: list[int] = []  # frames of the finished files
         self.stopped: str | None = None
@@ -52,12 +53,19 @@ class SupervisedVideo:
     def frames(self) -> int:
         return sum(self._counts) + (self._encoder.frames if self._encoder else 0)
 
-    def _open(self) -> VideoEncoder:
-        return VideoEncoder(claim_path(self.folder, self.stem, ".mp4"), *self.size, self.fps, self.codec)
+    @property
+    def path(self) -> Path | None:
+        """The file being written now (None between files and once stopped)."""
+        return self._encoder.path if self._encoder is not None else None
 
-    def write(self, frame: np.ndarray) -> None:
+    def _open(self) -> VideoEncoder:
+        return VideoEncoder(claim_path(self.folder, self.stem, CODECS[self.codec].suffix), *self.size, self.fps,
+                            self.codec, options=self.options)
+
+    def write(self, frame: np.ndarray, block: bool = True) -> bool:
+        """One frame; False when it was not taken (stopped, between files, or with `block` False a full queue)."""
         if self.stopped is not None:
-            return
+            return False
         now = time.monotonic()
         if now >= self._next_disk_check:
             self._next_disk_check = now + DISK_CHECK_EVERY
@@ -67,20 +75,21 @@ class SupervisedVideo:
                 self._finish()
                 self.stopped = str(error)
                 self.say(f"recording stopped: {error}")
-                return
+                return False
         if self._encoder is None:
             if now < self._restart_at:
-                return
+                return False
             try:
                 self._encoder = self._open()
             except EncoderError as error:
                 self._failed(f"could not start a new video file: {error}", now)
-                return
-        self._encoder.write(frame)
+                return False
+        taken = self._encoder.write(frame, block)
         if self._encoder.failed is not None:
             reason = self._encoder.failed
             kept = self._finish()
             self._failed(f"video output failed ({reason}); {kept}", now)
+        return taken
 
     def _failed(self, message: str, now: float) -> None:
         delay = RESTART_BACKOFF[min(self._failures, len(RESTART_BACKOFF) - 1)]

@@ -1,0 +1,234 @@
+"""Live recording of the presented picture, started and stopped by the performer (key v, /uncanny/record/*).
+
+What is recorded is what the audience sees, drawn once: the presenter calls the capture with the picture drawn
+and (unless [record] hud) before the HUD, and always before the red recording dot, so the dot is never in the
+file. The file's frame rate is constant and follows the display clock: each refresh writes the frames due since
+the last one, so a slow refresh repeats its picture and a display faster than the file has refreshes left out.
+The render loop never waits on the encoder: a picture its queue cannot take at once is dropped (counted) and its
+slot is filled by the next refresh's picture.
+
+The readback is a plain glReadPixels (RGB) on the render thread. Measured here (llvmpipe, 1080p, the picture
+already drawn): the read 3.5 ms and the flip 0.9 ms, while a pixel-pack buffer read and mapped took 8.3 ms, in the
+same frame or one frame later (whichever call first needs the pixels waits for the rasteriser; see
+recording-and-operations.md §3), and reading RGBA then dropping alpha in numpy cost more than it saved.
+benchmarks/bench_record.py measures what a recording costs the display.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import moderngl
+import numpy as np
+
+from ..display.presenter import layout
+from ..display.shaders import load_program
+from ..presets import RecordConfig
+from .encoder import EncoderError
+from .files import recover_partials
+from .supervised import SupervisedVideo
+
+# Seconds of the file's clock a stall of the display may leave to fill: the frozen picture is repeated (the audience
+# saw it frozen too) at the encoder's pace, a queue-full each refresh. Slots older than this are given up (dropped).
+MAX_CATCH_UP = 10.0
+# x264's preset for live recordings (codecs without one ignore it). Measured on 1080p frames of the embedded
+# model's grid, 2 cores: veryfast 35 ms CPU a frame (a whole core at 30 fps), ultrafast 17 ms at 4x the size
+# (about 10 Mb/s at 30 fps, still crf-controlled): the show shares the cores, so speed wins.
+LIVE_PRESET = "ultrafast"
+SCALE_UNIT = 4  # texture unit of the scaler (the presenter uses 0..3)
+
+
+@dataclass
+class RecordingCounts:
+    """What became of the file's frame slots in the current (or last) recording."""
+
+    frames: int = 0  # written into the file
+    repeated: int = 0  # slots filled again with the picture just written (the refresh came late)
+    dropped: int = 0  # pictures the encoder could not take at once, and slots given up after a stall
+
+
+class LiveRecorder:
+    """At most one recording at a time into `folder` ([record] folder, under the run folder unless absolute).
+
+    Each refresh: `capture_for(now, output)` gives the presenter its readback (or None when no frame is due).
+    `say` puts a line on screen and in the log; the `failed` given to `start` also tells the one who started
+    the recording (an OSC sender) why it ended early or could not begin.
+    """
+
+    def __init__(self, config: RecordConfig, run_dir: Path, ctx: moderngl.Context,
+                 say: Callable[[str], None]) -> None:
+        self.config, self.ctx, self.say = config, ctx, say
+        folder = Path(config.folder).expanduser()
+        self.folder = folder if folder.is_absolute() else run_dir / folder
+        self.files: list[Path] = []  # every file finished in this run
+        self.counts = RecordingCounts()
+        self._video: SupervisedVideo | None = None
+        self._failed: Callable[[str], None] = _nobody
+        self._start = 0.0
+        self._slots = 0  # frame slots of the file's clock already filled (or given up)
+        self._size = (0, 0)
+        self._scaler: _Scaler | None = None
+        for path in recover_partials(self.folder):  # the run folder is held by this installation: safe to rename
+            say(f"recording cut off by a kill kept as {path}")
+
+    @property
+    def recording(self) -> bool:
+        return self._video is not None
+
+    @property
+    def path(self) -> str:
+        """The file being recorded, "" when none."""
+        current = self._video.path if self._video is not None else None
+        return str(current) if current is not None else ""
+
+    def apply(self, name: str, codec: str | None, iteration: int, output: tuple[int, int],
+              failed: Callable[[str], None]) -> None:
+        """The record actions: `record_start` (codec or None), `record_stop`, `record_toggle`."""
+        if name == "record_stop" or (name == "record_toggle" and self.recording):
+            self.stop()
+        elif self.recording:
+            failed(f"already recording to {self.path}; send /uncanny/record/stop first")
+        else:
+            self.start(codec, iteration, output, failed)
+
+    def start(self, codec: str | None, iteration: int, output: tuple[int, int],
+              failed: Callable[[str], None] | None = None, now: float | None = None) -> bool:
+        """Begin a file named with the date, time, `iteration` and codec, its clock starting at `now` (the
+        display clock, time.monotonic()); False (said, and told to `failed`) when it cannot."""
+        codec = codec or self.config.codec
+        size = self.config.frame_size or output
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            video = SupervisedVideo(self.folder, f"recording-it{iteration}-{codec}", *size, self.config.fps, codec,
+                                    say=self.say,
+                                    options={"-crf": str(self.config.quality), "-preset": LIVE_PRESET})
+        except (EncoderError, OSError) as error:
+            text = f"cannot start recording in {self.folder}: {getattr(error, 'strerror', None) or error}"
+            self.say(text)
+            (failed or _nobody)(text)
+            return False
+        self._video, self._failed, self._size = video, failed or _nobody, video.size
+        self._start = time.monotonic() if now is None else now
+        self._slots, self.counts = 0, RecordingCounts()
+        self.say(f"recording {size[0]}x{size[1]} at {self.config.fps:g} fps to {video.path}")
+        return True
+
+    def stop(self, why: str = "") -> list[Path]:
+        """Finalise the recording (if any); the files it wrote. `why` explains a stop the performer did not ask
+        for: it is also told to whoever started the recording."""
+        video, self._video = self._video, None
+        if video is None:
+            return []
+        open_slots = math.floor((time.monotonic() - self._start) * video.fps) + 1 - self._slots
+        self.counts.dropped += max(0, open_slots)  # due but never filled: the encoder had fallen behind
+        files = video.close()
+        self.files += files
+        self.counts.frames = video.frames
+        counts = self.counts
+        wrote = ", ".join(str(path) for path in files) or "no file"
+        text = (f"recording stopped{f' ({why})' if why else ''}: wrote {wrote} ({counts.frames / video.fps:.1f} s, "
+                f"{counts.frames} frames; {counts.repeated} repeated, {counts.dropped} dropped)")
+        self.say(text)
+        if why:
+            self._failed(text)
+        return files
+
+    def capture_for(self, now: float, output: tuple[int, int]) -> Callable[[], None] | None:
+        """The readback for this refresh (output: the presented width, height), or None when no frame is due."""
+        video = self._video
+        if video is None:
+            return None
+        if video.stopped is not None:  # the disk guard stopped it
+            self.stop(video.stopped)
+            return None
+        if self.config.max_minutes and now - self._start >= self.config.max_minutes * 60:
+            self.stop(f"[record] max_minutes = {self.config.max_minutes:g} reached")
+            return None
+        due = math.floor((now - self._start) * video.fps) + 1 - self._slots
+        if due <= 0:
+            return None
+        most = max(1, round(MAX_CATCH_UP * video.fps))
+        if due > most:  # a stall longer than MAX_CATCH_UP (a suspended machine): give up the oldest slots
+            self.counts.dropped += due - most
+            self._slots += due - most
+            due = most
+        return lambda: self._capture(due, output)
+
+    def _capture(self, due: int, output: tuple[int, int]) -> None:
+        video = self._video
+        if video is None:
+            return
+        frame = self._read(output)
+        for copy in range(due):
+            if not video.write(frame, block=False):
+                self.counts.dropped += 1  # the slot stays open: the next picture fills it
+                return
+            self._slots += 1
+            self.counts.repeated += copy > 0
+
+    def _read(self, output: tuple[int, int]) -> np.ndarray:
+        """The bound framebuffer's picture at the file's size, (H, W, 3) top row first."""
+        width, height = self._size
+        if output == self._size:
+            data = self.ctx.fbo.read(viewport=(0, 0, width, height), components=3, alignment=1)
+        else:  # a chosen size, or the window changed size during the recording
+            if self._scaler is None or self._scaler.size != self._size:
+                if self._scaler is not None:
+                    self._scaler.release()
+                self._scaler = _Scaler(self.ctx, self._size)
+            data = self._scaler.read(output)
+        # flipped once, contiguous, so each write (and each repeat) of it costs the encoder no further copy
+        return np.ascontiguousarray(np.frombuffer(data, np.uint8).reshape(height, width, 3)[::-1])
+
+    def close(self) -> None:
+        """Finalise any recording and release GL (the installation is stopping)."""
+        self.stop()
+        if self._scaler is not None:
+            self._scaler.release()
+            self._scaler = None
+
+
+class _Scaler:
+    """The presented picture fitted (letterboxed) into the file's size: copied into a texture, drawn bilinear."""
+
+    def __init__(self, ctx: moderngl.Context, size: tuple[int, int]) -> None:
+        self.ctx, self.size = ctx, size
+        self._program = load_program(ctx, "fullscreen.vert", "record_scale.frag")
+        self._program["u_source"] = SCALE_UNIT
+        self._vao = ctx.vertex_array(self._program, [])
+        self._target = ctx.framebuffer(color_attachments=[ctx.renderbuffer(size, 4)])
+        self._source: moderngl.Texture | None = None
+
+    def read(self, output: tuple[int, int]) -> bytes:
+        ctx, presented = self.ctx, self.ctx.fbo
+        if self._source is None or self._source.size != output:
+            if self._source is not None:
+                self._source.release()
+            self._source = ctx.texture(output, 4)
+        ctx.copy_framebuffer(self._source, presented)
+        self._target.use()
+        ctx.viewport = (0, 0, *self.size)
+        ctx.clear(0.0, 0.0, 0.0, 1.0)
+        x, y, width, height = layout("fit", output, self.size)
+        rect = (x, self.size[1] - y - height, width, height)  # GL counts y from the bottom
+        ctx.viewport = rect
+        self._program["u_rect"] = rect
+        self._source.use(SCALE_UNIT)
+        self._vao.render(moderngl.TRIANGLES, vertices=3)
+        data = self._target.read(components=3, alignment=1)
+        presented.use()
+        ctx.viewport = (0, 0, *output)
+        return data
+
+    def release(self) -> None:
+        for resource in (self._source, self._target.color_attachments[0], self._target, self._vao, self._program):
+            if resource is not None:
+                resource.release()
+
+
+def _nobody(_text: str) -> None:
+    """No one to tell (the recording was started by a key)."""
