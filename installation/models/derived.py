@@ -12,12 +12,15 @@ recomputed when autograd needs the operation in its graph or when a source param
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 from torch import Tensor, nn
 
+T = TypeVar("T")
 
-def derived(owner: nn.Module, name: str, compute: Callable[[], Tensor], *sources: Tensor) -> Tensor:
+
+def derived(owner: nn.Module, name: str, compute: Callable[[], T], *sources: Tensor) -> T:
     """`compute()`, reused from `owner`'s cache while every source is unchanged and needs no gradient."""
     if torch.is_grad_enabled() and any(s.requires_grad for s in sources):
         return compute()
