@@ -22,7 +22,7 @@ GLIDE_SECONDS = 1.5  # a new truncation or walk seed is reached over this long, 
 MAX_LEAD = 4.0  # seconds: frames are drawn at most this far ahead of the time they are shown
 MAX_SPACING = 0.5  # seconds between the moments of two frames, at the most
 # Frames drawn ahead go through the generator together, up to this many images a call: per image a batch of 4 takes
-# about a third of the time of one alone on a 64 px model on this CPU (benchmarks/bench_live.py).
+# 0.6-0.8 of the time of one alone at 64 px on a 2-core CPU (benchmarks/bench_models.py), larger ones a little less.
 MAX_BATCH_IMAGES = 8
 
 

@@ -1,6 +1,7 @@
 """Speed helpers shared by both architectures: derived weights and the feature-map layout.
 
-Tensors derived from parameters (equal-lr scaled weights, fused kernels) are computed once per weight version.
+Tensors derived from parameters (equal-lr scaled weights, fused kernels, StyleGAN1's inference plan) are computed once
+per weight version.
 
 Equalised learning rate keeps raw weights and rescales them on every call. While the weights do not change
 (display frames between training steps, sampling, a frozen discriminator) the rescaled copy is reused; it is
