@@ -98,9 +98,10 @@ def render_walk_frames(gan: GAN, walks: Sequence[Walk], t: float, truncation: fl
 
 
 @torch.no_grad()
-def draw_walks(gan: GAN, walks: Sequence[Walk], z: Tensor, truncation: float = 1.0,
+def draw_walks(gan: GAN, walks: Sequence[Walk], z: Tensor, truncation: float | Tensor = 1.0,
                precision: str = "fp32") -> np.ndarray:
-    """The frames of `walks` at latents `z` (one row each), with each walk's fixed noise."""
+    """The frames of `walks` at latents `z` (one row each), with each walk's fixed noise; `truncation` one number
+    or one per row (as GAN.synthesize)."""
     noise = [torch.cat(layer) for layer in zip(*(walk.noise(gan) for walk in walks))]
     return to_uint8(gan.synthesize(gan.mapping(z.to(gan.device)), noise, truncation, precision))
 

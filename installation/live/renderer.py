@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..frames import FrameChannel
@@ -18,6 +21,9 @@ from ..walks import draw_walks, make_walks, render_walk_frames, slerp
 GLIDE_SECONDS = 1.5  # a new truncation or walk seed is reached over this long, so the picture never jumps
 MAX_LEAD = 4.0  # seconds: frames are drawn at most this far ahead of the time they are shown
 MAX_SPACING = 0.5  # seconds between the moments of two frames, at the most
+# Frames drawn ahead go through the generator together, up to this many images a call: per image a batch of 4 takes
+# 0.6-0.8 of the time of one alone at 64 px on a 2-core CPU (benchmarks/bench_models.py), larger ones a little less.
+MAX_BATCH_IMAGES = 8
 
 
 @dataclass(frozen=True)
@@ -54,11 +60,13 @@ class FrameRenderer:
     """The engine's between-steps hook: draws walk frames with the current weights into the frame channel.
 
     Frames are drawn *ahead*: each is drawn for a moment `show_at` (wall clock) up to `lead` seconds in the future,
-    1 / max_fps apart (further apart while drawing cannot keep up), and carries that moment, so the display can play them at their time while the engine is busy
-    with a training step and no frame arrives (live/motion.py). `lead` is 1.5 times the longest of the recent
-    training steps, plus two frames, at most MAX_LEAD and what the frame channel holds. Drawing gets about `share` of the engine's time (measured against the training step before)
-    and stops once the frames reach `lead` ahead; while training is paused it keeps two frames ahead. After the
-    weights jump (rewind, reset, rollback) or the walk changes, the frames drawn ahead are stale: drawing starts
+    1 / max_fps apart (further apart while drawing cannot keep up), and carries that moment, so the display can play
+    them at their time while the engine is busy with a training step and no frame arrives (live/motion.py). `lead`
+    is 1.5 times the longest of the recent training steps, plus two frames, at most MAX_LEAD and what the frame
+    channel holds. The frames still missing are drawn in batches (MAX_BATCH_IMAGES), as many as the time left allows
+    at the last measured cost. Drawing gets about `share` of the engine's time (measured against the training step
+    before) and stops once the frames reach `lead` ahead; while training is paused it keeps two frames ahead. After
+    the weights jump (rewind, reset, rollback) or the walk changes, the frames drawn ahead are stale: drawing starts
     again at the present, and the display drops what it had beyond. `configure(settings)` (the engine's `render`
     command) changes what it draws; a new seed or truncation is glided to over GLIDE_SECONDS.
     """
@@ -76,6 +84,7 @@ class FrameRenderer:
         self._branch = -1  # the engine's branch the frames ahead were drawn on
         self._iteration = -1  # the engine's iteration at the last call
         self._steps: deque[float] = deque(maxlen=8)  # recent training-step times, seconds
+        self._frame_cost = 0.0  # seconds per frame in the last batch drawn
         self._latent_dim = 0
 
     def __getstate__(self) -> dict[str, Any]:
@@ -111,18 +120,26 @@ class FrameRenderer:
         return start + (self.settings.truncation - start) * _ease(f)
 
     @torch.no_grad()
-    def draw(self, gan: Any, walk_time: float, now: float) -> Any:
-        """One frame per shown walk at `walk_time` (seconds), gliding from the previous seed where one is left."""
+    def draw(self, gan: Any, walk_times: Sequence[float], moments: Sequence[float]) -> np.ndarray:
+        """Frames (len(walk_times), shown walks, R, R, 3) at `walk_times` (seconds), in one generator call; each is
+        shown at its moment (monotonic clock), which sets how far a glide from the previous seed has got."""
         count = self.walk.grid**2 if self.settings.grid else 1
         walks = self._walks[:count]
-        z = torch.cat([walk.batch_z([walk_time]) for walk in walks])
+        # rows frame by frame, the shown walks within each frame
+        z = torch.stack([walk.batch_z(walk_times) for walk in walks], 1).flatten(0, 1)
         if self._previous_walks:
-            f = min(max((now - self._seed_changed) / GLIDE_SECONDS, 0.0), 1.0)
-            old = torch.cat([walk.batch_z([walk_time]) for walk in self._previous_walks[:count]])
-            z = slerp(old, z, _ease(f))
+            f = torch.tensor([_ease(min(max((now - self._seed_changed) / GLIDE_SECONDS, 0.0), 1.0))
+                              for now in moments]).repeat_interleave(count)[:, None]
+            old = torch.stack([walk.batch_z(walk_times) for walk in self._previous_walks[:count]], 1).flatten(0, 1)
+            z = slerp(old, z, f)
             if time.monotonic() > self._seed_changed + GLIDE_SECONDS + MAX_LEAD:
                 self._previous_walks = []  # no frame for a moment inside the glide can be drawn any more
-        return draw_walks(gan, walks, z, self._truncation(now), self.render.precision)
+        truncations = [self._truncation(now) for now in moments]
+        # one number while no truncation glide is under way, else one per row
+        truncation = truncations[0] if len(set(truncations)) == 1 else torch.tensor(
+            truncations, device=gan.device).repeat_interleave(count)[:, None]
+        frames = draw_walks(gan, walks * len(walk_times), z, truncation, self.render.precision)
+        return frames.reshape(len(walk_times), count, *frames.shape[1:])
 
     def __call__(self, engine: Any) -> None:
         gan = engine.gan
@@ -148,14 +165,27 @@ class FrameRenderer:
         self._spacing = min(max(self._spacing * (1.1 if falling_behind else 0.97), 1 / self.render.max_fps),
                             MAX_SPACING)
         while self._frontier < (now := time.time()) + lead:
-            show_at = max(self._frontier + self._spacing, now)
-            walk_time = show_at - self.settings.epoch
-            frames = self.draw(gan, walk_time, time.monotonic() + show_at - now)
-            self._channel.publish(frames, iteration=engine.iteration, walk_time=walk_time, show_at=show_at)
-            self._frontier = show_at
+            first = max(self._frontier + self._spacing, now)
+            batch = self._batch(math.ceil((now + lead - first) / self._spacing),
+                                budget - (time.monotonic() - entered), self.walk.grid**2 if self.settings.grid else 1)
+            show_at = [first + k * self._spacing for k in range(batch)]
+            started = time.monotonic()
+            frames = self.draw(gan, [moment - self.settings.epoch for moment in show_at],
+                               [started + moment - now for moment in show_at])
+            self._frame_cost = (time.monotonic() - started) / batch
+            for moment, frame in zip(show_at, frames):
+                self._channel.publish(frame, iteration=engine.iteration, walk_time=moment - self.settings.epoch,
+                                      show_at=moment)
+            self._frontier = show_at[-1]
             if time.monotonic() - entered >= budget:
                 break  # this hook's share of the time is spent: train
         self._last_exit = time.monotonic()
+
+    def _batch(self, missing: int, time_left: float, walks: int) -> int:
+        """How many frames the next generator call draws: those `missing` to reach the lead, as many as fit in
+        `time_left` at the last cost per frame and in MAX_BATCH_IMAGES images; one at least."""
+        affordable = int(time_left / self._frame_cost) if self._frame_cost > 0 else 1
+        return max(1, min(missing, affordable, MAX_BATCH_IMAGES // walks))
 
 
 def poster(gan: Any, walk: WalkConfig, grid: bool, precision: str) -> Any:

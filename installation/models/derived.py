@@ -1,6 +1,7 @@
 """Speed helpers shared by both architectures: derived weights and the feature-map layout.
 
-Tensors derived from parameters (equal-lr scaled weights, fused kernels) are computed once per weight version.
+Tensors derived from parameters (equal-lr scaled weights, fused kernels, StyleGAN1's inference plan) are computed once
+per weight version.
 
 Equalised learning rate keeps raw weights and rescales them on every call. While the weights do not change
 (display frames between training steps, sampling, a frozen discriminator) the rescaled copy is reused; it is
@@ -12,12 +13,15 @@ recomputed when autograd needs the operation in its graph or when a source param
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 from torch import Tensor, nn
 
+T = TypeVar("T")
 
-def derived(owner: nn.Module, name: str, compute: Callable[[], Tensor], *sources: Tensor) -> Tensor:
+
+def derived(owner: nn.Module, name: str, compute: Callable[[], T], *sources: Tensor) -> T:
     """`compute()`, reused from `owner`'s cache while every source is unchanged and needs no gradient."""
     if torch.is_grad_enabled() and any(s.requires_grad for s in sources):
         return compute()

@@ -155,15 +155,17 @@ class GAN:
         return [torch.randn(batch, *n.shape[1:], generator=generator, device=source).to(self.device)
                 for n in self.generator.make_noise()]
 
-    def synthesize(self, w: Tensor, noise: list[Tensor] | None = None, truncation: float = 1.0,
+    def synthesize(self, w: Tensor, noise: list[Tensor] | None = None, truncation: float | Tensor = 1.0,
                    precision: str = "fp32") -> Tensor:
         """w (B, latent_dim) -> float32 images (B, 3, R, R), nominally in [-1, 1].
 
-        `precision` (one of PRECISIONS) is for display frames: the synthesis runs under autocast, w stays fp32.
+        `truncation` is one number or one per row (B, 1). `precision` (one of PRECISIONS) is for display frames:
+        the synthesis runs under autocast, w stays fp32.
         """
         if noise is None:
             noise = self.make_noise(w.shape[0])
-        if truncation != 1.0:  # here for both architectures (StyleGAN2 itself ignores values above 1)
+        # here for both architectures (StyleGAN2 itself ignores values above 1)
+        if isinstance(truncation, Tensor) or truncation != 1.0:
             w = self.mean_latent + truncation * (w - self.mean_latent)
         with autocast_frames(precision, self.device):
             if self.arch == "stylegan1":

@@ -16,7 +16,10 @@ Computed differently from upstream, with the same results up to float rounding (
 - nearest upsampling then a 3x3 conv runs as one stride-2 transposed conv with the summed 4x4 kernel, and in D
   a 3x3 conv then 2x2 average pooling as one stride-2 conv (the fused blocks' formulation at every size);
 - noise, leaky ReLU and AdaIN (instance norm, gamma * x + beta) run as three passes over the feature map;
-- feature maps are channels-last in inference (`feature_layout`).
+- feature maps are channels-last in inference (`feature_layout`);
+- fp32 inference (no autograd, no autocast) runs an `InferencePlan`: every layer's weights ready in one place, all
+  AdaIN style affines as one matmul, no module calls, and at batch 1 AdaIN as one batch-norm kernel. On small
+  maps the time per op, not the arithmetic, is what counts.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -69,9 +73,18 @@ def equal_lr(module: nn.Module, name: str = "weight") -> nn.Module:
     return module
 
 
+def plain_inference(x: Tensor) -> bool:
+    """No autograd and no autocast: the inference plans (ready-made weights, fewer ops) apply."""
+    return not torch.is_grad_enabled() and not torch.is_autocast_enabled(x.device.type)
+
+
+def pixel_norm(x: Tensor) -> Tensor:
+    return x / torch.sqrt(torch.mean(x**2, dim=1, keepdim=True) + 1e-8)
+
+
 class PixelNorm(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
-        return x / torch.sqrt(torch.mean(x**2, dim=1, keepdim=True) + 1e-8)
+        return pixel_norm(x)
 
 
 class Blur(nn.Module):
@@ -229,6 +242,57 @@ class ConstantInput(nn.Module):
         return self.input.repeat(batch_like.shape[0], 1, 1, 1).contiguous(memory_format=feature_layout())
 
 
+class MappingNetwork(nn.Sequential):
+    """z -> w: PixelNorm, then `n_mlp` times EqualLinear and LeakyReLU (upstream's `style` Sequential, same keys).
+
+    Plain inference runs the scaled weights directly, skipping a third of the time the module calls take."""
+
+    def __init__(self, code_dim: int, n_mlp: int):
+        layers: list[nn.Module] = [PixelNorm()]
+        for _ in range(n_mlp):
+            layers += [EqualLinear(code_dim, code_dim), nn.LeakyReLU(0.2)]
+        super().__init__(*layers)
+        self._linears = tuple(layer.linear for layer in self if isinstance(layer, EqualLinear))
+
+    def forward(self, z: Tensor) -> Tensor:
+        if not plain_inference(z):
+            return super().forward(z)
+        sources = [t for linear in self._linears for t in (linear.weight_orig, linear.bias)]
+        weights = derived(self, "plan", lambda: [(he_scaled(linear.weight_orig), linear.bias)
+                                                 for linear in self._linears], *sources)
+        x = pixel_norm(z)
+        for weight, bias in weights:
+            x = F.leaky_relu_(F.linear(x, weight, bias), 0.2)
+        return x
+
+
+@dataclass(frozen=True)
+class StyledLayer:
+    """One conv, noise, LeakyReLU and AdaIN of the inference plan, its weights scaled and laid out."""
+
+    conv: Tensor | None  # 3x3 weight, 4x4 transposed weight (upsample), or None after the constant input
+    bias: Tensor | None
+    padding: int
+    upsample: bool  # a stride-2 transposed conv, then the blur
+    blur: Tensor | None
+    noise: Tensor  # scaled noise strength (1, C, 1, 1)
+    style: int  # where this layer's gamma, then its beta, start in the joint style affine's output
+    channels: int
+
+    def __call__(self, x: Tensor, affine: Tensor, noise: Tensor) -> Tensor:
+        if self.upsample:
+            x = F.conv_transpose2d(x, self.conv, self.bias, stride=2, padding=self.padding)
+            x = F.conv2d(x, self.blur, padding=1, groups=self.channels)
+        elif self.conv is not None:
+            x = F.conv2d(x, self.conv, self.bias, padding=self.padding)
+        x = F.leaky_relu_(torch.addcmul(x, self.noise, noise), 0.2)
+        gamma = affine[:, self.style:self.style + self.channels]
+        beta = affine[:, self.style + self.channels:self.style + 2 * self.channels]
+        if x.shape[0] == 1:  # batch norm's statistics over a batch of one are instance norm's, in one fused kernel
+            return F.batch_norm(x, None, None, gamma[0], beta[0], training=True, eps=1e-5)
+        return InstanceNormAffine.apply(x, gamma[:, :, None, None], beta[:, :, None, None])
+
+
 class StyledConvBlock(nn.Module):
     """Two 3x3 convs at one resolution, each followed by noise, LeakyReLU and AdaIN (upstream's order)."""
 
@@ -267,6 +331,42 @@ class StyledConvBlock(nn.Module):
         out = self.adain1(self.lrelu1(self.noise1(out, noise)), style)
         return self.adain2(self.lrelu2(self.noise2(self.conv2(out), noise)), style)
 
+    def plan(self, style: int) -> tuple[StyledLayer, StyledLayer]:
+        """The block's two layers for the inference plan (what `forward` computes); gamma and beta from `style` on."""
+        if isinstance(self.conv1, ConstantInput):
+            first = (None, None, 0, False, None)
+        elif self.nearest_up:
+            _, conv, blur = self.conv1
+            weight = conv_layout(_nearest_up_kernel(he_scaled(conv.conv.weight_orig)))
+            first = (weight, conv.conv.bias, 1, True, conv_layout(blur.weight))
+        else:
+            up, blur = self.conv1
+            first = (conv_layout(_box_smoothed(up.weight * up.multiplier)), up.bias, up.pad, True,
+                     conv_layout(blur.weight))
+        conv2 = self.conv2.conv
+        second = (conv_layout(he_scaled(conv2.weight_orig)), conv2.bias, conv2.padding[0], False, None)
+        channels = conv2.out_channels
+        return tuple(StyledLayer(*layer, he_scaled(noise.weight_orig), style + 2 * channels * k, channels)
+                     for k, (layer, noise) in enumerate(((first, self.noise1), (second, self.noise2))))
+
+    def infer(self, x: Tensor, layers: tuple[StyledLayer, StyledLayer], affine: Tensor, noise: Tensor) -> Tensor:
+        """`forward` through the block's plan; `affine` is the joint style affine of the block's style."""
+        if isinstance(self.conv1, ConstantInput):
+            x = self.conv1(x)
+        for layer in layers:
+            x = layer(x, affine, noise)
+        return x
+
+
+@dataclass(frozen=True)
+class InferencePlan:
+    """A generator's synthesis weights ready for inference, rebuilt when a weight changes (`derived`)."""
+
+    style_weight: Tensor  # every AdaIN's style affine stacked: one matmul gives all layers' gamma and beta
+    style_bias: Tensor
+    blocks: tuple[tuple[StyledLayer, StyledLayer], ...]
+    ends: tuple[int, ...]  # per block, the end of its rows in the joint affine (later blocks' rows are not needed)
+
 
 class Generator(nn.Module):
     """Synthesis network: one StyledConvBlock and one to_rgb per resolution, 4 px upwards."""
@@ -284,24 +384,22 @@ class Generator(nn.Module):
             to_rgb.append(EqualConv2d(out_channel, 3, 1))
         self.progression = nn.ModuleList(blocks)
         self.to_rgb = nn.ModuleList(to_rgb)
+        self._plan_modules = tuple(self.progression.modules())  # walked once: parameters() costs ~0.5 ms a call
 
     def forward(self, styles: list[Tensor], noise: list[Tensor], step: int = 0, alpha: float = -1,
                 mixing_range: tuple[int, int] = (-1, -1)) -> Tensor:
         out = noise[0]
-        if len(styles) < 2:
-            inject_index = [len(self.progression) + 1]
-        else:
-            inject_index = sorted(random.sample(list(range(step)), len(styles) - 1))
-        crossover = 0
+        chosen = self._style_per_block(len(styles), step, mixing_range)
+        plan = self.plan() if plain_inference(out) else None
+        if plan is not None:
+            end = plan.ends[step]
+            affines = [F.linear(style, plan.style_weight[:end], plan.style_bias[:end]) for style in styles]
         for i, (block, to_rgb) in enumerate(zip(self.progression, self.to_rgb)):
-            if mixing_range == (-1, -1):
-                if crossover < len(inject_index) and i > inject_index[crossover]:
-                    crossover = min(crossover + 1, len(styles))
-                style = styles[crossover]
-            else:
-                style = styles[1] if mixing_range[0] <= i <= mixing_range[1] else styles[0]
             previous = out
-            out = block(out, style, noise[i])
+            if plan is None:
+                out = block(out, styles[chosen[i]], noise[i])
+            else:
+                out = block.infer(out, plan.blocks[i], affines[chosen[i]], noise[i])
             if i == step:
                 out = to_rgb(out)
                 if i > 0 and 0 <= alpha < 1:
@@ -309,6 +407,38 @@ class Generator(nn.Module):
                     out = (1 - alpha) * skip + alpha * out
                 break
         return out.contiguous()
+
+    def _style_per_block(self, count: int, step: int, mixing_range: tuple[int, int]) -> list[int]:
+        """Which of the `count` styles each block up to `step` takes: upstream's random crossover points (drawn
+        whenever there are two styles or more, as upstream does) or the blocks inside `mixing_range`."""
+        if count < 2:
+            inject_index = [len(self.progression) + 1]
+        else:
+            inject_index = sorted(random.sample(list(range(step)), count - 1))
+        if mixing_range != (-1, -1):
+            return [1 if mixing_range[0] <= i <= mixing_range[1] else 0 for i in range(step + 1)]
+        crossover, chosen = 0, []
+        for i in range(step + 1):
+            if crossover < len(inject_index) and i > inject_index[crossover]:
+                crossover = min(crossover + 1, count)
+            chosen.append(crossover)
+        return chosen
+
+    def plan(self) -> InferencePlan:
+        """The inference plan of the current weights (built once per weight version)."""
+        sources = [t for m in self._plan_modules for t in (*m._parameters.values(), *m._buffers.values())
+                   if t is not None]
+        return derived(self, "plan", self._build_plan, *sources)
+
+    def _build_plan(self) -> InferencePlan:
+        blocks, ends, weights, biases = [], [], [], []
+        for block in self.progression:
+            blocks.append(block.plan(sum(len(b) for b in biases)))
+            for adain in (block.adain1, block.adain2):
+                weights.append(he_scaled(adain.style.linear.weight_orig))
+                biases.append(adain.style.linear.bias)
+            ends.append(sum(len(b) for b in biases))
+        return InferencePlan(torch.cat(weights), torch.cat(biases), tuple(blocks), tuple(ends))
 
 
 class StyledGenerator(nn.Module):
@@ -319,10 +449,7 @@ class StyledGenerator(nn.Module):
         self.code_dim = code_dim
         self.channels = tuple(channels)
         self.generator = Generator(code_dim, channels)
-        layers: list[nn.Module] = [PixelNorm()]
-        for _ in range(n_mlp):
-            layers += [EqualLinear(code_dim, code_dim), nn.LeakyReLU(0.2)]
-        self.style = nn.Sequential(*layers)
+        self.style = MappingNetwork(code_dim, n_mlp)
 
     @property
     def max_resolution(self) -> int:
