@@ -5,6 +5,7 @@ and V not swapped), frame counts and sizes are exact; the GL pass's files are ta
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 
@@ -130,3 +131,13 @@ def test_the_encoder_takes_yuv420p_bytes_of_its_size_only(tmp_path):
         encoder.write(bytes(64 * 48 * 3))
     assert encoder.write(bytes([128]) * (64 * 48 * 3 // 2))
     assert encoder.close() is not None and len(decode(tmp_path / "y.mp4")) == 1
+
+
+def test_the_encoder_runs_ffmpeg_at_the_priority_asked(tmp_path):
+    encoder = VideoEncoder(tmp_path / "n.mp4", 64, 48, FPS, input_format="rgba", bottom_up=True, nice=5)
+    try:
+        assert os.getpriority(os.PRIO_PROCESS, encoder._process.pid) == min(19, os.getpriority(os.PRIO_PROCESS, 0) + 5)
+        assert encoder.write(bytes(64 * 48 * 4))
+    finally:
+        encoder.close()
+    assert len(decode(tmp_path / "n.mp4")) == 1

@@ -105,6 +105,7 @@ class VideoEncoder:
 
     bottom_up: the frames come bottom row first (GL's order, straight from glReadPixels); ffmpeg's vflip turns
     them round at no cost (it only walks the rows backwards).
+    nice: ffmpeg's CPU priority (0 = the caller's; higher yields the cores to the show first).
 
     keyframe_interval: frames from one keyframe to the next where the codec has any (H.264; ProRes and HAP are
     intra-only); default KEYFRAME_SECONDS. A loop export makes it divide the loop's frame count.
@@ -114,7 +115,7 @@ class VideoEncoder:
     def __init__(self, path: str | Path, width: int, height: int, fps: float, codec: str = "h264",
                  queue_frames: int = 8, keyframe_interval: int | None = None,
                  options: dict[str, str] | None = None, input_format: str = "rgb24",
-                 bottom_up: bool = False) -> None:
+                 bottom_up: bool = False, nice: int = 0) -> None:
         if codec not in CODECS:
             raise EncoderError(f"unknown codec {codec!r}; choose one of {', '.join(CODECS)}")
         if input_format not in INPUT_FORMATS:
@@ -144,6 +145,9 @@ class VideoEncoder:
                                              stderr=subprocess.PIPE, start_new_session=True)
         except OSError as error:
             raise EncoderError(f"cannot start ffmpeg ({error})") from None
+        if nice:  # set before x264 starts its threads, which inherit it
+            with contextlib.suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, self._process.pid, os.getpriority(os.PRIO_PROCESS, 0) + nice)
         self._log: deque[str] = deque(maxlen=20)
         self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=queue_frames)
         self._logger = threading.Thread(target=self._read_log, name="ffmpeg-log", daemon=True)

@@ -44,6 +44,8 @@ MAX_CATCH_UP = 10.0
 # model's grid, 2 cores: veryfast 35 ms CPU a frame (a whole core at 30 fps), ultrafast 17 ms at 4x the size
 # (about 10 Mb/s at 30 fps, still crf-controlled): the show shares the cores, so speed wins.
 LIVE_PRESET = "ultrafast"
+# ffmpeg's CPU priority relative to the show (see README "Speed": measured with bench_record.py --nice)
+LIVE_NICE = 0
 SCALE_UNIT = 4  # texture unit of the scaler (the presenter uses 0..3)
 
 
@@ -118,7 +120,8 @@ class LiveRecorder:
             video = SupervisedVideo(self.folder, f"recording-it{iteration}-{codec}", *size, self.config.fps, codec,
                                     say=self.say,
                                     options={"-crf": str(self.config.quality), "-preset": LIVE_PRESET},
-                                    input_format="yuv420p" if yuv else "rgba", bottom_up=not yuv)
+                                    input_format="yuv420p" if yuv else "rgba", bottom_up=not yuv,
+                                    nice=LIVE_NICE)
         except (EncoderError, OSError) as error:
             text = f"cannot start recording in {self.folder}: {getattr(error, 'strerror', None) or error}"
             self.say(text)
@@ -141,8 +144,10 @@ class LiveRecorder:
         video, self._video = self._video, None
         if video is None:
             return []
-        open_slots = math.floor((time.monotonic() - self._start) * video.fps) + 1 - self._slots
-        self.counts.dropped += max(0, open_slots)  # due but never filled: the encoder had fallen behind
+        # slots over before the stop but never filled (the encoder had fallen behind); the one the stop falls in
+        # is not part of the file
+        open_slots = math.floor((time.monotonic() - self._start) * video.fps) - self._slots
+        self.counts.dropped += max(0, open_slots)
         files = video.close()
         self.files += files
         self.counts.frames = video.frames
