@@ -4,13 +4,13 @@ The display loop draws a moving picture (the embedded model's 3 x 3 walk, a new 
 crossfading) into an offscreen
 EGL framebuffer at the output size, as fast as it can (no vsync) or held to `--refresh` Hz, and waits for the GL
 each refresh as a window's swap does. Blocks with and without a recording alternate, so background load hits
-both alike. With a recording, LiveRecorder reads the picture back (glReadPixels) and feeds the H.264 encoder
-(ffmpeg, its own process) at the file's rate; the figures are presented fps, the display's CPU per refresh (this
+both alike. With a recording, LiveRecorder reads the picture back (glReadPixels: RGBA, or with `--convert gl`
+the yuv420p planes of the GL pass) and feeds the encoder (ffmpeg, its own process) at the file's rate; the figures are presented fps, the display's CPU per refresh (this
 process: the GL, the readback, the writer thread) and the frames the file got: repeated and dropped. The engine
-does not run here: on the show machine it shares the same cores.
+does not run here (bench_record_show.py runs it): on the show machine it shares the same cores.
 
     python benchmarks/bench_record.py [--width 1920 --height 1080 --fps 30 --seconds 3 --rounds 3 --refresh 0]
-                                      [--codec hap] [--record-size 1280x720]
+                                      [--codec hap] [--record-size 1280x720] [--convert gl] [--nice 10]
 """
 
 from __future__ import annotations

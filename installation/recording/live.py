@@ -11,12 +11,10 @@ The readback is one glReadPixels on the render thread whose bytes go to ffmpeg's
 bottom row first (GL's own layout: 1.0 ms at 1080p on llvmpipe, where RGB took 3.5 ms and its flip 0.9 ms more;
 ffmpeg flips it for free and its conversion costs the same as from RGB), or, on a GPU's GL and for a codec coded
 in yuv420p (H.264), the yuv420p planes made by a GL pass (recording/yuv.py), which spares ffmpeg its conversion.
-On llvmpipe that pass costs the render thread more than it saves ffmpeg, so it is not used there. Measured
-before, on llvmpipe (llvmpipe, 1080p, the picture
-already drawn): the read 3.5 ms and the flip 0.9 ms, while a pixel-pack buffer read and mapped took 8.3 ms, in the
-same frame or one frame later (whichever call first needs the pixels waits for the rasteriser; see
-recording-and-operations.md §3), and reading RGBA then dropping alpha in numpy cost more than it saved.
-benchmarks/bench_record.py measures what a recording costs the display.
+On llvmpipe that pass costs the render thread more than it saves ffmpeg (34 ms for 7), so it is not used there.
+A pixel-pack buffer read and mapped took 8.3 ms on llvmpipe, in the same frame or one frame later (whichever call
+first needs the pixels waits for the rasteriser; see recording-and-operations.md §3). benchmarks/bench_record.py
+measures what a recording costs the display, bench_record_show.py the whole show.
 """
 
 from __future__ import annotations
