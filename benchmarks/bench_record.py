@@ -4,13 +4,13 @@ The display loop draws a moving picture (the embedded model's 3 x 3 walk, a new 
 crossfading) into an offscreen
 EGL framebuffer at the output size, as fast as it can (no vsync) or held to `--refresh` Hz, and waits for the GL
 each refresh as a window's swap does. Blocks with and without a recording alternate, so background load hits
-both alike. With a recording, LiveRecorder reads the picture back (glReadPixels) and feeds the H.264 encoder
-(ffmpeg, its own process) at the file's rate; the figures are presented fps, the display's CPU per refresh (this
+both alike. With a recording, LiveRecorder reads the picture back (glReadPixels: RGBA, or with `--convert gl`
+the yuv420p planes of the GL pass) and feeds the encoder (ffmpeg, its own process) at the file's rate; the figures are presented fps, the display's CPU per refresh (this
 process: the GL, the readback, the writer thread) and the frames the file got: repeated and dropped. The engine
-does not run here: on the show machine it shares the same cores.
+does not run here (bench_record_show.py runs it): on the show machine it shares the same cores.
 
     python benchmarks/bench_record.py [--width 1920 --height 1080 --fps 30 --seconds 3 --rounds 3 --refresh 0]
-                                      [--codec hap] [--record-size 1280x720]
+                                      [--codec hap] [--record-size 1280x720] [--convert gl] [--nice 10]
 """
 
 from __future__ import annotations
@@ -31,7 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from installation.display.offscreen import Offscreen  # noqa: E402
 from installation.display.presenter import Presenter  # noqa: E402
 from installation.presets import RecordConfig  # noqa: E402
+from installation.recording import live  # noqa: E402
 from installation.recording.live import LiveRecorder  # noqa: E402
+from installation.recording.yuv import converts_in_gl  # noqa: E402
 
 GENERATOR_FPS = 30.0  # new generator frames per second (the renderer's max_fps)
 GRID = 3  # the embedded model's 64 px faces in the default 3 x 3 grid: what the encoder sees matters to its speed
@@ -94,6 +96,11 @@ def block(screen: Offscreen, presenter: Presenter, frames: list[np.ndarray], rec
     return figures
 
 
+def recorder_converts(ctx, convert: str) -> bool:
+    """Whether the recording's frames come from the GL pass (for a yuv420p codec)."""
+    return convert == "gl" or (convert == "auto" and converts_in_gl(ctx))
+
+
 def _children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -109,18 +116,25 @@ def main() -> None:
     parser.add_argument("--codec", default="h264", help="[record] codec (installation/recording/encoder.py CODECS)")
     parser.add_argument("--record-size", default="", help='[record] size of the file, e.g. "1280x720" ("" = output)')
     parser.add_argument("--refresh", type=float, default=0.0, help="hold the display to this many Hz (0 = free)")
+    parser.add_argument("--convert", choices=("auto", "gl", "ffmpeg"), default="auto",
+                        help="where yuv420p frames are made: the GL pass, ffmpeg, or auto (the GL pass on a GPU's GL)")
+    parser.add_argument("--nice", type=int, default=live.LIVE_NICE, help="ffmpeg's CPU priority relative to this")
     args = parser.parse_args()
+    live.LIVE_NICE = args.nice
     frames = walk_frames(30)
     with Offscreen(args.width, args.height) as screen, tempfile.TemporaryDirectory() as folder:
         info = screen.ctx.info
         print(f"device: {info['GL_RENDERER']} | {info['GL_VERSION']} | {os.cpu_count()} CPU cores | "
               f"load {os.getloadavg()[0]:.2f}")
         print(f"output {args.width}x{args.height}, recording {args.codec} {args.record_size or 'at the output size'} at "
-              f"{args.fps:g} fps, display "
+              f"{args.fps:g} fps ({'GL pass' if recorder_converts(screen.ctx, args.convert) else 'RGBA'} to "
+              f"ffmpeg, nice {args.nice}), display "
               f"{'free' if not args.refresh else f'held to {args.refresh:g} Hz'}, {args.rounds} x 2 blocks of "
               f"{args.seconds:g} s interleaved")
         presenter = Presenter(screen.ctx, args.width, args.height, crossfade=1.0 / GENERATOR_FPS)
-        recorder = LiveRecorder(RecordConfig(codec=args.codec, fps=args.fps, size=args.record_size), Path(folder), screen.ctx, say=lambda text: None)
+        recorder = LiveRecorder(RecordConfig(codec=args.codec, fps=args.fps, size=args.record_size), Path(folder),
+                                screen.ctx, say=lambda text: None,
+                                convert_in_gl={"auto": None, "gl": True, "ffmpeg": False}[args.convert])
         block(screen, presenter, frames, None, 0.5, args.refresh)  # warm up: shaders, textures
         results: dict[bool, list[dict[str, float]]] = {False: [], True: []}
         for _ in range(args.rounds):

@@ -52,6 +52,11 @@ class Codec:
     def label(self) -> str:
         return self.use.partition(":")[0]
 
+    @property
+    def pix_fmt(self) -> str:
+        """The pixel format of the coded video (ffmpeg's name)."""
+        return self.output[self.output.index("-pix_fmt") + 1]
+
     def check_size(self, width: int, height: int) -> None:
         """EncoderError naming the nearest sizes that fit, unless width and height are multiples of `multiple`."""
         m = self.multiple
@@ -83,6 +88,11 @@ STALL_SECONDS = 10.0  # a writer that cannot queue a frame for this long gives u
 # frame-to-frame changes of a 1 s GOP recording were all at its keyframes). Fragments of 1 s still keep a killed
 # file playable up to about its last second.
 KEYFRAME_SECONDS = 5.0
+# Raw frames the encoder takes, with the bytes of a frame per pixel: rgb24 as (H, W, 3) arrays, or bytes as
+# glReadPixels gives them: rgba, or yuv420p made by a GL pass (recording/yuv.py; BT.709 limited range, tagged so
+# players show those colours). ffmpeg converts the RGB ones to the codec's pixel format.
+INPUT_FORMATS = {"rgb24": 3.0, "rgba": 4.0, "yuv420p": 1.5}
+_BT709_TAGS = ("-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709", "-color_range", "tv")
 
 
 class EncoderError(Exception):
@@ -90,7 +100,12 @@ class EncoderError(Exception):
 
 
 class VideoEncoder:
-    """Frames of (H, W, 3) uint8, top row first, into `path` at a constant `fps`.
+    """Frames of (H, W, 3) uint8, top row first, into `path` at a constant `fps`; with `input_format` "rgba" or
+    "yuv420p" (ffmpeg's planar layout, BT.709 limited range), frames of bytes at exactly the encoder's size.
+
+    bottom_up: the frames come bottom row first (GL's order, straight from glReadPixels); ffmpeg's vflip turns
+    them round at no cost (it only walks the rows backwards).
+    nice: ffmpeg's CPU priority (0 = the caller's; higher yields the cores to the show first).
 
     keyframe_interval: frames from one keyframe to the next where the codec has any (H.264; ProRes and HAP are
     intra-only); default KEYFRAME_SECONDS. A loop export makes it divide the loop's frame count.
@@ -99,10 +114,13 @@ class VideoEncoder:
 
     def __init__(self, path: str | Path, width: int, height: int, fps: float, codec: str = "h264",
                  queue_frames: int = 8, keyframe_interval: int | None = None,
-                 options: dict[str, str] | None = None) -> None:
+                 options: dict[str, str] | None = None, input_format: str = "rgb24",
+                 bottom_up: bool = False, nice: int = 0) -> None:
         if codec not in CODECS:
             raise EncoderError(f"unknown codec {codec!r}; choose one of {', '.join(CODECS)}")
-        self.codec = CODECS[codec]
+        if input_format not in INPUT_FORMATS:
+            raise EncoderError(f"unknown input format {input_format!r}; choose one of {', '.join(INPUT_FORMATS)}")
+        self.codec, self.input_format = CODECS[codec], input_format
         self.width, self.height = width - width % self.codec.multiple, height - height % self.codec.multiple
         if self.width < self.codec.multiple or self.height < self.codec.multiple:
             raise EncoderError(f"video size {width}x{height} is too small")
@@ -116,14 +134,20 @@ class VideoEncoder:
         for option, value in (options or {}).items():  # e.g. {"-crf": "20"}
             if option in output:
                 output[output.index(option) + 1] = value
+        tags = _BT709_TAGS if input_format == "yuv420p" else ()  # on the input (what it is) and the output (VUI)
+        flip = ("-vf", "vflip") if bottom_up else ()
         command = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
-                   "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{self.width}x{self.height}", "-r", f"{fps:g}",
-                   "-i", "-", "-an", *output, "-f", self.codec.muxer, str(self.partial)]
+                   "-f", "rawvideo", "-pix_fmt", input_format, *tags, "-s", f"{self.width}x{self.height}",
+                   "-r", f"{fps:g}", "-i", "-", "-an", *flip, *output, *tags, "-f", self.codec.muxer,
+                   str(self.partial)]
         try:
             self._process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                              stderr=subprocess.PIPE, start_new_session=True)
         except OSError as error:
             raise EncoderError(f"cannot start ffmpeg ({error})") from None
+        if nice:  # set before x264 starts its threads, which inherit it
+            with contextlib.suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, self._process.pid, os.getpriority(os.PRIO_PROCESS, 0) + nice)
         self._log: deque[str] = deque(maxlen=20)
         self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=queue_frames)
         self._logger = threading.Thread(target=self._read_log, name="ffmpeg-log", daemon=True)
@@ -136,15 +160,24 @@ class VideoEncoder:
     def seconds(self) -> float:
         return self.frames / self.fps
 
-    def write(self, frame: np.ndarray, block: bool = True) -> bool:
-        """Queue one frame (at least the encoder's size; larger is cropped). False when it was dropped: the
-        queue was full and `block` is False, or the encoder has failed (see `failed`)."""
+    def write(self, frame: np.ndarray | bytes, block: bool = True) -> bool:
+        """Queue one frame (rgb24: at least the encoder's size, larger is cropped; rgba and yuv420p: bytes, queued
+        as they are). False when it was dropped: the queue was full and `block` is False, or the encoder has failed (see
+        `failed`)."""
         if self._closed:
             raise EncoderError("the encoder is closed")
-        if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3 \
-                or frame.shape[0] < self.height or frame.shape[1] < self.width:
-            raise ValueError(f"frame {frame.shape} {frame.dtype}, expected ({self.height}, {self.width}, 3) uint8")
-        data = np.ascontiguousarray(frame[:self.height, :self.width]).tobytes()
+        if self.input_format != "rgb24":
+            expected = round(self.width * self.height * INPUT_FORMATS[self.input_format])
+            if not isinstance(frame, bytes) or len(frame) != expected:
+                raise ValueError(f"frame of {len(frame)} bytes, expected {expected} "
+                                 f"({self.input_format} {self.width}x{self.height})")
+            data = frame
+        elif not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 \
+                or frame.shape[2] != 3 or frame.shape[0] < self.height or frame.shape[1] < self.width:
+            raise ValueError(f"frame {getattr(frame, 'shape', len(frame))} {getattr(frame, 'dtype', 'bytes')}, "
+                             f"expected ({self.height}, {self.width}, 3) uint8")
+        else:
+            data = np.ascontiguousarray(frame[:self.height, :self.width]).tobytes()
         deadline = time.monotonic() + STALL_SECONDS
         while self.failed is None:
             try:

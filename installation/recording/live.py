@@ -7,11 +7,14 @@ the last one, so a slow refresh repeats its picture and a display faster than th
 The render loop never waits on the encoder: a picture its queue cannot take at once is dropped (counted) and its
 slot is filled by the next refresh's picture.
 
-The readback is a plain glReadPixels (RGB) on the render thread. Measured here (llvmpipe, 1080p, the picture
-already drawn): the read 3.5 ms and the flip 0.9 ms, while a pixel-pack buffer read and mapped took 8.3 ms, in the
-same frame or one frame later (whichever call first needs the pixels waits for the rasteriser; see
-recording-and-operations.md §3), and reading RGBA then dropping alpha in numpy cost more than it saved.
-benchmarks/bench_record.py measures what a recording costs the display.
+The readback is one glReadPixels on the render thread whose bytes go to ffmpeg's queue as they are: RGBA,
+bottom row first (GL's own layout: 1.0 ms at 1080p on llvmpipe, where RGB took 3.5 ms and its flip 0.9 ms more;
+ffmpeg flips it for free and its conversion costs the same as from RGB), or, on a GPU's GL and for a codec coded
+in yuv420p (H.264), the yuv420p planes made by a GL pass (recording/yuv.py), which spares ffmpeg its conversion.
+On llvmpipe that pass costs the render thread more than it saves ffmpeg (34 ms for 7), so it is not used there.
+A pixel-pack buffer read and mapped took 8.3 ms on llvmpipe, in the same frame or one frame later (whichever call
+first needs the pixels waits for the rasteriser; see recording-and-operations.md §3). benchmarks/bench_record.py
+measures what a recording costs the display, bench_record_show.py the whole show.
 """
 
 from __future__ import annotations
@@ -23,14 +26,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import moderngl
-import numpy as np
 
 from ..display.presenter import layout
 from ..display.shaders import load_program
 from ..presets import RecordConfig
-from .encoder import EncoderError
+from .encoder import CODECS, EncoderError
 from .files import recover_partials
 from .supervised import SupervisedVideo
+from .yuv import YuvPass, converts_in_gl
 
 # Seconds of the file's clock a stall of the display may leave to fill: the frozen picture is repeated (the audience
 # saw it frozen too) at the encoder's pace, a queue-full each refresh. Slots older than this are given up (dropped).
@@ -39,6 +42,8 @@ MAX_CATCH_UP = 10.0
 # model's grid, 2 cores: veryfast 35 ms CPU a frame (a whole core at 30 fps), ultrafast 17 ms at 4x the size
 # (about 10 Mb/s at 30 fps, still crf-controlled): the show shares the cores, so speed wins.
 LIVE_PRESET = "ultrafast"
+# ffmpeg's CPU priority relative to the show (see README "Speed": measured with bench_record.py --nice)
+LIVE_NICE = 0
 SCALE_UNIT = 4  # texture unit of the scaler (the presenter uses 0..3)
 
 
@@ -60,8 +65,10 @@ class LiveRecorder:
     """
 
     def __init__(self, config: RecordConfig, run_dir: Path, ctx: moderngl.Context,
-                 say: Callable[[str], None]) -> None:
+                 say: Callable[[str], None], convert_in_gl: bool | None = None) -> None:
         self.config, self.ctx, self.say = config, ctx, say
+        # whether yuv420p codecs get their frames converted by the GL pass (None: where the GL is a GPU's)
+        self.convert_in_gl = converts_in_gl(ctx) if convert_in_gl is None else convert_in_gl
         folder = Path(config.folder).expanduser()
         self.folder = folder if folder.is_absolute() else run_dir / folder
         self.files: list[Path] = []  # every file finished in this run
@@ -70,8 +77,10 @@ class LiveRecorder:
         self._failed: Callable[[str], None] = _nobody
         self._start = 0.0
         self._slots = 0  # frame slots of the file's clock already filled (or given up)
+        self._multiple = 1  # the current codec's: width and height are multiples of it
         self._size = (0, 0)
         self._scaler: _Scaler | None = None
+        self._yuv: YuvPass | None = None  # set while recording a yuv420p codec
         for path in recover_partials(self.folder):  # the run folder is held by this installation: safe to rename
             say(f"recording cut off by a kill kept as {path}")
 
@@ -101,17 +110,27 @@ class LiveRecorder:
         display clock, time.monotonic()); False (said, and told to `failed`) when it cannot."""
         codec = codec or self.config.codec
         size = self.config.frame_size or output
+        yuv = self.convert_in_gl and codec in CODECS and CODECS[codec].pix_fmt == "yuv420p"
+        self._multiple = CODECS[codec].multiple if codec in CODECS else 1
+        size = self._fitting(size)  # the encoder takes bytes of its exact size
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             video = SupervisedVideo(self.folder, f"recording-it{iteration}-{codec}", *size, self.config.fps, codec,
                                     say=self.say,
-                                    options={"-crf": str(self.config.quality), "-preset": LIVE_PRESET})
+                                    options={"-crf": str(self.config.quality), "-preset": LIVE_PRESET},
+                                    input_format="yuv420p" if yuv else "rgba", bottom_up=not yuv,
+                                    nice=LIVE_NICE)
         except (EncoderError, OSError) as error:
             text = f"cannot start recording in {self.folder}: {getattr(error, 'strerror', None) or error}"
             self.say(text)
             (failed or _nobody)(text)
             return False
         self._video, self._failed, self._size = video, failed or _nobody, video.size
+        if self._yuv is not None and (not yuv or self._yuv.size != video.size):
+            self._yuv.release()
+            self._yuv = None
+        if yuv and self._yuv is None:
+            self._yuv = YuvPass(self.ctx, video.size)
         self._start = time.monotonic() if now is None else now
         self._slots, self.counts = 0, RecordingCounts()
         self.say(f"recording {size[0]}x{size[1]} at {self.config.fps:g} fps to {video.path}")
@@ -123,8 +142,10 @@ class LiveRecorder:
         video, self._video = self._video, None
         if video is None:
             return []
-        open_slots = math.floor((time.monotonic() - self._start) * video.fps) + 1 - self._slots
-        self.counts.dropped += max(0, open_slots)  # due but never filled: the encoder had fallen behind
+        # slots over before the stop but never filled (the encoder had fallen behind); the one the stop falls in
+        # is not part of the file
+        open_slots = math.floor((time.monotonic() - self._start) * video.fps) - self._slots
+        self.counts.dropped += max(0, open_slots)
         files = video.close()
         self.files += files
         self.counts.frames = video.frames
@@ -170,26 +191,46 @@ class LiveRecorder:
             self._slots += 1
             self.counts.repeated += copy > 0
 
-    def _read(self, output: tuple[int, int]) -> np.ndarray:
-        """The bound framebuffer's picture at the file's size, (H, W, 3) top row first."""
+    def _fitting(self, size: tuple[int, int]) -> tuple[int, int]:
+        """The largest size in `size` the codec takes (see encoder.py: at most 3 pixels less)."""
+        return size[0] - size[0] % self._multiple, size[1] - size[1] % self._multiple
+
+    def _read(self, output: tuple[int, int]) -> bytes:
+        """The bound framebuffer's picture at the file's size (its top left where the output is a few pixels
+        larger): yuv420p planes from the GL pass, or RGBA bottom row first."""
         width, height = self._size
-        if output == self._size:
-            data = self.ctx.fbo.read(viewport=(0, 0, width, height), components=3, alignment=1)
-        else:  # a chosen size, or the window changed size during the recording
-            if self._scaler is None or self._scaler.size != self._size:
-                if self._scaler is not None:
-                    self._scaler.release()
-                self._scaler = _Scaler(self.ctx, self._size)
-            data = self._scaler.read(output)
-        # flipped once, contiguous, so each write (and each repeat) of it costs the encoder no further copy
-        return np.ascontiguousarray(np.frombuffer(data, np.uint8).reshape(height, width, 3)[::-1])
+        fitted = self._fitting(output) == self._size
+        if self._yuv is not None:
+            return self._yuv.read_framebuffer(self.ctx.fbo) if fitted else self._scaled_yuv(output)
+        if fitted:  # GL counts rows from the bottom: the top rows start at output height - height
+            return self.ctx.fbo.read(viewport=(0, output[1] - height, width, height), components=4, alignment=1)
+        # a chosen size, or the window changed size during the recording
+        return self._scaler_for_size().read(output)
+
+    def _scaled_yuv(self, output: tuple[int, int]) -> bytes:
+        """The picture fitted into the file's size, then converted: two passes, one readback."""
+        scaler = self._scaler_for_size()
+        presented = self.ctx.fbo
+        scaler.draw(output)
+        data = self._yuv.read_texture(scaler.texture)
+        presented.use()
+        self.ctx.viewport = (0, 0, *output)
+        return data
+
+    def _scaler_for_size(self) -> _Scaler:
+        if self._scaler is None or self._scaler.size != self._size:
+            if self._scaler is not None:
+                self._scaler.release()
+            self._scaler = _Scaler(self.ctx, self._size)
+        return self._scaler
 
     def close(self) -> None:
         """Finalise any recording and release GL (the installation is stopping)."""
         self.stop()
-        if self._scaler is not None:
-            self._scaler.release()
-            self._scaler = None
+        for resource in (self._scaler, self._yuv):
+            if resource is not None:
+                resource.release()
+        self._scaler = self._yuv = None
 
 
 class _Scaler:
@@ -200,10 +241,21 @@ class _Scaler:
         self._program = load_program(ctx, "fullscreen.vert", "record_scale.frag")
         self._program["u_source"] = SCALE_UNIT
         self._vao = ctx.vertex_array(self._program, [])
-        self._target = ctx.framebuffer(color_attachments=[ctx.renderbuffer(size, 4)])
+        self.texture = ctx.texture(size, 4)  # the fitted picture, sampled by the yuv420p pass
+        self._target = ctx.framebuffer(color_attachments=[self.texture])
         self._source: moderngl.Texture | None = None
 
     def read(self, output: tuple[int, int]) -> bytes:
+        """The fitted picture as RGBA, bottom row first; the presented framebuffer is bound again."""
+        presented = self.ctx.fbo
+        self.draw(output)
+        data = self._target.read(components=4, alignment=1)
+        presented.use()
+        self.ctx.viewport = (0, 0, *output)
+        return data
+
+    def draw(self, output: tuple[int, int]) -> None:
+        """The presented picture (the bound framebuffer, `output` in size) fitted into `texture`."""
         ctx, presented = self.ctx, self.ctx.fbo
         if self._source is None or self._source.size != output:
             if self._source is not None:
@@ -219,10 +271,6 @@ class _Scaler:
         self._program["u_rect"] = rect
         self._source.use(SCALE_UNIT)
         self._vao.render(moderngl.TRIANGLES, vertices=3)
-        data = self._target.read(components=3, alignment=1)
-        presented.use()
-        ctx.viewport = (0, 0, *output)
-        return data
 
     def release(self) -> None:
         for resource in (self._source, self._target.color_attachments[0], self._target, self._vao, self._program):

@@ -37,9 +37,12 @@ class SupervisedVideo:
     """
 
     def __init__(self, folder: Path, stem: str, width: int, height: int, fps: float, codec: str = "h264",
-                 say: Callable[[str], None] = print, options: dict[str, str] | None = None) -> None:
+                 say: Callable[[str], None] = print, options: dict[str, str] | None = None,
+                 input_format: str = "rgb24", bottom_up: bool = False, nice: int = 0) -> None:
         self.folder, self.stem, self.size, self.fps, self.codec, self.say = folder, stem, (width, height), fps, codec, say
         self.options = options  # VideoEncoder's: values replacing the codec's own ffmpeg options
+        # VideoEncoder's: the raw frames written, ffmpeg's CPU priority
+        self.input_format, self.bottom_up, self.nice = input_format, bottom_up, nice
         self.files: list[Path] = []
         self._counts: list[int] = []  # frames of the finished files
         self.stopped: str | None = None
@@ -60,9 +63,10 @@ class SupervisedVideo:
 
     def _open(self) -> VideoEncoder:
         return VideoEncoder(claim_path(self.folder, self.stem, CODECS[self.codec].suffix), *self.size, self.fps,
-                            self.codec, options=self.options)
+                            self.codec, options=self.options,
+                            input_format=self.input_format, bottom_up=self.bottom_up, nice=self.nice)
 
-    def write(self, frame: np.ndarray, block: bool = True) -> bool:
+    def write(self, frame: np.ndarray | bytes, block: bool = True) -> bool:
         """One frame; False when it was not taken (stopped, between files, or with `block` False a full queue)."""
         if self.stopped is not None:
             return False
