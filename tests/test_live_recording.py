@@ -258,7 +258,14 @@ def test_recording_over_osc_survives_an_engine_kill_and_a_kill_of_everything(tmp
         assert first.is_file() and not first.with_name(first.name + ".partial").exists()
 
         # a loop export of the snapshot at iteration 0, in its own process while the show (and its recordings)
-        # go on; one at a time
+        # go on; one at a time (asked once the snapshot exists, as a performer sees it in /uncanny/snapshots)
+        deadline = time.monotonic() + 60
+        while True:
+            live.client.send("/uncanny/snapshots")
+            if 0 in live.client.expect("/uncanny/snapshots"):
+                break
+            assert time.monotonic() < deadline, "the engine never took its snapshot of iteration 0"
+            time.sleep(0.5)
         live.client.backlog.clear()
         live.client.send("/uncanny/record/loop", 0, 1.0)
         live.client.send("/uncanny/record/loop", 0, 2.0)
