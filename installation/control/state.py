@@ -29,6 +29,8 @@ class ControlState:
     steps_per_second: float = 0.0
     recording: bool = False
     recording_path: str = ""
+    cycle: int = 0  # journeys the gallery director has completed (control/director.py), kept across restarts
+    phase: str = "off"  # where the director is: director.PHASES
     snapshots: tuple[int, ...] = ()  # iterations that can be rewound to, oldest first
     # the value each control has now, by action name (e.g. {"lr": 5e-05, "grid": 0, "blackout": 0.0}): echoed
     # to controllers when it changes, so a fader snaps to what was really applied
@@ -42,10 +44,11 @@ class ControlState:
 
 # fields sent as soon as they change; the measured ones (loss, fps, ...) change every step and go out with the
 # periodic broadcast only
-ON_CHANGE = ("iteration", "status", "paused", "collapsed", "recording", "recording_path")
+ON_CHANGE = ("iteration", "status", "paused", "collapsed", "recording", "recording_path", "cycle", "phase")
 STATE_FIELDS = tuple(f.name for f in dataclasses.fields(ControlState) if f.name not in ("snapshots", "controls"))
 TYPE_TAGS = {"iteration": "i", "status": "s", "paused": "i", "loss": "f", "d": "f", "diversity": "f",
-             "collapsed": "i", "fps": "f", "steps_per_second": "f", "recording": "i", "recording_path": "s"}
+             "collapsed": "i", "fps": "f", "steps_per_second": "f", "recording": "i", "recording_path": "s",
+             "cycle": "i", "phase": "s"}
 DESCRIPTIONS = {
     "iteration": "training iteration", "status": "engine status (running, paused, ...)",
     "paused": "1 while training is paused", "loss": "the inverted loss of the last step",
@@ -53,6 +56,8 @@ DESCRIPTIONS = {
     "collapsed": "1 once diversity fell below the collapse line", "fps": "frames presented per second",
     "steps_per_second": "training steps per second", "recording": "1 while recording",
     "recording_path": "the file being recorded",
+    "cycle": "journeys the gallery director has completed", "phase": "the gallery director's phase (off, journey, "
+    "hold, fade_out, return, fade_in, rewind, closed)",
 }
 
 

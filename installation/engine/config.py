@@ -93,6 +93,7 @@ class EngineConfig:
     nan_lr_factor: float = 0.5  # lr multiplier after a non-finite rollback
     max_rollbacks: int = 8  # rollbacks in a row (no good snapshot between) before the engine pauses itself
     threads: int = 0  # torch CPU threads in the engine process; 0 = engine_threads' policy
+    hang_seconds: float = 60.0  # an engine alive but silent this long is killed and restarted (live/supervisor.py)
 
     def __post_init__(self) -> None:
         check_loss(self.loss)
@@ -112,6 +113,7 @@ class EngineConfig:
         check_float("nan_lr_factor", self.nan_lr_factor, 0.0, 1.0, low_open=True)
         check_int("max_rollbacks", self.max_rollbacks, 1)
         check_int("threads", self.threads, 0)
+        check_float("hang_seconds", self.hang_seconds, 1.0, 3600.0)
 
     def replace(self, **changes: Any) -> EngineConfig:
         return dataclasses.replace(self, **changes)

@@ -6,12 +6,14 @@ import logging
 import os
 import time
 from collections import deque
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..control.actions import Action
+from ..control.director import FILE_NAME as DIRECTOR_FILE, Director
 from ..control.service import ControlService
 from ..control.state import ControlState
 from ..display.presenter import Presenter
@@ -63,7 +65,8 @@ class Installation:
                                       WalkSettings.start(preset.walk, display.show_grid))
         self.engine = EngineProcess(checkpoint, run_dir, preset.engine, resolution=resolution,
                                     use_ema=not preset.model.raw_generator, between_steps=self.renderer)
-        self.supervisor = EngineSupervisor(self.engine, self.say)
+        self.supervisor = EngineSupervisor(self.engine, self.say, hang_seconds=preset.engine.hang_seconds)
+        self.director = Director(preset.gallery, run_dir / DIRECTOR_FILE)  # the [gallery] cycle and hours
         self.hud = display.hud
         self.control = control if control is not None else ControlService(OscConfig(enabled=False))
         self._engine_action: Action | None = None  # the last engine action: its sender hears the engine's refusals
@@ -128,7 +131,8 @@ class Installation:
         return ControlState(iteration=s.iteration, status=s.status, paused=s.paused, loss=s.loss, d=s.probe_d,
                             diversity=s.diversity, collapsed=s.collapsed, fps=self.fps,
                             steps_per_second=s.steps_per_second, recording=bool(recording),
-                            recording_path=recording, snapshots=s.snapshots, controls=controls)
+                            recording_path=recording, cycle=self.director.cycle, phase=self.director.phase,
+                            snapshots=s.snapshots, controls=controls)
 
     def send(self, command: Any, action: Action | None = None) -> None:
         """An engine command; when the engine is down, say so (and tell the action's sender) and keep showing."""
@@ -161,6 +165,8 @@ class Installation:
     def tick(self, size: tuple[int, int]) -> list[Action]:
         """Apply the controls that came, take the newest frame and engine state, look after the engine, draw one
         refresh. Returns the actions left to the run loop (fullscreen, quit)."""
+        for action in self.director.tick(time.monotonic(), datetime.now(), self.control.state):
+            self.control.inbox.put(action)
         left = [action for action in self.control.inbox.drain() if not self.apply(action)]
         now = time.monotonic()
         self._refreshes.append(now)
@@ -182,7 +188,8 @@ class Installation:
         if (self.presenter.width, self.presenter.height) != size:
             self.presenter.resize(*size)
         message = self._message[0] if self._message and now - self._message[1] < MESSAGE_SECONDS else None
-        self.presenter.set_hud(hud_text(self.state, self.fps, message, self.hud))
+        message = self.supervisor.notice(now) or message
+        self.presenter.set_hud(hud_text(self.state, self.fps, message, self.hud, self.director.describe()))
         self.presenter.render(now)
         return left
 
