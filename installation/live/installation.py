@@ -188,7 +188,8 @@ class Installation:
         if (self.presenter.width, self.presenter.height) != size:
             self.presenter.resize(*size)
         message = self._message[0] if self._message and now - self._message[1] < MESSAGE_SECONDS else None
-        message = self.supervisor.notice(now) or message
+        # a restart that waits (a crash loop backing off) stays on screen after its message has gone
+        message = "\n".join(line for line in (message, self.supervisor.notice(now)) if line) or None
         self.presenter.set_hud(hud_text(self.state, self.fps, message, self.hud, self.director.describe()))
         self.presenter.render(now)
         return left

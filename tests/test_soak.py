@@ -1,0 +1,23 @@
+"""The soak benchmark's short version: the director cycling, OSC traffic, nothing lost, descriptors not growing."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_short_soak_cycles_answers_every_ping_and_leaks_no_descriptors(capsys):
+    spec = importlib.util.spec_from_file_location("bench_soak", ROOT / "benchmarks" / "bench_soak.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    result = bench.main(["--minutes", "0.3", "--sample-every", "2", "--max-iterations", "30"])
+    printed = capsys.readouterr().out
+    assert "lost: nothing" in printed and result.lost == [], result.lost
+    assert result.cycles >= 1 and result.restarts == 0 and result.exit_code == 0
+    assert len(result.samples) >= 5 and len({s.engine_pid for s in result.samples}) == 1
+    settled = result.samples[len(result.samples) // 3:]  # after start-up's imports and first snapshots
+    for name in ("display_fds", "engine_fds"):
+        counts = [getattr(s, name) for s in settled]
+        assert max(counts) <= counts[0] + 2, (name, counts)
