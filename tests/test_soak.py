@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -11,6 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_short_soak_cycles_answers_every_ping_and_leaks_no_descriptors(capsys):
     spec = importlib.util.spec_from_file_location("bench_soak", ROOT / "benchmarks" / "bench_soak.py")
     bench = importlib.util.module_from_spec(spec)
+    sys.modules["bench_soak"] = bench  # its dataclasses look their module up
     spec.loader.exec_module(bench)
     result = bench.main(["--minutes", "0.3", "--sample-every", "2", "--max-iterations", "30"])
     printed = capsys.readouterr().out
