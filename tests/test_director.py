@@ -155,6 +155,38 @@ def test_outside_the_hours_black_and_paused_and_at_opening_the_journey_starts_fr
     assert len(resets) == 1 and resets[0]["to"] == 0
 
 
+def test_loop_travels_between_its_two_iterations(tmp_path):
+    config = GalleryConfig(cycle="loop", loop_from=4, loop_to=8, hold_seconds=0.2, fade_seconds=0.2)
+    rig = Rig(tmp_path / "run", config)
+    try:
+        rig.run_until(lambda: rig.director.cycle == 2 and rig.director.phase == "journey", "two loops")
+        rig.run_until(lambda: rig.published.iteration > 4, "the journey forward")
+    finally:
+        rig.close()
+    rewinds = [e for e in rig.events() if e["event"] == "rewind"]
+    assert [(e["requested"], e["to"]) for e in rewinds] == [(4, 4), (4, 4)]  # snapshot_every 2: 4 is one
+    assert [e for e in rig.events() if e["event"] == "reset"] == []
+
+
+def test_hours_alone_leave_the_journey_to_the_performer_but_close_and_open(tmp_path):
+    config = GalleryConfig(hours="10:00-18:00", fade_seconds=0.0)
+    rig = Rig(tmp_path / "run", config)
+    try:
+        rig.wall = datetime(2026, 12, 2, 17, 59, 59)
+        rig.run_until(lambda: rig.published.iteration >= 3, "training")
+        rig.engine.submit("pause")  # the performer pauses: the director leaves it so while open
+        for _ in range(5):
+            rig.tick()
+        assert rig.published.paused and rig.director.phase == "journey" and not rig.actions
+        rig.engine.submit("resume")
+        rig.run_until(lambda: rig.director.phase == "closed" and rig.published.paused, "closing")
+        rig.wall = datetime(2026, 12, 3, 10, 0)
+        rig.run_until(lambda: rig.director.phase == "journey" and not rig.published.paused, "opening")
+    finally:
+        rig.close()
+    assert rig.blackout == 0.0 and len([e for e in rig.events() if e["event"] == "reset"]) == 1
+
+
 def test_the_cycle_count_and_phase_survive_a_restart(tmp_path):
     config = GalleryConfig(cycle="collapse", max_iterations=4, hold_seconds=30.0, fade_seconds=0.2)
     rig = Rig(tmp_path / "run", config)

@@ -127,7 +127,8 @@ class Director:
                 return [self._return_action()]
         elif phase == "fade_in":
             if elapsed >= config.fade_seconds:
-                return self._enter("journey", now)
+                self._asked_pause = (False, now)  # told here, also where the journey is the performer's (cycle off)
+                return self._enter("journey", now, [action("resume", source="director")])
         elif phase == "rewind":
             if engine_up and state.iteration == 0:
                 self.state = replace(self.state, cycle=self.cycle + 1)
@@ -137,12 +138,14 @@ class Director:
         return []
 
     def _journey_done(self, state: ControlState) -> bool:
-        if self.config.cycle == "loop":
+        cycle = self.config.cycle
+        if cycle == "off":
+            return False  # hours only: the journey is the performer's
+        if state.status == "failed":
+            return True  # the engine paused itself after repeated rollbacks: the return cures that too
+        if cycle == "loop":
             return state.iteration >= self.config.loop_to
-        if self.config.cycle in ("collapse", "pingpong"):
-            # "failed": the engine paused itself after repeated rollbacks; the return to realism cures that too
-            return state.collapsed or state.iteration >= self.config.max_iterations or state.status == "failed"
-        return False  # cycle off (hours only): the journey is the performer's
+        return state.collapsed or state.iteration >= self.config.max_iterations
 
     def _step_back(self, now: float, state: ControlState) -> list[Action]:
         """One snapshot back per step_seconds, once the previous back shows in the state (or it seems lost)."""
