@@ -9,12 +9,14 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import imageio_ffmpeg
 import pytest
 
+from installation.engine import EngineConfig, EngineError, EngineProcess
 from installation.live.notify import Notifier
 from installation.models import create_stylegan1, save_gan
 
@@ -70,6 +72,34 @@ def test_notifier_speaks_the_protocol_to_paths_and_abstract_names_and_keeps_quie
     quiet.presented(0.0)
     quiet.stopping()
     assert quiet.address is None and quiet._socket is None
+
+
+def test_commands_to_a_stopped_engine_never_block_the_display(tmp_path):
+    """A hung engine stops reading its pipe; a display blocked on the full pipe could never kill it."""
+    checkpoint = tmp_path / "tiny.pt"
+    save_gan(create_stylegan1([32, 32, 16, 16], code_dim=32, n_mlp=2, seed=1), checkpoint)
+    engine = EngineProcess(checkpoint, tmp_path / "run", EngineConfig(device="cpu", threads=1))
+    engine.start()
+    refused: list[str] = []
+
+    def flood() -> None:
+        for _ in range(20_000):  # ~150 bytes each: far more than a pipe holds
+            try:
+                engine.send(("lr", 0.001))
+            except EngineError as error:
+                refused.append(str(error))
+                return
+
+    try:
+        engine.wait_for(lambda s: s.status == "running")
+        os.kill(engine.pid, signal.SIGSTOP)
+        sender = threading.Thread(target=flood, daemon=True)
+        sender.start()
+        sender.join(60)
+        assert not sender.is_alive(), "send() blocked on the stopped engine's full pipe"
+    finally:
+        engine.kill()
+    assert refused == ["the engine is not taking commands (its command pipe is full): it may be hung"]
 
 
 def children(pid: int) -> dict[int, str]:
