@@ -74,6 +74,7 @@ class SoakResult:
     pings: int = 0
     pongs: int = 0
     restarts: int = 0
+    resets: int = 0  # the engine's reset events: one per collapse cycle
     cycles: int = 0
     iterations: int = 0  # optimiser steps in all
     exit_code: int | None = None
@@ -181,6 +182,7 @@ def soak(minutes: float, workdir: Path, sample_every: float = 5.0, max_iteration
         controller.close()
     events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
     result.restarts = sum(e["event"] == "died" for e in events)
+    result.resets = sum(e["event"] == "reset" for e in events)
     result.cycles = cycle_of(run_dir)
     result.iterations = (run_dir / "metrics.jsonl").read_text().count("\n")
     check_nothing_lost(result, run_dir, events, log)
@@ -249,9 +251,9 @@ def report(result: SoakResult, minutes: float) -> None:
           f"fds {result.slope('display_fds', 0.3):+.1f}; engine RSS {result.slope('engine_rss', 0.3) / mb:+.1f} MB, "
           f"fds {result.slope('engine_fds', 0.3):+.1f}; run folder {result.slope('run_bytes', 0.3) / mb:+.1f} MB")
     per_minute = result.iterations / minutes if minutes else 0
-    print(f"cycles {result.cycles}, iterations {result.iterations} ({per_minute:.0f}/min), engine restarts "
-          f"{result.restarts}, pings {result.pongs}/{result.pings} answered, video frames {result.video_frames}, "
-          f"exit code {result.exit_code}")
+    print(f"cycles {result.cycles} ({result.resets} resets), iterations {result.iterations} ({per_minute:.0f}/min), "
+          f"engine restarts {result.restarts}, pings {result.pongs}/{result.pings} answered, "
+          f"video frames {result.video_frames}, exit code {result.exit_code}")
     print("lost: " + ("; ".join(result.lost) if result.lost else "nothing"))
 
 

@@ -1,15 +1,11 @@
 """The gallery director against a real engine: a tiny model trained in this process, its real state turned into the
 ControlState the live loop publishes, the director's actions applied the way the live loop applies them, and the
-clocks (monotonic and wall) driven by the test. One live run checks the same through run_installation.py."""
+clocks (monotonic and wall) driven by the test. The live run through run_installation.py is the soak's short
+version (test_soak.py)."""
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -19,13 +15,12 @@ from installation.control.actions import Action
 from installation.control.director import Director
 from installation.control.state import ControlState
 from installation.engine import Engine, EngineConfig
-from installation.models import create_stylegan1, save_gan
+from installation.models import create_stylegan1
 from installation.presets import GalleryConfig, PresetError, load_preset
 from installation.schedule import parse_hours
 from installation.validation import ConfigError
 
 TINY = dict(channels=[32, 32, 16, 16], code_dim=32, n_mlp=2, seed=1)
-ROOT = Path(__file__).resolve().parents[1]
 WEDNESDAY_NOON = datetime(2026, 12, 2, 12, 0)  # a Wednesday
 
 
@@ -250,34 +245,3 @@ def test_gallery_table_in_presets(tmp_path):
         path.write_text(f"[gallery]\n{table}\n")
         with pytest.raises(PresetError, match=f"bad.toml: \\[gallery\\] {says}"):
             load_preset(path)
-
-
-def test_live_collapse_cycles_through_run_installation(tmp_path):
-    """The real thing: the director in the live loop of a headless run, the engine in its own process."""
-    checkpoint = tmp_path / "tiny.pt"
-    save_gan(create_stylegan1(**TINY), checkpoint)
-    preset = tmp_path / "gallery.toml"
-    preset.write_text("[engine]\nsnapshot_every = 2\nprobe_every = 2\nbatch = 1\nprobe_size = 2\nthreads = 1\n"
-                      "[gallery]\ncycle = \"collapse\"\nmax_iterations = 4\nhold_seconds = 0.3\nfade_seconds = 0.2\n"
-                      "[render]\nmax_fps = 5\n")
-    run_dir = tmp_path / "run"
-    process = subprocess.Popen([sys.executable, str(ROOT / "run_installation.py"), "--checkpoint", str(checkpoint),
-                                "--preset", str(preset), "--headless", "--size", "64x48", "--device", "cpu",
-                                "--no-osc", "--run-dir", str(run_dir)], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, start_new_session=True,
-                               env={**os.environ, "OMP_NUM_THREADS": "1"})
-    state = run_dir / "director.json"
-    try:
-        deadline = time.monotonic() + 120
-        while not (state.exists() and json.loads(state.read_text())["cycle"] >= 2):
-            assert process.poll() is None, process.communicate()[1]
-            assert time.monotonic() < deadline, "no second cycle"
-            time.sleep(0.2)
-    finally:
-        os.kill(process.pid, signal.SIGTERM)
-        _, stderr = process.communicate(timeout=90)
-    assert process.returncode == 0, stderr
-    assert "Traceback" not in stderr
-    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
-    assert len([e for e in events if e["event"] == "reset"]) >= 2
-    assert "gallery: cycle 2 completed; reset to realism" in stderr
