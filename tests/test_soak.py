@@ -15,10 +15,10 @@ def test_short_soak_cycles_answers_every_ping_and_leaks_no_descriptors(capsys):
     bench = importlib.util.module_from_spec(spec)
     sys.modules["bench_soak"] = bench  # its dataclasses look their module up
     spec.loader.exec_module(bench)
-    result = bench.main(["--minutes", "0.25", "--sample-every", "2", "--max-iterations", "30"])
+    result = bench.main(["--minutes", "0.3", "--sample-every", "2", "--max-iterations", "20"])
     printed = capsys.readouterr().out
     assert "lost: nothing" in printed and result.lost == [], result.lost
-    assert result.cycles >= 2 and result.resets >= result.cycles and result.restarts == 0 and result.exit_code == 0
+    assert result.cycles >= 1 and result.resets >= result.cycles and result.restarts == 0 and result.exit_code == 0
     assert len(result.samples) >= 5 and len({s.engine_pid for s in result.samples}) == 1
     settled = result.samples[len(result.samples) // 3:]  # after start-up's imports and first snapshots
     for name in ("display_fds", "engine_fds"):
