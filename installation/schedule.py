@@ -41,7 +41,6 @@ class Opening:
 @dataclass(frozen=True)
 class Schedule:
     openings: tuple[Opening, ...] = ()  # none: always open
-    text: str = ""
 
     def is_open(self, when: datetime) -> bool:
         return not self.openings or any(o.covers(when) for o in self.openings)
@@ -65,7 +64,7 @@ def parse_hours(text: str) -> Schedule:
         if start == 24 * 60:
             raise ConfigError(f"hours: {entry.strip()!r} starts at 24:00; start at 00:00 instead")
         openings.append(Opening(days, start, end))
-    return Schedule(tuple(openings), text)
+    return Schedule(tuple(openings))
 
 
 def _days(first: str | None, last: str | None, entry: str) -> frozenset[int]:

@@ -32,11 +32,10 @@ from ..presets import GalleryConfig
 from ..schedule import parse_hours
 from ..storage import atomic_write_bytes
 from .actions import Action, action
-from .state import ControlState
+from .state import PHASES, ControlState
 
 log = logging.getLogger(__name__)
 
-PHASES = ("off", "journey", "hold", "fade_out", "return", "fade_in", "rewind", "closed")
 PAUSED_PHASES = frozenset(PHASES) - {"off", "journey"}  # training holds still in these
 BLACK_PHASES = frozenset({"fade_out", "return", "closed"})  # the screen is (going) black in these
 ENGINE_UP = ("running", "paused", "failed")  # statuses in which the engine takes commands

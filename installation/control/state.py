@@ -16,6 +16,10 @@ from typing import Any
 from .actions import BY_NAME, ROOT
 
 
+# the gallery director's phases (control/director.py), named here so the OSC docs list them from one place
+PHASES = ("off", "journey", "hold", "fade_out", "return", "fade_in", "rewind", "closed")
+
+
 @dataclass(frozen=True)
 class ControlState:
     iteration: int = 0  # the engine's training iteration
@@ -30,7 +34,7 @@ class ControlState:
     recording: bool = False
     recording_path: str = ""
     cycle: int = 0  # journeys the gallery director has completed (control/director.py), kept across restarts
-    phase: str = "off"  # where the director is: director.PHASES
+    phase: str = "off"  # where the director is: one of PHASES
     snapshots: tuple[int, ...] = ()  # iterations that can be rewound to, oldest first
     # the value each control has now, by action name (e.g. {"lr": 5e-05, "grid": 0, "blackout": 0.0}): echoed
     # to controllers when it changes, so a fader snaps to what was really applied
@@ -56,8 +60,8 @@ DESCRIPTIONS = {
     "collapsed": "1 once diversity fell below the collapse line", "fps": "frames presented per second",
     "steps_per_second": "training steps per second", "recording": "1 while recording",
     "recording_path": "the file being recorded",
-    "cycle": "journeys the gallery director has completed", "phase": "the gallery director's phase (off, journey, "
-    "hold, fade_out, return, fade_in, rewind, closed)",
+    "cycle": "journeys the gallery director has completed",
+    "phase": f"the gallery director's phase ({', '.join(PHASES)})",
 }
 
 
