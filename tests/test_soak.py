@@ -18,6 +18,7 @@ def test_short_soak_cycles_answers_every_ping_and_leaks_no_descriptors(capsys):
     result = bench.main(["--minutes", "0.3", "--sample-every", "2", "--max-iterations", "20"])
     printed = capsys.readouterr().out
     assert "lost: nothing" in printed and result.lost == [], result.lost
+    assert result.pongs >= 0.98 * result.pings  # UDP: a loaded machine may drop a few
     assert result.cycles >= 1 and result.resets >= result.cycles and result.restarts == 0 and result.exit_code == 0
     assert len(result.samples) >= 5 and len({s.engine_pid for s in result.samples}) == 1
     settled = result.samples[len(result.samples) // 3:]  # after start-up's imports and first snapshots
