@@ -18,6 +18,7 @@ import pytest
 
 from installation.engine import EngineConfig, EngineError, EngineProcess
 from installation.live.notify import Notifier
+from installation.live.supervisor import EngineSupervisor
 from installation.models import create_stylegan1, save_gan
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,8 +75,9 @@ def test_notifier_speaks_the_protocol_to_paths_and_abstract_names_and_keeps_quie
     assert quiet.address is None and quiet._socket is None
 
 
-def test_commands_to_a_stopped_engine_never_block_the_display(tmp_path):
-    """A hung engine stops reading its pipe; a display blocked on the full pipe could never kill it."""
+def test_commands_to_a_stopped_engine_never_block_and_the_supervisor_replaces_it_saying_so(tmp_path):
+    """A hung engine stops reading its pipe: a display blocked on the full pipe could never kill it. The supervisor,
+    driven here with its own clock, kills the silent engine, counts down on screen and starts a new one."""
     checkpoint = tmp_path / "tiny.pt"
     save_gan(create_stylegan1([32, 32, 16, 16], code_dim=32, n_mlp=2, seed=1), checkpoint)
     engine = EngineProcess(checkpoint, tmp_path / "run", EngineConfig(device="cpu", threads=1))
@@ -97,9 +99,25 @@ def test_commands_to_a_stopped_engine_never_block_the_display(tmp_path):
         sender.start()
         sender.join(60)
         assert not sender.is_alive(), "send() blocked on the stopped engine's full pipe"
+        said: list[str] = []
+        supervisor = EngineSupervisor(engine, said.append, backoff=(2.0, 5.0), hang_seconds=HANG_SECONDS)
+        hung = engine.pid
+        supervisor.watch(100.0)
+        assert supervisor.watch(100.0 + HANG_SECONDS).alive and not said  # silent, but not for too long yet
+        state = supervisor.watch(100.0 + HANG_SECONDS + 0.5)
+        assert not state.alive and supervisor.hangs == 1
+        assert said[0].startswith(f"engine hung (no heartbeat for 4 s, the limit is 3 s): killing process {hung}")
+        assert said[1].endswith("restarting from the last snapshot in 2 s")
+        assert supervisor.notice(104.0) == "engine down: restarting in 2 s (failure 1)"
+        supervisor.watch(106.0)  # due: a new engine
+        assert engine.pid != hung and supervisor.restarts == 1 and supervisor.notice(106.0) is None
+        engine.wait_for(lambda s: s.status == "running")
     finally:
         engine.kill()
     assert refused == ["the engine is not taking commands (its command pipe is full): it may be hung"]
+    died = [json.loads(line) for line in (tmp_path / "run" / "events.jsonl").read_text().splitlines()
+            if '"died"' in line]
+    assert len(died) == 1 and died[0]["cause"].startswith("the engine hung (no heartbeat for 4 s")
 
 
 def children(pid: int) -> dict[int, str]:

@@ -8,6 +8,7 @@ loading its checkpoint and snapshot, which may be slow: that start is allowed at
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 from ..engine import EngineProcess
@@ -76,7 +77,7 @@ class EngineSupervisor:
         """While a restart waits: what the screen says, so a crash loop reads as one, not as a frozen picture."""
         if self._restart_at is None:
             return None
-        return f"engine down: restarting in {max(0.0, self._restart_at - now):.0f} s (failure {self._failures})"
+        return f"engine down: restarting in {math.ceil(max(0.0, self._restart_at - now))} s (failure {self._failures})"
 
     def _silent(self, now: float, state: EngineState) -> bool:
         """Whether the engine has been silent too long; if so it is killed here (SIGKILL) and True is returned."""
