@@ -194,7 +194,8 @@ class Director:
     def _restore(self, now: float) -> list[Action]:
         """The first tick: go on from the phase the last run left, with the screen as that phase shows it."""
         phase, cycle = self.phase, self.config.cycle
-        if phase == "off" or (phase == "rewind" and cycle != "pingpong"):
+        if phase == "off" or (phase == "rewind" and cycle != "pingpong") or \
+                (cycle == "off" and phase not in ("closed", "return", "fade_in")):  # the preset changed since
             phase = "journey"
         elif phase == "fade_out" and cycle not in ("collapse", "loop"):
             phase = "return"
