@@ -1,8 +1,8 @@
 """Presets: TOML files holding every setting of a performance, validated when they are loaded.
 
-A preset has up to eight tables — [model], [engine], [walk], [display], [render], [osc], [record], [logs] —
-each mapped onto one frozen dataclass. Missing keys take the defaults below; unknown tables or keys, wrong
-types and out-of-range values are refused with one line naming the file, the key and what is allowed.
+A preset has up to nine tables — [model], [engine], [walk], [display], [render], [osc], [record], [logs],
+[gallery] — each mapped onto one frozen dataclass. Missing keys take the defaults below; unknown tables or keys,
+wrong types and out-of-range values are refused with one line naming the file, the key and what is allowed.
 `presets/default.toml` documents every key.
 """
 
@@ -19,6 +19,7 @@ from .engine.config import EngineConfig
 from .models.gan import PRECISIONS
 from .recording.encoder import CODECS
 from .resources import data_dir
+from .schedule import parse_hours
 from .validation import ConfigError, check_float, check_int, check_period, check_seed, check_truncation
 
 PRESET_DIR = data_dir("presets")
@@ -209,6 +210,39 @@ class LogsConfig:
         check_float("thumbnail_minutes", self.thumbnail_minutes, 0.0, 1440.0)
         check_int("thumbnail_width", self.thumbnail_width, 16, 1920)
         check_float("thumbnail_budget_mb", self.thumbnail_budget_mb, 0.0, 100000.0, low_open=True)
+CYCLES = ("off", "collapse", "pingpong", "loop")
+
+
+@dataclass(frozen=True)
+class GalleryConfig:
+    """The gallery director ([gallery] table, control/director.py): the journey cycling on its own, opening hours."""
+
+    cycle: str = "off"  # off | collapse | pingpong | loop
+    max_iterations: int = 3000  # collapse, pingpong: the journey ends here if the collapse flag has not come
+    hold_seconds: float = 60.0  # the end of the journey stays on screen (training paused) this long
+    fade_seconds: float = 5.0  # fades to black and back
+    step_seconds: float = 2.0  # pingpong: seconds per snapshot on the way back to realism
+    loop_from: int = 0  # loop: the journey travels from this iteration ...
+    loop_to: int = 1000  # ... to this one, again and again
+    hours: str = ""  # opening hours, e.g. "mon-fri 10:00-18:00, sat 12:00-16:00"; empty = always open
+
+    def __post_init__(self) -> None:
+        if self.cycle not in CYCLES:
+            raise ConfigError(f"cycle must be one of {', '.join(CYCLES)}, got {self.cycle!r}")
+        check_int("max_iterations", self.max_iterations, 1)
+        check_float("hold_seconds", self.hold_seconds, 0.0, 86400.0)
+        check_float("fade_seconds", self.fade_seconds, 0.0, 600.0)
+        check_float("step_seconds", self.step_seconds, 0.0, 3600.0)
+        check_int("loop_from", self.loop_from, 0)
+        check_int("loop_to", self.loop_to, 1)
+        if self.loop_to <= self.loop_from:
+            raise ConfigError(f"loop_to must be above loop_from ({self.loop_from}), got {self.loop_to}")
+        parse_hours(self.hours)
+
+    @property
+    def active(self) -> bool:
+        """Whether the director has anything to do: a cycle, or opening hours to keep."""
+        return self.cycle != "off" or bool(self.hours.strip())
 
 
 @dataclass(frozen=True)
@@ -221,6 +255,7 @@ class Preset:
     osc: OscConfig = field(default_factory=OscConfig)
     record: RecordConfig = field(default_factory=RecordConfig)
     logs: LogsConfig = field(default_factory=LogsConfig)
+    gallery: GalleryConfig = field(default_factory=GalleryConfig)
     source: str = "built-in defaults"
 
     def replace(self, section: str, **changes: Any) -> Preset:
@@ -233,7 +268,8 @@ class Preset:
 
 
 _CLASSES = {"model": ModelConfig, "engine": EngineConfig, "walk": WalkConfig, "display": DisplayConfig,
-            "render": RenderConfig, "osc": OscConfig, "record": RecordConfig, "logs": LogsConfig}
+            "render": RenderConfig, "osc": OscConfig, "record": RecordConfig, "logs": LogsConfig,
+            "gallery": GalleryConfig}
 
 
 _TYPE_NAMES = {int: "a whole number", float: "a number", bool: "true or false", str: "a string", tuple: "a list"}

@@ -7,6 +7,7 @@
     oscquery.py  the OSCQuery HTTP server, generated from the action table
     state.py     ControlState: what the live loop publishes for queries and feedback
     service.py   ControlService: the inbox and the servers the [osc] table asks for, for the live loop
+    director.py  the gallery director ([gallery] table): cycles the journey and keeps opening hours, by actions
     packets.py   the strict datagram check run before python-osc parses anything
     docs.py      docs/osc.md and the Open Stage Control session, generated from the action table
     cli.py       `run_installation.py osc ADDRESS [ARGS...]`

@@ -16,6 +16,10 @@ from typing import Any
 from .actions import BY_NAME, ROOT
 
 
+# the gallery director's phases (control/director.py), named here so the OSC docs list them from one place
+PHASES = ("off", "journey", "hold", "fade_out", "return", "fade_in", "rewind", "closed")
+
+
 @dataclass(frozen=True)
 class ControlState:
     iteration: int = 0  # the engine's training iteration
@@ -30,6 +34,8 @@ class ControlState:
     recording: bool = False
     recording_path: str = ""
     export: str = ""  # the newest loop export (/uncanny/record/loop): its path once finished, or what went wrong
+    cycle: int = 0  # journeys the gallery director has completed (control/director.py), kept across restarts
+    phase: str = "off"  # where the director is: one of PHASES
     snapshots: tuple[int, ...] = ()  # iterations that can be rewound to, oldest first
     # the value each control has now, by action name (e.g. {"lr": 5e-05, "grid": 0, "blackout": 0.0}): echoed
     # to controllers when it changes, so a fader snaps to what was really applied
@@ -43,11 +49,11 @@ class ControlState:
 
 # fields sent as soon as they change; the measured ones (loss, fps, ...) change every step and go out with the
 # periodic broadcast only
-ON_CHANGE = ("iteration", "status", "paused", "collapsed", "recording", "recording_path", "export")
+ON_CHANGE = ("iteration", "status", "paused", "collapsed", "recording", "recording_path", "export", "cycle", "phase")
 STATE_FIELDS = tuple(f.name for f in dataclasses.fields(ControlState) if f.name not in ("snapshots", "controls"))
 TYPE_TAGS = {"iteration": "i", "status": "s", "paused": "i", "loss": "f", "d": "f", "diversity": "f",
              "collapsed": "i", "fps": "f", "steps_per_second": "f", "recording": "i", "recording_path": "s",
-             "export": "s"}
+             "export": "s", "cycle": "i", "phase": "s"}
 DESCRIPTIONS = {
     "iteration": "training iteration", "status": "engine status (running, paused, ...)",
     "paused": "1 while training is paused", "loss": "the inverted loss of the last step",
@@ -56,6 +62,8 @@ DESCRIPTIONS = {
     "steps_per_second": "training steps per second", "recording": "1 while recording",
     "recording_path": "the file being recorded",
     "export": "the finished loop export's path (or why it failed)",
+    "cycle": "journeys the gallery director has completed",
+    "phase": f"the gallery director's phase ({', '.join(PHASES)})",
 }
 
 

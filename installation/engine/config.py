@@ -94,6 +94,7 @@ class EngineConfig:
     max_rollbacks: int = 8  # rollbacks in a row (no good snapshot between) before the engine pauses itself
     threads: int = 0  # torch CPU threads in the engine process; 0 = engine_threads' policy
     journal_mb: float = 64.0  # metrics.jsonl + events.jsonl stay within this (journal.py compacts them)
+    hang_seconds: float = 60.0  # an engine alive but silent this long is killed and restarted (live/supervisor.py)
 
     def __post_init__(self) -> None:
         check_loss(self.loss)
@@ -114,6 +115,7 @@ class EngineConfig:
         check_int("max_rollbacks", self.max_rollbacks, 1)
         check_int("threads", self.threads, 0)
         check_float("journal_mb", self.journal_mb, 0.01)
+        check_float("hang_seconds", self.hang_seconds, 1.0, 3600.0)
 
     def replace(self, **changes: Any) -> EngineConfig:
         return dataclasses.replace(self, **changes)

@@ -148,6 +148,7 @@ class Engine:
         self.failure: str | None = None
         self.errors: deque[str] = deque(maxlen=ERRORS_KEPT)
         self.error_count = self.rollbacks = self.commands = 0
+        self.heartbeat = 0  # passes of the run loop
         self.last: dict[str, Any] = {}  # newest loss, batch_d, grad_norm, probe_d, diversity
         self.diversity0 = self.probe_d0 = None
         self._rollbacks_in_row = 0
@@ -462,6 +463,7 @@ class Engine:
         `timeout` seconds; `publish(state)` gets the state at most every PUBLISH_EVERY s and after changes."""
         last_publish = 0.0
         while True:
+            self.heartbeat += 1  # every pass, paused or not: the supervisor's sign of life (live/supervisor.py)
             wait = self._wait()
             if receive is not None:
                 for raw in receive(wait):
@@ -501,7 +503,8 @@ class Engine:
             snapshots=tuple(self.store.iterations()), snapshot_seconds=self.store.last_capture_seconds,
             snapshot_write_seconds=self.store.last_write_seconds, rollbacks=self.rollbacks,
             errors=tuple(self.errors), error_count=self.error_count, failure=self.failure,
-            commands=self.commands, device=str(self.device), resolution=self.gan.resolution, seed=self.seed,
+            commands=self.commands, heartbeat=self.heartbeat, device=str(self.device),
+            resolution=self.gan.resolution, seed=self.seed,
             time=time.time())
 
     def record_crash(self, message: str) -> None:

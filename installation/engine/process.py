@@ -27,6 +27,7 @@ import contextlib
 import dataclasses
 import multiprocessing
 import os
+import select
 import signal
 import sys
 import threading
@@ -100,9 +101,13 @@ class EngineProcess:
         self._state = EngineState()
 
     def send(self, command: Command | str | dict | tuple) -> None:
-        """Queue a command; the engine validates it and reports a rejection in `poll()['errors']`."""
+        """Queue a command; the engine validates it and reports a rejection in `poll()['errors']`. Never blocks: a
+        hung engine stops reading, and a display waiting on its full pipe could never kill it (live/supervisor.py);
+        commands are far smaller than the page a writable pipe has free."""
         if self._commands is None or not self.alive:
             raise EngineError("the engine process is not running; restart it")
+        if not select.select([], [self._commands.fileno()], [], 0)[1]:
+            raise EngineError("the engine is not taking commands (its command pipe is full): it may be hung")
         try:
             self._commands.send(command)
         except (OSError, ValueError):

@@ -42,6 +42,7 @@ class EngineState:
     error_count: int = 0  # all errors so far (the tuple keeps only the newest)
     failure: str | None = None  # why the engine paused itself
     commands: int = 0  # commands received
+    heartbeat: int = 0  # passes of the engine loop, growing while paused or idle too; frozen = the engine hangs
     device: str = ""
     resolution: int = 0
     seed: int = 0

@@ -4,7 +4,9 @@
   current weights into the shared-memory frame channel; `WalkSettings`, what the display tells it to draw.
 - `installation.py` (display process): `Installation`, ticked once per screen refresh: the newest frame to the
   presenter, controls to the engine, the HUD.
-- `supervisor.py`: `EngineSupervisor`, which restarts a dead engine with a back-off and stops on a refusal.
+- `supervisor.py`: `EngineSupervisor`, which restarts a dead or hung (silent heartbeat) engine with a back-off
+  and stops on a refusal.
+- `notify.py`: `Notifier`, sd_notify READY/WATCHDOG/STOPPING for systemd, from the loops in run.py.
 - `hud.py`: the HUD's text.
 - `run.py`: `run_window` / `run_headless` and the run folder they hold; `RunReport`, how a run ended.
 

@@ -7,12 +7,14 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..control.actions import Action
+from ..control.director import FILE_NAME as DIRECTOR_FILE, Director
 from ..control.service import ControlService
 from ..control.state import ControlState
 from ..display.presenter import Presenter
@@ -67,7 +69,8 @@ class Installation:
                                       WalkSettings.start(preset.walk, display.show_grid))
         self.engine = EngineProcess(checkpoint, run_dir, preset.engine, resolution=resolution,
                                     use_ema=not preset.model.raw_generator, between_steps=self.renderer)
-        self.supervisor = EngineSupervisor(self.engine, self.say)
+        self.supervisor = EngineSupervisor(self.engine, self.say, hang_seconds=preset.engine.hang_seconds)
+        self.director = Director(preset.gallery, run_dir / DIRECTOR_FILE)  # the [gallery] cycle and hours
         self.hud = display.hud
         self.control = control if control is not None else ControlService(OscConfig(enabled=False))
         self._engine_action: Action | None = None  # the last engine action: its sender hears the engine's refusals
@@ -143,22 +146,21 @@ class Installation:
         return ControlState(iteration=s.iteration, status=s.status, paused=s.paused, loss=s.loss, d=s.probe_d,
                             diversity=s.diversity, collapsed=s.collapsed, fps=self.fps,
                             steps_per_second=s.steps_per_second, recording=bool(recording),
-                            recording_path=recording, export=self.loops.status, snapshots=s.snapshots,
-                            controls=controls)
+                            recording_path=recording, export=self.loops.status, cycle=self.director.cycle,
+                            phase=self.director.phase, snapshots=s.snapshots, controls=controls)
 
     def _teller(self, action: Action) -> Callable[[str], None]:
         """Tells the sender of `action` (an OSC controller) that it failed, later too (a recording cut short)."""
         return lambda text: self.control.failed(action, text)
 
-    def live_status(self, cycle: int = 0, phase: str = "running", recording: str = "") -> LiveStatus:
-        """What status.json says: `cycle` and `phase` are the gallery director's, `recording` the live recording's
-        path ("" for none)."""
+    def live_status(self) -> LiveStatus:
+        """What status.json says now."""
         s = self.state
-        return LiveStatus(iteration=s.iteration, cycle=cycle, phase=phase, fps=round(self.fps, 2),
-                          uptime=round(time.monotonic() - self.started, 1),
+        return LiveStatus(iteration=s.iteration, cycle=self.director.cycle, phase=self.director.phase,
+                          fps=round(self.fps, 2), uptime=round(time.monotonic() - self.started, 1),
                           last_error=self._message[0] if self._message else "", engine_status=s.status,
                           engine_restarts=self.supervisor.restarts, steps_per_second=s.steps_per_second,
-                          collapsed=s.collapsed, disk_free=disk_free(self.run_dir), recording=recording,
+                          collapsed=s.collapsed, disk_free=disk_free(self.run_dir), recording=self.recorder.path,
                           model=self.model, run_dir=str(self.run_dir), every=self.preset.logs.status_every)
 
     def send(self, command: Any, action: Action | None = None) -> None:
@@ -192,6 +194,8 @@ class Installation:
     def tick(self, size: tuple[int, int]) -> list[Action]:
         """Apply the controls that came, take the newest frame and engine state, look after the engine, draw one
         refresh. Returns the actions left to the run loop (fullscreen, quit)."""
+        for action in self.director.tick(time.monotonic(), datetime.now(), self.control.state):
+            self.control.inbox.put(action)
         left = [action for action in self.control.inbox.drain() if not self.apply(action)]
         now = time.monotonic()
         self._refreshes.append(now)
@@ -214,11 +218,12 @@ class Installation:
         if (self.presenter.width, self.presenter.height) != size:
             self.presenter.resize(*size)
         message = self._message[0] if self._message and now - self._message[1] < MESSAGE_SECONDS else None
-        self.presenter.set_hud(hud_text(self.state, self.fps, message, self.hud))
+        # a restart that waits (a crash loop backing off) stays on screen after its message has gone
+        message = "\n".join(line for line in (message, self.supervisor.notice(now)) if line) or None
+        self.presenter.set_hud(hud_text(self.state, self.fps, message, self.hud, self.director.describe()))
         self.presenter.recording_dot = self.recorder.recording
         self.presenter.render(now, self.recorder.capture_for(now, size), self.preset.record.hud)
-        self.remote.tick(now, lambda: self.live_status(recording=self.recorder.path),
-                         lambda: read_framebuffer(self.presenter.ctx, size))
+        self.remote.tick(now, self.live_status, lambda: read_framebuffer(self.presenter.ctx, size))
         return left
 
     def close(self) -> None:

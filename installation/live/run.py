@@ -22,6 +22,7 @@ from ..control.service import ControlService
 from ..presets import Preset
 from ..signals import StopSignals
 from .installation import DisplayError, Installation
+from .notify import Notifier
 from .supervisor import RunRefused
 
 
@@ -142,6 +143,7 @@ def run_window(preset: Preset, checkpoint: Path, resolution: int, run_dir: Path,
         window_actions = {"fullscreen": window.toggle_fullscreen, "quit": window.request_close}
         start = time.monotonic()
         image = None
+        notifier = Notifier()  # systemd: READY=1 at the first frame on screen, WATCHDOG=1 while frames come
         try:
             while not window.should_close and not stop.requested and \
                     (seconds is None or time.monotonic() - start < seconds):
@@ -149,6 +151,7 @@ def run_window(preset: Preset, checkpoint: Path, resolution: int, run_dir: Path,
                 for action in installation.tick(window.size):
                     window_actions[action.name]()
                 window.swap()
+                notifier.presented(time.monotonic())
                 window.poll()
             window.ctx.screen.use()
             installation.tick(window.size)  # once more into the back buffer, to keep what the audience saw
@@ -158,6 +161,8 @@ def run_window(preset: Preset, checkpoint: Path, resolution: int, run_dir: Path,
         except RunRefused as error:
             report.error, report.refused = str(error), True
         finally:
+            notifier.stopping()
+            notifier.close()
             _end(installation, report)
         report.stopped_by = stop.name or ("--seconds" if seconds is not None and not window.should_close
                                           else "quit")
@@ -186,6 +191,7 @@ def run_headless(preset: Preset, checkpoint: Path, resolution: int, run_dir: Pat
                                     (display.width, display.height), control, poster)
         image = None
         video = None
+        notifier = Notifier()  # systemd: READY=1 at the first frame written, WATCHDOG=1 while frames come
         try:
             try:
                 video = SupervisedVideo(run_dir, "live", display.width, display.height, display.fps,
@@ -200,11 +206,14 @@ def run_headless(preset: Preset, checkpoint: Path, resolution: int, run_dir: Pat
                 installation.tick((display.width, display.height))  # (no keys headless: no window actions)
                 image = surface.read()
                 video.write(image)
+                notifier.presented(time.monotonic())
                 due += 1 / display.fps
                 time.sleep(max(0.0, due - time.monotonic()))
         except RunRefused as error:
             report.error, report.refused = str(error), True
         finally:
+            notifier.stopping()
+            notifier.close()
             if video is not None:
                 report.videos = video.close()  # first, so the video is complete whatever happens next
                 report.error = report.error or video.stopped
