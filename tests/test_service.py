@@ -145,3 +145,13 @@ def test_status_prints_the_file_readably_and_exits_1_when_stale(tmp_path, capsys
     assert "STALE: not rewritten for 1 min, more than 3 times its interval" in capsys.readouterr().err
     assert main(["service", "status", "--run-dir", str(tmp_path / "nothing")]) == 2
     assert "status.json: cannot be read" in capsys.readouterr().err
+
+
+def test_a_cleanly_stopped_run_reads_as_stopped_not_stale(tmp_path, capsys):
+    write_status(tmp_path, _status(phase="stopped"))
+    data = json.loads((tmp_path / STATUS_FILE).read_text())
+    data["updated"] -= 3600
+    (tmp_path / STATUS_FILE).write_text(json.dumps(data))
+    assert main(["service", "status", "--run-dir", str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    assert "STOPPED: the installation stopped cleanly 1 h" in captured.out and "STALE" not in captured.err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -28,7 +29,7 @@ from ..recording.loops import LoopExports
 from .hud import hud_text
 from .motion import FrameQueue
 from .renderer import FrameRenderer, WalkSettings
-from .status import LiveStatus, RemoteChecks, disk_free, read_framebuffer
+from .status import STOPPED, LiveStatus, RemoteChecks, disk_free, read_framebuffer, write_status
 from .supervisor import EngineSupervisor
 
 log = logging.getLogger(__name__)
@@ -163,6 +164,16 @@ class Installation:
                           collapsed=s.collapsed, disk_free=disk_free(self.run_dir), recording=self.recorder.path,
                           model=self.model, run_dir=str(self.run_dir), every=self.preset.logs.status_every)
 
+    def _write_stopped_status(self) -> None:
+        """The last status.json, phase STOPPED, so a remote check reads a clean stop as one, not as a hang."""
+        engine = self.engine.poll()  # the state it published as it stopped
+        final = dataclasses.replace(self.live_status(), phase=STOPPED, iteration=engine.iteration,
+                                    engine_status=engine.status, fps=0.0)
+        try:
+            write_status(self.run_dir, final)
+        except OSError as error:
+            log.warning("cannot write the final status in %s: %s", self.run_dir, error.strerror or error)
+
     def send(self, command: Any, action: Action | None = None) -> None:
         """An engine command; when the engine is down, say so (and tell the action's sender) and keep showing."""
         try:
@@ -233,6 +244,7 @@ class Installation:
                 self.loops.close()
             finally:
                 self.engine.stop()
+                self._write_stopped_status()
         finally:
             self.presenter.release()
             self.channel.close()

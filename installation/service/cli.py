@@ -124,7 +124,7 @@ def _process_alive(pid: int) -> bool:
 
 
 def cmd_status(args: argparse.Namespace) -> None:
-    from ..live.status import STALE_INTERVALS, STATUS_FILE, THUMBNAIL_DIR, read_status
+    from ..live.status import STALE_INTERVALS, STATUS_FILE, STOPPED, THUMBNAIL_DIR, read_status
     from ..live.logfile import LOG_FILE
     from ..messages import size_text
 
@@ -165,6 +165,8 @@ def cmd_status(args: argparse.Namespace) -> None:
         print(f"uncanny status, {path}:")
         for name, value in rows:
             print(f"  {name:<11} {value}")
+        if status.phase == STOPPED:
+            print(f"STOPPED: the installation stopped cleanly {_duration(status.age(now))} ago and is not running")
     if stale:
         gone = "" if _process_alive(status.pid) else f"; process {status.pid} is not running"
         print(f"STALE: not rewritten for {_duration(status.age(now))}, more than {STALE_INTERVALS} times its "
