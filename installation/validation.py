@@ -30,6 +30,19 @@ def check_float(name: str, value: Any, low: float, high: float | None = None, lo
     return float(value)
 
 
+SIDE_PIXELS = (16, 16384)  # a picture's width or height: --size, [display] width/height and [record] size
+
+
+def parse_size(text: str) -> tuple[int, int] | None:
+    """"WIDTHxHEIGHT" (any case of x), each side within SIDE_PIXELS; None when it is not one."""
+    width, _, height = text.lower().partition("x")
+    if not (width.isascii() and width.isdigit() and height.isascii() and height.isdigit()):
+        return None
+    low, high = SIDE_PIXELS
+    size = int(width), int(height)
+    return size if low <= size[0] <= high and low <= size[1] <= high else None
+
+
 # The latent walk's rules: the preset's [walk] table and the live walk controls share them.
 def check_period(value: Any) -> float:
     return check_float("period", value, 0.0, 86400.0, low_open=True)
