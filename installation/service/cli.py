@@ -49,6 +49,7 @@ def _run_dir(args: argparse.Namespace) -> Path:
 
 def cmd_install(args: argparse.Namespace) -> None:
     from ..presets import load_preset
+    from ..storage import atomic_write_bytes
 
     load_preset(args.preset)
     if args.checkpoint is not None and not args.checkpoint.is_file():
@@ -77,10 +78,7 @@ def cmd_install(args: argparse.Namespace) -> None:
         return
     path = unit_path(args.user)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write_bytes(path, text.encode())  # its folder made; a failed write leaves no temporary file
     except OSError as error:
         raise UsageError(f"cannot write {path} ({error.strerror or error}); "
                          + ("check the folder's permissions" if args.user else "run it with sudo -E, or use --user"
