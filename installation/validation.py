@@ -1,4 +1,4 @@
-"""The range rules every input goes through: presets, the command line, engine commands and (coming) OSC.
+"""The range rules every input goes through: presets, the command line, engine commands and OSC.
 
 Each check returns the value when it is allowed and raises ConfigError with one line naming the setting, the value
 and what is allowed. The engine's own rules (lr, batch, loss, device) build on these in engine/config.py.
