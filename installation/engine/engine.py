@@ -4,7 +4,7 @@ One `Engine` owns the GAN, the Adam optimiser, the snapshots and a run folder:
 
     run.json        model facts, seed, probe size, iteration-0 probe values (written when the run starts), and the
                     count of engine sessions (starts and resumes) so far
-    metrics.jsonl   one line per step, tagged with its session; see `history` for reading it as one journey
+    metrics.jsonl   one line per step, tagged with its session; see `journal.history` for reading it as one journey
     events.jsonl    start, resume, the death of the session before (with its cause), commands, rewinds, resets,
                     rollbacks, collapse, errors, stop
     snapshots/      see snapshots.py
@@ -47,7 +47,7 @@ import torch
 from torch import Tensor
 
 from ..models import GAN
-from ..journal import compact_events, compact_metrics, history  # noqa: F401 (history: read by journey.py, tests)
+from ..journal import compact_events, compact_metrics
 from ..storage import atomic_write_bytes, drop_torn_line, last_json_line
 from .commands import Command, CommandError, parse_command
 from .config import ConfigError, EngineConfig, starting_lr
