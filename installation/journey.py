@@ -126,7 +126,8 @@ def plot_journey(metrics: list[dict[str, Any]], path: Path, collapse_line: float
     """Three stacked panels against iteration, drawn with Pillow (no plotting library needed)."""
     panels = [("D score of the probe batch (mean logit; lower = more fake)", "probe_d", (90, 160, 255)),
               ("loss", "loss", (255, 140, 60)),
-              ("diversity of the probe batch, 1 - MS-SSIM (collapse below the dashed line)", "diversity", (110, 220, 120))]
+              ("diversity of the probe batch, 1 - MS-SSIM (collapse below the dashed line)", "diversity",
+               (110, 220, 120))]
     width, height = size
     image = Image.new("RGB", size, (18, 18, 22))
     draw, font = ImageDraw.Draw(image), ImageFont.load_default()

@@ -219,7 +219,8 @@ class Engine:
                 "diversity0": self.diversity0, "diversity_measure": DIVERSITY_MEASURE, "probe_d0": self.probe_d0,
                 "created": time.time(), "sessions": self.session}
         self._write_run_info(info)
-        self._write_metrics({"iteration": 0, "branch": 0, "session": self.session, "time": time.time(), "loss": None, "batch_d": None,
+        self._write_metrics({"iteration": 0, "branch": 0, "session": self.session, "time": time.time(),
+                             "loss": None, "batch_d": None,
                              "grad_norm": None, "lr": self.lr, "objective": self.loss_name, "batch": self.batch,
                              "probe_d": self.probe_d0, "diversity": self.diversity0})
         self.snapshot()
