@@ -47,6 +47,16 @@ def _run_dir(args: argparse.Namespace) -> Path:
     return (Path("runs") / checkpoint.stem).resolve()
 
 
+def _check_installation_options(options: list[str], extra: list[str]) -> None:
+    """The unit's installation options as the installation will parse them: a bad one is refused now (argparse's
+    one line, exit 2), not found by a service that fails at every login."""
+    from ..cli import build_parser, cmd_run
+
+    if build_parser().parse_args(options).handler is not cmd_run:
+        raise UsageError(f"the arguments after -- ({' '.join(extra)}) name a command; give installation "
+                         "options only (see run_installation.py --help)")
+
+
 def cmd_install(args: argparse.Namespace) -> None:
     from ..presets import load_preset
     from ..storage import atomic_write_bytes
@@ -60,6 +70,7 @@ def cmd_install(args: argparse.Namespace) -> None:
     if args.checkpoint is not None:
         command += ["--checkpoint", str(args.checkpoint.resolve())]
     command += args.extra
+    _check_installation_options(command[len(launcher()):], args.extra)
     user = os.environ.get("SUDO_USER") or getpass.getuser()  # under sudo, the account that asked
     if not args.user and user == "root" and not args.print:
         raise UsageError("a system unit would run the installation as root; run `service install` as the gallery "
