@@ -164,4 +164,4 @@ def test_a_cleanly_stopped_run_reads_as_stopped_not_stale(tmp_path, capsys):
     (tmp_path / STATUS_FILE).write_text(json.dumps(data))
     assert main(["service", "status", "--run-dir", str(tmp_path)]) == 0
     captured = capsys.readouterr()
-    assert "STOPPED: the installation stopped cleanly 1 h" in captured.out and "STALE" not in captured.err
+    assert "STOPPED: the installation ended 1 h ago, not hung" in captured.out and "STALE" not in captured.err

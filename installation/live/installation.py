@@ -87,6 +87,9 @@ class Installation:
         self.run_dir, self.model = Path(run_dir).resolve(), str(checkpoint)
         self.started = time.monotonic()
         self.remote = RemoteChecks(self.run_dir, preset.logs, self.say, self.started)
+        # status.json is written once the engine is past its start: one refused the run folder (another installation
+        # holds it) must not overwrite that installation's status
+        self._folder_ours = False
         try:
             self.recorder = LiveRecorder(preset.record, run_dir, ctx, self.say)
             self.loops = LoopExports(run_dir, self.recorder.folder, preset.record, preset.source, self.say)
@@ -165,7 +168,9 @@ class Installation:
                           model=self.model, run_dir=str(self.run_dir), every=self.preset.logs.status_every)
 
     def _write_stopped_status(self) -> None:
-        """The last status.json, phase STOPPED, so a remote check reads a clean stop as one, not as a hang."""
+        """The last status.json, phase STOPPED, so a remote check reads a stop as one, not as a hang."""
+        if not self._folder_ours or self.state.status == "refused":
+            return
         engine = self.engine.poll()  # the state it published as it stopped
         final = dataclasses.replace(self.live_status(), phase=STOPPED, iteration=engine.iteration,
                                     engine_status=engine.status, fps=0.0)
@@ -234,7 +239,9 @@ class Installation:
         self.presenter.set_hud(hud_text(self.state, self.fps, message, self.hud, self.director.describe()))
         self.presenter.recording_dot = self.recorder.recording
         self.presenter.render(now, self.recorder.capture_for(now, size), self.preset.record.hud)
-        self.remote.tick(now, self.live_status, lambda: read_framebuffer(self.presenter.ctx, size))
+        self._folder_ours = self._folder_ours or self.state.status != "starting"
+        if self._folder_ours:
+            self.remote.tick(now, self.live_status, lambda: read_framebuffer(self.presenter.ctx, size))
         return left
 
     def close(self) -> None:

@@ -175,7 +175,8 @@ def cmd_status(args: argparse.Namespace) -> None:
         for name, value in rows:
             print(f"  {name:<11} {value}")
         if status.phase == STOPPED:
-            print(f"STOPPED: the installation stopped cleanly {_duration(status.age(now))} ago and is not running")
+            print(f"STOPPED: the installation ended {_duration(status.age(now))} ago, not hung, and is not running "
+                  "(why: the last error above, or the journal)")
     if stale:
         gone = "" if _process_alive(status.pid) else f"; process {status.pid} is not running"
         print(f"STALE: not rewritten for {_duration(status.age(now))}, more than {STALE_INTERVALS} times its "
