@@ -176,7 +176,7 @@ def cmd_status(args: argparse.Namespace) -> None:
             print(f"  {name:<11} {value}")
         if status.phase == STOPPED:
             print(f"STOPPED: the installation ended {_duration(status.age(now))} ago, not hung, and is not running "
-                  "(why: the last error above, or the journal)")
+                  "(the log or the journal says why)")
     if stale:
         gone = "" if _process_alive(status.pid) else f"; process {status.pid} is not running"
         print(f"STALE: not rewritten for {_duration(status.age(now))}, more than {STALE_INTERVALS} times its "
