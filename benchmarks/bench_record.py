@@ -5,9 +5,10 @@ crossfading) into an offscreen
 EGL framebuffer at the output size, as fast as it can (no vsync) or held to `--refresh` Hz, and waits for the GL
 each refresh as a window's swap does. Blocks with and without a recording alternate, so background load hits
 both alike. With a recording, LiveRecorder reads the picture back (glReadPixels: RGBA, or with `--convert gl`
-the yuv420p planes of the GL pass) and feeds the encoder (ffmpeg, its own process) at the file's rate; the figures are presented fps, the display's CPU per refresh (this
-process: the GL, the readback, the writer thread) and the frames the file got: repeated and dropped. The engine
-does not run here (bench_record_show.py runs it): on the show machine it shares the same cores.
+the yuv420p planes of the GL pass) and feeds the encoder (ffmpeg, its own process) at the file's rate; the
+figures are presented fps, the display's CPU per refresh (this process: the GL, the readback, the writer thread)
+and the frames the file got: repeated and dropped. The engine does not run here (bench_record_show.py runs it):
+on the show machine it shares the same cores.
 
     python benchmarks/bench_record.py [--width 1920 --height 1080 --fps 30 --seconds 3 --rounds 3 --refresh 0]
                                       [--codec hap] [--record-size 1280x720] [--convert gl] [--nice 10]
@@ -126,7 +127,8 @@ def main() -> None:
         info = screen.ctx.info
         print(f"device: {info['GL_RENDERER']} | {info['GL_VERSION']} | {os.cpu_count()} CPU cores | "
               f"load {os.getloadavg()[0]:.2f}")
-        print(f"output {args.width}x{args.height}, recording {args.codec} {args.record_size or 'at the output size'} at "
+        print(f"output {args.width}x{args.height}, recording {args.codec} "
+              f"{args.record_size or 'at the output size'} at "
               f"{args.fps:g} fps ({'GL pass' if recorder_converts(screen.ctx, args.convert) else 'RGBA'} to "
               f"ffmpeg, nice {args.nice}), display "
               f"{'free' if not args.refresh else f'held to {args.refresh:g} Hz'}, {args.rounds} x 2 blocks of "

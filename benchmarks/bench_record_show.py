@@ -67,7 +67,8 @@ def main() -> None:
                 block(0.2)
             block(args.warmup)
             print(f"device: {cpu_name()}, display {ctx.info['GL_RENDERER']}; {width}x{height} held to "
-                  f"{args.refresh:g} Hz, the embedded model training; ffmpeg nice {args.nice}; {args.rounds} x 2 blocks of {args.seconds:g} s")
+                  f"{args.refresh:g} Hz, the embedded model training; ffmpeg nice {args.nice}; "
+                  f"{args.rounds} x 2 blocks of {args.seconds:g} s")
             for _ in range(args.rounds):
                 for recording in (False, True):
                     if recording:

@@ -11,7 +11,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from .validation import ConfigError
+from .validation import ConfigError, parse_size
 
 
 EXIT_BAD_INPUT = 2  # every command's exit code for input it refuses (argparse's own too); the service does not relaunch
@@ -96,11 +96,7 @@ def non_negative_float(text: str) -> float:
 
 
 def size_arg(text: str) -> tuple[int, int]:
-    width, _, height = text.lower().partition("x")
-    try:
-        size = int(width), int(height)
-    except ValueError:
-        size = (0, 0)
-    if not (16 <= size[0] <= 16384 and 16 <= size[1] <= 16384):
+    size = parse_size(text)
+    if size is None:
         raise argparse.ArgumentTypeError(f"size must be WIDTHxHEIGHT in pixels, e.g. 1920x1080, got {text!r}")
     return size

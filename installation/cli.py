@@ -279,7 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
     journey.add_argument("--out", type=Path, default=Path("journey"),
                          help="run folder; an existing run there is resumed (default ./journey)")
     # None = not given: a resumed run keeps its own; given ones apply from the resumed iteration on
-    journey.add_argument("--batch", type=checked(int, check_batch), default=None, help="images per step, 1..64 (default 4)")
+    journey.add_argument("--batch", type=checked(int, check_batch), default=None,
+                         help="images per step, 1..64 (default 4)")
     journey.add_argument("--lr", type=non_negative_float, default=None,
                          help="learning rate; 0 = the model's own journey rate, or 0.001 for files without one "
                               "(default 0)")

@@ -26,9 +26,10 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from .engine import Engine, EngineConfig
-from .engine.engine import derive_seed, fixed_latents, history
+from .engine.engine import derive_seed, fixed_latents
 from .engine.state import EngineState
 from .images import grid, save_png, to_uint8
+from .journal import history
 from .models import GAN
 
 ROW_STREAM = 3  # seed stream of the contact-sheet rows (the probe and the training batches use 1 and 2)
@@ -106,7 +107,7 @@ def write_contact_sheet(renderer: ColumnRenderer, columns: list[int], path: Path
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """metrics.jsonl as the journey stands (engine.history: a rewind, rollback or resume from an older snapshot
+    """metrics.jsonl as the journey stands (journal.history: a rewind, rollback or resume from an older snapshot
     replaces the future it abandoned); an unfinished last line from a kill is skipped."""
     lines = []
     if path.exists():
@@ -125,7 +126,8 @@ def plot_journey(metrics: list[dict[str, Any]], path: Path, collapse_line: float
     """Three stacked panels against iteration, drawn with Pillow (no plotting library needed)."""
     panels = [("D score of the probe batch (mean logit; lower = more fake)", "probe_d", (90, 160, 255)),
               ("loss", "loss", (255, 140, 60)),
-              ("diversity of the probe batch, 1 - MS-SSIM (collapse below the dashed line)", "diversity", (110, 220, 120))]
+              ("diversity of the probe batch, 1 - MS-SSIM (collapse below the dashed line)", "diversity",
+               (110, 220, 120))]
     width, height = size
     image = Image.new("RGB", size, (18, 18, 22))
     draw, font = ImageDraw.Draw(image), ImageFont.load_default()

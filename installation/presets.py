@@ -20,7 +20,8 @@ from .models.gan import PRECISIONS
 from .recording.encoder import CODECS
 from .resources import data_dir
 from .schedule import parse_hours
-from .validation import ConfigError, check_float, check_int, check_period, check_seed, check_truncation
+from .validation import (SIDE_PIXELS, ConfigError, check_float, check_int, check_period, check_seed, check_truncation,
+                         parse_size)
 
 PRESET_DIR = data_dir("presets")
 DISPLAY_MODES = ("fit", "fill", "stretch")
@@ -72,8 +73,8 @@ class DisplayConfig:
     fps: float = 30.0  # headless output frame rate
 
     def __post_init__(self) -> None:
-        check_int("width", self.width, 16, 16384)
-        check_int("height", self.height, 16, 16384)
+        check_int("width", self.width, *SIDE_PIXELS)
+        check_int("height", self.height, *SIDE_PIXELS)
         if self.mode not in DISPLAY_MODES:
             raise ConfigError(f"mode must be one of {', '.join(DISPLAY_MODES)}, got {self.mode!r}")
         if len(self.letterbox) != 3:
@@ -158,11 +159,12 @@ def record_size(text: str) -> tuple[int, int] | None:
     """A recording's "WIDTHxHEIGHT"; None for "" or "0x0" (the output's own size)."""
     if text in ("", "0x0"):
         return None
-    width, _, height = text.lower().partition("x")
-    if not (width.isdigit() and height.isdigit() and 16 <= int(width) <= 16384 and 16 <= int(height) <= 16384):
-        raise ConfigError(f"size must be \"WIDTHxHEIGHT\" (16 to 16384 each, e.g. \"1280x720\") or \"\" for the "
-                          f"output's size, got {text!r}")
-    return int(width), int(height)
+    size = parse_size(text)
+    if size is None:
+        low, high = SIDE_PIXELS
+        raise ConfigError(f"size must be \"WIDTHxHEIGHT\" ({low} to {high} each, e.g. \"1280x720\") or \"\" for "
+                          f"the output's size, got {text!r}")
+    return size
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The range rules every input goes through: presets, the command line, engine commands and (coming) OSC.
+"""The range rules every input goes through: presets, the command line, engine commands and OSC.
 
 Each check returns the value when it is allowed and raises ConfigError with one line naming the setting, the value
 and what is allowed. The engine's own rules (lr, batch, loss, device) build on these in engine/config.py.
@@ -28,6 +28,19 @@ def check_float(name: str, value: Any, low: float, high: float | None = None, lo
         allowed = f"{'>' if low_open else '>='} {low:g}" + (f" and <= {high:g}" if high is not None else "")
         raise ConfigError(f"{name} must be a finite number {allowed}, got {value!r}")
     return float(value)
+
+
+SIDE_PIXELS = (16, 16384)  # a picture's width or height: --size, [display] width/height and [record] size
+
+
+def parse_size(text: str) -> tuple[int, int] | None:
+    """"WIDTHxHEIGHT" (any case of x), each side within SIDE_PIXELS; None when it is not one."""
+    width, _, height = text.lower().partition("x")
+    if not (width.isascii() and width.isdigit() and height.isascii() and height.isdigit()):
+        return None
+    low, high = SIDE_PIXELS
+    size = int(width), int(height)
+    return size if low <= size[0] <= high and low <= size[1] <= high else None
 
 
 # The latent walk's rules: the preset's [walk] table and the live walk controls share them.

@@ -99,6 +99,8 @@ def test_sizes_a_codec_cannot_take_are_named_with_the_ones_it_can():
         CODECS["hap"].check_size(130, 66)
     with pytest.raises(EncoderError, match=r"use 128x64 or 130x66"):
         CODECS["prores"].check_size(129, 65)
+    with pytest.raises(EncoderError, match=r"size 17x17: H\.264 4:2:0 MP4 needs"):  # the name whole, colon too
+        CODECS["h264"].check_size(17, 17)
     CODECS["h264"].check_size(1920, 1080)
     CODECS["hap_q"].check_size(3840, 2160)
 

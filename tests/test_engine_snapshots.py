@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from installation.engine import Engine, EngineConfig, EngineError, retained
-from installation.engine.engine import RunFolderError, check_run_folder, history
+from installation.engine.engine import RunFolderError, check_run_folder
+from installation.journal import history
 from installation.models import create_stylegan1, load_gan
 
 TINY = dict(channels=[32, 32, 16, 16], code_dim=32, n_mlp=2)

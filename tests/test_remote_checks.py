@@ -156,3 +156,27 @@ def test_the_engine_keeps_its_journal_within_journal_mb(tmp_path):
     assert size <= budget_mb * 2**20
     iterations = [line["iteration"] for line in read_metrics(tmp_path / "metrics.jsonl")]
     assert iterations[0] == 0 and iterations[-1] == 120 and iterations == sorted(iterations)
+
+
+def test_an_installation_refused_the_run_folder_leaves_the_holders_status_alone(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from installation.models import load_gan, save_gan
+
+    checkpoint = tmp_path / "tiny.pt"
+    save_gan(create_stylegan1([32, 32, 16, 16], code_dim=32, n_mlp=2, seed=1), checkpoint)
+    run_dir = tmp_path / "run"
+    holder = Engine(load_gan(checkpoint, require_discriminator=True), EngineConfig(device="cpu"), run_dir)
+    try:
+        write_status(run_dir, a_status(iteration=777))  # what the installation holding the folder last wrote
+        before = (run_dir / STATUS_FILE).read_text()
+        done = subprocess.run([sys.executable, str(Path(__file__).resolve().parents[1] / "run_installation.py"),
+                               "--checkpoint", str(checkpoint), "--headless", "--size", "64x48", "--device", "cpu",
+                               "--no-osc", "--seconds", "60", "--run-dir", str(run_dir)],
+                              capture_output=True, text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    finally:
+        holder.close(snapshot=False)
+    assert done.returncode == 2 and "another engine is using this run folder" in done.stderr, done.stderr
+    assert (run_dir / STATUS_FILE).read_text() == before

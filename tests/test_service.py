@@ -110,6 +110,7 @@ def test_a_path_with_specifiers_and_quotes_round_trips_through_the_unit(tmp_path
 @pytest.mark.parametrize("args, message", [
     (["--preset", "nightclub"], "preset 'nightclub' not found"),
     (["--checkpoint", "missing.pt"], "missing.pt: no such file"),
+    (["--", "loop", "--seconds", "1", "--out", "x.mp4"], "name a command; give installation options only"),
 ])
 def test_install_refuses_bad_input_in_one_line(tmp_path, capsys, monkeypatch, args, message):
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
@@ -117,6 +118,15 @@ def test_install_refuses_bad_input_in_one_line(tmp_path, capsys, monkeypatch, ar
     assert main(["service", "install", "--user", *args]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err
+    assert not (tmp_path / "config").exists()
+
+
+def test_install_checks_the_installation_options_it_writes_into_the_unit(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as refused:  # argparse's own refusal, as the service would meet it
+        main(["service", "install", "--user", "--", "--size", "10x10"])
+    assert refused.value.code == 2 and "argument --size: size must be WIDTHxHEIGHT" in capsys.readouterr().err
     assert not (tmp_path / "config").exists()
 
 
@@ -145,3 +155,13 @@ def test_status_prints_the_file_readably_and_exits_1_when_stale(tmp_path, capsys
     assert "STALE: not rewritten for 1 min, more than 3 times its interval" in capsys.readouterr().err
     assert main(["service", "status", "--run-dir", str(tmp_path / "nothing")]) == 2
     assert "status.json: cannot be read" in capsys.readouterr().err
+
+
+def test_a_cleanly_stopped_run_reads_as_stopped_not_stale(tmp_path, capsys):
+    write_status(tmp_path, _status(phase="stopped"))
+    data = json.loads((tmp_path / STATUS_FILE).read_text())
+    data["updated"] -= 3600
+    (tmp_path / STATUS_FILE).write_text(json.dumps(data))
+    assert main(["service", "status", "--run-dir", str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    assert "STOPPED: the installation ended 1 h ago, not hung" in captured.out and "STALE" not in captured.err

@@ -18,6 +18,7 @@ import pytest
 
 from installation.engine import EngineConfig, EngineError, EngineProcess
 from installation.live.notify import Notifier
+from installation.live.status import read_status
 from installation.live.supervisor import EngineSupervisor
 from installation.models import create_stylegan1, save_gan
 
@@ -199,3 +200,5 @@ def test_a_stopped_engine_is_replaced_while_the_display_keeps_presenting_and_sys
     video = next(run_dir.glob("live-*.mp4"))
     frames, _ = imageio_ffmpeg.count_frames_and_secs(str(video))
     assert frames >= len(texts) - 1  # every ping followed a frame written to the video, through the hang too
+    final = read_status(run_dir)  # the last status says the run stopped, so a remote check does not call it hung
+    assert final.phase == "stopped" and final.engine_restarts == 1 and not final.stale(final.updated + 3600)

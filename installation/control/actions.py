@@ -23,7 +23,7 @@ from ..presets import WalkConfig, check_codec
 from ..recording.encoder import CODECS
 
 MAX_LOOP_SECONDS = 600.0  # the longest loop /uncanny/record/loop exports (a seamless loop is seconds to minutes)
-MAX_STRING = 64  # the longest string argument any action takes (loss names, later codec names)
+MAX_STRING = 64  # the longest string argument any action takes (loss and codec names)
 ROOT = "/uncanny"
 
 

@@ -4,7 +4,7 @@ One `Engine` owns the GAN, the Adam optimiser, the snapshots and a run folder:
 
     run.json        model facts, seed, probe size, iteration-0 probe values (written when the run starts), and the
                     count of engine sessions (starts and resumes) so far
-    metrics.jsonl   one line per step, tagged with its session; see `history` for reading it as one journey
+    metrics.jsonl   one line per step, tagged with its session; see `journal.history` for reading it as one journey
     events.jsonl    start, resume, the death of the session before (with its cause), commands, rewinds, resets,
                     rollbacks, collapse, errors, stop
     snapshots/      see snapshots.py
@@ -47,7 +47,7 @@ import torch
 from torch import Tensor
 
 from ..models import GAN
-from ..journal import compact_events, compact_metrics, history  # noqa: F401 (history: read by journey.py, tests)
+from ..journal import compact_events, compact_metrics
 from ..storage import atomic_write_bytes, drop_torn_line, last_json_line
 from .commands import Command, CommandError, parse_command
 from .config import ConfigError, EngineConfig, starting_lr
@@ -219,7 +219,8 @@ class Engine:
                 "diversity0": self.diversity0, "diversity_measure": DIVERSITY_MEASURE, "probe_d0": self.probe_d0,
                 "created": time.time(), "sessions": self.session}
         self._write_run_info(info)
-        self._write_metrics({"iteration": 0, "branch": 0, "session": self.session, "time": time.time(), "loss": None, "batch_d": None,
+        self._write_metrics({"iteration": 0, "branch": 0, "session": self.session, "time": time.time(),
+                             "loss": None, "batch_d": None,
                              "grad_norm": None, "lr": self.lr, "objective": self.loss_name, "batch": self.batch,
                              "probe_d": self.probe_d0, "diversity": self.diversity0})
         self.snapshot()

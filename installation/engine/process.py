@@ -1,7 +1,7 @@
 """The engine in its own process ("the GPU process"), started and supervised by the caller.
 
-Caller and engine share no memory and no locks: commands go down one pipe, states (state.py) come up another. Each end of
-each pipe is held by one process only, so when the engine dies (crash, kill -9) the caller reads EOF instead of
+Caller and engine share no memory and no locks: commands go down one pipe, states (state.py) come up another. Each
+end of each pipe is held by one process only, so when the engine dies (crash, kill -9) the caller reads EOF instead of
 hanging, and when the caller dies the engine reads EOF and shuts down cleanly. The engine publishes from a thread
 that holds only the newest state, so a caller that stops reading never stalls training. `restart()` starts a fresh
 process on the same run folder, which resumes from the newest complete snapshot.
@@ -12,8 +12,8 @@ as a request for a clean shutdown with a final snapshot. It starts with all thre
 seconds of start-up cannot kill it either.
 
 A start the engine refuses for good (another engine holds the folder, another model's folder, an unusable
-checkpoint or setting) is reported as status "refused": restarting cannot help, so a supervisor should stop rather than retry. Each restart passes the cause of
-the previous death to the new engine, which records it in events.jsonl.
+checkpoint or setting) is reported as status "refused": restarting cannot help, so a supervisor should stop rather
+than retry. Each restart passes the cause of the previous death to the new engine, which records it in events.jsonl.
 
 `between_steps` (the display's frame hook) is pickled into the child: pass a module-level function or an instance
 of a module-level class, and create GPU/GL resources lazily on its first call, inside the engine process.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -28,7 +29,7 @@ from ..recording.loops import LoopExports
 from .hud import hud_text
 from .motion import FrameQueue
 from .renderer import FrameRenderer, WalkSettings
-from .status import LiveStatus, RemoteChecks, disk_free, read_framebuffer
+from .status import STOPPED, LiveStatus, RemoteChecks, disk_free, read_framebuffer, write_status
 from .supervisor import EngineSupervisor
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,9 @@ class Installation:
         self.run_dir, self.model = Path(run_dir).resolve(), str(checkpoint)
         self.started = time.monotonic()
         self.remote = RemoteChecks(self.run_dir, preset.logs, self.say, self.started)
+        # status.json is written once the engine is past its start: one refused the run folder (another installation
+        # holds it) must not overwrite that installation's status
+        self._folder_ours = False
         try:
             self.recorder = LiveRecorder(preset.record, run_dir, ctx, self.say)
             self.loops = LoopExports(run_dir, self.recorder.folder, preset.record, preset.source, self.say)
@@ -163,6 +167,18 @@ class Installation:
                           collapsed=s.collapsed, disk_free=disk_free(self.run_dir), recording=self.recorder.path,
                           model=self.model, run_dir=str(self.run_dir), every=self.preset.logs.status_every)
 
+    def _write_stopped_status(self) -> None:
+        """The last status.json, phase STOPPED, so a remote check reads a stop as one, not as a hang."""
+        if not self._folder_ours or self.state.status == "refused":
+            return
+        engine = self.engine.poll()  # the state it published as it stopped
+        final = dataclasses.replace(self.live_status(), phase=STOPPED, iteration=engine.iteration,
+                                    engine_status=engine.status, fps=0.0)
+        try:
+            write_status(self.run_dir, final)
+        except OSError as error:
+            log.warning("cannot write the final status in %s: %s", self.run_dir, error.strerror or error)
+
     def send(self, command: Any, action: Action | None = None) -> None:
         """An engine command; when the engine is down, say so (and tell the action's sender) and keep showing."""
         try:
@@ -223,7 +239,9 @@ class Installation:
         self.presenter.set_hud(hud_text(self.state, self.fps, message, self.hud, self.director.describe()))
         self.presenter.recording_dot = self.recorder.recording
         self.presenter.render(now, self.recorder.capture_for(now, size), self.preset.record.hud)
-        self.remote.tick(now, self.live_status, lambda: read_framebuffer(self.presenter.ctx, size))
+        self._folder_ours = self._folder_ours or self.state.status != "starting"
+        if self._folder_ours:
+            self.remote.tick(now, self.live_status, lambda: read_framebuffer(self.presenter.ctx, size))
         return left
 
     def close(self) -> None:
@@ -233,6 +251,7 @@ class Installation:
                 self.loops.close()
             finally:
                 self.engine.stop()
+                self._write_stopped_status()
         finally:
             self.presenter.release()
             self.channel.close()

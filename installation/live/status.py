@@ -30,6 +30,7 @@ STATUS_FILE = "status.json"
 THUMBNAIL_DIR = "thumbnails"
 STALE_INTERVALS = 3  # a status file older than this many of its intervals: the display process is gone or hung
 FIRST_THUMBNAIL_SECONDS = 30.0  # the first one soon after the start, so a remote check sees the picture came up
+STOPPED = "stopped"  # the phase of the last status a run writes as it stops cleanly: old, but not stale
 
 
 @functools.cache  # a metadata lookup scans the installed distributions: once per process is enough
@@ -43,7 +44,8 @@ def package_version() -> str:
 @dataclass(frozen=True)
 class LiveStatus:
     """One status.json. `cycle` and `phase` come from the gallery director (completed cycles, what it is doing);
-    `recording` is the live recording's path, or "" for none (written as false)."""
+    `recording` is the live recording's path, or "" for none (written as false). The last one a run writes as it
+    stops cleanly has the phase STOPPED."""
 
     iteration: int
     cycle: int
@@ -86,8 +88,9 @@ class LiveStatus:
         return (time.time() if now is None else now) - self.updated
 
     def stale(self, now: float | None = None) -> bool:
-        """Older than STALE_INTERVALS of its own interval: the display process is gone or hung."""
-        return self.age(now) > STALE_INTERVALS * self.every
+        """Older than STALE_INTERVALS of its own interval without saying it stopped: the display process is gone or
+        hung."""
+        return self.phase != STOPPED and self.age(now) > STALE_INTERVALS * self.every
 
 
 def disk_free(folder: Path) -> int:

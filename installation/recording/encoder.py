@@ -50,7 +50,7 @@ class Codec:
 
     @property
     def label(self) -> str:
-        return self.use.partition(":")[0]
+        return self.use.partition(": ")[0]  # ": " - the H.264 name itself holds a colon (4:2:0)
 
     @property
     def pix_fmt(self) -> str:

@@ -21,7 +21,10 @@ from ..presets import RecordConfig
 from .encoder import CODECS
 from .files import claim_path
 
-RUN_SCRIPT = Path(__file__).resolve().parents[2] / "run_installation.py"
+# the folder holding this very package (a checkout, or site-packages for a wheel, which has no run_installation.py):
+# the export child imports the same code as the show, run as `python -P -m installation` so its working folder
+# cannot shadow it
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 NICE = 19  # the lowest priority: the export takes only the CPU the show leaves
 STOP_SECONDS = 5.0  # an export still running when the installation stops gets this long after SIGTERM
 
@@ -59,12 +62,14 @@ class LoopExports:
         try:
             out = claim_path(self.folder, f"loop-it{iteration}-{seconds:g}s-{self.codec}", CODECS[self.codec].suffix)
             self._logs = (tempfile.TemporaryFile(), tempfile.TemporaryFile())
-            command = [sys.executable, str(RUN_SCRIPT), "loop", "--run-dir", str(self.run_dir),
+            command = [sys.executable, "-P", "-m", "installation", "loop", "--run-dir", str(self.run_dir),
                        "--iteration", str(iteration), "--seconds", f"{seconds:g}", "--fps", f"{self.fps:g}",
                        "--size", f"{size[0]}x{size[1]}", "--codec", self.codec, "--grid", str(grid),
                        "--walk-seed", str(walk_seed), "--threads", "1", *self._preset, "--out", str(out)]
+            path = os.pathsep.join(filter(None, (str(PACKAGE_ROOT), os.environ.get("PYTHONPATH"))))
             self._process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=self._logs[0],
-                                             stderr=self._logs[1], start_new_session=True)
+                                             stderr=self._logs[1], start_new_session=True,
+                                             env={**os.environ, "PYTHONPATH": path})
         except OSError as error:
             text = f"loop export cannot start: {error.strerror or error}"
             self._close_log()

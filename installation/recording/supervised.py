@@ -39,7 +39,8 @@ class SupervisedVideo:
     def __init__(self, folder: Path, stem: str, width: int, height: int, fps: float, codec: str = "h264",
                  say: Callable[[str], None] = print, options: dict[str, str] | None = None,
                  input_format: str = "rgb24", bottom_up: bool = False, nice: int = 0) -> None:
-        self.folder, self.stem, self.size, self.fps, self.codec, self.say = folder, stem, (width, height), fps, codec, say
+        self.folder, self.stem, self.size, self.fps, self.codec = folder, stem, (width, height), fps, codec
+        self.say = say
         self.options = options  # VideoEncoder's: values replacing the codec's own ffmpeg options
         # VideoEncoder's: the raw frames written, ffmpeg's CPU priority
         self.input_format, self.bottom_up, self.nice = input_format, bottom_up, nice

@@ -47,8 +47,19 @@ def _run_dir(args: argparse.Namespace) -> Path:
     return (Path("runs") / checkpoint.stem).resolve()
 
 
+def _check_installation_options(options: list[str], extra: list[str]) -> None:
+    """The unit's installation options as the installation will parse them: a bad one is refused now (argparse's
+    one line, exit 2), not found by a service that fails at every login."""
+    from ..cli import build_parser, cmd_run
+
+    if build_parser().parse_args(options).handler is not cmd_run:
+        raise UsageError(f"the arguments after -- ({' '.join(extra)}) name a command; give installation "
+                         "options only (see run_installation.py --help)")
+
+
 def cmd_install(args: argparse.Namespace) -> None:
     from ..presets import load_preset
+    from ..storage import atomic_write_bytes
 
     load_preset(args.preset)
     if args.checkpoint is not None and not args.checkpoint.is_file():
@@ -59,6 +70,7 @@ def cmd_install(args: argparse.Namespace) -> None:
     if args.checkpoint is not None:
         command += ["--checkpoint", str(args.checkpoint.resolve())]
     command += args.extra
+    _check_installation_options(command[len(launcher()):], args.extra)
     user = os.environ.get("SUDO_USER") or getpass.getuser()  # under sudo, the account that asked
     if not args.user and user == "root" and not args.print:
         raise UsageError("a system unit would run the installation as root; run `service install` as the gallery "
@@ -77,10 +89,7 @@ def cmd_install(args: argparse.Namespace) -> None:
         return
     path = unit_path(args.user)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write_bytes(path, text.encode())  # its folder made; a failed write leaves no temporary file
     except OSError as error:
         raise UsageError(f"cannot write {path} ({error.strerror or error}); "
                          + ("check the folder's permissions" if args.user else "run it with sudo -E, or use --user"
@@ -124,7 +133,7 @@ def _process_alive(pid: int) -> bool:
 
 
 def cmd_status(args: argparse.Namespace) -> None:
-    from ..live.status import STALE_INTERVALS, STATUS_FILE, THUMBNAIL_DIR, read_status
+    from ..live.status import STALE_INTERVALS, STATUS_FILE, STOPPED, THUMBNAIL_DIR, read_status
     from ..live.logfile import LOG_FILE
     from ..messages import size_text
 
@@ -165,6 +174,9 @@ def cmd_status(args: argparse.Namespace) -> None:
         print(f"uncanny status, {path}:")
         for name, value in rows:
             print(f"  {name:<11} {value}")
+        if status.phase == STOPPED:
+            print(f"STOPPED: the installation ended {_duration(status.age(now))} ago, not hung, and is not running "
+                  "(the log or the journal says why)")
     if stale:
         gone = "" if _process_alive(status.pid) else f"; process {status.pid} is not running"
         print(f"STALE: not rewritten for {_duration(status.age(now))}, more than {STALE_INTERVALS} times its "
