@@ -264,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .service.cli import add_service_parser
 
-    add_service_parser(commands)
+    add_service_parser(commands, parser)
 
     journey = commands.add_parser("journey", help="run the inverted fine-tuning headless; write metrics, snapshots, "
                                                   "a contact sheet and a plot",

@@ -47,12 +47,10 @@ def _run_dir(args: argparse.Namespace) -> Path:
     return (Path("runs") / checkpoint.stem).resolve()
 
 
-def _check_installation_options(options: list[str], extra: list[str]) -> None:
-    """The unit's installation options as the installation will parse them: a bad one is refused now (argparse's
-    one line, exit 2), not found by a service that fails at every login."""
-    from ..cli import build_parser, cmd_run
-
-    if build_parser().parse_args(options).handler is not cmd_run:
+def _check_installation_options(root: argparse.ArgumentParser, options: list[str], extra: list[str]) -> None:
+    """The unit's installation options as the installation will parse them (`root`: the program's own parser): a
+    bad one is refused now (argparse's one line, exit 2), not found by a service that fails at every login."""
+    if root.parse_args(options).handler is not root.get_default("handler"):
         raise UsageError(f"the arguments after -- ({' '.join(extra)}) name a command; give installation "
                          "options only (see run_installation.py --help)")
 
@@ -70,7 +68,7 @@ def cmd_install(args: argparse.Namespace) -> None:
     if args.checkpoint is not None:
         command += ["--checkpoint", str(args.checkpoint.resolve())]
     command += args.extra
-    _check_installation_options(command[len(launcher()):], args.extra)
+    _check_installation_options(args.root_parser, command[len(launcher()):], args.extra)
     user = os.environ.get("SUDO_USER") or getpass.getuser()  # under sudo, the account that asked
     if not args.user and user == "root" and not args.print:
         raise UsageError("a system unit would run the installation as root; run `service install` as the gallery "
@@ -185,7 +183,8 @@ def cmd_status(args: argparse.Namespace) -> None:
         raise SystemExit(EXIT_STALE)
 
 
-def add_service_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
+def add_service_parser(commands: argparse._SubParsersAction, root: argparse.ArgumentParser
+                       ) -> argparse.ArgumentParser:
     """Add `service install` and `service status` to the CLI's subcommands."""
     service = commands.add_parser("service", help="install the systemd unit for a gallery machine; show the status "
                                                   "file of a running installation")
@@ -212,7 +211,7 @@ def add_service_parser(commands: argparse._SubParsersAction) -> argparse.Argumen
     install.add_argument("--stop-timeout", type=whole_number(10, 3600), default=120,
                          help="seconds a stop may take (the final snapshot, the video's end; default 120)")
     install.add_argument("extra", nargs="*", help="more installation options, after --")
-    install.set_defaults(handler=cmd_install)
+    install.set_defaults(handler=cmd_install, root_parser=root)  # its options are checked as the run's
 
     status = actions.add_parser("status", help="print RUN_DIR/status.json readably; exit 1 when it is stale")
     status.add_argument("--run-dir", type=Path, default=None,
