@@ -46,15 +46,16 @@ def stream_line(path) -> str:
 
 
 def record(ctx, tmp_path, size: tuple[int, int], codec: str, frames: int = 3, config: RecordConfig | None = None,
-           in_gl: bool = False):
-    """`frames` refreshes of the bars at `size` recorded; the screen's picture (top row first) and the file."""
+           in_gl: bool = False, start: float | None = None):
+    """`frames` refreshes of the bars at `size` recorded, one on each frame's moment from `start` (the display
+    clock, default now); the screen's picture (top row first) and the file."""
     surface = Offscreen(*size, ctx=ctx)
     presenter = Presenter(ctx, *size, crossfade=0.0)
     presenter.set_frame(bars_picture(*size), 0.0)
     presenter.recording_dot = True
     recorder = LiveRecorder(config or RecordConfig(fps=FPS), tmp_path, ctx, say=lambda text: None,
                             convert_in_gl=in_gl)
-    start = time.monotonic()
+    start = time.monotonic() if start is None else start
     assert recorder.start(codec, 0, size, now=start)
     for k in range(frames):
         surface.use()
@@ -63,11 +64,11 @@ def record(ctx, tmp_path, size: tuple[int, int], codec: str, frames: int = 3, co
     surface.use()
     presenter.render(start, None)
     screen = surface.read()
-    files = recorder.stop()
+    files = recorder.stop(now=start + (frames - 0.5) / FPS)
     recorder.close()
     presenter.release()
     surface.release()
-    assert len(files) == 1 and recorder.counts.frames == frames
+    assert len(files) == 1 and recorder.counts.frames == frames and recorder.counts.repeated == 0
     return screen, files[0]
 
 
@@ -94,6 +95,14 @@ def test_h264_recordings_decode_to_the_colours_on_screen_right_way_up(egl_ctx, t
     assert np.abs(bar_means(last) - BARS.astype(int)).max() < 8  # each bar its colour: U and V not swapped
     assert last[10, 100].min() > 240 and last[10, 10].max() < 20  # the white band on top, its black corner left
     assert last[4:16, -16:-4, 0].max() > 240  # white there, never the red dot (which is on screen only)
+
+
+def test_a_refresh_on_a_frames_moment_records_that_frame_whatever_the_clock_reads(egl_ctx, tmp_path):
+    # at a clock of 1024.15 s, (1024.15 + k/30) - 1024.15 comes out a hair below k/30 for k = 1, 2, 3: without a
+    # tolerance each of those refreshes found no frame due (the next one repeated it) and the file came out a
+    # frame short
+    assert all((1024.15 + k / FPS) - 1024.15 < k / FPS for k in (1, 2, 3))
+    record(egl_ctx, tmp_path, (160, 120), "h264", frames=4, start=1024.15)
 
 
 @pytest.mark.parametrize("codec, in_gl, size", [("h264", True, (162, 120)), ("h264", False, (162, 120)),

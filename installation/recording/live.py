@@ -38,6 +38,7 @@ from .yuv import YuvPass, converts_in_gl
 # Seconds of the file's clock a stall of the display may leave to fill: the frozen picture is repeated (the audience
 # saw it frozen too) at the encoder's pace, a queue-full each refresh. Slots older than this are given up (dropped).
 MAX_CATCH_UP = 10.0
+SLOT_TOLERANCE = 1e-6  # of a frame: float noise in a refresh time never moves it to another slot
 # x264's preset for live recordings (codecs without one ignore it). Measured on 1080p frames of the embedded
 # model's grid, 2 cores: veryfast 35 ms CPU a frame (a whole core at 30 fps), ultrafast 17 ms at 4x the size
 # (about 10 Mb/s at 30 fps, still crf-controlled): the show shares the cores, so speed wins.
@@ -136,15 +137,15 @@ class LiveRecorder:
         self.say(f"recording {size[0]}x{size[1]} at {self.config.fps:g} fps to {video.path}")
         return True
 
-    def stop(self, why: str = "") -> list[Path]:
-        """Finalise the recording (if any); the files it wrote. `why` explains a stop the performer did not ask
-        for: it is also told to whoever started the recording."""
+    def stop(self, why: str = "", now: float | None = None) -> list[Path]:
+        """Finalise the recording (if any) at `now` (the display clock; default time.monotonic()); the files it
+        wrote. `why` explains a stop the performer did not ask for: it is also told to whoever started it."""
         video, self._video = self._video, None
         if video is None:
             return []
         # slots over before the stop but never filled (the encoder had fallen behind); the one the stop falls in
         # is not part of the file
-        open_slots = math.floor((time.monotonic() - self._start) * video.fps) - self._slots
+        open_slots = self._slots_begun(time.monotonic() if now is None else now, video.fps) - 1 - self._slots
         self.counts.dropped += max(0, open_slots)
         files = video.close()
         self.files += files
@@ -158,6 +159,12 @@ class LiveRecorder:
             self._failed(text)
         return files
 
+    def _slots_begun(self, now: float, fps: float) -> int:
+        """File frames whose moment has come by `now` (display clock), the one beginning now included. The
+        tolerance keeps a refresh exactly on a frame's moment on it: `start + k / fps - start` can come out a hair
+        below k / fps, which would leave the slot for the next refresh."""
+        return math.floor((now - self._start) * fps + SLOT_TOLERANCE) + 1
+
     def capture_for(self, now: float, output: tuple[int, int]) -> Callable[[], None] | None:
         """The readback for this refresh (output: the presented width, height), or None when no frame is due."""
         video = self._video
@@ -169,7 +176,7 @@ class LiveRecorder:
         if self.config.max_minutes and now - self._start >= self.config.max_minutes * 60:
             self.stop(f"[record] max_minutes = {self.config.max_minutes:g} reached")
             return None
-        due = math.floor((now - self._start) * video.fps) + 1 - self._slots
+        due = self._slots_begun(now, video.fps) - self._slots
         if due <= 0:
             return None
         most = max(1, round(MAX_CATCH_UP * video.fps))
