@@ -78,7 +78,8 @@ def _shared_memory(name: str | None, create: bool = False, size: int = 0) -> Sha
         return SharedMemory(name, create=create, size=size)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process of that number exists (anybody's)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -93,7 +94,7 @@ def sweep_stale(folder: Path = SHM_DIR) -> list[str]:
     removed = []
     for path in folder.glob(PREFIX + "*") if folder.is_dir() else []:
         match = _OWNED.fullmatch(path.name)
-        if match and not _alive(int(match.group(1))):
+        if match and not process_alive(int(match.group(1))):
             try:
                 path.unlink(missing_ok=True)
             except OSError:

@@ -120,17 +120,8 @@ def _duration(seconds: float) -> str:
     return " ".join(parts[:2]) if parts else f"{seconds} s"
 
 
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process of that number: it exists
-    return True
-
-
 def cmd_status(args: argparse.Namespace) -> None:
+    from ..frames import process_alive
     from ..live.status import STALE_INTERVALS, STATUS_FILE, STOPPED, THUMBNAIL_DIR, read_status
     from ..live.logfile import LOG_FILE
     from ..messages import size_text
@@ -176,7 +167,7 @@ def cmd_status(args: argparse.Namespace) -> None:
             print(f"STOPPED: the installation ended {_duration(status.age(now))} ago, not hung, and is not running "
                   "(the log or the journal says why)")
     if stale:
-        gone = "" if _process_alive(status.pid) else f"; process {status.pid} is not running"
+        gone = "" if process_alive(status.pid) else f"; process {status.pid} is not running"
         print(f"STALE: not rewritten for {_duration(status.age(now))}, more than {STALE_INTERVALS} times its "
               f"interval{gone}: the installation is stopped or hung. See `systemctl [--user] status uncanny` and "
               f"`journalctl [--user] -u uncanny` (--user for a user unit)", file=sys.stderr)
