@@ -13,8 +13,10 @@ from typing import IO, Any
 import torch
 
 
-def atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
-    """Write through `write(file)` into a temporary file beside `path`, fsync it, then rename it into place."""
+def atomic_write(path: Path, write: Callable[[IO[bytes]], Any], durable: bool = True) -> None:
+    """Write through `write(file)` into a temporary file beside `path`, fsync it, then rename it into place.
+    `durable=False` skips the fsyncs: still whole or not at all, but a power cut may leave the old file (for files
+    rewritten every few seconds from the render loop, where an fsync on a slow disk would stall the picture)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -23,11 +25,14 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    if not durable:
+        return
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)  # make the rename itself durable

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..presets import LogsConfig
+from ..storage import atomic_write
 
 STATUS_FILE = "status.json"
 THUMBNAIL_DIR = "thumbnails"
@@ -101,18 +102,11 @@ def disk_free(folder: Path) -> int:
 
 
 def write_status(run_dir: Path, status: LiveStatus) -> None:
-    """status.json, whole or not at all (tmp + rename). No fsync: it is rewritten in seconds anyway, and an fsync on
+    """status.json, whole or not at all. Not durable (no fsync): it is rewritten in seconds anyway, and an fsync on
     a slow disk would stall the render loop."""
-    run_dir.mkdir(parents=True, exist_ok=True)  # the engine process may not have made it yet
-    final = run_dir / STATUS_FILE
-    tmp = run_dir / f".{STATUS_FILE}.{os.getpid()}.tmp"
     data = dataclasses.replace(status, updated=time.time(), pid=os.getpid(), version=package_version())
-    try:
-        tmp.write_text(json.dumps(data.to_json(), indent=1) + "\n", encoding="utf-8")
-        os.replace(tmp, final)
-    except OSError:
-        tmp.unlink(missing_ok=True)
-        raise
+    text = json.dumps(data.to_json(), indent=1) + "\n"
+    atomic_write(run_dir / STATUS_FILE, lambda f: f.write(text.encode("utf-8")), durable=False)
 
 
 def read_framebuffer(ctx: Any, size: tuple[int, int]) -> np.ndarray:
@@ -135,12 +129,8 @@ class ThumbnailLog:
         picture = Image.fromarray(np.ascontiguousarray(image))
         height = max(1, round(picture.height * self.width / picture.width))
         picture = picture.resize((self.width, height), Image.BILINEAR)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        name = f"{time.strftime('%Y%m%d-%H%M%S', time.localtime(stamp))}-it{iteration}.jpg"
-        path = self.folder / name
-        tmp = self.folder / f".{name}.tmp"
-        picture.save(tmp, format="JPEG", quality=80)
-        os.replace(tmp, path)
+        path = self.folder / f"{time.strftime('%Y%m%d-%H%M%S', time.localtime(stamp))}-it{iteration}.jpg"
+        atomic_write(path, lambda f: picture.save(f, format="JPEG", quality=80), durable=False)
         self.prune()
         return path
 
