@@ -173,7 +173,6 @@ class Engine:
         self._lock = _lock_folder(self.run_dir)
         self._metrics: IO[str] | None = None
         self._events: IO[str] | None = None
-        self._compact_at = config.journal_mb * 2**20  # bytes of metrics + events that set off a compaction
         try:
             info = check_run_folder(self.run_dir, gan)
             torn = [name for name in ("metrics.jsonl", "events.jsonl") if drop_torn_line(self.run_dir / name)]
