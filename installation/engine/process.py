@@ -171,11 +171,12 @@ class EngineProcess:
             os.kill(self._process.pid, signal.SIGKILL)
             self._process.join()
 
-    def restart(self) -> None:
+    def restart(self, cause: str | None = None) -> None:
         """Stop the engine if it still runs, then start a new one; it resumes from the newest snapshot and records
-        why the previous one ended."""
+        why the previous one ended: `cause` when the caller knows it (it killed a hung engine), else the crash's."""
         state = self.poll()
-        cause = state.error if state.status == "crashed" else None
+        if cause is None and state.status == "crashed":
+            cause = state.error
         self.stop()
         self.start(previous_death=cause)
 

@@ -63,11 +63,7 @@ class EngineSupervisor:
             self._restart_at = None
             self.restarts += 1
             try:
-                if self._hung is not None:
-                    self.engine.stop()
-                    self.engine.start(previous_death=f"the engine {self._hung} and was killed")
-                else:
-                    self.engine.restart()
+                self.engine.restart(cause=None if self._hung is None else f"the engine {self._hung} and was killed")
             except Exception as error:
                 self.say(f"engine restart failed: {error}")
             self._hung = None
