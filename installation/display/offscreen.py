@@ -6,6 +6,19 @@ import moderngl
 import numpy as np
 
 
+class OffscreenError(Exception):
+    """No EGL context here; one line naming what to install."""
+
+
+def open_offscreen(width: int, height: int, purpose: str) -> Offscreen:
+    """An Offscreen on its own EGL context, or OffscreenError saying that `purpose` needs EGL and how to get it."""
+    try:
+        return Offscreen(width, height)
+    except Exception as error:  # moderngl raises plain Exceptions for a missing EGL
+        raise OffscreenError(f"cannot render offscreen ({error}); {purpose} needs EGL (Debian: libegl1 libegl-mesa0 "
+                             "libgl1-mesa-dri)") from None
+
+
 class Offscreen:
     """A framebuffer of width x height RGBA8 on a standalone EGL context (or on `ctx` when given), bound on creation."""
 

@@ -24,6 +24,7 @@ from ..signals import StopSignals
 from .installation import DisplayError, Installation
 from .notify import Notifier
 from .supervisor import RunRefused
+from .status import read_framebuffer
 
 
 @contextlib.contextmanager
@@ -155,9 +156,7 @@ def run_window(preset: Preset, checkpoint: Path, resolution: int, run_dir: Path,
                 window.poll()
             window.ctx.screen.use()
             installation.tick(window.size)  # once more into the back buffer, to keep what the audience saw
-            width, height = window.size
-            pixels = window.ctx.screen.read(viewport=(0, 0, width, height), components=3, alignment=1)
-            image = np.frombuffer(pixels, np.uint8).reshape(height, width, 3)[::-1]
+            image = read_framebuffer(window.ctx, window.size)
         except RunRefused as error:
             report.error, report.refused = str(error), True
         finally:
@@ -174,16 +173,15 @@ def run_headless(preset: Preset, checkpoint: Path, resolution: int, run_dir: Pat
                  stop: StopSignals, poster: np.ndarray | None = None) -> RunReport:
     """Offscreen (EGL) into `run_dir/live-DATE-TIME.mp4` at the preset's fps (a new file whenever ffmpeg has to be
     restarted), and the last picture as `last_frame-DATE-TIME.png`."""
-    from ..display.offscreen import Offscreen
+    from ..display.offscreen import OffscreenError, open_offscreen
     from ..recording import EncoderError
     from ..recording.supervised import SupervisedVideo
 
     display = preset.display
     try:
-        surface = Offscreen(display.width, display.height)
-    except Exception as error:
-        raise DisplayError(f"cannot render offscreen ({error}); headless mode needs EGL (Debian: libegl1 "
-                           "libegl-mesa0 libgl1-mesa-dri)") from None
+        surface = open_offscreen(display.width, display.height, "headless mode")
+    except OffscreenError as error:
+        raise DisplayError(str(error)) from None
     report = RunReport()
     control = _control(preset)
     with surface, control:

@@ -26,7 +26,7 @@ from typing import IO
 import numpy as np
 import torch
 
-from ..display.offscreen import Offscreen
+from ..display.offscreen import OffscreenError, open_offscreen
 from ..display.presenter import Presenter
 from ..engine.snapshots import FILE_NAME, SnapshotStore
 from ..models import GAN
@@ -111,10 +111,9 @@ class Stage:
     def __init__(self, preset: Preset) -> None:
         display = preset.display
         try:
-            self.surface = Offscreen(display.width, display.height)
-        except Exception as error:  # moderngl raises plain Exceptions for a missing EGL
-            raise ExportError(f"cannot render offscreen ({error}); exports need EGL (Debian: libegl1 "
-                              "libgl1-mesa-dri)") from None
+            self.surface = open_offscreen(display.width, display.height, "exports")
+        except OffscreenError as error:
+            raise ExportError(str(error)) from None
         self.presenter = Presenter(self.surface.ctx, display.width, display.height, crossfade=0,
                                    letterbox=display.letterbox, mode=display.mode)
 
