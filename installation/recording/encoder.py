@@ -57,11 +57,15 @@ class Codec:
         """The pixel format of the coded video (ffmpeg's name)."""
         return self.output[self.output.index("-pix_fmt") + 1]
 
+    def fit(self, width: int, height: int) -> tuple[int, int]:
+        """The largest size within width x height that the codec takes (at most `multiple` - 1 pixels less)."""
+        return width - width % self.multiple, height - height % self.multiple
+
     def check_size(self, width: int, height: int) -> None:
         """EncoderError naming the nearest sizes that fit, unless width and height are multiples of `multiple`."""
         m = self.multiple
         if width % m or height % m:
-            down, up = f"{width - width % m}x{height - height % m}", f"{-(-width // m) * m}x{-(-height // m) * m}"
+            down, up = "x".join(map(str, self.fit(width, height))), f"{-(-width // m) * m}x{-(-height // m) * m}"
             raise EncoderError(f"size {width}x{height}: {self.label} needs width and height divisible by {m}; "
                                f"use {down} or {up}")
 
@@ -121,7 +125,7 @@ class VideoEncoder:
         if input_format not in INPUT_FORMATS:
             raise EncoderError(f"unknown input format {input_format!r}; choose one of {', '.join(INPUT_FORMATS)}")
         self.codec, self.input_format = CODECS[codec], input_format
-        self.width, self.height = width - width % self.codec.multiple, height - height % self.codec.multiple
+        self.width, self.height = self.codec.fit(width, height)
         if self.width < self.codec.multiple or self.height < self.codec.multiple:
             raise EncoderError(f"video size {width}x{height} is too small")
         self.path = Path(path)

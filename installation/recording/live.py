@@ -78,7 +78,7 @@ class LiveRecorder:
         self._failed: Callable[[str], None] = _nobody
         self._start = 0.0
         self._slots = 0  # frame slots of the file's clock already filled (or given up)
-        self._multiple = 1  # the current codec's: width and height are multiples of it
+        self._codec = CODECS[config.codec]  # the current recording's: it decides the sizes the file can take
         self._size = (0, 0)
         self._scaler: _Scaler | None = None
         self._yuv: YuvPass | None = None  # set while recording a yuv420p codec
@@ -111,9 +111,9 @@ class LiveRecorder:
         display clock, time.monotonic()); False (said, and told to `failed`) when it cannot."""
         codec = codec or self.config.codec
         size = self.config.frame_size or output
-        yuv = self.convert_in_gl and codec in CODECS and CODECS[codec].pix_fmt == "yuv420p"
-        self._multiple = CODECS[codec].multiple if codec in CODECS else 1
-        size = self._fitting(size)  # the encoder takes bytes of its exact size
+        self._codec = CODECS[codec]  # a known name: [record] and the OSC argument both went through check_codec
+        yuv = self.convert_in_gl and self._codec.pix_fmt == "yuv420p"
+        size = self._codec.fit(*size)  # the encoder takes bytes of its exact size
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             video = SupervisedVideo(self.folder, f"recording-it{iteration}-{codec}", *size, self.config.fps, codec,
@@ -198,15 +198,11 @@ class LiveRecorder:
             self._slots += 1
             self.counts.repeated += copy > 0
 
-    def _fitting(self, size: tuple[int, int]) -> tuple[int, int]:
-        """The largest size in `size` the codec takes (see encoder.py: at most 3 pixels less)."""
-        return size[0] - size[0] % self._multiple, size[1] - size[1] % self._multiple
-
     def _read(self, output: tuple[int, int]) -> bytes:
         """The bound framebuffer's picture at the file's size (its top left where the output is a few pixels
         larger): yuv420p planes from the GL pass, or RGBA bottom row first."""
         width, height = self._size
-        fitted = self._fitting(output) == self._size
+        fitted = self._codec.fit(*output) == self._size
         if self._yuv is not None:
             return self._yuv.read_framebuffer(self.ctx.fbo) if fitted else self._scaled_yuv(output)
         if fitted:  # GL counts rows from the bottom: the top rows start at output height - height
