@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from .validation import ConfigError, parse_size
@@ -100,3 +101,20 @@ def size_arg(text: str) -> tuple[int, int]:
     if size is None:
         raise argparse.ArgumentTypeError(f"size must be WIDTHxHEIGHT in pixels, e.g. 1920x1080, got {text!r}")
     return size
+
+
+def checkpoint_or_default(checkpoint: Path | None) -> Path:
+    """The checkpoint asked for, or the embedded default model where none was given."""
+    from .models import default_checkpoint
+
+    if checkpoint is not None:
+        return checkpoint
+    if (default := default_checkpoint()) is None:
+        raise UsageError("the embedded default model is missing from this installation (installation/assets/"
+                         "default.pt); reinstall uncanny, or pass a checkpoint file")
+    return default
+
+
+def default_run_dir(checkpoint: Path) -> Path:
+    """The run folder when none is given: runs/CHECKPOINT-NAME under the working folder."""
+    return Path("runs") / checkpoint.stem

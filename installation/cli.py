@@ -9,21 +9,9 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .arguments import (EXIT_BAD_INPUT, UsageError, checked, non_negative_float, parse_seeds, positive_float,
-                        resolution_arg, size_arg, whole_number)
+from .arguments import (EXIT_BAD_INPUT, UsageError, checked, checkpoint_or_default, default_run_dir, non_negative_float,
+                        parse_seeds, positive_float, resolution_arg, size_arg, whole_number)
 from .engine.config import LOSSES, check_batch
-
-
-def checkpoint_or_default(checkpoint: Path | None) -> Path:
-    """The checkpoint asked for, or the embedded default model where none was given."""
-    from .models import default_checkpoint
-
-    if checkpoint is not None:
-        return checkpoint
-    if (default := default_checkpoint()) is None:
-        raise UsageError("the embedded default model is missing from this installation (installation/assets/"
-                         "default.pt); reinstall uncanny, or pass a checkpoint file")
-    return default
 
 
 def _load(args: argparse.Namespace, require_discriminator: bool = False):
@@ -163,7 +151,7 @@ def cmd_run(args: argparse.Namespace) -> None:
         if args.checkpoint is None and preset.model.checkpoint:  # the preset chose it: say where to fix it
             raise PresetError(f"{preset.source}: [model] checkpoint: {error}") from None
         raise
-    run_dir = args.run_dir or Path("runs") / checkpoint.stem
+    run_dir = args.run_dir or default_run_dir(checkpoint)
     headless = args.headless
     if not headless and not _has_display():
         print("uncanny: no display found ($DISPLAY is not set): running headless", file=sys.stderr)

@@ -9,9 +9,13 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..arguments import UsageError, whole_number
+from ..arguments import UsageError, checkpoint_or_default, default_run_dir, whole_number
 from .unit import UNIT_NAME, UnitError, UnitSettings, enable_commands, run_dir_of, unit_path, unit_text
+
+if TYPE_CHECKING:
+    from ..presets import Preset
 
 EXIT_STALE = 1  # `service status`: the file is there but old (the installation is gone or hung)
 
@@ -32,19 +36,12 @@ def _absolute_if_file(text: str) -> str:
     return str(path.resolve()) if path.suffix or path.exists() else text
 
 
-def _run_dir(args: argparse.Namespace) -> Path:
+def _run_dir(args: argparse.Namespace, preset: Preset) -> Path:
     """--run-dir, or the installation's own default (runs/CHECKPOINT-NAME), made absolute."""
     if args.run_dir is not None:
         return args.run_dir.resolve()
-    from ..models import default_checkpoint
-    from ..presets import load_preset
-
-    preset = load_preset(args.preset)  # a bad preset is one line now, not a crash loop later
-    checkpoint = args.checkpoint or (Path(preset.model.checkpoint) if preset.model.checkpoint else None) \
-        or default_checkpoint()
-    if checkpoint is None:
-        raise UsageError("no checkpoint given and the embedded default model is missing; pass --checkpoint FILE")
-    return (Path("runs") / checkpoint.stem).resolve()
+    chosen = args.checkpoint or (Path(preset.model.checkpoint) if preset.model.checkpoint else None)
+    return default_run_dir(checkpoint_or_default(chosen)).resolve()
 
 
 def _check_installation_options(root: argparse.ArgumentParser, options: list[str], extra: list[str]) -> None:
@@ -59,11 +56,11 @@ def cmd_install(args: argparse.Namespace) -> None:
     from ..presets import load_preset
     from ..storage import atomic_write_bytes
 
-    load_preset(args.preset)
+    preset = load_preset(args.preset)  # a bad preset is one line now, not a crash loop later
     if args.checkpoint is not None and not args.checkpoint.is_file():
         raise UsageError(f"--checkpoint {args.checkpoint}: no such file; give the model file the service should "
                          "show (or leave it out for the embedded model)")
-    run_dir = _run_dir(args)
+    run_dir = _run_dir(args, preset)
     command = [*launcher(), "--preset", _absolute_if_file(args.preset), "--run-dir", str(run_dir)]
     if args.checkpoint is not None:
         command += ["--checkpoint", str(args.checkpoint.resolve())]
