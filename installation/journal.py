@@ -67,13 +67,9 @@ def compact_metrics(path: Path, max_bytes: int) -> bool:
     iterations = [line["iteration"] for line in kept]
     del parsed, kept
     target = int(max_bytes * KEEP_SHARE)
-    recent: list[bytes] = []
-    size = 0
-    while journey and size + len(journey[-1]) + 1 <= target * RECENT_SHARE:  # the newest, at full density
-        size += len(journey[-1]) + 1
-        recent.append(journey.pop())
-        iterations.pop()
-    recent.reverse()
+    split = len(journey) - _newest_fitting(journey, target * RECENT_SHARE)  # the newest, at full density
+    recent, journey, iterations = journey[split:], journey[:split], iterations[:split]
+    size = sum(len(raw) + 1 for raw in recent)
     step = 1
     older = journey
     while older and sum(len(raw) + 1 for raw in older) + size > target:
@@ -89,11 +85,18 @@ def compact_events(path: Path, max_bytes: int) -> bool:
         return False
     lines = _lines(path)
     first, rest = lines[:1], lines[1:]
-    size = sum(len(raw) + 1 for raw in first)
-    tail: list[bytes] = []
-    while rest and size + len(rest[-1]) + 1 <= max_bytes * KEEP_SHARE:
-        size += len(rest[-1]) + 1
-        tail.append(rest.pop())
-    tail.reverse()
+    keep = _newest_fitting(rest, max_bytes * KEEP_SHARE - sum(len(raw) + 1 for raw in first))
+    tail = rest[len(rest) - keep:]
     atomic_write_bytes(path, b"".join(raw + b"\n" for raw in first + tail))
     return True
+
+
+def _newest_fitting(lines: list[bytes], budget: float) -> int:
+    """How many of the newest `lines` (each written with its newline) fit within `budget` bytes."""
+    size = count = 0
+    for raw in reversed(lines):
+        if size + len(raw) + 1 > budget:
+            break
+        size += len(raw) + 1
+        count += 1
+    return count
