@@ -159,13 +159,18 @@ class RemoteChecks:
         self._failing: str | None = None  # the last write failure said, so a full disk is said once, not per tick
 
     def tick(self, now: float, status: Callable[[], LiveStatus], picture: Callable[[], np.ndarray]) -> None:
+        status_due = now >= self._status_due
+        thumbnail_due = self._thumbnail_due is not None and now >= self._thumbnail_due
+        if not (status_due or thumbnail_due):
+            return
+        current = status()  # one per tick: it asks the disk for its free space
         try:
-            if now >= self._status_due:
+            if status_due:
                 self._status_due = now + self.config.status_every
-                write_status(self.run_dir, status())
-            if self._thumbnail_due is not None and now >= self._thumbnail_due:
+                write_status(self.run_dir, current)
+            if thumbnail_due:
                 self._thumbnail_due = now + self.config.thumbnail_minutes * 60
-                self.thumbnails.save(picture(), status().iteration)
+                self.thumbnails.save(picture(), current.iteration)
             self._failing = None
         except OSError as error:  # a full or read-only disk must not stop the picture
             problem = f"cannot write the status or thumbnail in {self.run_dir}: {error.strerror or error}"
