@@ -6,6 +6,7 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -37,13 +38,11 @@ class SupervisedVideo:
     """
 
     def __init__(self, folder: Path, stem: str, width: int, height: int, fps: float, codec: str = "h264",
-                 say: Callable[[str], None] = print, options: dict[str, str] | None = None,
-                 input_format: str = "rgb24", bottom_up: bool = False, nice: int = 0) -> None:
+                 say: Callable[[str], None] = print, **encoder_options: Any) -> None:
         self.folder, self.stem, self.size, self.fps, self.codec = folder, stem, (width, height), fps, codec
         self.say = say
-        self.options = options  # VideoEncoder's: values replacing the codec's own ffmpeg options
-        # VideoEncoder's: the raw frames written, ffmpeg's CPU priority
-        self.input_format, self.bottom_up, self.nice = input_format, bottom_up, nice
+        # VideoEncoder's own keywords (options, input_format, bottom_up, nice), for every file it opens
+        self.encoder_options = encoder_options
         self.files: list[Path] = []
         self._counts: list[int] = []  # frames of the finished files
         self.stopped: str | None = None
@@ -64,8 +63,7 @@ class SupervisedVideo:
 
     def _open(self) -> VideoEncoder:
         return VideoEncoder(claim_path(self.folder, self.stem, CODECS[self.codec].suffix), *self.size, self.fps,
-                            self.codec, options=self.options,
-                            input_format=self.input_format, bottom_up=self.bottom_up, nice=self.nice)
+                            self.codec, **self.encoder_options)
 
     def write(self, frame: np.ndarray | bytes, block: bool = True) -> bool:
         """One frame; False when it was not taken (stopped, between files, or with `block` False a full queue)."""
