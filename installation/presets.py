@@ -20,8 +20,8 @@ from .models.gan import PRECISIONS
 from .recording.encoder import CODECS
 from .resources import data_dir
 from .schedule import parse_hours
-from .validation import (SIDE_PIXELS, ConfigError, check_float, check_int, check_period, check_seed, check_truncation,
-                         parse_size)
+from .validation import (SIDE_PIXELS, ConfigError, check_choice, check_float, check_int, check_period, check_seed,
+                         check_truncation, parse_size)
 
 PRESET_DIR = data_dir("presets")
 DISPLAY_MODES = ("fit", "fill", "stretch")
@@ -75,8 +75,7 @@ class DisplayConfig:
     def __post_init__(self) -> None:
         check_int("width", self.width, *SIDE_PIXELS)
         check_int("height", self.height, *SIDE_PIXELS)
-        if self.mode not in DISPLAY_MODES:
-            raise ConfigError(f"mode must be one of {', '.join(DISPLAY_MODES)}, got {self.mode!r}")
+        check_choice("mode", self.mode, DISPLAY_MODES)
         if len(self.letterbox) != 3:
             raise ConfigError(f"letterbox must be three numbers 0..1 (RGB), got {list(self.letterbox)!r}")
         for value in self.letterbox:
@@ -97,8 +96,7 @@ class RenderConfig:
     def __post_init__(self) -> None:
         check_float("share", self.share, 0.0, 0.95, low_open=True)
         check_float("max_fps", self.max_fps, 1.0, 240.0)
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        check_choice("precision", self.precision, PRECISIONS)
 
 
 DEFAULT_ALLOW = ("127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
@@ -150,9 +148,7 @@ class OscConfig:
 
 def check_codec(value: object) -> str:
     """A video codec name: the one rule for the [record] table and /uncanny/record/start."""
-    if not isinstance(value, str) or value not in CODECS:
-        raise ConfigError(f"codec must be one of {', '.join(CODECS)}, got {value!r}")
-    return value
+    return check_choice("codec", value, CODECS)
 
 
 def record_size(text: str) -> tuple[int, int] | None:
@@ -229,8 +225,7 @@ class GalleryConfig:
     hours: str = ""  # opening hours, e.g. "mon-fri 10:00-18:00, sat 12:00-16:00"; empty = always open
 
     def __post_init__(self) -> None:
-        if self.cycle not in CYCLES:
-            raise ConfigError(f"cycle must be one of {', '.join(CYCLES)}, got {self.cycle!r}")
+        check_choice("cycle", self.cycle, CYCLES)
         check_int("max_iterations", self.max_iterations, 1)
         check_float("hold_seconds", self.hold_seconds, 0.0, 86400.0)
         check_float("fade_seconds", self.fade_seconds, 0.0, 600.0)

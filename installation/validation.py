@@ -7,6 +7,7 @@ and what is allowed. The engine's own rules (lr, batch, loss, device) build on t
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any
 
 
@@ -28,6 +29,14 @@ def check_float(name: str, value: Any, low: float, high: float | None = None, lo
         allowed = f"{'>' if low_open else '>='} {low:g}" + (f" and <= {high:g}" if high is not None else "")
         raise ConfigError(f"{name} must be a finite number {allowed}, got {value!r}")
     return float(value)
+
+
+def check_choice(name: str, value: Any, choices: Iterable[str]) -> str:
+    """One of the named choices (a loss, a codec, a display mode ...)."""
+    choices = tuple(choices)
+    if not isinstance(value, str) or value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
 
 
 SIDE_PIXELS = (16, 16384)  # a picture's width or height: --size, [display] width/height and [record] size

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .config import ConfigError, check_batch, check_int, check_loss, check_lr, check_rate
+from .config import ConfigError, check_batch, check_choice, check_int, check_loss, check_lr, check_rate
 
 FAULTS = ("loss", "grad", "weight")
 
@@ -34,9 +34,7 @@ def _number(kind: type, name: str) -> Callable[[Any], Any]:
 
 
 def _fault(value: Any) -> str:
-    if value not in FAULTS:
-        raise ConfigError(f"fault must be one of {', '.join(FAULTS)}, got {value!r}")
-    return value
+    return check_choice("fault", value, FAULTS)
 
 
 # name -> (value check or None when the command takes no value, default value, help)

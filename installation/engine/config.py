@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from ..validation import ConfigError, check_float, check_int  # noqa: F401 (the engine's rules are built on them)
+from ..validation import ConfigError, check_choice, check_float, check_int  # noqa: F401 (the engine's rules are built on them)
 
 LOSSES = ("logit", "softplus", "log")
 MAX_BATCH = 64
@@ -37,9 +37,7 @@ def check_batch(value: Any) -> int:
 
 
 def check_loss(value: Any) -> str:
-    if value not in LOSSES:
-        raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, got {value!r}")
-    return value
+    return check_choice("loss", value, LOSSES)
 
 
 def check_rate(value: Any) -> float:

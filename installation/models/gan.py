@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..validation import check_choice
 from . import stylegan1, stylegan2, stylegan2_ada, stylegan3
 
 NVLABS_ARCHS = ("stylegan2-ada", "stylegan3")
@@ -42,8 +43,7 @@ def resolve_precision(precision: str, device: torch.device | str) -> str:
     "auto" is the fastest safe choice: bf16 on CUDA where supported (fp32's range, so no overflow) else fp16;
     bf16 on a CPU with AMX / AVX-512-BF16; fp32 on other CPUs. fp16 exists only on CUDA (fp32 elsewhere).
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    check_choice("precision", precision, PRECISIONS)  # a ConfigError, a ValueError
     cuda = torch.device(device).type == "cuda"
     if precision == "auto":
         if cuda:
