@@ -121,6 +121,17 @@ def test_install_refuses_bad_input_in_one_line(tmp_path, capsys, monkeypatch, ar
     assert not (tmp_path / "config").exists()
 
 
+@pytest.mark.parametrize("flag, value, message", [("--watchdog", "2", "expected a whole number from 5 to 3600"),
+                                                   ("--stop-timeout", "0", "--stop-timeout")])
+def test_install_refuses_bad_unit_timings(tmp_path, capsys, monkeypatch, flag, value, message):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as refused:
+        main(["service", "install", "--user", flag, value])
+    assert refused.value.code == 2 and f"argument {flag}:" in (err := capsys.readouterr().err) and message in err
+    assert not (tmp_path / "config").exists()
+
+
 def test_install_checks_the_installation_options_it_writes_into_the_unit(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     monkeypatch.chdir(tmp_path)
