@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from installation.models import default_checkpoint, load_gan  # noqa: E402
 from installation.presets import load_preset  # noqa: E402
 from installation.recording import CODECS, VideoEncoder  # noqa: E402
-from installation.recording.export import Stage, export_loop  # noqa: E402
+from installation.exports.videos import Stage, export_loop  # noqa: E402
 from installation.walks import make_walks, render_walk_frames  # noqa: E402
 
 

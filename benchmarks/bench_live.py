@@ -28,7 +28,9 @@ from installation.live.installation import Installation  # noqa: E402
 from installation.arguments import size_arg  # noqa: E402
 from installation.engine import EngineConfig  # noqa: E402
 from installation.models import default_checkpoint, load_gan  # noqa: E402
-from installation.presets import DisplayConfig, Preset, RenderConfig  # noqa: E402
+from installation.presets import Preset  # noqa: E402
+from installation.display.config import DisplayConfig  # noqa: E402
+from installation.engine.config import RenderConfig  # noqa: E402
 
 
 def main() -> None:

@@ -48,7 +48,9 @@ def headless(args: argparse.Namespace) -> None:
     from installation.live.installation import Installation
     from installation.live.renderer import poster
     from installation.models import default_checkpoint, load_gan
-    from installation.presets import DisplayConfig, OscConfig, Preset
+    from installation.presets import Preset
+    from installation.control.config import OscConfig
+    from installation.display.config import DisplayConfig
 
     checkpoint = args.checkpoint or default_checkpoint()
     gan = load_gan(checkpoint, require_discriminator=True)

@@ -32,7 +32,7 @@ from osc_fuzz import datagrams  # noqa: E402
 from installation.control.inbox import Inbox  # noqa: E402
 from installation.control.osc import OscServer  # noqa: E402
 from installation.control.packets import build_message  # noqa: E402
-from installation.presets import OscConfig  # noqa: E402
+from installation.control.config import OscConfig  # noqa: E402
 
 
 def ping(sock: socket.socket, server: tuple[str, int], token: int, timeout: float = 5.0,

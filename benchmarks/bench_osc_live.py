@@ -37,7 +37,10 @@ from installation.display.offscreen import Offscreen  # noqa: E402
 from installation.engine import EngineConfig  # noqa: E402
 from installation.live.installation import Installation  # noqa: E402
 from installation.models import default_checkpoint, load_gan  # noqa: E402
-from installation.presets import DisplayConfig, OscConfig, Preset, RenderConfig  # noqa: E402
+from installation.presets import Preset  # noqa: E402
+from installation.control.config import OscConfig  # noqa: E402
+from installation.display.config import DisplayConfig  # noqa: E402
+from installation.engine.config import RenderConfig  # noqa: E402
 
 
 def percentiles(values: list[float]) -> str:

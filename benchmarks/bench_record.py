@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from installation.display.offscreen import Offscreen  # noqa: E402
 from installation.display.presenter import Presenter  # noqa: E402
-from installation.presets import RecordConfig  # noqa: E402
+from installation.recording.config import RecordConfig  # noqa: E402
 from installation.recording import live  # noqa: E402
 from installation.recording.live import LiveRecorder  # noqa: E402
 from installation.recording.yuv import converts_in_gl  # noqa: E402

@@ -26,7 +26,8 @@ from bench_engine import cpu_name  # noqa: E402
 from installation.arguments import size_arg  # noqa: E402
 from installation.live.installation import Installation  # noqa: E402
 from installation.models import default_checkpoint, load_gan  # noqa: E402
-from installation.presets import DisplayConfig, Preset  # noqa: E402
+from installation.presets import Preset  # noqa: E402
+from installation.display.config import DisplayConfig  # noqa: E402
 from installation.recording import live  # noqa: E402
 
 

@@ -246,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_osc_parser(commands)
 
-    from .recording.cli import add_export_parsers
+    from .exports.cli import add_export_parsers
 
     add_export_parsers(commands)
 

@@ -10,7 +10,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-import torch
 
 
 def atomic_write(path: Path, write: Callable[[IO[bytes]], Any], durable: bool = True) -> None:
@@ -47,6 +46,8 @@ def _umask() -> int:
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
+    import torch  # here, not at the top: the fast commands use this module without loading torch
+
     atomic_write(path, lambda f: torch.save(obj, f))
 
 

@@ -16,7 +16,8 @@ from installation.control.inbox import Inbox
 from installation.control.keys import KEYS, key_action, key_handlers
 from installation.control.state import DESCRIPTIONS, STATE_FIELDS, TYPE_TAGS, ControlState, state_address
 from installation.engine.commands import COMMANDS, parse_command
-from installation.presets import OscConfig, PresetError, load_preset
+from installation.presets import PresetError, load_preset
+from installation.control.config import OscConfig
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 

@@ -28,7 +28,7 @@ from installation.control.oscquery import OscQueryServer, methods
 from installation.control.packets import build_message
 from installation.control.service import ControlService
 from installation.control.state import STATE_FIELDS, ControlState
-from installation.presets import OscConfig
+from installation.control.config import OscConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
 import osc_fuzz  # noqa: E402

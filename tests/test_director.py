@@ -17,7 +17,8 @@ from installation.control.state import ControlState
 from installation.engine import Engine, EngineConfig
 from installation.live.hud import hud_text
 from installation.models import create_stylegan1
-from installation.presets import GalleryConfig, PresetError, load_preset
+from installation.presets import PresetError, load_preset
+from installation.control.director import GalleryConfig
 from installation.schedule import parse_hours
 from installation.validation import ConfigError
 

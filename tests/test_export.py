@@ -18,7 +18,7 @@ from installation.cli import main
 from installation.engine import Engine, EngineConfig
 from installation.models import create_stylegan1, load_gan
 from installation.presets import load_preset
-from installation.recording.export import keyframe_interval, loop_picture
+from installation.exports.videos import keyframe_interval, loop_picture
 
 ROOT = Path(__file__).resolve().parents[1]
 

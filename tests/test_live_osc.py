@@ -16,7 +16,10 @@ from installation.display.offscreen import Offscreen
 from installation.engine import EngineConfig
 from installation.live.installation import Installation
 from installation.models import create_stylegan1, load_gan, save_gan
-from installation.presets import DisplayConfig, OscConfig, Preset, RenderConfig, WalkConfig
+from installation.presets import Preset
+from installation.control.config import OscConfig
+from installation.display.config import DisplayConfig
+from installation.engine.config import RenderConfig, WalkConfig
 from installation.walks import make_walks, render_walk_frames
 
 sys.path.insert(0, str(Path(__file__).parent))

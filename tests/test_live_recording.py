@@ -19,7 +19,8 @@ import pytest
 
 from installation.display.offscreen import Offscreen
 from installation.display.presenter import Presenter
-from installation.presets import PresetError, Preset, RecordConfig
+from installation.presets import PresetError, Preset
+from installation.recording.config import RecordConfig
 from installation.recording.live import LiveRecorder
 
 sys.path.insert(0, str(Path(__file__).parent))

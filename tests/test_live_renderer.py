@@ -14,7 +14,7 @@ from installation.engine.commands import CommandError
 from installation.frames import FrameChannel
 from installation.live.renderer import GLIDE_SECONDS, FrameRenderer, WalkSettings
 from installation.models import create_stylegan1
-from installation.presets import RenderConfig, WalkConfig
+from installation.engine.config import RenderConfig, WalkConfig
 from installation.validation import ConfigError
 from installation.walks import make_walks, render_walk_frames
 

@@ -9,7 +9,7 @@ from installation.engine.config import ConfigError
 from installation.models import default_checkpoint, load_gan
 from installation.models.gan import PRECISIONS, GAN, HostFrames, cpu_has_fast_bf16, resolve_precision
 from installation.models.stylegan2 import Generator as SG2Generator
-from installation.presets import RenderConfig
+from installation.engine.config import RenderConfig
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:

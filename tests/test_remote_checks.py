@@ -15,7 +15,8 @@ from installation.live.logfile import LOG_FILE, log_file
 from installation.live.status import (STATUS_FILE, LiveStatus, RemoteChecks, ThumbnailLog, read_status,
                                       write_status)
 from installation.models import create_stylegan1
-from installation.presets import LogsConfig, PresetError, load_preset
+from installation.presets import PresetError, load_preset
+from installation.live.status import LogsConfig
 
 REQUIRED = ("iteration", "cycle", "phase", "fps", "uptime", "last_error", "engine_restarts", "disk_free",
             "recording", "updated", "pid", "version", "model")

@@ -15,7 +15,7 @@ import pytest
 
 from installation.display.offscreen import Offscreen
 from installation.display.presenter import Presenter
-from installation.presets import RecordConfig
+from installation.recording.config import RecordConfig
 from installation.recording.encoder import EncoderError, VideoEncoder
 from installation.recording.live import LiveRecorder
 from installation.recording.yuv import converts_in_gl

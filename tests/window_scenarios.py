@@ -20,7 +20,9 @@ from installation.live.installation import Installation  # noqa: E402
 from installation.control.actions import action  # noqa: E402
 from installation.display.window import Window  # noqa: E402
 from installation.engine import EngineConfig  # noqa: E402
-from installation.presets import DisplayConfig, Preset, RenderConfig, WalkConfig  # noqa: E402
+from installation.presets import Preset  # noqa: E402
+from installation.display.config import DisplayConfig  # noqa: E402
+from installation.engine.config import RenderConfig, WalkConfig  # noqa: E402
 
 SIZE = (320, 240)
 

@@ -2,7 +2,7 @@
 
 `SPECS` is the single table of actions. The OSC dispatcher, the OSCQuery tree, docs/osc.md and the Open Stage
 Control session are all generated from it, so they cannot disagree. Ranges are enforced by the same check
-functions the engine and the presets use (engine/config.py, presets.WalkConfig): one rule per range.
+functions the engine and the presets use (engine/config.py, WalkConfig there too): one rule per range.
 
 Kinds: `engine` actions go down the engine's command pipe (`Action.engine_command()`), `display` actions apply in
 the display process, `query` actions are answered by the OSC server from the published state and never queued.
@@ -18,9 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..engine.config import LOSSES, MAX_BATCH, ConfigError, check_batch, check_float, check_int, check_loss, \
-    check_lr, check_rate
-from ..presets import WalkConfig, check_codec
-from ..recording.encoder import CODECS
+    check_lr, check_rate, WalkConfig
+from ..recording import CODECS, check_codec
 
 MAX_LOOP_SECONDS = 600.0  # the longest loop /uncanny/record/loop exports (a seamless loop is seconds to minutes)
 MAX_STRING = 64  # the longest string argument any action takes (loss and codec names)
@@ -86,7 +85,7 @@ class Spec:
 
 
 def _walk(field: str) -> Callable[[Any], Any]:
-    """The walk's own rule (presets.WalkConfig), so a walk control accepts exactly what a preset file does."""
+    """The walk's own rule (engine.config.WalkConfig), so a walk control accepts exactly what a preset file does."""
     def check(value: Any) -> Any:
         return getattr(WalkConfig(**{field: value}), field)
     return check

@@ -5,7 +5,7 @@ live loop puts into the same inbox, and it reads what flows back (`ControlState`
 collapsed). `Director.tick(now, wall, state)` is a pure state machine: `now` is the monotonic clock (phase
 timers), `wall` the local wall-clock time (opening hours), so tests drive it as fast as they like.
 
-The `[gallery]` cycle (presets.GalleryConfig):
+The `[gallery]` cycle (GalleryConfig):
 
     collapse   journey (train until collapsed or max_iterations) -> hold -> fade_out -> return (reset to
                iteration 0) -> fade_in -> journey ...
@@ -28,9 +28,9 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
-from ..presets import GalleryConfig
 from ..schedule import parse_hours
 from ..storage import atomic_write_bytes
+from ..validation import ConfigError, check_choice, check_float, check_int
 from .actions import Action, action
 from .state import PHASES, ControlState
 
@@ -41,6 +41,40 @@ BLACK_PHASES = frozenset({"fade_out", "return", "closed"})  # the screen is (goi
 ENGINE_UP = ("running", "paused", "failed")  # statuses in which the engine takes commands
 RESEND_SECONDS = 3.0  # a request the engine's state does not show carried out yet is sent again after this
 FILE_NAME = "director.json"
+
+
+CYCLES = ("off", "collapse", "pingpong", "loop")
+
+
+@dataclass(frozen=True)
+class GalleryConfig:
+    """The gallery director ([gallery] table, control/director.py): the journey cycling on its own, opening hours."""
+
+    cycle: str = "off"  # off | collapse | pingpong | loop
+    max_iterations: int = 3000  # collapse, pingpong: the journey ends here if the collapse flag has not come
+    hold_seconds: float = 60.0  # the end of the journey stays on screen (training paused) this long
+    fade_seconds: float = 5.0  # fades to black and back
+    step_seconds: float = 2.0  # pingpong: seconds per snapshot on the way back to realism
+    loop_from: int = 0  # loop: the journey travels from this iteration ...
+    loop_to: int = 1000  # ... to this one, again and again
+    hours: str = ""  # opening hours, e.g. "mon-fri 10:00-18:00, sat 12:00-16:00"; empty = always open
+
+    def __post_init__(self) -> None:
+        check_choice("cycle", self.cycle, CYCLES)
+        check_int("max_iterations", self.max_iterations, 1)
+        check_float("hold_seconds", self.hold_seconds, 0.0, 86400.0)
+        check_float("fade_seconds", self.fade_seconds, 0.0, 600.0)
+        check_float("step_seconds", self.step_seconds, 0.0, 3600.0)
+        check_int("loop_from", self.loop_from, 0)
+        check_int("loop_to", self.loop_to, 1)
+        if self.loop_to <= self.loop_from:
+            raise ConfigError(f"loop_to must be above loop_from ({self.loop_from}), got {self.loop_to}")
+        parse_hours(self.hours)
+
+    @property
+    def active(self) -> bool:
+        """Whether the director has anything to do: a cycle, or opening hours to keep."""
+        return self.cycle != "off" or bool(self.hours.strip())
 
 
 @dataclass(frozen=True)

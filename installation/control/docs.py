@@ -13,7 +13,7 @@ import dataclasses
 import json
 from typing import Any
 
-from ..presets import OscConfig
+from .config import OscConfig
 from .actions import BY_NAME, MAX_STRING, SPECS, Spec
 from .keys import describe_keys
 from .osc import ERROR_ADDRESS, ERROR_BURST, ERROR_RATE, FEEDBACK_TICK, LOG_EVERY, MAX_SNAPSHOT_REPLY, PONG_ADDRESS, \

@@ -26,7 +26,7 @@ from typing import Any
 from pythonosc.dispatcher import Dispatcher
 from pythonosc.osc_server import BlockingOSCUDPServer
 
-from ..presets import OscConfig, parse_target
+from .config import OscConfig, parse_target
 from .actions import BY_NAME, ROOT, ActionError, Spec, make_action, osc_specs
 from .inbox import Inbox
 from .packets import PacketError, build_message, check_datagram

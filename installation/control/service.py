@@ -12,8 +12,8 @@ With `enabled = false` (`--no-osc`) there are no sockets and no threads; the inb
 
 from __future__ import annotations
 
-from ..presets import OscConfig
 from .actions import Action
+from .config import OscConfig
 from .inbox import Inbox
 from .osc import OscServer
 from .oscquery import OscQueryServer

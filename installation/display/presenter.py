@@ -18,9 +18,9 @@ import moderngl
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from .config import MODES
 from .shaders import SHADER_DIR, load_program
 
-MODES = ("fit", "fill", "stretch")
 MAX_AUTO_CROSSFADE = 1.0  # seconds; beyond this a stalled generator would make the picture look frozen mid-fade
 HUD_BACKGROUND = (0, 0, 0, 160)
 HUD_TEXT = (255, 255, 255, 255)

@@ -1,4 +1,6 @@
-"""Engine settings: one validated dataclass (presets will fill it from TOML), and the checks it shares with commands."""
+"""The engine process's settings: training ([engine]), the walks it draws ([walk]) and how it draws them ([render]),
+each a validated dataclass, and the checks they share with commands. No torch at import: presets and the fast
+commands read this module without loading it."""
 
 from __future__ import annotations
 
@@ -8,9 +10,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-
-from ..validation import ConfigError, check_choice, check_float, check_int  # noqa: F401 (the engine's rules are built on them)
+from ..models.config import PRECISIONS
+from ..validation import (ConfigError, check_choice, check_float, check_int, check_period,  # noqa: F401 (the engine's
+                          check_seed, check_truncation)  # rules are built on them)
 
 LOSSES = ("logit", "softplus", "log")
 MAX_BATCH = 64
@@ -50,8 +52,10 @@ def check_device(value: Any) -> str:
     return value
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str) -> Any:
     """'auto' is cuda where there is one and cpu otherwise; asking for cuda without one is an error, not a fallback."""
+    import torch
+
     check_device(name)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -117,3 +121,31 @@ class EngineConfig:
 
     def replace(self, **changes: Any) -> EngineConfig:
         return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class WalkConfig:
+    keyframes: int = 6  # keyframes per loop
+    period: float = 30.0  # seconds per loop
+    truncation: float = 0.7  # 1 = none
+    seed: int = 0
+    grid: int = 3  # N for the N x N population view
+
+    def __post_init__(self) -> None:
+        check_int("keyframes", self.keyframes, 2, 256)
+        check_period(self.period)
+        check_truncation(self.truncation)
+        check_seed(self.seed)
+        check_int("grid", self.grid, 1, 8)
+
+
+@dataclass(frozen=True)
+class RenderConfig:
+    share: float = 0.5  # share of the engine process's time spent drawing frames rather than training
+    max_fps: float = 30.0  # most generator frames per second
+    precision: str = "fp32"  # display frames only (models.gan.PRECISIONS); training stays fp32
+
+    def __post_init__(self) -> None:
+        check_float("share", self.share, 0.0, 0.95, low_open=True)
+        check_float("max_fps", self.max_fps, 1.0, 240.0)
+        check_choice("precision", self.precision, PRECISIONS)

@@ -10,7 +10,7 @@ from collections import deque
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,14 +23,17 @@ from ..engine import EngineProcess
 from ..engine.state import EngineState
 from ..frames import Frame, FrameChannel
 from ..messages import size_text
-from ..presets import OscConfig, Preset
+from ..control.config import OscConfig
 from ..recording.live import LiveRecorder
-from ..recording.loops import LoopExports
+from ..exports.background import LoopExports
 from .hud import hud_text
 from .motion import FrameQueue
 from .renderer import FrameRenderer, WalkSettings
 from .status import STOPPED, LiveStatus, RemoteChecks, disk_free, read_framebuffer, write_status
 from .supervisor import EngineSupervisor
+
+if TYPE_CHECKING:  # the preset is read here, never imported at run time (tests/test_structure.py)
+    from ..presets import Preset
 
 log = logging.getLogger(__name__)
 

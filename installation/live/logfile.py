@@ -12,8 +12,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..presets import LogsConfig
-from .status import package_version
+from .status import LogsConfig, package_version
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ..frames import FrameChannel
-from ..presets import RenderConfig, WalkConfig
+from ..engine.config import RenderConfig, WalkConfig
 from ..validation import check_period, check_seed, check_truncation
 from ..walks import draw_walks, make_walks, render_walk_frames, slerp
 

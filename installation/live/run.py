@@ -14,17 +14,19 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..control.service import ControlService
-from ..presets import Preset
 from ..signals import StopSignals
 from .installation import DisplayError, Installation
 from .notify import Notifier
 from .supervisor import RunRefused
 from .status import read_framebuffer
+
+if TYPE_CHECKING:  # the preset is read here, never imported at run time (tests/test_structure.py)
+    from ..presets import Preset
 
 
 @contextlib.contextmanager

@@ -24,14 +24,34 @@ from typing import Any
 
 import numpy as np
 
-from ..presets import LogsConfig
 from ..storage import atomic_write
+from ..validation import check_float, check_int
 
 STATUS_FILE = "status.json"
 THUMBNAIL_DIR = "thumbnails"
 STALE_INTERVALS = 3  # a status file older than this many of its intervals: the display process is gone or hung
 FIRST_THUMBNAIL_SECONDS = 30.0  # the first one soon after the start, so a remote check sees the picture came up
 STOPPED = "stopped"  # the phase of the last status a run writes as it stops cleanly: old, but not stale
+
+
+@dataclass(frozen=True)
+class LogsConfig:
+    """What the display process leaves for remote checks ([logs] table): status.json, the log, thumbnails."""
+
+    status_every: float = 5.0  # seconds between rewrites of status.json
+    log_mb: float = 10.0  # logs/uncanny.log rotates at this size ...
+    log_files: int = 5  # ... keeping this many older files
+    thumbnail_minutes: float = 10.0  # a thumbnail of the output this often; 0 = none
+    thumbnail_width: int = 320
+    thumbnail_budget_mb: float = 50.0  # the oldest thumbnails go to stay within this
+
+    def __post_init__(self) -> None:
+        check_float("status_every", self.status_every, 0.1, 3600.0)
+        check_float("log_mb", self.log_mb, 0.01, 10000.0)
+        check_int("log_files", self.log_files, 1, 100)
+        check_float("thumbnail_minutes", self.thumbnail_minutes, 0.0, 1440.0)
+        check_int("thumbnail_width", self.thumbnail_width, 16, 1920)
+        check_float("thumbnail_budget_mb", self.thumbnail_budget_mb, 0.0, 100000.0, low_open=True)
 
 
 @functools.cache  # a metadata lookup scans the installed distributions: once per process is enough

@@ -18,12 +18,12 @@ import torch
 from torch import Tensor, nn
 
 from ..validation import check_choice
+from .config import PRECISIONS
 from . import stylegan1, stylegan2, stylegan2_ada, stylegan3
 
 NVLABS_ARCHS = ("stylegan2-ada", "stylegan3")
 ARCHS = ("stylegan1", "stylegan2", *NVLABS_ARCHS)
 # Display precision (`[render] precision`): reduced precision is for frames only; training stays fp32.
-PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 

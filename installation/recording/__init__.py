@@ -2,12 +2,13 @@
 
 - `VideoEncoder` (encoder.py): frames in, a crash-safe video file out; never blocks the caller on a dead ffmpeg.
 - `claim_path`, `recover_partials` (files.py): names that never overwrite a recording, leftovers made playable.
-- `loop` and `film` (export.py, their commands in cli.py): frame-exact seamless loops and the journey film.
-- `LiveRecorder` (live.py): the performer's recordings of the presented picture (key v, /uncanny/record/*);
-  `LoopExports` (loops.py): `loop` run as a low-priority child for /uncanny/record/loop during the show.
+- `RecordConfig`, `check_codec` (config.py): the [record] table and the codec rule OSC shares.
+- `LiveRecorder` (live.py): the performer's recordings of the presented picture (key v, /uncanny/record/*).
+The offline loop and film exports are a package of their own (exports/).
 """
 
-from .encoder import CODECS, EncoderError, VideoEncoder
+from .config import RecordConfig, check_codec
+from .encoder import CODECS, KEYFRAME_SECONDS, EncoderError, VideoEncoder
 from .files import claim_path, recover_partials
 
-__all__ = ["CODECS", "EncoderError", "VideoEncoder", "claim_path", "recover_partials"]
+__all__ = ["CODECS", "EncoderError", "KEYFRAME_SECONDS", "RecordConfig", "VideoEncoder", "check_codec", "claim_path", "recover_partials"]

@@ -29,7 +29,7 @@ import moderngl
 
 from ..display.presenter import layout
 from ..display.shaders import load_program
-from ..presets import RecordConfig
+from .config import RecordConfig
 from .encoder import CODECS, EncoderError
 from .files import recover_partials
 from .supervised import SupervisedVideo

@@ -17,9 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-from ..presets import RecordConfig
-from .encoder import CODECS
-from .files import claim_path
+from ..recording import CODECS, RecordConfig, claim_path
 
 # the folder holding this very package (a checkout, or site-packages for a wheel, which has no run_installation.py):
 # the export child imports the same code as the show, run as `python -P -m installation` so its working folder

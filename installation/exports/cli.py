@@ -1,4 +1,4 @@
-"""`loop` and `film`: the exhibition videos of a journey (recording/export.py) as commands.
+"""`loop` and `film`: the exhibition videos of a journey (videos.py) as commands.
 
 Wire them in with `add_export_parsers(commands)` on the main parser's subparsers. torch and GL load only when a
 command runs, so `--help` and argument errors stay fast. Both print their figures, then the written file's path as
@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from ..arguments import UsageError, positive_float, size_arg, whole_number
-from .encoder import CODECS, EncoderError
+from ..recording import CODECS, EncoderError
 
 
 def _video_options(parser: argparse.ArgumentParser, seconds: float | None, fps: float) -> None:
@@ -71,7 +71,7 @@ def add_export_parsers(commands: argparse._SubParsersAction) -> None:
 def _preset(args: argparse.Namespace):
     """The preset with this command's size, fps, walk seed and grid (checked by the preset's own rules)."""
     from ..presets import load_preset
-    from .export import check_output
+    from .videos import check_output
 
     preset = load_preset(args.preset)
     width, height = args.size or (None, None)
@@ -83,7 +83,7 @@ def _preset(args: argparse.Namespace):
 
 def _checked(function, *args, **options):
     """Export refusals become usage errors (one line, exit 2)."""
-    from .export import ExportError
+    from .videos import ExportError
 
     try:
         return function(*args, **options)
@@ -118,7 +118,7 @@ def _encode(export, *args) -> object:
     """Run an export with the stop signals noted (the file is finalised between two frames): a failed or stopped
     encode is one line and exit 1."""
     from ..signals import StopSignals
-    from .export import ExportStopped
+    from .videos import ExportStopped
 
     try:
         with StopSignals() as stop:
@@ -129,7 +129,7 @@ def _encode(export, *args) -> object:
 
 
 def cmd_loop(args: argparse.Namespace) -> None:
-    from .export import export_loop, snapshot_at_or_before
+    from .videos import export_loop, snapshot_at_or_before
 
     if args.iteration is not None and args.run_dir is None:
         raise UsageError("--iteration picks a snapshot of a run folder; give --run-dir too")
@@ -152,7 +152,7 @@ def cmd_loop(args: argparse.Namespace) -> None:
 
 
 def cmd_film(args: argparse.Namespace) -> None:
-    from .export import Journey, export_film, snapshot_files
+    from .videos import Journey, export_film, snapshot_files
 
     preset = _preset(args)
     journey = Journey(_checked(snapshot_files, args.run_dir))

@@ -21,19 +21,28 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Protocol
 
 import numpy as np
 import torch
 
 from ..display.offscreen import OffscreenError, open_offscreen
 from ..display.presenter import Presenter
+from ..display.config import DisplayConfig
+from ..engine.config import RenderConfig, WalkConfig
 from ..engine.snapshots import FILE_NAME, SnapshotStore
 from ..models import GAN
-from ..presets import Preset
 from ..signals import StopSignals
 from ..walks import loop_times, make_walks, render_walk_frames
-from .encoder import CODECS, KEYFRAME_SECONDS, EncoderError, VideoEncoder
+from ..recording import CODECS, KEYFRAME_SECONDS, EncoderError, VideoEncoder
+
+
+class Look(Protocol):
+    """What an export draws and how: a preset's [walk], [display] (size, fps, mode, letterbox) and [render] tables."""
+
+    walk: WalkConfig
+    display: DisplayConfig
+    render: RenderConfig
 
 
 class ExportError(Exception):
@@ -108,7 +117,7 @@ def keyframe_interval(frames: int, fps: float) -> int:
 class Stage:
     """The screen, offscreen: generator frames (N, R, R, 3) in, the presented RGB picture (H, W, 3) out."""
 
-    def __init__(self, preset: Preset) -> None:
+    def __init__(self, preset: Look) -> None:
         display = preset.display
         try:
             self.surface = open_offscreen(display.width, display.height, "exports")
@@ -178,7 +187,7 @@ class Steps:
                             max(self.values, default=0.0))
 
 
-def _encode(out: Path, preset: Preset, codec: str, pictures: Iterator[np.ndarray], total: int, label: str,
+def _encode(out: Path, preset: Look, codec: str, pictures: Iterator[np.ndarray], total: int, label: str,
             stream: IO[str], keyframes: int | None = None, stop: StopSignals | None = None) -> ExportReport:
     """Every picture into `out` (written as out.partial, renamed when complete), with progress and the steps.
     A stop signal (see signals.py) ends it between two frames, with the frames so far finalised."""
@@ -205,12 +214,12 @@ def _encode(out: Path, preset: Preset, codec: str, pictures: Iterator[np.ndarray
     return steps.report(path, display.fps, start)
 
 
-def _walks(gan: GAN, preset: Preset, grid: bool, period: float) -> list:
+def _walks(gan: GAN, preset: Look, grid: bool, period: float) -> list:
     walk = preset.walk
     return make_walks(walk.grid**2, gan.latent_dim, walk.keyframes, period, walk.seed)[:walk.grid**2 if grid else 1]
 
 
-def export_loop(gan: GAN, preset: Preset, seconds: float, codec: str, grid: bool, out: Path,
+def export_loop(gan: GAN, preset: Look, seconds: float, codec: str, grid: bool, out: Path,
                 stream: IO[str] = sys.stderr, stop: StopSignals | None = None) -> ExportReport:
     """The seamless loop of `gan` (frozen) as `seconds` * fps frames into `out`; see the module docstring."""
     times = loop_times(seconds, preset.display.fps)
@@ -225,7 +234,7 @@ def export_loop(gan: GAN, preset: Preset, seconds: float, codec: str, grid: bool
         stage.close()
 
 
-def loop_picture(gan: GAN, preset: Preset, seconds: float, grid: bool, t: float) -> np.ndarray:
+def loop_picture(gan: GAN, preset: Look, seconds: float, grid: bool, t: float) -> np.ndarray:
     """One presented picture of the loop at walk time t (for checks: t = seconds must give frame 0)."""
     stage = Stage(preset)
     try:
@@ -265,7 +274,7 @@ class Journey:
                     tensor.copy_(a[name])
 
 
-def export_film(gan: GAN, journey: Journey, preset: Preset, seconds: float, codec: str, grid: bool, caption: bool,
+def export_film(gan: GAN, journey: Journey, preset: Look, seconds: float, codec: str, grid: bool, caption: bool,
                 out: Path, stream: IO[str] = sys.stderr, stop: StopSignals | None = None) -> ExportReport:
     """The journey from its first to its newest snapshot in `seconds` * fps frames; see the module docstring.
     `gan` is the first snapshot's model (its weights are overwritten frame by frame)."""
