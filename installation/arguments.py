@@ -16,6 +16,9 @@ from .validation import ConfigError, parse_size
 
 
 EXIT_BAD_INPUT = 2  # every command's exit code for input it refuses (argparse's own too); the service does not relaunch
+# a start that cannot run *now* (a busy port, no display or GPU yet, the run folder held, an engine that cannot be
+# killed): sysexits' EX_TEMPFAIL, which the service restarts with its back-off
+EXIT_TRY_AGAIN = 75
 
 
 class UsageError(Exception):
