@@ -20,11 +20,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import installation  # noqa: E402,F401  # first: its thread policy and triton go before torch and GL
-import moderngl  # noqa: E402
 import torch  # noqa: E402
 
 from bench_engine import cpu_name  # noqa: E402
-from installation.live.installation import Installation  # noqa: E402
+from installation.control.config import OscConfig  # noqa: E402
+from installation.control.service import ControlService  # noqa: E402
+from installation.display.offscreen import Offscreen  # noqa: E402
+from installation.live.run import live_show  # noqa: E402
 from installation.arguments import size_arg  # noqa: E402
 from installation.engine import EngineConfig  # noqa: E402
 from installation.models import default_checkpoint, load_gan  # noqa: E402
@@ -52,26 +54,24 @@ def main() -> None:
         preset = Preset(engine=EngineConfig(device=args.device, threads=args.threads),
                         display=DisplayConfig(width=width, height=height, show_grid=args.grid),
                         render=RenderConfig())
-        ctx = moderngl.create_standalone_context(backend="egl")
-        fbo = ctx.framebuffer(color_attachments=[ctx.renderbuffer((width, height), 4)])
-        installation = Installation(preset, checkpoint, resolution, Path(tmp) / "run", ctx, (width, height))
-        try:
+        surface = Offscreen(width, height)
+        ctx = surface.ctx
+        with surface, live_show(preset, checkpoint, resolution, Path(tmp) / "run", surface,
+                                ControlService(OscConfig(enabled=False))) as loop:
             def measure(seconds: float) -> tuple[int, float, int, int]:
                 refreshes, end = 0, time.monotonic() + seconds
                 while time.monotonic() < end:
-                    fbo.use()
-                    installation.tick((width, height))
+                    surface.begin()
+                    loop.tick()
                     ctx.finish()  # count a refresh only once llvmpipe / the GPU has drawn it
                     refreshes += 1
-                return refreshes, seconds, installation.last_sequence, installation.state.iteration
+                return refreshes, seconds, loop.picture.last_sequence, loop.supervisor.state.iteration
 
-            while installation.state.status != "running":
+            while loop.supervisor.state.status != "running":
                 measure(0.2)
             measure(args.warmup)
             _, _, frames0, steps0 = measure(0.01)
             refreshes, seconds, frames1, steps1 = measure(args.seconds)
-        finally:
-            installation.close()
         print(f"device: engine {preset.engine.device} ({torch.cuda.get_device_name() if torch.cuda.is_available() else cpu_name()}), "
               f"display {ctx.info['GL_RENDERER']}")
         print(f"model: {checkpoint.name} at {resolution} px; screen {width}x{height}; "

@@ -42,10 +42,9 @@ def report(frames: list[np.ndarray], fps: float, what: str) -> None:
 
 
 def headless(args: argparse.Namespace) -> None:
-    import moderngl
-
     from installation.display.offscreen import Offscreen
-    from installation.live.installation import Installation
+    from installation.control.service import ControlService
+    from installation.live.run import live_show
     from installation.live.renderer import poster
     from installation.models import default_checkpoint, load_gan
     from installation.presets import Preset
@@ -57,26 +56,24 @@ def headless(args: argparse.Namespace) -> None:
     width, height = args.size
     preset = Preset(display=DisplayConfig(width=width, height=height), osc=OscConfig(enabled=False))
     first = poster(gan, preset.walk, False, preset.render.precision)
-    ctx = moderngl.create_standalone_context(backend="egl")
-    surface = Offscreen(width, height, ctx=ctx)
+    surface = Offscreen(width, height)
+    ctx = surface.ctx
     frames = []
-    with tempfile.TemporaryDirectory() as tmp:
-        installation = Installation(preset, checkpoint, gan.resolution, Path(tmp) / "run", ctx, (width, height),
-                                    poster=first)
-        del gan
-        try:
-            start = due = time.monotonic()
-            while time.monotonic() - start < args.skip + args.seconds:
-                surface.use()
-                installation.tick((width, height))
-                image = surface.read()
-                if time.monotonic() - start >= args.skip:
-                    frames.append(image)
-                due += 1 / args.fps
-                time.sleep(max(0.0, due - time.monotonic()))
-            steps, delay = installation.state.steps_per_second, installation.motion.delay
-        finally:
-            installation.close()
+    resolution = gan.resolution
+    del gan
+    with tempfile.TemporaryDirectory() as tmp, surface, \
+            live_show(preset, checkpoint, resolution, Path(tmp) / "run", surface, ControlService(preset.osc),
+                      poster=first) as loop:
+        start = due = time.monotonic()
+        while time.monotonic() - start < args.skip + args.seconds:
+            surface.begin()
+            loop.tick()
+            image = surface.read()
+            if time.monotonic() - start >= args.skip:
+                frames.append(image)
+            due += 1 / args.fps
+            time.sleep(max(0.0, due - time.monotonic()))
+        steps, delay = loop.supervisor.state.steps_per_second, loop.picture.motion.delay
     print(f"device: {cpu_name()}, display {ctx.info['GL_RENDERER']}; {checkpoint.name}, {width}x{height}, training at "
           f"{steps:.2f} steps/s, playback {delay:.2f} s behind real time")
     report(frames, args.fps, "presented (headless)")

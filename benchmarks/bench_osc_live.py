@@ -25,7 +25,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import moderngl  # noqa: E402
 import torch  # noqa: E402
 
 from bench_engine import cpu_name  # noqa: E402
@@ -35,7 +34,7 @@ from installation.control.packets import build_message  # noqa: E402
 from installation.control.service import ControlService  # noqa: E402
 from installation.display.offscreen import Offscreen  # noqa: E402
 from installation.engine import EngineConfig  # noqa: E402
-from installation.live.installation import Installation  # noqa: E402
+from installation.live.run import live_show  # noqa: E402
 from installation.models import default_checkpoint, load_gan  # noqa: E402
 from installation.presets import Preset  # noqa: E402
 from installation.control.config import OscConfig  # noqa: E402
@@ -62,18 +61,19 @@ def main() -> None:
     preset = Preset(engine=EngineConfig(device=args.device, snapshot_every=20),
                     display=DisplayConfig(width=width, height=height, crossfade=0.0), render=RenderConfig(),
                     osc=OscConfig(host="127.0.0.1", port=0, state_every=0.0))
-    ctx = moderngl.create_standalone_context(backend="egl")
-    surface = Offscreen(width, height, ctx=ctx)
+    surface = Offscreen(width, height)
+    ctx = surface.ctx
     control = ControlService(preset.osc)
     control.start()
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("127.0.0.1", 0))
     with tempfile.TemporaryDirectory() as tmp:
-        installation = Installation(preset, checkpoint, resolution, Path(tmp) / "run", ctx, (width, height), control)
+        show = live_show(preset, checkpoint, resolution, Path(tmp) / "run", surface, control)
+        loop = show.__enter__()
 
         def refresh() -> bytes:
-            surface.use()
-            installation.tick((width, height))
+            surface.begin()
+            loop.tick()
             return surface.read()
 
         def until(predicate, timeout: float = 120.0) -> float:
@@ -88,7 +88,7 @@ def main() -> None:
             return sent
 
         try:
-            until(lambda: refresh() is not None and installation.state.iteration >= 3)
+            until(lambda: refresh() is not None and loop.supervisor.state.iteration >= 3)
             blackout, back, reset = [], [], []
             for _ in range(args.trials):
                 sent = send("/uncanny/view/blackout", 1.0)
@@ -98,13 +98,13 @@ def main() -> None:
                 until(lambda: refresh().max() > 0)
                 back.append(time.perf_counter() - sent)
             for _ in range(max(1, args.trials // 2)):
-                until(lambda: refresh() is not None and installation.frame_iteration >= 3)
+                until(lambda: refresh() is not None and loop.picture.shown_iteration >= 3)
                 sent = send("/uncanny/reset")
-                until(lambda: refresh() is not None and installation.frame_iteration == 0)
+                until(lambda: refresh() is not None and loop.picture.shown_iteration == 0)
                 reset.append(time.perf_counter() - sent)
-            steps = installation.state.steps_per_second
+            steps = loop.supervisor.state.steps_per_second
         finally:
-            installation.close()
+            show.__exit__(None, None, None)
             control.stop()
             surface.release()
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else cpu_name()

@@ -81,7 +81,7 @@ def block(screen: Offscreen, presenter: Presenter, frames: list[np.ndarray], rec
             arrived = index
         screen.use()
         capture = recorder.capture_for(now, size) if recorder else None
-        presenter.render(now, timed(capture) if capture else None)
+        presenter.render(now, [timed(capture)] if capture else [])
         screen.ctx.finish()
         count += 1
         if refresh:

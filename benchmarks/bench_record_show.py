@@ -20,11 +20,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import installation  # noqa: E402,F401  # first: its thread policy and triton go before torch and GL
-import moderngl  # noqa: E402
 
 from bench_engine import cpu_name  # noqa: E402
 from installation.arguments import size_arg  # noqa: E402
-from installation.live.installation import Installation  # noqa: E402
+from installation.control.config import OscConfig  # noqa: E402
+from installation.control.service import ControlService  # noqa: E402
+from installation.display.offscreen import Offscreen  # noqa: E402
+from installation.live.run import live_show  # noqa: E402
 from installation.models import default_checkpoint, load_gan  # noqa: E402
 from installation.presets import Preset  # noqa: E402
 from installation.display.config import DisplayConfig  # noqa: E402
@@ -46,25 +48,25 @@ def main() -> None:
         checkpoint = default_checkpoint()
         resolution = load_gan(checkpoint, require_discriminator=True).resolution
         preset = Preset(display=DisplayConfig(width=width, height=height))
-        ctx = moderngl.create_standalone_context(backend="egl")
-        fbo = ctx.framebuffer(color_attachments=[ctx.renderbuffer((width, height), 4)])
-        show = Installation(preset, checkpoint, resolution, Path(tmp) / "run", ctx, (width, height))
+        surface = Offscreen(width, height)
+        ctx = surface.ctx
         results: dict[bool, list[dict[str, float]]] = {False: [], True: []}
-        try:
+        with surface, live_show(preset, checkpoint, resolution, Path(tmp) / "run", surface,
+                                ControlService(OscConfig(enabled=False))) as show:
             def block(seconds: float) -> dict[str, float]:
                 start, count = time.monotonic(), 0
-                frames, steps = show.last_sequence, show.state.iteration
+                frames, steps = show.picture.last_sequence, show.supervisor.state.iteration
                 while time.monotonic() - start < seconds:
-                    fbo.use()
-                    show.tick((width, height))
+                    surface.begin()
+                    show.tick()
                     ctx.finish()  # a refresh counts once llvmpipe has drawn it, as a window's swap waits
                     count += 1
                     time.sleep(max(0.0, start + count / args.refresh - time.monotonic()))
                 elapsed = time.monotonic() - start
-                return {"fps": count / elapsed, "steps": (show.state.iteration - steps) / elapsed,
-                        "frames": (show.last_sequence - frames) / elapsed}
+                return {"fps": count / elapsed, "steps": (show.supervisor.state.iteration - steps) / elapsed,
+                        "frames": (show.picture.last_sequence - frames) / elapsed}
 
-            while show.state.status != "running":
+            while show.supervisor.state.status != "running":
                 block(0.2)
             block(args.warmup)
             print(f"device: {cpu_name()}, display {ctx.info['GL_RENDERER']}; {width}x{height} held to "
@@ -73,7 +75,7 @@ def main() -> None:
             for _ in range(args.rounds):
                 for recording in (False, True):
                     if recording:
-                        show.recorder.start(None, show.state.iteration, (width, height))
+                        show.recorder.start(None, show.supervisor.state.iteration, (width, height))
                     figures = block(args.seconds)
                     if recording:
                         show.recorder.stop()
@@ -84,8 +86,6 @@ def main() -> None:
                              if recording else "")
                     print(f"  {'recording' if recording else 'plain    '}: {figures['fps']:5.1f} fps, "
                           f"{figures['steps']:4.2f} steps/s, {figures['frames']:4.1f} generator frames/s{extra}")
-        finally:
-            show.close()
     median = {key: {rec: statistics.median(r[key] for r in results[rec]) for rec in (False, True)}
               for key in ("fps", "steps", "frames")}
     print(f"median without / with a recording: display {median['fps'][False]:.1f} / {median['fps'][True]:.1f} fps "

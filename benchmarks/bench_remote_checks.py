@@ -23,7 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from installation.display.offscreen import Offscreen  # noqa: E402
 from installation.journal import compact_metrics  # noqa: E402
-from installation.live.status import LiveStatus, ThumbnailLog, read_framebuffer, write_status  # noqa: E402
+from installation.display.surface import read_framebuffer  # noqa: E402
+from installation.live.status import LiveStatus, ThumbnailLog, write_status  # noqa: E402
 
 
 def metrics_lines(count: int) -> bytes:

@@ -122,7 +122,7 @@ def _has_display() -> bool:
 def cmd_run(args: argparse.Namespace) -> None:
     from .live.renderer import poster
     from .live.logfile import log_file
-    from .live.run import open_run_folder, run_headless, run_window
+    from .live.run import open_run_folder, run
     from .engine.config import resolve_device
     from .models import CheckpointError, load_gan
     from .presets import PresetError, load_preset
@@ -168,9 +168,7 @@ def cmd_run(args: argparse.Namespace) -> None:
         if headless:
             print(f"uncanny: headless: writing {run_dir}/live-DATE-TIME.mp4 until Ctrl-C or SIGTERM"
                   + (f" or {args.seconds:g} s" if args.seconds else ""), file=sys.stderr)
-            report = run_headless(preset, checkpoint, resolution, run_dir, args.seconds, stop, first_picture)
-        else:
-            report = run_window(preset, checkpoint, resolution, run_dir, args.seconds, stop, first_picture)
+        report = run(preset, checkpoint, resolution, run_dir, args.seconds, stop, first_picture, headless)
     if report.refused:
         raise UsageError(report.error)
     print(f"uncanny: {report.summary()}", file=sys.stderr)
@@ -294,7 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Callable[[argparse.Namespace], None] = args.handler
     from .control.cli import OscCliError
     from .control.osc import OscError
-    from .live.installation import DisplayError
+    from .live.run import DisplayError
     from .engine import ConfigError
     from .engine.engine import RunFolderError
     from .models import CheckpointError

@@ -21,6 +21,7 @@ from .display.config import DisplayConfig
 from .engine.config import EngineConfig, RenderConfig, WalkConfig
 from .live.status import LogsConfig
 from .models.config import ModelConfig
+from .outputs import KINDS as OUTPUT_KINDS
 from .recording.config import RecordConfig
 from .resources import data_dir
 from .validation import ConfigError
@@ -43,6 +44,7 @@ class Preset:
     record: RecordConfig = field(default_factory=RecordConfig)
     logs: LogsConfig = field(default_factory=LogsConfig)
     gallery: GalleryConfig = field(default_factory=GalleryConfig)
+    outputs: tuple[Any, ...] = ()  # the [[output]] tables: one config per output (outputs/), in order
     source: str = "built-in defaults"
 
     def replace(self, section: str, **changes: Any) -> Preset:
@@ -85,6 +87,28 @@ def _build(cls: type, table: dict[str, Any]) -> Any:
     return cls(**values)
 
 
+def _outputs(tables: Any) -> tuple[Any, ...]:
+    """The [[output]] array of tables: each one's `kind` picks its config class (outputs.KINDS)."""
+    if not isinstance(tables, list):
+        raise ConfigError("output must be an array of tables, each starting with [[output]]")
+    built, labels = [], set()
+    for number, table in enumerate(tables, 1):
+        where = f"[[output]] #{number}"
+        kind = table.get("kind") if isinstance(table, dict) else None
+        if kind not in OUTPUT_KINDS:
+            raise ConfigError(f"{where}: kind must be one of {', '.join(OUTPUT_KINDS)}, got {kind!r}")
+        try:
+            config = _build(OUTPUT_KINDS[kind][0], table)
+        except (ConfigError, TypeError) as error:
+            raise ConfigError(f"{where} ({kind}): {error}") from None
+        if config.label in labels:
+            raise ConfigError(f"{where} ({kind}): a second output {config.label}; give each its own name, url or "
+                              "monitor")
+        labels.add(config.label)
+        built.append(config)
+    return tuple(built)
+
+
 def load_preset(name_or_path: str | Path) -> Preset:
     """A preset by file path, or by name from presets/ (`default` = presets/default.toml)."""
     path = Path(name_or_path)
@@ -99,8 +123,15 @@ def load_preset(name_or_path: str | Path) -> Preset:
         raise PresetError(f"{path}: not valid TOML ({error})") from None
     built: dict[str, Any] = {}
     for section, table in data.items():
+        if section == "output":
+            try:
+                built["outputs"] = _outputs(table)
+            except (ConfigError, TypeError) as error:
+                raise PresetError(f"{path}: {error}") from None
+            continue
         if section not in _CLASSES:
-            raise PresetError(f"{path}: unknown table [{section}]; known tables: {', '.join(_CLASSES)}")
+            raise PresetError(f"{path}: unknown table [{section}]; known tables: {', '.join(_CLASSES)}, "
+                              "[[output]]")
         if not isinstance(table, dict):
             raise PresetError(f"{path}: {section} must be a table ([{section}]), got {table!r}")
         try:

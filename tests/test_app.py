@@ -99,7 +99,7 @@ def test_monitor_with_a_window_or_headless_says_it_is_ignored(tmp_path, mode, re
 
 
 def test_shared_memory_sizes_read_sensibly():
-    from installation.live.installation import DisplayError, _check_shared_memory
+    from installation.live.run import DisplayError, _check_shared_memory
     from installation.messages import size_text as _size_text
 
     assert [_size_text(n) for n in (300 * 1024, 36_864, 3 * 2**20 + 2**19, 5 * 2**30)] == [

@@ -97,7 +97,7 @@ def test_collapse_cycle_runs_to_the_end_holds_fades_resets_and_counts_two_cycles
     assert ("blackout", (0.0, 0.5)) in names[first_reset:]
     assert json.loads((rig.run_dir / "director.json").read_text())["cycle"] == 2
     assert rig.published.cycle == 2 and rig.blackout == 0.0
-    assert "cycle 2 journey" in hud_text(rig.engine.state(), 30.0, None, True, rig.director.describe())
+    assert "cycle 2 journey" in hud_text(rig.published, True, rig.director.describe())
 
 
 def test_pingpong_walks_back_through_the_snapshots_to_realism_and_forward_again(tmp_path):

@@ -14,7 +14,7 @@ import pytest
 from installation.control.service import ControlService
 from installation.display.offscreen import Offscreen
 from installation.engine import EngineConfig
-from installation.live.installation import Installation
+from installation.live.run import live_show
 from installation.models import create_stylegan1, load_gan, save_gan
 from installation.presets import Preset
 from installation.control.config import OscConfig
@@ -43,20 +43,21 @@ class Live:
         self.control = ControlService(self.preset.osc)
         self.control.start()
         self.surface = Offscreen(*SIZE, ctx=ctx)
-        self.installation = Installation(self.preset, checkpoint, 32, run_dir, ctx, SIZE, self.control)
+        self._show = live_show(self.preset, checkpoint, 32, run_dir, self.surface, self.control)
+        self.loop = self._show.__enter__()
         self.client = Client(self.control.osc.address)
         self.run_dir, self.refreshes = run_dir, 0
 
     def tick(self) -> np.ndarray:
         self.surface.use()
-        self.installation.tick(SIZE)
+        self.loop.tick()
         self.refreshes += 1
         return self.surface.read()
 
     def until(self, predicate, what: str, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         while not predicate():
-            assert time.monotonic() < deadline, f"timed out waiting for {what}; engine {self.installation.state}"
+            assert time.monotonic() < deadline, f"timed out waiting for {what}; engine {self.loop.supervisor.state}"
             self.tick()
             time.sleep(0.01)
 
@@ -72,11 +73,11 @@ class Live:
                 self.tick()
 
     def frame(self):
-        return self.installation.channel.read()
+        return self.loop.picture.channel.read()
 
     def close(self) -> None:
         self.client.close()
-        self.installation.close()
+        self._show.__exit__(None, None, None)
         self.control.stop()
         self.surface.release()
 
@@ -107,42 +108,42 @@ def matches(frame, expected: np.ndarray) -> bool:
 
 
 def test_every_address_does_what_it_documents(live, checkpoint):
-    installation, client = live.installation, live.client
+    loop, client = live.loop, live.client
     client.send("/uncanny/ping")
     assert live.reply("/uncanny/pong") == []
-    live.until(lambda: installation.state.iteration >= 2 * SNAPSHOT_EVERY + 1, "two snapshots")
+    live.until(lambda: loop.supervisor.state.iteration >= 2 * SNAPSHOT_EVERY + 1, "two snapshots")
 
     # pause / resume: the iteration stops and goes on; the walk keeps being drawn
     client.send("/uncanny/pause")
     assert live.reply("/uncanny/state/paused", lambda a: a == [1])
-    held, sequence = installation.state.iteration, installation.last_sequence
+    held, sequence = loop.supervisor.state.iteration, loop.picture.last_sequence
     for _ in range(20):
         live.tick()
         time.sleep(0.02)
-    assert installation.state.iteration == held and installation.last_sequence > sequence
+    assert loop.supervisor.state.iteration == held and loop.picture.last_sequence > sequence
     client.send("/uncanny/snapshot")
-    live.until(lambda: held in installation.state.snapshots, "the snapshot asked for")
+    live.until(lambda: held in loop.supervisor.state.snapshots, "the snapshot asked for")
     client.send("/uncanny/snapshots")
     assert held in live.reply("/uncanny/snapshots")
 
     # rewind N: the newest snapshot at or before N, and the next frames are that snapshot's generator
     client.send("/uncanny/rewind", SNAPSHOT_EVERY + 2)
-    live.until(lambda: installation.state.iteration == SNAPSHOT_EVERY, "the rewind")
+    live.until(lambda: loop.supervisor.state.iteration == SNAPSHOT_EVERY, "the rewind")
     live.until(lambda: live.frame().iteration == SNAPSHOT_EVERY, "frames of the rewound weights")
     frame = live.frame()
     assert matches(frame, offline(live.run_dir / "snapshots" / f"it{SNAPSHOT_EVERY:08d}.pt",
-                                  installation.renderer.settings, frame.walk_time))
+                                  loop.stage.walk, frame.walk_time))
     # rewind without an argument: one snapshot back; reset: the unmodified model
     client.send("/uncanny/rewind")
-    live.until(lambda: installation.state.iteration == 0, "one snapshot back")
+    live.until(lambda: loop.supervisor.state.iteration == 0, "one snapshot back")
     client.send("/uncanny/resume")
-    live.until(lambda: installation.state.iteration >= 3, "training again")
+    live.until(lambda: loop.supervisor.state.iteration >= 3, "training again")
     client.send("/uncanny/pause")
     client.send("/uncanny/reset")
-    live.until(lambda: installation.state.iteration == 0 and installation.state.paused, "the reset")
+    live.until(lambda: loop.supervisor.state.iteration == 0 and loop.supervisor.state.paused, "the reset")
     live.until(lambda: live.frame().iteration == 0 and live.frame().time > time.time() - 0.5, "fresh frames")
     frame = live.frame()
-    assert matches(frame, offline(checkpoint, installation.renderer.settings, frame.walk_time))
+    assert matches(frame, offline(checkpoint, loop.stage.walk, frame.walk_time))
 
     # engine settings: applied, and echoed with the value in force
     for address, value in [("/uncanny/lr", 0.0005), ("/uncanny/loss", "softplus"), ("/uncanny/batch", 2),
@@ -150,7 +151,7 @@ def test_every_address_does_what_it_documents(live, checkpoint):
         client.send(address, value)
         echoed = live.reply(address, lambda a, v=value: a == [pytest.approx(v)] if isinstance(v, float) else a == [v])
         assert echoed
-    state = installation.state
+    state = loop.supervisor.state
     assert (state.lr, state.objective, state.batch, state.limit) == (0.0005, "softplus", 2, 4.0)
 
     # out of range: refused with an error reply, and the fader is told the value in force
@@ -168,7 +169,7 @@ def test_every_address_does_what_it_documents(live, checkpoint):
         assert live.reply(address, lambda a, v=value: a == [pytest.approx(v)])
     after = live.tick()
     assert np.abs(after.astype(int) - before.astype(int)).mean() < 20  # a glide, not a cut
-    settings = installation.renderer.settings
+    settings = loop.stage.walk
     assert (settings.period, settings.truncation, settings.seed) == (20.0, 0.5, 3)
 
     # the view: the population grid, the HUD
@@ -176,7 +177,7 @@ def test_every_address_does_what_it_documents(live, checkpoint):
     assert live.reply("/uncanny/view/grid", lambda a: a == [1])
     live.until(lambda: len(live.frame().pixels) == 4, "the 2 x 2 grid from the engine")
     client.send("/uncanny/view/hud", 1)
-    assert live.reply("/uncanny/view/hud", lambda a: a == [1]) and installation.hud
+    assert live.reply("/uncanny/view/hud", lambda a: a == [1]) and loop.stage.hud
 
     # blackout: the presented picture goes black, and comes back
     client.send("/uncanny/view/blackout", 1.0)
@@ -193,16 +194,16 @@ def test_every_address_does_what_it_documents(live, checkpoint):
     while client.pending() is not None:
         pass
     client.send("/uncanny/state")
-    assert live.reply("/uncanny/state/iteration") == [installation.state.iteration]
+    assert live.reply("/uncanny/state/iteration") == [loop.supervisor.state.iteration]
     assert live.reply("/uncanny/state/status") == ["paused"]
     assert live.reply("/uncanny/state/collapsed") == [0]
 
 
 def test_ten_thousand_malformed_datagrams_during_a_live_run(live):
-    installation, client = live.installation, live.client
-    live.until(lambda: installation.state.iteration >= 2, "training")
-    commands, refreshes = installation.state.commands, live.refreshes
-    sequence = installation.last_sequence
+    loop, client = live.loop, live.client
+    live.until(lambda: loop.supervisor.state.iteration >= 2, "training")
+    commands, refreshes = loop.supervisor.state.commands, live.refreshes
+    sequence = loop.picture.last_sequence
     sent = 0
     for datagram in osc_fuzz.datagrams(10_000, seed=7):
         client.send_raw(datagram)
@@ -221,21 +222,21 @@ def test_ten_thousand_malformed_datagrams_during_a_live_run(live):
         except AssertionError:
             continue
     assert answered == [4242]
-    live.until(lambda: installation.last_sequence > sequence + 3, "new frames after the fuzz")
+    live.until(lambda: loop.picture.last_sequence > sequence + 3, "new frames after the fuzz")
     assert live.refreshes >= refreshes + 40  # it presented all through the flood
-    assert installation.state.commands == commands  # not one of them reached the engine
-    assert installation.state.status == "running"
+    assert loop.supervisor.state.commands == commands  # not one of them reached the engine
+    assert loop.supervisor.state.status == "running"
 
 
 def test_a_sender_outside_allow_is_ignored(checkpoint, tmp_path, egl_ctx):
     closed = Live(checkpoint, tmp_path / "run", egl_ctx, allow=("10.0.0.0/8",))
     try:
-        closed.until(lambda: closed.installation.state.status == "running", "the engine")
+        closed.until(lambda: closed.loop.supervisor.state.status == "running", "the engine")
         closed.client.send("/uncanny/pause")
         closed.client.send("/uncanny/ping")
         with pytest.raises(AssertionError, match="no /uncanny/pong"):
             closed.reply("/uncanny/pong", timeout=1.5)
-        iteration = closed.installation.state.iteration
-        closed.until(lambda: closed.installation.state.iteration > iteration + 1, "training that was not paused")
+        iteration = closed.loop.supervisor.state.iteration
+        closed.until(lambda: closed.loop.supervisor.state.iteration > iteration + 1, "training that was not paused")
     finally:
         closed.close()

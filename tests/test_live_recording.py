@@ -70,7 +70,8 @@ def test_the_file_holds_the_picture_without_the_dot_and_the_hud_only_when_asked(
     assert recorder.start(None, 7, SIZE, now=start)
     for k in range(3):
         surface.use()
-        presenter.render(start + k / FPS, recorder.capture_for(start + k / FPS, SIZE), hud)
+        captures = [c for c in [recorder.capture_for(start + k / FPS, SIZE)] if c]
+        presenter.render(start + k / FPS, *(([], captures) if hud else (captures, [])))
     screen_pixels = surface.read()
     files = recorder.stop()
     assert len(files) == 1 and files[0].parent == tmp_path / "recordings"
@@ -95,7 +96,7 @@ def test_the_file_clock_repeats_late_refreshes_and_gives_up_a_long_stall(screen,
     def refresh(at: float) -> bool:
         capture = recorder.capture_for(start + at, SIZE)
         surface.use()
-        presenter.render(start + at, capture)
+        presenter.render(start + at, [capture] if capture else [])
         return capture is not None
 
     assert refresh(0.0)  # slot 0
@@ -118,7 +119,7 @@ def test_a_chosen_size_is_the_picture_fitted_into_it(screen, tmp_path):
     assert recorder.start(None, 0, SIZE, now=start)
     surface.use()
     presenter.set_hud(None)
-    presenter.render(start, recorder.capture_for(start, SIZE))
+    presenter.render(start, [c for c in [recorder.capture_for(start, SIZE)] if c])
     frame = decode(recorder.stop()[0])[0]
     assert frame.shape == (64, 64, 3)
     # 160x120 fitted into 64x64: 64x48 of picture (grey over most of it), bars above and below
@@ -142,7 +143,7 @@ def test_the_disk_guard_stops_a_recording_cleanly_and_tells_its_starter(screen, 
         presenter.set_frame(rng.integers(0, 256, (120, 120, 3), np.uint8), 0.0)
         surface.use()
         now = time.monotonic()
-        presenter.render(now, recorder.capture_for(now, SIZE))
+        presenter.render(now, [c for c in [recorder.capture_for(now, SIZE)] if c])
     assert len(told) == 1 and told[0].startswith("recording stopped (") and "free" in told[0], told
     assert "\n" not in told[0] and lines[-1] == told[0]
     (path,) = recorder.files

@@ -4,6 +4,7 @@ import dataclasses
 
 import pytest
 
+from installation.outputs import KINDS as OUTPUT_KINDS
 from installation.presets import PRESET_DIR, Preset, PresetError, load_preset
 
 
@@ -14,6 +15,9 @@ def test_shipped_presets_load_and_default_lists_every_key():
     for section in ("model", "engine", "walk", "display", "render", "record", "logs"):
         for f in dataclasses.fields(getattr(default, section)):
             assert f"\n{f.name} = " in text, f"{section}.{f.name} is not documented in default.toml"
+    for kind, (config, _) in OUTPUT_KINDS.items():  # the [[output]] examples, commented out
+        for f in dataclasses.fields(config):
+            assert f"\n# {f.name} = " in text, f"[[output]] {kind}: {f.name} is not documented in default.toml"
     gallery = load_preset("gallery")
     assert gallery.display.keys is False and gallery.display.fullscreen and gallery.walk == default.walk
     assert load_preset(PRESET_DIR / "performance.toml").display.hud is True

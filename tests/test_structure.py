@@ -122,3 +122,9 @@ def test_no_package_imports_itself_back_through_others():
 def test_actions_are_defined_in_one_place():
     defining = [p for p in PACKAGE.rglob("*.py") if "SPECS: tuple[Spec, ...]" in p.read_text()]
     assert [p.relative_to(PACKAGE).as_posix() for p in defining] == ["control/actions.py"]
+
+
+def test_each_display_action_registers_its_effect_beside_its_spec():
+    from installation.control.actions import SPECS
+
+    assert [s.name for s in SPECS if (s.kind == "display") != (s.effect is not None)] == []

@@ -59,10 +59,10 @@ def record(ctx, tmp_path, size: tuple[int, int], codec: str, frames: int = 3, co
     assert recorder.start(codec, 0, size, now=start)
     for k in range(frames):
         surface.use()
-        presenter.render(start + k / FPS, recorder.capture_for(start + k / FPS, size))
+        presenter.render(start + k / FPS, [c for c in [recorder.capture_for(start + k / FPS, size)] if c])
     presenter.recording_dot = False
     surface.use()
-    presenter.render(start, None)
+    presenter.render(start)
     screen = surface.read()
     files = recorder.stop(now=start + (frames - 0.5) / FPS)
     recorder.close()

@@ -16,7 +16,10 @@ import numpy as np
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from installation.live.installation import Installation  # noqa: E402
+from installation.live.loop import LiveLoop  # noqa: E402
+from installation.live.run import live_show  # noqa: E402
+from installation.control.service import ControlService  # noqa: E402
+from installation.control.config import OscConfig  # noqa: E402
 from installation.control.actions import action  # noqa: E402
 from installation.display.window import Window  # noqa: E402
 from installation.engine import EngineConfig  # noqa: E402
@@ -34,13 +37,13 @@ def preset(period: float) -> Preset:
                   render=RenderConfig(share=0.5, max_fps=20))
 
 
-def run_for(installation: Installation, window: Window, seconds: float) -> np.ndarray:
+def run_for(loop: LiveLoop, window: Window, seconds: float) -> np.ndarray:
     """Tick the display for a while; return the last picture (read before the swap, top row first)."""
     end = time.monotonic() + seconds
     image = None
     while time.monotonic() < end or image is None:
-        window.ctx.screen.use()
-        installation.tick(window.size)
+        window.begin()
+        loop.tick()
         width, height = window.size
         pixels = window.ctx.screen.read(viewport=(0, 0, width, height), components=3)
         image = np.frombuffer(pixels, np.uint8).reshape(height, width, 3)[::-1]
@@ -49,67 +52,67 @@ def run_for(installation: Installation, window: Window, seconds: float) -> np.nd
     return image.copy()
 
 
-def wait(installation: Installation, window: Window, predicate, timeout: float = 60.0) -> None:
+def wait(loop: LiveLoop, window: Window, predicate, timeout: float = 60.0) -> None:
     end = time.monotonic() + timeout
-    while not predicate(installation.state):
-        assert time.monotonic() < end, f"timed out; engine state {installation.state.status}"
-        run_for(installation, window, 0.1)
+    while not predicate(loop.supervisor.state):
+        assert time.monotonic() < end, f"timed out; engine state {loop.supervisor.state.status}"
+        run_for(loop, window, 0.1)
 
 
 def differ(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a.astype(int) - b.astype(int)).mean())
 
 
-def train_and_kill(installation: Installation, window: Window) -> None:
+def train_and_kill(loop: LiveLoop, window: Window) -> None:
     """Not blank; still while paused; changed by training; grid view; survives the engine being killed."""
-    wait(installation, window, lambda s: s.iteration >= 5)
-    installation.send("pause")
-    wait(installation, window, lambda s: s.status == "paused")
+    wait(loop, window, lambda s: s.iteration >= 5)
+    loop.stage.send("pause")
+    wait(loop, window, lambda s: s.status == "paused")
     # frames drawn ahead before the pause show the weights of a step or two before: played out, then still
-    wait(installation, window, lambda s: installation.frame_iteration == s.iteration)
-    run_for(installation, window, 0.5)
-    paused_a = run_for(installation, window, 0.3)
-    paused_b = run_for(installation, window, 0.3)
+    wait(loop, window, lambda s: loop.picture.shown_iteration == s.iteration)
+    run_for(loop, window, 0.5)
+    paused_a = run_for(loop, window, 0.3)
+    paused_b = run_for(loop, window, 0.3)
     assert paused_a.std() > 10, "the window is blank"
     # paused weights and a walk of an hour per loop: the picture holds still
     assert differ(paused_a, paused_b) < 1.0, f"picture moves while paused: {differ(paused_a, paused_b)}"
 
-    iteration = installation.state.iteration
-    installation.send("resume")
-    wait(installation, window, lambda s: s.iteration >= iteration + 15)
-    trained = run_for(installation, window, 0.5)
+    iteration = loop.supervisor.state.iteration
+    loop.stage.send("resume")
+    wait(loop, window, lambda s: s.iteration >= iteration + 15)
+    trained = run_for(loop, window, 0.5)
     assert differ(trained, paused_b) > 2.0, "weight updates do not show"
 
-    installation.apply(action("grid"))
-    run_for(installation, window, 1.5)
-    assert installation.presenter._shape[0] == 4, "the 2 x 2 population view did not arrive from the engine"
+    loop.stage.apply(action("grid"))
+    run_for(loop, window, 1.5)
+    assert loop.presenter._shape[0] == 4, "the 2 x 2 population view did not arrive from the engine"
 
-    before = installation.last_sequence
-    installation.engine.kill()
-    shown = run_for(installation, window, 0.3)
-    assert "engine stopped" in (installation.presenter._hud_text or ""), "the error is not shown"
+    before = loop.picture.last_sequence
+    loop.supervisor.engine.kill()
+    shown = run_for(loop, window, 0.3)
+    assert "engine stopped" in (loop.presenter._hud_text or ""), "the error is not shown"
     assert shown.std() > 10, "the last frame must stay on screen"
-    wait(installation, window, lambda s: s.alive and s.status == "running")
-    run_for(installation, window, 1.0)
-    assert installation.last_sequence > before, "the walk did not resume after the restart"
+    wait(loop, window, lambda s: s.alive and s.status == "running")
+    run_for(loop, window, 1.0)
+    assert loop.picture.last_sequence > before, "the walk did not resume after the restart"
 
 
-def walk_moves(installation: Installation, window: Window) -> None:
-    installation.send("pause")
-    wait(installation, window, lambda s: s.status == "paused")
-    a = run_for(installation, window, 0.4)
-    b = run_for(installation, window, 0.4)
+def walk_moves(loop: LiveLoop, window: Window) -> None:
+    loop.stage.send("pause")
+    wait(loop, window, lambda s: s.status == "paused")
+    a = run_for(loop, window, 0.4)
+    b = run_for(loop, window, 0.4)
     assert differ(a, b) > 1.0, "the latent walk does not move"
 
 
-def fullscreen_toggle(installation: Installation, window: Window) -> None:
-    wait(installation, window, lambda s: installation.last_sequence > 0)  # a first frame is on screen
+def fullscreen_toggle(loop: LiveLoop, window: Window) -> None:
+    wait(loop, window, lambda s: loop.picture.last_sequence > 0)  # a first frame is on screen
     window.toggle_fullscreen()
-    image = run_for(installation, window, 0.5)
+    image = run_for(loop, window, 0.5)
     assert window.fullscreen and image.shape[:2] == (720, 1280), f"full-screen gave {image.shape}"
     assert image.std() > 10, "nothing drawn full-screen"
     window.toggle_fullscreen()
-    image = run_for(installation, window, 0.5)
+    image = run_for(loop, window, 0.5)
     assert not window.fullscreen and image.shape[:2] == (SIZE[1], SIZE[0]), f"windowed gave {image.shape}"
 
 
@@ -120,12 +123,10 @@ SCENARIOS = {"train-and-kill": (train_and_kill, 3600.0), "walk-moves": (walk_mov
 def main(name: str, checkpoint: str, run_dir: str) -> None:
     scenario, period = SCENARIOS[name]
     with Window(*SIZE) as window:
-        installation = Installation(preset(period), Path(checkpoint), 32, Path(run_dir), window.ctx, window.size)
-        installation.supervisor.backoff = (0.5,)  # restart the killed engine quickly
-        try:
-            scenario(installation, window)
-        finally:
-            installation.close()
+        with live_show(preset(period), Path(checkpoint), 32, Path(run_dir), window,
+                       ControlService(OscConfig(enabled=False))) as loop:
+            loop.supervisor.backoff = (0.5,)  # restart the killed engine quickly
+            scenario(loop, window)
 
 
 if __name__ == "__main__":

@@ -5,8 +5,9 @@ Control session are all generated from it, so they cannot disagree. Ranges are e
 functions the engine and the presets use (engine/config.py, WalkConfig there too): one rule per range.
 
 Kinds: `engine` actions go down the engine's command pipe (`Action.engine_command()`), `display` actions apply in
-the display process, `query` actions are answered by the OSC server from the published state and never queued.
-Adding an action (e.g. the recording issue's `/uncanny/record/start [codec]`) is one more `Spec` in `SPECS`.
+the display process through the `effect` registered in their Spec, on the live loop's `Stage` (live/stage.py),
+`query` actions are answered by the OSC server from the published state and never queued. Adding an action is one
+more `Spec` in `SPECS` (and, for a display action, the Stage method its effect calls).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import math
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from ..engine.config import LOSSES, MAX_BATCH, ConfigError, check_batch, check_float, check_int, check_loss, \
     check_lr, check_rate, WalkConfig
@@ -63,6 +64,39 @@ def _number(value: float | None) -> str:
     return str(int(value)) if value is not None and float(value).is_integer() else f"{value:g}"
 
 
+class Stage(Protocol):
+    """What display actions act on: the live loop's side of the show (live/stage.py). Each method says in one line
+    to the action's sender (an OSC controller) what went wrong, if anything did."""
+
+    def set_walk(self, **changes: Any) -> None: ...
+
+    def set_grid(self, on: bool | None) -> None: ...  # None: toggle
+
+    def set_hud(self, on: bool | None) -> None: ...
+
+    def set_blackout(self, level: float, seconds: float) -> None: ...
+
+    def record(self, action: Action) -> None: ...  # record_start / record_stop / record_toggle
+
+    def export_loop(self, iteration: int, seconds: float, action: Action) -> None: ...
+
+    def toggle_fullscreen(self) -> None: ...
+
+    def quit(self) -> None: ...
+
+
+Effect = Callable[[Stage, "Action"], None]
+
+
+def _blackout(stage: Stage, action: Action) -> None:
+    level, seconds = action.value if isinstance(action.value, tuple) else (action.value, 0.0)
+    stage.set_blackout(level, seconds)
+
+
+def _switch(value: Any) -> bool | None:
+    return None if value is None else bool(value)
+
+
 @dataclass(frozen=True)
 class Spec:
     name: str
@@ -73,6 +107,7 @@ class Spec:
     continuous: bool = False  # coalesced in the inbox: only the newest value counts
     command: str | None = None  # the engine command (engine actions)
     bare_command: str | None = None  # the engine command when the optional argument is left out
+    effect: Effect | None = None  # what a display action does to the Stage
 
     @property
     def required(self) -> int:
@@ -145,34 +180,41 @@ SPECS: tuple[Spec, ...] = (
          continuous=True, command="limit"),
     Spec("walk_period", f"{ROOT}/walk/period", "display", "seconds per loop of the latent walk, changed without a "
          "jump in the picture", (Arg("seconds", "f", _walk("period"), low=0.0, high=86400.0, low_open=True),),
-         continuous=True),
+         continuous=True, effect=lambda stage, a: stage.set_walk(period=a.value)),
     Spec("walk_truncation", f"{ROOT}/walk/truncation", "display",
          "latent truncation: 1 = none, lower = closer to the average face",
-         (Arg("truncation", "f", _walk("truncation"), low=0.0, high=2.0, low_open=True),), continuous=True),
+         (Arg("truncation", "f", _walk("truncation"), low=0.0, high=2.0, low_open=True),), continuous=True,
+         effect=lambda stage, a: stage.set_walk(truncation=a.value)),
     Spec("walk_seed", f"{ROOT}/walk/seed", "display", "a different walk through the latent space",
-         (Arg("seed", "i", _walk("seed"), low=0, high=2**31 - 1),)),
+         (Arg("seed", "i", _walk("seed"), low=0, high=2**31 - 1),),
+         effect=lambda stage, a: stage.set_walk(seed=a.value)),
     Spec("grid", f"{ROOT}/view/grid", "display", "the N x N population grid",
-         (Arg("on", "i", _flag("grid"), low=0, high=1, optional=True, note="no argument = toggle"),)),
+         (Arg("on", "i", _flag("grid"), low=0, high=1, optional=True, note="no argument = toggle"),),
+         effect=lambda stage, a: stage.set_grid(_switch(a.value))),
     Spec("hud", f"{ROOT}/view/hud", "display", "the HUD (iteration, loss, D score, fps)",
-         (Arg("on", "i", _flag("hud"), low=0, high=1, optional=True, note="no argument = toggle"),)),
+         (Arg("on", "i", _flag("hud"), low=0, high=1, optional=True, note="no argument = toggle"),),
+         effect=lambda stage, a: stage.set_hud(_switch(a.value))),
     Spec("blackout", f"{ROOT}/view/blackout", "display", "fade the output to black (1) or back (0)",
          (Arg("level", "f", _blackout_level, low=0.0, high=1.0),
           Arg("seconds", "f", _fade_seconds, low=0.0, high=600.0, optional=True, default=0.0, advertised=False,
-              note="fade time, default 0 = at once")), continuous=True),
+              note="fade time, default 0 = at once")), continuous=True, effect=_blackout),
     Spec("record_start", f"{ROOT}/record/start", "display",
          "start recording the presented picture into the [record] folder (recordings/ in the run folder; "
          "the HUD only if [record] hud)",
          (Arg("codec", "s", check_codec, choices=tuple(CODECS), optional=True,
-              note="no argument = [record] codec"),)),
-    Spec("record_stop", f"{ROOT}/record/stop", "display", "stop recording; the file is finalised"),
-    Spec("record_toggle", None, "display", "start or stop recording"),
+              note="no argument = [record] codec"),), effect=lambda stage, a: stage.record(a)),
+    Spec("record_stop", f"{ROOT}/record/stop", "display", "stop recording; the file is finalised",
+         effect=lambda stage, a: stage.record(a)),
+    Spec("record_toggle", None, "display", "start or stop recording", effect=lambda stage, a: stage.record(a)),
     Spec("record_loop", f"{ROOT}/record/loop", "display",
          "export a seamless loop of the snapshot at (or before) an iteration, in a separate low-priority process "
          "while the show goes on; the finished path comes back on /uncanny/state/export",
          (Arg("iteration", "i", _loop_iteration, low=0), Arg("seconds", "f", _loop_seconds, low=0.0,
-                                                         high=MAX_LOOP_SECONDS, low_open=True))),
-    Spec("fullscreen", None, "display", "switch between full-screen and a window"),
-    Spec("quit", None, "display", "close the installation"),
+                                                         high=MAX_LOOP_SECONDS, low_open=True)),
+         effect=lambda stage, a: stage.export_loop(*a.value, a)),
+    Spec("fullscreen", None, "display", "switch between full-screen and a window",
+         effect=lambda stage, a: stage.toggle_fullscreen()),
+    Spec("quit", None, "display", "close the installation", effect=lambda stage, a: stage.quit()),
     Spec("state", f"{ROOT}/state", "query", "reply with every /uncanny/state/* value now"),
     Spec("snapshots", f"{ROOT}/snapshots", "query", "reply /uncanny/snapshots with the snapshot iterations as ints"),
     Spec("ping", f"{ROOT}/ping", "query", "reply /uncanny/pong (with the token, if one was sent)",

@@ -184,6 +184,12 @@ class OscServer:
         if action_reply_to is not None:
             self._send(build_message(ERROR_ADDRESS, text[:MAX_ERROR_TEXT]), action_reply_to)
 
+    def alert(self, text: str) -> None:
+        """Tell every controller listening (feedback targets, recent senders) of a fault nobody asked about (an
+        output that failed)."""
+        for address in self.recipients():
+            self._send(build_message(ERROR_ADDRESS, text[:MAX_ERROR_TEXT]), address)
+
     # ---------------------------------------------------------------------------------------- receiving
     def _allowed(self, client: tuple[str, int]) -> bool:
         try:
@@ -330,7 +336,8 @@ class _Feedback:
                     packets = state_messages(state, STATE_FIELDS)
                     next_full = now + every
                 else:
-                    packets = state_messages(state, [n for n in ON_CHANGE if getattr(state, n) != getattr(sent, n)])
+                    changed = [n for n in ON_CHANGE if state_value(state, n) != state_value(sent, n)]
+                    packets = state_messages(state, changed)
                 packets += control_messages(state, [n for n, v in state.controls.items()
                                                     if sent.controls.get(n) != v])
             except Exception as error:  # a value OSC cannot carry (an int beyond 32 bits): skip it, keep feeding

@@ -69,6 +69,11 @@ class ControlService:
         if self.osc is not None:
             self.osc.error(action.reply_to, text)
 
+    def alert(self, text: str) -> None:
+        """A fault of the show itself (an output that failed) for every controller listening."""
+        if self.osc is not None:
+            self.osc.alert(text)
+
     def describe(self) -> list[str]:
         """Lines for the start-up log: where OSC and OSCQuery listen, or that they are off."""
         if self.osc is None:

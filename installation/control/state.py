@@ -1,8 +1,9 @@
-"""What the control layer reports back: the state the live loop publishes, as a typed, immutable object.
+"""The show's state as one typed, immutable snapshot, made once per refresh by the live loop (live/loop.py).
 
-The live loop builds a new `ControlState` from the engine's state and its own (fps, view, recording) and hands
-it to `OscServer.publish()` and the OSCQuery server; the OSC threads only ever read the newest one, so no lock
-is shared with the display. Every field but `snapshots` and `controls` is sent as `/uncanny/state/<field>`.
+It gathers the engine's state, the picture (fps), the controls' values, the director, the recorder and the outputs;
+everything that reports state reads it and nothing else: OSC feedback and queries, OSCQuery, the HUD, status.json.
+The OSC threads only ever read the newest one (a reference swap), so no lock is shared with the display. Every field
+but `snapshots`, `controls` and the LOCAL ones is sent as `/uncanny/state/<field>`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..display.sinks import OutputState
 from .actions import BY_NAME, ROOT
 
 
@@ -40,6 +42,15 @@ class ControlState:
     # the value each control has now, by action name (e.g. {"lr": 5e-05, "grid": 0, "blackout": 0.0}): echoed
     # to controllers when it changes, so a fader snaps to what was really applied
     controls: Mapping[str, Any] = field(default_factory=dict)
+    outputs: tuple[OutputState, ...] = ()  # sent as each output's name and status
+    # for the HUD, status.json and the web page only (LOCAL)
+    message: str = ""  # what the screen says now: errors and notices, "" for nothing
+    last_error: str = ""  # the newest error said, kept after it has left the screen
+    uptime: float = 0.0  # seconds since the installation started
+    disk_free: int = 0  # bytes free where the run folder is (measured every few seconds)
+    engine_restarts: int = 0
+    model: str = ""
+    run_dir: str = ""
 
     def __post_init__(self) -> None:
         unknown = set(self.controls) - set(BY_NAME)
@@ -49,11 +60,14 @@ class ControlState:
 
 # fields sent as soon as they change; the measured ones (loss, fps, ...) change every step and go out with the
 # periodic broadcast only
-ON_CHANGE = ("iteration", "status", "paused", "collapsed", "recording", "recording_path", "export", "cycle", "phase")
-STATE_FIELDS = tuple(f.name for f in dataclasses.fields(ControlState) if f.name not in ("snapshots", "controls"))
+ON_CHANGE = ("iteration", "status", "paused", "collapsed", "recording", "recording_path", "export", "cycle", "phase",
+             "outputs")
+LOCAL = ("message", "last_error", "uptime", "disk_free", "engine_restarts", "model", "run_dir")
+STATE_FIELDS = tuple(f.name for f in dataclasses.fields(ControlState)
+                     if f.name not in ("snapshots", "controls", *LOCAL))
 TYPE_TAGS = {"iteration": "i", "status": "s", "paused": "i", "loss": "f", "d": "f", "diversity": "f",
              "collapsed": "i", "fps": "f", "steps_per_second": "f", "recording": "i", "recording_path": "s",
-             "export": "s", "cycle": "i", "phase": "s"}
+             "export": "s", "cycle": "i", "phase": "s", "outputs": "s"}
 DESCRIPTIONS = {
     "iteration": "training iteration", "status": "engine status (running, paused, ...)",
     "paused": "1 while training is paused", "loss": "the inverted loss of the last step",
@@ -64,6 +78,7 @@ DESCRIPTIONS = {
     "export": "the finished loop export's path (or why it failed)",
     "cycle": "journeys the gallery director has completed",
     "phase": f"the gallery director's phase ({', '.join(PHASES)})",
+    "outputs": "each output (headless file, recording, NDI, stream, windows) and its status: `ndi:uncanny on; ...`",
 }
 
 
@@ -74,6 +89,8 @@ def state_address(name: str) -> str:
 def state_value(state: ControlState, name: str) -> int | float | str | None:
     """The OSC value of one state field: bools as 0/1, None (or non-finite) when there is nothing to show yet."""
     value = getattr(state, name)
+    if name == "outputs":
+        return "; ".join(f"{output.name} {output.status}" for output in value)
     if isinstance(value, bool):
         return int(value)
     if isinstance(value, float) and not math.isfinite(value):

@@ -20,7 +20,11 @@ def open_offscreen(width: int, height: int, purpose: str) -> Offscreen:
 
 
 class Offscreen:
-    """A framebuffer of width x height RGBA8 on a standalone EGL context (or on `ctx` when given), bound on creation."""
+    """A framebuffer of width x height RGBA8 on a standalone EGL context (or on `ctx` when given), bound on creation.
+    A `Surface` (surface.py) for the headless run: nothing waits for a screen, so the loop paces it."""
+
+    paced = False
+    should_close = False
 
     def __init__(self, width: int, height: int, ctx: moderngl.Context | None = None):
         self._owns_context = ctx is None
@@ -29,8 +33,17 @@ class Offscreen:
         self.fbo = self.ctx.framebuffer(color_attachments=[self.ctx.renderbuffer((width, height), 4)])
         self.fbo.use()
 
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.width, self.height
+
     def use(self) -> None:
         self.fbo.use()
+
+    begin = use
+
+    def present(self) -> None:
+        """Nothing to show: the outputs took what they wanted while the refresh was drawn."""
 
     def read(self) -> np.ndarray:
         """The framebuffer as (height, width, 3) uint8, top row first (GL keeps the bottom row first)."""
@@ -41,6 +54,8 @@ class Offscreen:
         self.fbo.release()
         if self._owns_context:
             self.ctx.release()
+
+    close = release
 
     def __enter__(self) -> Offscreen:
         return self

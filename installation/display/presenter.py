@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import moderngl
@@ -175,19 +175,20 @@ class Presenter:
             return 1.0
         return min(max((t_now - self._arrived) / duration, 0.0), 1.0)
 
-    def render(self, t_now: float, capture: Callable[[], None] | None = None, capture_hud: bool = False) -> None:
+    def render(self, t_now: float, before_hud: Sequence[Callable[[], None]] = (),
+               after_hud: Sequence[Callable[[], None]] = ()) -> None:
         """Draw the whole bound framebuffer (width x height): the picture at t_now, then the HUD, then the
-        recording dot. `capture` (a recorder's readback) is called with the picture drawn, before the HUD
-        unless `capture_hud`, and always before the dot, so the dot is never in the file."""
+        recording dot. The outputs' readbacks (display/sinks.py) run with the picture drawn: `before_hud` ones
+        without the HUD, `after_hud` ones with it; all before the dot, so the dot is never in a file."""
         self.ctx.viewport = (0, 0, self.width, self.height)
         gain = 1.0 - self.blackout(t_now)
         self.ctx.clear(*(c * gain for c in self.letterbox), 1.0)  # the bars; the picture is shaded over its part
         if self._shape is not None:
             self._render_picture(t_now, gain)
-        if capture is not None and not capture_hud:
+        for capture in before_hud:
             capture()
         self._render_hud()
-        if capture is not None and capture_hud:
+        for capture in after_hud:
             capture()
         if self.recording_dot:
             self._render_dot()

@@ -10,14 +10,22 @@ import moderngl
 
 log = logging.getLogger(__name__)
 
+_open_windows = 0  # GLFW is terminated when the last window of the process closes
+
+
+class MonitorNotFound(LookupError):
+    """A monitor asked for by index or name is not connected; one line listing those that are."""
+
 
 def monitor_names() -> list[str]:
     """Names of the connected monitors, in the order `Window(monitor=index)` counts them (needs glfw.init)."""
     return [glfw.get_monitor_name(m).decode(errors="replace") for m in glfw.get_monitors()]
 
 
-def find_monitor(which: int | str | None) -> object:
-    """A monitor by index or (case-insensitive, partial) name; the primary one for None or when not found."""
+def find_monitor(which: int | str | None, strict: bool = False) -> object:
+    """A monitor by index or (case-insensitive, partial) name; the primary one for None. One not found is the
+    primary too, with a warning (a gallery machine should still show something, on the main screen), or with
+    `strict` MonitorNotFound (a further window must not cover the main one)."""
     monitors, names = glfw.get_monitors(), monitor_names()
     if isinstance(which, int) and 0 <= which < len(monitors):
         return monitors[which]
@@ -25,8 +33,12 @@ def find_monitor(which: int | str | None) -> object:
         for monitor, name in zip(monitors, names):
             if which.lower() in name.lower():
                 return monitor
-    if which is not None:  # a gallery machine should still show something, on the main screen
-        log.warning("monitor %r not found among %s; using the primary monitor", which, names)
+    if which is not None:
+        listed = ", ".join(f"{index} {name!r}" for index, name in enumerate(names))
+        if strict:
+            raise MonitorNotFound(f"monitor {which!r} is not connected (connected: {listed}; "
+                                  "`run_installation.py monitors` lists them)")
+        log.warning("monitor %r not found among %s; using the primary monitor", which, listed)
     return glfw.get_primary_monitor()
 
 
@@ -35,21 +47,34 @@ class Window:
 
     Full screen hides the cursor; losing focus never iconifies it (a gallery PC's pop-ups must not blank the
     wall). `handlers` maps GLFW key codes to actions run on key press; `keys_enabled = False` ignores them all
-    (gallery mode). Use as a context manager or call `close()`.
+    (gallery mode). Use as a context manager or call `close()`. A `Surface` (surface.py).
     """
 
     def __init__(self, width: int = 1280, height: int = 720, *, fullscreen: bool = False,
                  monitor: int | str | None = None, title: str = "uncanny", vsync: bool = True,
-                 handlers: dict[int, Callable[[], None]] | None = None):
+                 handlers: dict[int, Callable[[], None]] | None = None, strict_monitor: bool = False):
+        global _open_windows
         if not glfw.init():
             raise RuntimeError("GLFW could not start (no display? set DISPLAY or run under Xvfb)")
+        _open_windows += 1
+        try:
+            self._open(width, height, fullscreen, monitor, title, vsync, handlers, strict_monitor)
+        except BaseException:
+            if getattr(self, "handle", None):
+                glfw.destroy_window(self.handle)
+            self.handle = None
+            self._release_glfw()
+            raise
+
+    def _open(self, width: int, height: int, fullscreen: bool, monitor: int | str | None, title: str, vsync: bool,
+              handlers: dict[int, Callable[[], None]] | None, strict_monitor: bool) -> None:
         glfw.default_window_hints()
         glfw.window_hint(glfw.CONTEXT_VERSION_MAJOR, 3)
         glfw.window_hint(glfw.CONTEXT_VERSION_MINOR, 3)
         glfw.window_hint(glfw.OPENGL_PROFILE, glfw.OPENGL_CORE_PROFILE)
         glfw.window_hint(glfw.OPENGL_FORWARD_COMPAT, True)
         glfw.window_hint(glfw.AUTO_ICONIFY, False)
-        target = find_monitor(monitor) if fullscreen else None
+        target = find_monitor(monitor, strict_monitor) if fullscreen else None
         if target is not None:
             mode = glfw.get_video_mode(target)  # keep the monitor's mode: no mode switch, no flicker
             width, height = mode.size.width, mode.size.height
@@ -59,10 +84,10 @@ class Window:
             glfw.window_hint(glfw.REFRESH_RATE, mode.refresh_rate or glfw.DONT_CARE)
         self.handle = glfw.create_window(width, height, title, target, None)
         if not self.handle:
-            glfw.terminate()
             raise RuntimeError(f"GLFW could not open a {width}x{height} OpenGL 3.3 core window")
         glfw.make_context_current(self.handle)
         glfw.swap_interval(1 if vsync else 0)
+        self.vsync = vsync
         if fullscreen:
             glfw.set_input_mode(self.handle, glfw.CURSOR, glfw.CURSOR_HIDDEN)
         self.fullscreen = fullscreen
@@ -107,7 +132,11 @@ class Window:
                                     mode.refresh_rate or glfw.DONT_CARE)
             glfw.set_input_mode(self.handle, glfw.CURSOR, glfw.CURSOR_HIDDEN)
         self.fullscreen = not self.fullscreen
-        glfw.swap_interval(1)
+        glfw.swap_interval(1 if self.vsync else 0)
+
+    def move(self, x: int, y: int) -> None:
+        """Put the window's top left corner at desktop pixel (x, y)."""
+        glfw.set_window_pos(self.handle, x, y)
 
     @property
     def should_close(self) -> bool:
@@ -124,13 +153,33 @@ class Window:
         """Show what was drawn; waits for the vertical blank when vsync is on."""
         glfw.swap_buffers(self.handle)
 
+    @property
+    def paced(self) -> bool:
+        return self.vsync
+
+    def begin(self) -> None:
+        glfw.make_context_current(self.handle)
+        self.ctx.screen.use()
+
+    def present(self) -> None:
+        self.swap()
+        self.poll()
+
     def close(self) -> None:
         if self.handle is None:
             return
+        glfw.make_context_current(self.handle)
         self.ctx.release()
         glfw.destroy_window(self.handle)
         self.handle = None
-        glfw.terminate()  # one window per process: this is the only GLFW user
+        self._release_glfw()
+
+    @staticmethod
+    def _release_glfw() -> None:
+        global _open_windows
+        _open_windows -= 1
+        if _open_windows == 0:  # the process's last window: GLFW has no other user
+            glfw.terminate()
 
     def __enter__(self) -> Window:
         return self

@@ -1,15 +1,20 @@
 """The running installation, in the two processes it spans.
 
-- `renderer.py` (engine process): `FrameRenderer`, the between-steps hook that draws the latent walk with the
-  current weights into the shared-memory frame channel; `WalkSettings`, what the display tells it to draw.
-- `installation.py` (display process): `Installation`, ticked once per screen refresh: the newest frame to the
-  presenter, controls to the engine, the HUD.
+- `run.py`: `run()` for a window or headless, and `live_show()`, where every collaborator of the loop is built and
+  passed in (and closed in order); the run folder held for the run; `RunReport`, how a run ended.
+- `loop.py`: `LiveLoop`, the one render loop for both surfaces (display/surface.py), once per refresh: actions in,
+  frames to the screen, one ControlState snapshot out (OSC, OSCQuery, HUD, status.json read it), outputs fed.
+- `stage.py`: `Stage`, what display actions act on (their effects are registered beside their Specs in
+  control/actions.py); engine actions go down the command pipe from here.
+- `picture.py` and `motion.py`: frames from the engine's ring, played smoothly at their moments.
+- `outputs.py`: `Outputs`, the sinks the loop feeds (the headless video, recordings, NDI, streams), guarded.
+- `renderer.py` (engine process): `FrameRenderer`, the hook that draws the latent walk with the current weights into
+  the shared-memory frame channel; `WalkSettings`, what the display tells it to draw.
 - `supervisor.py`: `EngineSupervisor`, which restarts a dead or hung (silent heartbeat) engine with a back-off
   and stops on a refusal.
-- `notify.py`: `Notifier`, sd_notify READY/WATCHDOG/STOPPING for systemd, from the loops in run.py.
-- `hud.py`: the HUD's text.
-- `run.py`: `run_window` / `run_headless` and the run folder they hold; `RunReport`, how a run ended.
+- `hud.py`: the HUD's text and `Notices`, the lines said on screen; `status.py`: status.json and thumbnails;
+  `notify.py`: systemd's READY/WATCHDOG/STOPPING; `logfile.py`: the rotating log.
 
-Data flows one way: controls -> engine commands -> engine -> frames -> display -> video; state flows back on its
-own channel (engine state -> HUD).
+Data flows one way: controls -> actions -> engine commands -> engine -> frames -> loop -> outputs; state flows
+back as one snapshot per refresh.
 """

@@ -37,6 +37,7 @@ class WalkSettings:
     seed: int
     epoch: float
     grid: bool = False  # the N x N population view instead of one walk
+    population: bool = False  # draw every walk of the grid even while one is shown (other windows show others)
 
     def __post_init__(self) -> None:
         check_period(self.period)
@@ -44,8 +45,8 @@ class WalkSettings:
         check_seed(self.seed)
 
     @classmethod
-    def start(cls, walk: WalkConfig, grid: bool) -> WalkSettings:
-        return cls(walk.period, walk.truncation, walk.seed, time.time(), grid)
+    def start(cls, walk: WalkConfig, grid: bool, population: bool = False) -> WalkSettings:
+        return cls(walk.period, walk.truncation, walk.seed, time.time(), grid, population)
 
     def with_period(self, period: float, now: float | None = None) -> WalkSettings:
         """Another loop length at the same point of the loop: the walk slows down or speeds up without a jump."""
@@ -54,6 +55,10 @@ class WalkSettings:
 
     def replace(self, **changes: Any) -> WalkSettings:
         return dataclasses.replace(self, **changes)
+
+    def walks_drawn(self, grid: int) -> int:
+        """How many walks each frame holds: the N x N population (`grid` = N) or the one walk."""
+        return grid**2 if self.grid or self.population else 1
 
 
 class FrameRenderer:
@@ -123,7 +128,7 @@ class FrameRenderer:
     def draw(self, gan: Any, walk_times: Sequence[float], moments: Sequence[float]) -> np.ndarray:
         """Frames (len(walk_times), shown walks, R, R, 3) at `walk_times` (seconds), in one generator call; each is
         shown at its moment (monotonic clock), which sets how far a glide from the previous seed has got."""
-        count = self.walk.grid**2 if self.settings.grid else 1
+        count = self.settings.walks_drawn(self.walk.grid)
         walks = self._walks[:count]
         # rows frame by frame, the shown walks within each frame
         z = torch.stack([walk.batch_z(walk_times) for walk in walks], 1).flatten(0, 1)
@@ -167,7 +172,7 @@ class FrameRenderer:
         while self._frontier < (now := time.time()) + lead:
             first = max(self._frontier + self._spacing, now)
             batch = self._batch(math.ceil((now + lead - first) / self._spacing),
-                                budget - (time.monotonic() - entered), self.walk.grid**2 if self.settings.grid else 1)
+                                budget - (time.monotonic() - entered), self.settings.walks_drawn(self.walk.grid))
             show_at = [first + k * self._spacing for k in range(batch)]
             started = time.monotonic()
             frames = self.draw(gan, [moment - self.settings.epoch for moment in show_at],

@@ -1,14 +1,18 @@
-"""Running the installation until it is stopped: on a window or headless, on a run folder held for the run.
+"""Running the installation until it is stopped, on a window or headless, on a run folder held for the run: where
+every collaborator of the live loop is built (`live_show`) and passed in, and closed again in order.
 
-Stopping (SIGINT, SIGTERM, SIGHUP, quit, `--seconds`) always goes the same way: the video is finalised, the engine
-takes its final snapshot, GL and shared memory are released, the last picture is saved, and `RunReport` says
-what was written.
+Stopping (SIGINT, SIGTERM, SIGHUP, quit, `--seconds`) always goes the same way: the videos are finalised, the engine
+takes its final snapshot, the last status is written, GL and shared memory are released, the last picture is saved,
+and `RunReport` says what was written.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
+import logging
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -18,15 +22,39 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..control.director import FILE_NAME as DIRECTOR_FILE, Director
 from ..control.service import ControlService
+from ..display.presenter import Presenter
+from ..display.sinks import SinkContext
+from ..display.surface import Surface
+from ..engine.process import EngineProcess
+from ..exports.background import LoopExports
+from ..frames import FrameChannel
+from ..messages import size_text
+from ..outputs import KINDS as OUTPUT_KINDS
+from ..recording.live import HeadlessVideo, LiveRecorder
 from ..signals import StopSignals
-from .installation import DisplayError, Installation
+from .hud import Notices
+from .loop import LiveLoop
 from .notify import Notifier
-from .supervisor import RunRefused
-from .status import read_framebuffer
+from .outputs import Outputs
+from .picture import Picture
+from .renderer import FrameRenderer, WalkSettings
+from .stage import Stage
+from .status import STOPPED, LiveStatus, RemoteChecks, write_status
+from .supervisor import EngineSupervisor, RunRefused
 
 if TYPE_CHECKING:  # the preset is read here, never imported at run time (tests/test_structure.py)
     from ..presets import Preset
+
+log = logging.getLogger(__name__)
+
+FRAME_MEMORY = 64 * 2**20  # bytes of shared memory for frames drawn ahead
+MAX_SLOTS = 96  # frames drawn ahead at the most (3 s at 30 fps)
+
+
+class DisplayError(Exception):
+    """The picture cannot be shown here (no GL, no display, not enough shared memory); one line."""
 
 
 @contextlib.contextmanager
@@ -116,108 +144,143 @@ def _save_picture(run_dir: Path, image: np.ndarray | None, report: RunReport) ->
         report.error = report.error or f"could not save the last picture in {run_dir}: {error.strerror or error}"
 
 
-def _end(installation: Installation, report: RunReport) -> None:
-    """Stop the engine (its final snapshot) and release GL and shared memory; note the final iteration."""
-    installation.close()
-    report.videos += installation.recorder.files  # the performer's recordings, finalised by close()
-    report.iteration = installation.engine.poll().iteration  # the state it published as it stopped
+def frame_slots(resolution: int, grid: int) -> int:
+    """Frames the channel holds: a burst of frames drawn ahead, within FRAME_MEMORY (3 at the least)."""
+    return min(max(FRAME_MEMORY // (grid**2 * resolution**2 * 3), 3), MAX_SLOTS)
 
 
-def run_window(preset: Preset, checkpoint: Path, resolution: int, run_dir: Path, seconds: float | None,
-               stop: StopSignals, poster: np.ndarray | None = None) -> RunReport:
-    """Full-screen (or windowed) until quit, closed, a stop signal or `seconds` have passed."""
-    from ..control.keys import key_handlers
+def _check_shared_memory(resolution: int, grid: int, slots: int) -> None:
+    """The frame channel lives in /dev/shm, which containers often keep small (Docker: 64 MB)."""
+    need = slots * grid**2 * resolution**2 * 3
+    try:
+        stats = os.statvfs("/dev/shm")
+    except OSError:
+        return  # not Linux-like: shared memory is not a file system here
+    free = stats.f_bavail * stats.f_frsize
+    if need > free:
+        raise DisplayError(f"the frames need {size_text(need)} of shared memory but /dev/shm has "
+                           f"{size_text(free)} free; lower [walk] grid (now {grid}) or enlarge /dev/shm")
+
+
+@contextlib.contextmanager
+def live_show(preset: Preset, checkpoint: Path, resolution: int, run_dir: Path, surface: Surface,
+              control: ControlService, poster: np.ndarray | None = None, headless: bool = False) -> Iterator[LiveLoop]:
+    """The live loop with everything it drives, built here and passed in: the frame channel, the presenter, the
+    engine process and its supervisor, the director, the stage actions act on, the recorder, the exports, the
+    outputs (the headless video when `headless`), the remote checks. On leaving, they close in the order that keeps
+    what was written: the outputs' files first, then the exports, the engine (its final snapshot) and the last
+    status, then GL and shared memory."""
+    display, notices = preset.display, Notices()
+    slots = frame_slots(resolution, preset.walk.grid)
+    _check_shared_memory(resolution, preset.walk.grid, slots)
+    with contextlib.ExitStack() as stack:
+        channel = FrameChannel.create(resolution, resolution, max_count=preset.walk.grid**2, slots=slots)
+        stack.callback(channel.close)
+        presenter = Presenter(surface.ctx, *surface.size, letterbox=display.letterbox, mode=display.mode)
+        stack.callback(presenter.release)
+        stopping = stack.enter_context(contextlib.ExitStack())  # the engine's stop: after the outputs' (below)
+        population = any(getattr(config, "needs_population", False) for config in preset.outputs)
+        renderer = FrameRenderer(channel.name, preset.walk, preset.render,
+                                 WalkSettings.start(preset.walk, display.show_grid, population))
+        engine = EngineProcess(checkpoint, run_dir, preset.engine, resolution=resolution,
+                               use_ema=not preset.model.raw_generator, between_steps=renderer)
+        supervisor = EngineSupervisor(engine, notices.error, hang_seconds=preset.engine.hang_seconds)
+        recorder = LiveRecorder(preset.record, run_dir, surface.ctx, notices.say)
+        exports = LoopExports(run_dir, recorder.folder, preset.record, preset.source, notices.say)
+        stack.callback(exports.close)
+        sinks = [recorder]
+        if headless:
+            video = dataclasses.replace(preset.record, codec="h264", fps=display.fps, max_minutes=0.0, folder=".",
+                                        hud=True)
+            sinks.append(HeadlessVideo(video, run_dir, surface.ctx, log.warning))  # said in the log, not on screen
+
+        def report(text: str) -> None:  # an output's fault: on screen, in the log, to the controllers
+            notices.error(text)
+            control.alert(text)
+
+        outputs = Outputs(sinks, notices.error)
+        stack.callback(outputs.close)  # first of all: the files are finalised whatever happens next
+        context = SinkContext(surface.ctx, report, headless, display.letterbox)
+        for config in preset.outputs:  # [[output]]: each kind's sink (outputs/__init__.py KINDS)
+            outputs.sinks.append(OUTPUT_KINDS[config.kind][1](config, context))
+        picture = Picture(channel, presenter, display.crossfade == 0, poster, renderer.settings.epoch)
+        stage = Stage(engine, renderer, presenter, preset.walk.grid, recorder, exports, control, notices.say,
+                      display.hud, lambda: picture.shown_iteration)
+        loop = LiveLoop(surface, presenter, picture, stage, supervisor,
+                        Director(preset.gallery, run_dir / DIRECTOR_FILE), control, recorder, exports, outputs,
+                        RemoteChecks(run_dir.resolve(), preset.logs, notices.say, time.monotonic()), notices,
+                        run_dir.resolve(), str(checkpoint))
+        engine.start()
+        stopping.callback(_stop_engine, loop)
+        yield loop
+
+
+def _stop_engine(loop: LiveLoop) -> None:
+    """The engine's clean stop (its final snapshot), then the last status.json, phase STOPPED, so a remote check
+    reads a stop as one, not as a hang; also after a stop while the engine was still loading. Not when the engine
+    refused the run folder: then it is another installation's, and so is its status."""
+    engine = loop.supervisor.engine
+    engine.stop()
+    final = engine.poll()  # the state it published as it stopped
+    if final.status == "refused":
+        return
+    status = dataclasses.replace(LiveStatus.of(loop.state, loop.remote.config.status_every), phase=STOPPED,
+                                 iteration=final.iteration, engine_status=final.status, fps=0.0)
+    try:
+        write_status(loop.run_dir, status)
+    except OSError as error:
+        log.warning("cannot write the final status in %s: %s", loop.run_dir, error.strerror or error)
+
+
+def _open_surface(preset: Preset, headless: bool) -> Surface:
+    """The window, or for `headless` an offscreen framebuffer of the [display] size; DisplayError when it cannot be
+    opened here."""
+    display = preset.display
+    if headless:
+        from ..display.offscreen import OffscreenError, open_offscreen
+
+        try:
+            return open_offscreen(display.width, display.height, "headless mode")
+        except OffscreenError as error:
+            raise DisplayError(str(error)) from None
     from ..display.window import Window
 
-    display = preset.display
     try:
-        window = Window(display.width, display.height, fullscreen=display.fullscreen,
-                        monitor=_monitor(display.monitor))
+        return Window(display.width, display.height, fullscreen=display.fullscreen, monitor=_monitor(display.monitor))
     except Exception as error:  # no X server, no GL 3.3, no libglfw: environment problems, not bugs
         raise DisplayError(f"cannot open the window ({error}); check DISPLAY and the GL driver, or use --headless") \
             from None
+
+
+def run(preset: Preset, checkpoint: Path, resolution: int, run_dir: Path, seconds: float | None, stop: StopSignals,
+        poster: np.ndarray | None = None, headless: bool = False) -> RunReport:
+    """The installation until quit, the window closed, a stop signal or `seconds` have passed: full-screen (or in a
+    window), or `headless` offscreen into `run_dir/live-DATE-TIME.mp4` (a new file whenever ffmpeg has to be
+    restarted) at the preset's fps. The last picture is saved as `last_frame-DATE-TIME.png`."""
+    surface = _open_surface(preset, headless)
     report = RunReport()
-    control = _control(preset)
-    with window, control:
-        window.keys_enabled = display.keys
-        window.handlers.update(key_handlers(control.inbox.put))
-        installation = Installation(preset, checkpoint, resolution, run_dir, window.ctx, window.size, control,
-                                    poster)
-        window_actions = {"fullscreen": window.toggle_fullscreen, "quit": window.request_close}
-        start = time.monotonic()
-        image = None
-        notifier = Notifier()  # systemd: READY=1 at the first frame on screen, WATCHDOG=1 while frames come
-        try:
-            while not window.should_close and not stop.requested and \
-                    (seconds is None or time.monotonic() - start < seconds):
-                window.ctx.screen.use()
-                for action in installation.tick(window.size):
-                    window_actions[action.name]()
-                window.swap()
-                notifier.presented(time.monotonic())
-                window.poll()
-            window.ctx.screen.use()
-            installation.tick(window.size)  # once more into the back buffer, to keep what the audience saw
-            image = read_framebuffer(window.ctx, window.size)
-        except RunRefused as error:
-            report.error, report.refused = str(error), True
-        finally:
-            notifier.stopping()
-            notifier.close()
-            _end(installation, report)
-        report.stopped_by = stop.name or ("--seconds" if seconds is not None and not window.should_close
-                                          else "quit")
-        _save_picture(run_dir, image, report)
-    return report
+    image = None
+    with surface, _control(preset) as control:
+        if not headless:
+            from ..control.keys import key_handlers
 
-
-def run_headless(preset: Preset, checkpoint: Path, resolution: int, run_dir: Path, seconds: float | None,
-                 stop: StopSignals, poster: np.ndarray | None = None) -> RunReport:
-    """Offscreen (EGL) into `run_dir/live-DATE-TIME.mp4` at the preset's fps (a new file whenever ffmpeg has to be
-    restarted), and the last picture as `last_frame-DATE-TIME.png`."""
-    from ..display.offscreen import OffscreenError, open_offscreen
-    from ..recording import EncoderError
-    from ..recording.supervised import SupervisedVideo
-
-    display = preset.display
-    try:
-        surface = open_offscreen(display.width, display.height, "headless mode")
-    except OffscreenError as error:
-        raise DisplayError(str(error)) from None
-    report = RunReport()
-    control = _control(preset)
-    with surface, control:
-        installation = Installation(preset, checkpoint, resolution, run_dir, surface.ctx,
-                                    (display.width, display.height), control, poster)
-        image = None
-        video = None
-        notifier = Notifier()  # systemd: READY=1 at the first frame written, WATCHDOG=1 while frames come
-        try:
+            surface.keys_enabled = preset.display.keys
+            surface.handlers.update(key_handlers(control.inbox.put))
+        notifier = Notifier()  # systemd: READY=1 at the first refresh presented, WATCHDOG=1 while they come
+        with live_show(preset, checkpoint, resolution, run_dir, surface, control, poster, headless) as loop:
+            if not headless:
+                loop.stage.window_actions.update(fullscreen=surface.toggle_fullscreen, quit=surface.request_close)
             try:
-                video = SupervisedVideo(run_dir, "live", display.width, display.height, display.fps,
-                                        say=installation.say)
-            except EncoderError as error:  # ffmpeg cannot start, the disk is already full: nothing can be recorded
-                raise DisplayError(f"cannot record the headless video: {error}") from None
-            start = time.monotonic()
-            due = start
-            while not stop.requested and video.stopped is None and \
-                    (seconds is None or time.monotonic() - start < seconds):
-                surface.use()
-                installation.tick((display.width, display.height))  # (no keys headless: no window actions)
-                image = surface.read()
-                video.write(image)
-                notifier.presented(time.monotonic())
-                due += 1 / display.fps
-                time.sleep(max(0.0, due - time.monotonic()))
-        except RunRefused as error:
-            report.error, report.refused = str(error), True
-        finally:
-            notifier.stopping()
-            notifier.close()
-            if video is not None:
-                report.videos = video.close()  # first, so the video is complete whatever happens next
-                report.error = report.error or video.stopped
-            _end(installation, report)
-        report.stopped_by = stop.name or ("--seconds" if seconds is not None else "")
-        _save_picture(run_dir, image, report)
+                image = loop.run(stop, seconds, preset.display.fps, notifier.presented)
+            except RunRefused as error:
+                report.error, report.refused = str(error), True
+            finally:
+                notifier.stopping()
+                notifier.close()
+        # closed: every file is finalised and the engine has published its last state
+        report.videos = [path for sink in loop.outputs.sinks for path in getattr(sink, "files", ())]
+        report.iteration = loop.supervisor.engine.poll().iteration
+        report.stopped_by = stop.name or ("--seconds" if seconds is not None and not surface.should_close
+                                          else "quit" if not headless else "")
+    _save_picture(run_dir, image, report)
     return report

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ..control.state import ControlState
 from ..storage import atomic_write
 from ..validation import check_float, check_int
 
@@ -83,9 +84,20 @@ class LiveStatus:
     model: str
     run_dir: str
     every: float  # seconds between rewrites: a reader judges staleness by it
+    outputs: tuple[str, ...] = ()  # each output and how it is doing (display/sinks.py OutputState.describe)
     updated: float = 0.0  # wall time of the write (time.time())
     pid: int = 0
     version: str = ""
+
+    @classmethod
+    def of(cls, state: ControlState, every: float) -> LiveStatus:
+        """What status.json says of the show's state this refresh."""
+        return cls(iteration=state.iteration, cycle=state.cycle, phase=state.phase, fps=round(state.fps, 2),
+                   uptime=state.uptime, last_error=state.last_error, engine_status=state.status,
+                   engine_restarts=state.engine_restarts, steps_per_second=state.steps_per_second,
+                   collapsed=state.collapsed, disk_free=state.disk_free, recording=state.recording_path,
+                   model=state.model, run_dir=state.run_dir, every=every,
+                   outputs=tuple(output.describe() for output in state.outputs))
 
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -97,11 +109,12 @@ class LiveStatus:
         """Back from `to_json` (keys a newer version added are ignored); ValueError names what is missing."""
         if not isinstance(data, dict):
             raise ValueError("not a JSON object")
-        names = [f.name for f in dataclasses.fields(cls)]
-        if missing := [name for name in names if name not in data]:
+        fields = dataclasses.fields(cls)
+        if missing := [f.name for f in fields if f.name not in data and f.default is dataclasses.MISSING]:
             raise ValueError(f"no {', '.join(missing)}")
-        values = {name: data[name] for name in names}
+        values = {f.name: data[f.name] for f in fields if f.name in data}
         values["recording"] = values["recording"] or ""
+        values["outputs"] = tuple(values.get("outputs", ()))
         return cls(**values)
 
     def age(self, now: float | None = None) -> float:
@@ -127,14 +140,6 @@ def write_status(run_dir: Path, status: LiveStatus) -> None:
     data = dataclasses.replace(status, updated=time.time(), pid=os.getpid(), version=package_version())
     text = json.dumps(data.to_json(), indent=1) + "\n"
     atomic_write(run_dir / STATUS_FILE, lambda f: f.write(text.encode("utf-8")), durable=False)
-
-
-def read_framebuffer(ctx: Any, size: tuple[int, int]) -> np.ndarray:
-    """The bound framebuffer (the back buffer just drawn, or the offscreen target) as height x width x 3, top row
-    first."""
-    width, height = size
-    pixels = ctx.fbo.read(viewport=(0, 0, width, height), components=3, alignment=1)
-    return np.frombuffer(pixels, np.uint8).reshape(height, width, 3)[::-1]
 
 
 class ThumbnailLog:

@@ -11,4 +11,5 @@ from .config import RecordConfig, check_codec
 from .encoder import CODECS, KEYFRAME_SECONDS, EncoderError, VideoEncoder
 from .files import claim_path, recover_partials
 
-__all__ = ["CODECS", "EncoderError", "KEYFRAME_SECONDS", "RecordConfig", "VideoEncoder", "check_codec", "claim_path", "recover_partials"]
+__all__ = ["CODECS", "EncoderError", "KEYFRAME_SECONDS", "RecordConfig", "VideoEncoder", "check_codec", "claim_path",
+           "recover_partials"]

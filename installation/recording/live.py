@@ -27,8 +27,7 @@ from pathlib import Path
 
 import moderngl
 
-from ..display.presenter import layout
-from ..display.shaders import load_program
+from ..display.sinks import FittedReadback, OutputState, OutputStatus
 from .config import RecordConfig
 from .encoder import CODECS, EncoderError
 from .files import recover_partials
@@ -38,6 +37,7 @@ from .yuv import YuvPass, converts_in_gl
 # Seconds of the file's clock a stall of the display may leave to fill: the frozen picture is repeated (the audience
 # saw it frozen too) at the encoder's pace, a queue-full each refresh. Slots older than this are given up (dropped).
 MAX_CATCH_UP = 10.0
+HEADLESS_RETRY = 30.0  # seconds between tries to start the headless video again (a full disk)
 SLOT_TOLERANCE = 1e-6  # of a frame: float noise in a refresh time never moves it to another slot
 # x264's preset for live recordings (codecs without one ignore it). Measured on 1080p frames of the embedded
 # model's grid, 2 cores: veryfast 35 ms CPU a frame (a whole core at 30 fps), ultrafast 17 ms at 4x the size
@@ -45,7 +45,6 @@ SLOT_TOLERANCE = 1e-6  # of a frame: float noise in a refresh time never moves i
 LIVE_PRESET = "ultrafast"
 # ffmpeg's CPU priority relative to the show (see README "Speed": measured with bench_record.py --nice)
 LIVE_NICE = 0
-SCALE_UNIT = 4  # texture unit of the scaler (the presenter uses 0..3)
 
 
 @dataclass
@@ -58,16 +57,18 @@ class RecordingCounts:
 
 
 class LiveRecorder:
-    """At most one recording at a time into `folder` ([record] folder, under the run folder unless absolute).
+    """At most one recording at a time into `folder` ([record] folder, under the run folder unless absolute); a
+    `Sink` of the live loop (display/sinks.py), named `name`, with the HUD if [record] hud.
 
     Each refresh: `capture_for(now, output)` gives the presenter its readback (or None when no frame is due).
     `say` puts a line on screen and in the log; the `failed` given to `start` also tells the one who started
-    the recording (an OSC sender) why it ended early or could not begin.
+    the recording (an OSC sender) why it ended early or could not begin. Files are named STEM-itN-CODEC-DATE-TIME.
     """
 
     def __init__(self, config: RecordConfig, run_dir: Path, ctx: moderngl.Context,
-                 say: Callable[[str], None], convert_in_gl: bool | None = None) -> None:
-        self.config, self.ctx, self.say = config, ctx, say
+                 say: Callable[[str], None], convert_in_gl: bool | None = None, name: str = "recording",
+                 stem: str = "recording") -> None:
+        self.config, self.ctx, self.say, self.name, self.stem, self.hud = config, ctx, say, name, stem, config.hud
         # whether yuv420p codecs get their frames converted by the GL pass (None: where the GL is a GPU's)
         self.convert_in_gl = converts_in_gl(ctx) if convert_in_gl is None else convert_in_gl
         folder = Path(config.folder).expanduser()
@@ -80,7 +81,7 @@ class LiveRecorder:
         self._slots = 0  # frame slots of the file's clock already filled (or given up)
         self._codec = CODECS[config.codec]  # the current recording's: it decides the sizes the file can take
         self._size = (0, 0)
-        self._scaler: _Scaler | None = None
+        self._scaler: FittedReadback | None = None
         self._yuv: YuvPass | None = None  # set while recording a yuv420p codec
         for path in recover_partials(self.folder):  # the run folder is held by this installation: safe to rename
             say(f"recording cut off by a kill kept as {path}")
@@ -105,10 +106,11 @@ class LiveRecorder:
         else:
             self.start(codec, iteration, output, failed)
 
-    def start(self, codec: str | None, iteration: int, output: tuple[int, int],
-              failed: Callable[[str], None] | None = None, now: float | None = None) -> bool:
-        """Begin a file named with the date, time, `iteration` and codec, its clock starting at `now` (the
-        display clock, time.monotonic()); False (said, and told to `failed`) when it cannot."""
+    def start(self, codec: str | None, iteration: int | None, output: tuple[int, int],
+              failed: Callable[[str], None] | None = None, now: float | None = None, quiet: bool = False) -> bool:
+        """Begin a file named with the date, time, `iteration` (None: left out) and codec, its clock starting at
+        `now` (the display clock, time.monotonic()); False (said unless `quiet`, and told to `failed`) when it
+        cannot."""
         codec = codec or self.config.codec
         size = self.config.frame_size or output
         self._codec = CODECS[codec]  # a known name: [record] and the OSC argument both went through check_codec
@@ -116,14 +118,16 @@ class LiveRecorder:
         size = self._codec.fit(*size)  # the encoder takes bytes of its exact size
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            video = SupervisedVideo(self.folder, f"recording-it{iteration}-{codec}", *size, self.config.fps, codec,
+            stem = self.stem if iteration is None else f"{self.stem}-it{iteration}-{codec}"
+            video = SupervisedVideo(self.folder, stem, *size, self.config.fps, codec,
                                     say=self.say,
                                     options={"-crf": str(self.config.quality), "-preset": LIVE_PRESET},
                                     input_format="yuv420p" if yuv else "rgba", bottom_up=not yuv,
                                     nice=LIVE_NICE)
         except (EncoderError, OSError) as error:
             text = f"cannot start recording in {self.folder}: {getattr(error, 'strerror', None) or error}"
-            self.say(text)
+            if not quiet:
+                self.say(text)
             (failed or _nobody)(text)
             return False
         self._video, self._failed, self._size = video, failed or _nobody, video.size
@@ -220,12 +224,17 @@ class LiveRecorder:
         self.ctx.viewport = (0, 0, *output)
         return data
 
-    def _scaler_for_size(self) -> _Scaler:
+    def _scaler_for_size(self) -> FittedReadback:
         if self._scaler is None or self._scaler.size != self._size:
             if self._scaler is not None:
                 self._scaler.release()
-            self._scaler = _Scaler(self.ctx, self._size)
+            self._scaler = FittedReadback(self.ctx, self._size)
         return self._scaler
+
+    def state(self) -> OutputState:
+        if self._video is None:
+            return OutputState(self.name, OutputStatus.OFF)
+        return OutputState(self.name, OutputStatus.ON, self.path, self._video.frames, self.counts.dropped)
 
     def close(self) -> None:
         """Finalise any recording and release GL (the installation is stopping)."""
@@ -236,49 +245,28 @@ class LiveRecorder:
         self._scaler = self._yuv = None
 
 
-class _Scaler:
-    """The presented picture fitted (letterboxed) into the file's size: copied into a texture, drawn bilinear."""
+class HeadlessVideo(LiveRecorder):
+    """The headless run's video (`live-DATE-TIME.mp4` in the run folder): what a screen would show, HUD included
+    (`config.hud`), at its constant rate on the display clock from the first refresh to the stop, so its duration is
+    the run's. Stopped by the disk guard, it tries again every HEADLESS_RETRY seconds and starts by itself once a
+    try finds the space (a failed try is said once, not at every retry)."""
 
-    def __init__(self, ctx: moderngl.Context, size: tuple[int, int]) -> None:
-        self.ctx, self.size = ctx, size
-        self._program = load_program(ctx, "fullscreen.vert", "record_scale.frag")
-        self._program["u_source"] = SCALE_UNIT
-        self._vao = ctx.vertex_array(self._program, [])
-        self.texture = ctx.texture(size, 4)  # the fitted picture, sampled by the yuv420p pass
-        self._target = ctx.framebuffer(color_attachments=[self.texture])
-        self._source: moderngl.Texture | None = None
+    def __init__(self, config: RecordConfig, run_dir: Path, ctx: moderngl.Context,
+                 say: Callable[[str], None]) -> None:
+        super().__init__(config, run_dir, ctx, say, name="headless", stem="live")
+        self._retry_at = 0.0
+        self._failing = False  # a try has failed since the last file began
 
-    def read(self, output: tuple[int, int]) -> bytes:
-        """The fitted picture as RGBA, bottom row first; the presented framebuffer is bound again."""
-        presented = self.ctx.fbo
-        self.draw(output)
-        data = self._target.read(components=4, alignment=1)
-        presented.use()
-        self.ctx.viewport = (0, 0, *output)
-        return data
-
-    def draw(self, output: tuple[int, int]) -> None:
-        """The presented picture (the bound framebuffer, `output` in size) fitted into `texture`."""
-        ctx, presented = self.ctx, self.ctx.fbo
-        if self._source is None or self._source.size != output:
-            if self._source is not None:
-                self._source.release()
-            self._source = ctx.texture(output, 4)
-        ctx.copy_framebuffer(self._source, presented)
-        self._target.use()
-        ctx.viewport = (0, 0, *self.size)
-        ctx.clear(0.0, 0.0, 0.0, 1.0)
-        x, y, width, height = layout("fit", output, self.size)
-        rect = (x, self.size[1] - y - height, width, height)  # GL counts y from the bottom
-        ctx.viewport = rect
-        self._program["u_rect"] = rect
-        self._source.use(SCALE_UNIT)
-        self._vao.render(moderngl.TRIANGLES, vertices=3)
-
-    def release(self) -> None:
-        for resource in (self._source, self._target.color_attachments[0], self._target, self._vao, self._program):
-            if resource is not None:
-                resource.release()
+    def capture_for(self, now: float, output: tuple[int, int]) -> Callable[[], None] | None:
+        if not self.recording:
+            if now < self._retry_at:
+                return None
+            self._retry_at = now + HEADLESS_RETRY  # the next try, should this one fail or the disk fill again
+            if not self.start(None, None, output, now=now, quiet=self._failing):
+                self._failing = True
+                return None
+            self._failing = False
+        return super().capture_for(now, output)
 
 
 def _nobody(_text: str) -> None:

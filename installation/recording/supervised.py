@@ -33,7 +33,7 @@ def check_free_space(folder: Path) -> None:
 class SupervisedVideo:
     """Frames into `folder/STEM-DATE-TIME.mp4` files, a new file after each encoder failure (with a back-off).
 
-    `say` reports each failure in one line. Running out of disk space stops it for good: `stopped` then holds the
+    `say` reports each encoder failure in one line. Running out of disk space stops it for good: `stopped` then holds the
     reason and later frames are ignored. `close()` finalises the current file; `files` lists every file written.
     """
 
@@ -76,8 +76,7 @@ class SupervisedVideo:
                 check_free_space(self.folder)
             except DiskFullError as error:
                 self._finish()
-                self.stopped = str(error)
-                self.say(f"recording stopped: {error}")
+                self.stopped = str(error)  # said by the recorder, with what the file holds
                 return False
         if self._encoder is None:
             if now < self._restart_at:

@@ -1,0 +1,138 @@
+"""The one render loop, for a window and headless alike: the `Surface` (display/surface.py) is the only difference.
+
+Each refresh, in this order:
+1. controllers' actions: the gallery director's join the inbox (keys, OSC, MIDI, web put theirs there), the inbox is
+   drained once and each action applied on the `Stage` (engine commands, display effects);
+2. the picture: the frames that came from the engine, played at their moments (picture.py);
+3. the engine is looked after (supervisor.py: restarts, hangs) and its refusals told to their senders;
+4. one `ControlState` snapshot of the whole show is made and published: OSC feedback, OSCQuery, the HUD and
+   status.json all read it and nothing else;
+5. the refresh is drawn; the outputs' readbacks run inside it (outputs.py), none able to block the loop; the remote
+   checks (status.json, thumbnails) are fed; further windows draw the same frames their own way;
+6. the surface presents it, and systemd's watchdog is fed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+from ..control.director import Director
+from ..control.service import ControlService
+from ..control.state import ControlState
+from ..display.presenter import Presenter
+from ..display.surface import Surface, read_framebuffer
+from ..exports.background import LoopExports
+from ..recording.live import LiveRecorder
+from ..signals import StopSignals
+from .hud import Notices, hud_text
+from .outputs import Outputs
+from .picture import Picture
+from .stage import Stage
+from .status import LiveStatus, RemoteChecks, disk_free
+from .supervisor import EngineSupervisor
+
+DISK_CHECK_SECONDS = 5.0  # between measures of the free space where the run folder is
+
+
+class LiveLoop:
+    """Ticks the show once per refresh; `run()` until stopped. The collaborators are built in live/run.py."""
+
+    def __init__(self, surface: Surface, presenter: Presenter, picture: Picture, stage: Stage,
+                 supervisor: EngineSupervisor, director: Director, control: ControlService, recorder: LiveRecorder,
+                 exports: LoopExports, outputs: Outputs, remote: RemoteChecks, notices: Notices, run_dir: Path,
+                 model: str) -> None:
+        self.surface, self.presenter, self.picture, self.stage = surface, presenter, picture, stage
+        self.supervisor, self.director, self.control = supervisor, director, control
+        self.recorder, self.exports, self.outputs, self.remote = recorder, exports, outputs, remote
+        self.notices, self.run_dir, self.model = notices, run_dir, model
+        self.state = ControlState()  # the newest snapshot
+        self.refreshes = 0
+        self.started = time.monotonic()
+        self._refreshes: deque[float] = deque(maxlen=60)
+        self._disk = (0, -DISK_CHECK_SECONDS)  # (bytes free, when measured)
+        # status.json is written once the engine is past its start: one that refused the run folder (another
+        # installation holds it) must not overwrite that installation's status
+        self.folder_ours = False
+
+    @property
+    def fps(self) -> float:
+        """Refreshes presented per second, over the last 60."""
+        times = self._refreshes
+        return (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
+
+    def tick(self) -> ControlState:
+        """One refresh, drawn into the surface's framebuffer (bound by the caller, or by `run`)."""
+        now, wall = time.monotonic(), time.time()
+        self._refreshes.append(now)
+        for action in self.director.tick(now, datetime.now(), self.state):
+            self.control.inbox.put(action)
+        for action in self.control.inbox.drain():
+            self.stage.apply(action)
+        self.picture.update(wall, now, self.stage.walk.grid)
+        errors = self.supervisor.state.error_count
+        engine = self.supervisor.watch(now)
+        if engine.error_count > errors and engine.errors and self.stage.last_engine_action is not None:
+            self.control.failed(self.stage.last_engine_action, engine.errors[-1])
+        self.exports.poll()
+        self.state = state = self._snapshot(now)
+        self.control.publish(state)
+        size = self.surface.size
+        if (self.presenter.width, self.presenter.height) != size:
+            self.presenter.resize(*size)
+        hud = hud_text(state, self.stage.hud, self.director.describe())
+        self.presenter.set_hud(hud)
+        self.presenter.recording_dot = self.recorder.recording
+        self.presenter.render(now, *self.outputs.captures(now, size))
+        self.folder_ours = self.folder_ours or engine.status != "starting"
+        if self.folder_ours:
+            self.remote.tick(now, lambda: LiveStatus.of(state, self.remote.config.status_every),
+                             lambda: read_framebuffer(self.surface.ctx, size))
+        if self.outputs.draw(self.picture.shown, hud, self.presenter.blackout(now), now):
+            self.surface.begin()  # the further windows made their own GL contexts current
+        self.refreshes += 1
+        return state
+
+    def _snapshot(self, now: float) -> ControlState:
+        """The one state of the show this refresh."""
+        s, walk, stage = self.supervisor.state, self.stage.walk, self.stage
+        if now - self._disk[1] >= DISK_CHECK_SECONDS:
+            self._disk = (disk_free(self.run_dir), now)
+        controls = {"lr": s.lr, "loss": s.objective, "batch": s.batch, "speed": s.limit,
+                    "walk_period": walk.period, "walk_truncation": walk.truncation, "walk_seed": walk.seed,
+                    "grid": int(walk.grid), "hud": int(stage.hud), "blackout": self.presenter.blackout_target}
+        # a restart that waits (a crash loop backing off) stays on screen after its message has gone
+        message = "\n".join(line for line in (self.notices.current(now), self.supervisor.notice(now)) if line)
+        return ControlState(
+            iteration=s.iteration, status=s.status, paused=s.paused, loss=s.loss, d=s.probe_d,
+            diversity=s.diversity, collapsed=s.collapsed, fps=self.fps, steps_per_second=s.steps_per_second,
+            recording=self.recorder.recording, recording_path=self.recorder.path, export=self.exports.status,
+            cycle=self.director.cycle, phase=self.director.phase, snapshots=s.snapshots, controls=controls,
+            outputs=self.outputs.states(), message=message, last_error=self.notices.last_error,
+            uptime=round(now - self.started, 1), disk_free=self._disk[0], engine_restarts=self.supervisor.restarts,
+            model=self.model, run_dir=str(self.run_dir))
+
+    def run(self, stop: StopSignals, seconds: float | None, fps: float,
+            presented: Callable[[float], None] = lambda now: None) -> np.ndarray:
+        """Refresh until the surface closes, a stop signal or `seconds` have passed; an unpaced surface (offscreen)
+        at `fps`. `presented(now)` after each refresh (systemd's watchdog). Returns the last picture, drawn once more
+        after the end so what the audience saw is kept."""
+        start = due = time.monotonic()
+        surface = self.surface
+        while not surface.should_close and not stop.requested and \
+                (seconds is None or time.monotonic() - start < seconds):
+            surface.begin()
+            self.tick()
+            surface.present()
+            presented(time.monotonic())
+            if not surface.paced:
+                due = max(due + 1 / fps, time.monotonic() - 1 / fps)  # a late refresh is not made up for in a burst
+                time.sleep(max(0.0, due - time.monotonic()))
+        surface.begin()
+        self.tick()
+        return read_framebuffer(surface.ctx, surface.size).copy()
