@@ -34,7 +34,10 @@ def jack_server() -> Iterator[str]:
     if shutil.which("jackd") is None:
         raise RuntimeError("jackd is not installed (apt-get install jackd2)")
     name = unique("uncanny-test-")
-    server = subprocess.Popen(["jackd", "--no-realtime", "--sync", "--timeout", "10000", "-n", name, "-d", "dummy", "-r", "48000"],
+    # --sync: the server waits for every client each cycle (10 s at most), so a client the loaded machine
+    # schedules late delays a cycle instead of losing its MIDI in an xrun
+    server = subprocess.Popen(["jackd", "--no-realtime", "--sync", "--timeout", "10000", "-n", name,
+                               "-d", "dummy", "-r", "48000"],
                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               env={**os.environ, "JACK_NO_AUDIO_RESERVATION": "1"})
     before = os.environ.get("JACK_DEFAULT_SERVER")

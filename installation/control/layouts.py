@@ -68,7 +68,8 @@ def label(id: str, text: str, address: str) -> Item:
 def pages() -> list[tuple[str, str, list[Item]]]:
     """(id, title, items) per page."""
     losses = [button("loss", f"loss {c}", c, id=f"loss_{c}") for c in BY_NAME["loss"].args[0].choices]
-    codecs = [button("record_start", f"record {c}", c, id=f"record_{c}") for c in BY_NAME["record_start"].args[0].choices]
+    codecs = [button("record_start", f"record {c}", c, id=f"record_{c}")
+              for c in BY_NAME["record_start"].args[0].choices]
     journey = [
         button("pause", "pause"), button("resume", "resume"), button("toggle_pause", "pause / resume"),
         button("reset", "reset to realism"), button("back", "one snapshot back"), button("snapshot", "snapshot now"),

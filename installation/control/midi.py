@@ -283,7 +283,8 @@ class MidiController:
             import rtmidi
         except ImportError as error:
             package = {"rtmidi": "python-rtmidi"}.get(error.name or "rtmidi", error.name)
-            self._line = f"MIDI off: {package} is not installed (pip install 'uncanny[midi]'); the show goes on without it"
+            self._line = (f"MIDI off: {package} is not installed (pip install 'uncanny[midi]'); the show goes on "
+                          "without it")
             return
         self._rtmidi, self._mido = rtmidi, mido
         apis = {"alsa": rtmidi.API_LINUX_ALSA, "jack": rtmidi.API_UNIX_JACK}

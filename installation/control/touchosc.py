@@ -129,8 +129,8 @@ def _control(item: Item, frame: tuple[float, float, float, float]) -> str:
     if item.kind == "button":
         if any(isinstance(a, Ref) for a in item.args):
             call = ", ".join([f"'{item.address}'", *map(_lua, item.args)])
-            script = f"function onValueChanged(key)\n  if key == 'x' and self.values.x == 1 then\n    sendOSC({call})\n" \
-                     "  end\nend"
+            script = (f"function onValueChanged(key)\n  if key == 'x' and self.values.x == 1 then\n"
+                      f"    sendOSC({call})\n  end\nend")
             return _node("BUTTON", item.id, frame, {"script": script}, [x, touch])
         message = _osc(item.address, [_constant(a) for a in item.args], ("x", "RISE"))
         return _node("BUTTON", item.id, frame, {}, [x, touch], [message])
