@@ -7,12 +7,17 @@ a word, so the fix that follows it is always read in full.
 
 from __future__ import annotations
 
+import logging
 import re
+import threading
+import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 MAX_REASON = 160
+LOG_EVERY = 10.0  # seconds between log lines per (source, kind) of bad input
+MAX_LOG_KEYS = 1024  # (source, kind) pairs remembered; more (a scan, spoofed senders) and they are forgotten
 _COLOUR = re.compile(r"\x1b\[[0-9;]*m")
 _GLOBAL = re.compile(r"GLOBAL ([\w.]+)")  # torch's weights-only unpickler names the class it refused
 _UNPICKLER = re.compile(r"WeightsUnpickler error:\s*(\S[^\n]*)")  # or the pickle instruction it cannot read
@@ -50,3 +55,27 @@ def size_text(size: float) -> str:
         if size < 1024:
             return f"{size:.1f} {unit}"
     return f"{size / 1024:.1f} GB"
+
+
+class RateLimitedLog:
+    """One warning per (source, kind) every LOG_EVERY seconds, with the number of lines it held back: bad input
+    from the network or a MIDI port is logged, but a flood of it can neither fill the disk nor hide other lines."""
+
+    def __init__(self, logger: logging.Logger, subject: str) -> None:
+        self.logger, self.subject = logger, subject
+        self._seen: dict[tuple[str, str], list[float]] = {}  # (source, kind) -> [last logged, held back]
+        self._lock = threading.Lock()
+
+    def __call__(self, source: str, kind: str, text: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if len(self._seen) >= MAX_LOG_KEYS:
+                self._seen.clear()
+            entry = self._seen.get((source, kind))
+            if entry is not None and now - entry[0] < LOG_EVERY:
+                entry[1] += 1
+                return
+            held = int(entry[1]) if entry else 0
+            self._seen[(source, kind)] = [now, 0]
+        self.logger.warning("%s: %s from %s: %s%s", self.subject, kind, source, text,
+                            f" ({held} more like it in the last {LOG_EVERY:g} s)" if held else "")

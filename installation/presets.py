@@ -1,9 +1,10 @@
 """Presets: TOML files holding every setting of a performance, validated when they are loaded.
 
-A preset has up to nine tables — [model], [engine], [walk], [display], [render], [osc], [record], [logs],
-[gallery] — each mapped onto one frozen dataclass that lives beside the part it configures (engine/config.py,
-control/config.py, ...); this module only reads the TOML and assembles them. Missing keys take those defaults; unknown tables or keys,
-wrong types and out-of-range values are refused with one line naming the file, the key and what is allowed.
+A preset has up to ten tables — [model], [engine], [walk], [display], [render], [osc], [record], [logs],
+[gallery], [midi] — each mapped onto one frozen dataclass that lives beside the part it configures
+(engine/config.py, control/config.py, ...); this module only reads the TOML and assembles them. Missing keys take
+those defaults; unknown tables or keys, wrong types and out-of-range values are refused with one line naming the
+file, the key and what is allowed.
 `presets/default.toml` documents every key.
 """
 
@@ -17,6 +18,7 @@ from typing import Any
 
 from .control.config import OscConfig
 from .control.director import GalleryConfig
+from .control.midi import MidiConfig
 from .display.config import DisplayConfig
 from .engine.config import EngineConfig, RenderConfig, WalkConfig
 from .live.status import LogsConfig
@@ -44,6 +46,7 @@ class Preset:
     record: RecordConfig = field(default_factory=RecordConfig)
     logs: LogsConfig = field(default_factory=LogsConfig)
     gallery: GalleryConfig = field(default_factory=GalleryConfig)
+    midi: MidiConfig = field(default_factory=MidiConfig)
     outputs: tuple[Any, ...] = ()  # the [[output]] tables: one config per output (outputs/), in order
     source: str = "built-in defaults"
 
@@ -58,7 +61,7 @@ class Preset:
 
 _CLASSES = {"model": ModelConfig, "engine": EngineConfig, "walk": WalkConfig, "display": DisplayConfig,
             "render": RenderConfig, "osc": OscConfig, "record": RecordConfig, "logs": LogsConfig,
-            "gallery": GalleryConfig}
+            "gallery": GalleryConfig, "midi": MidiConfig}
 
 
 _TYPE_NAMES = {int: "a whole number", float: "a number", bool: "true or false", str: "a string", tuple: "a list"}

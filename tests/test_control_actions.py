@@ -4,17 +4,16 @@ session and the key map are generated from it or checked against it; the inbox c
 from __future__ import annotations
 
 import dataclasses
-import json
 import threading
 from pathlib import Path
 
 import pytest
 
-from installation.control.actions import BY_ADDRESS, BY_NAME, SPECS, Action, ActionError, action, make_action
-from installation.control.docs import osc_markdown, session, session_json, session_widgets, table_addresses
+from installation.control.actions import BY_NAME, SPECS, Action, ActionError, action, make_action
+from installation.control.docs import osc_markdown, table_addresses
 from installation.control.inbox import Inbox
 from installation.control.keys import KEYS, key_action, key_handlers
-from installation.control.state import DESCRIPTIONS, STATE_FIELDS, TYPE_TAGS, ControlState, state_address
+from installation.control.state import DESCRIPTIONS, STATE_FIELDS, TYPE_TAGS, ControlState
 from installation.engine.commands import COMMANDS, parse_command
 from installation.presets import PresetError, load_preset
 from installation.control.config import OscConfig
@@ -31,33 +30,6 @@ def test_docs_table_lists_every_osc_address_once():
     assert table_addresses(osc_markdown()) == [s.address for s in SPECS if s.address]
 
 
-def test_open_stage_control_session_is_generated_and_sends_only_what_the_table_accepts():
-    assert (DOCS / "uncanny.json").read_text() == session_json(), \
-        "regenerate: python3 -m installation.control.docs --session > docs/uncanny.json"
-    document = json.loads((DOCS / "uncanny.json").read_text())
-    assert document["version"] > "1.24.2" and document["type"] == "session"  # else loaded as a 0.x file
-    feedback = {state_address(n) for n in STATE_FIELDS}
-    for widget in session_widgets(document):
-        address = widget["address"]
-        if widget["type"] == "text":
-            assert address in feedback
-            continue
-        spec = BY_ADDRESS[address]
-        if widget["type"] == "fader":  # both ends of the fader must be accepted values
-            for end in (widget["range"]["min"], widget["range"]["max"]):
-                make_action(spec, [float(end)])
-        elif widget["mode"] == "momentary":
-            make_action(spec, [])  # sent without an argument
-        else:
-            for value in (widget["on"], widget.get("off")):
-                if value is not None:
-                    make_action(spec, [value])
-    sent = {w["address"] for w in session_widgets(session()) if w["type"] != "text"}
-    assert sent == {s.address for s in SPECS if s.address} - {"/uncanny/rewind", "/uncanny/snapshots",
-                                                                "/uncanny/ping", "/uncanny/pause", "/uncanny/resume",
-                                                                "/uncanny/record/loop"}
-
-
 def test_ranges_written_in_the_table_are_exactly_what_the_checks_accept():
     for spec in SPECS:
         for arg in spec.args:
@@ -66,6 +38,12 @@ def test_ranges_written_in_the_table_are_exactly_what_the_checks_accept():
                     assert arg.check(choice) == choice
                 with pytest.raises(ValueError):
                     arg.check("no-such-choice")
+                continue
+            if arg.tag == "s":  # a free string: /uncanny/midi/learn's address
+                assert arg.check("/uncanny/walk/truncation") == "/uncanny/walk/truncation"
+                for bad in ("/uncanny/state", "/uncanny/record/loop", "/nope", ""):
+                    with pytest.raises(ValueError):
+                        arg.check(bad)
                 continue
             kind = int if arg.tag == "i" else float
             step = 1 if arg.tag == "i" else max(abs(arg.low), 1.0) * 1e-9

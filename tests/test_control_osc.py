@@ -84,6 +84,8 @@ GOOD = [
     ("/uncanny/record/start", ("h264",), "record_start", "h264"),
     ("/uncanny/record/stop", (), "record_stop", None),
     ("/uncanny/record/loop", (500, 10.0), "record_loop", (500, 10.0)),
+    ("/uncanny/midi/learn", ("/uncanny/walk/truncation",), "midi_learn", "/uncanny/walk/truncation"),
+    ("/uncanny/midi/learn", (), "midi_learn", None),  # the address last touched
 ]
 
 
@@ -98,6 +100,18 @@ def test_every_action_address_enqueues_its_action(served, address, args, name, v
 def test_every_action_address_of_the_table_is_covered_above():
     tested = {address for address, *_ in GOOD} | {"/uncanny/ping", "/uncanny/state", "/uncanny/snapshots"}
     assert tested == set(BY_ADDRESS)
+
+
+def test_a_midi_learn_for_an_address_no_control_can_drive_is_refused_in_one_line(served):
+    server, inbox, client = served
+    for address, reason in [("/uncanny/nope", "must be the address of a control"),
+                            ("/uncanny/state", "must be the address of a control"),
+                            ("/uncanny/record/loop", "takes 2 arguments and one MIDI control gives one")]:
+        client.send("/uncanny/midi/learn", address)
+        text = client.expect("/uncanny/error")[0]
+        assert text.startswith("/uncanny/midi/learn: ") and reason in text and "\n" not in text
+    client.sync()
+    assert inbox.drain() == []
 
 
 def test_nil_arguments_count_as_none(served):

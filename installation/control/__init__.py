@@ -8,7 +8,9 @@
     state.py     ControlState: what the live loop publishes for queries and feedback
     service.py   ControlService: the inbox and the servers the [osc] table asks for, for the live loop
     director.py  the gallery director ([gallery] table): cycles the journey and keeps opening hours, by actions
+    midi.py      MIDI controllers ([midi] table, optional extra): CC / notes -> actions, MIDI learn, LED feedback
     packets.py   the strict datagram check run before python-osc parses anything
-    docs.py      docs/osc.md and the Open Stage Control session, generated from the action table
+    docs.py      docs/osc.md, the Open Stage Control session and the TouchOSC layout, generated from the action table
+    touchosc.py  the TouchOSC layout (docs/uncanny.tosc): zlib-compressed <lexml> XML
     cli.py       `run_installation.py osc ADDRESS [ARGS...]`
 """

@@ -24,6 +24,7 @@ from ..recording import CODECS, check_codec
 
 MAX_LOOP_SECONDS = 600.0  # the longest loop /uncanny/record/loop exports (a seamless loop is seconds to minutes)
 MAX_STRING = 64  # the longest string argument any action takes (loss and codec names)
+JOURNEY = 3000  # iterations a rewind fader covers: the journey to collapse takes about 2000
 ROOT = "/uncanny"
 
 
@@ -47,10 +48,24 @@ class Arg:
     default: Any = None  # the value when an optional argument is left out
     advertised: bool = True  # part of the OSCQuery TYPE; False for extras a fader does not send
     note: str = ""
+    # the part of the range a fader or knob covers (the controller layouts, a MIDI CC's 0..127), where the range
+    # is open-ended or mostly useless on a fader (lr up to 1, a period of a day); None: low .. high
+    span: tuple[float, float] | None = None
+
+    @property
+    def fader_range(self) -> tuple[float, float] | None:
+        """(low, high) a fader or knob covers, both ends accepted; None for strings and ranges without an end."""
+        if self.span is not None:
+            return self.span
+        if self.choices or self.low is None or self.high is None or self.low_open:
+            return None
+        return self.low, self.high
 
     def range_text(self) -> str:
         if self.choices:
             text = " | ".join(self.choices)
+        elif self.tag == "s":
+            text = f"a string of at most {MAX_STRING} characters"
         elif self.high is None:
             text = f"{'>' if self.low_open else '>='} {_number(self.low)}"
         elif self.low_open:
@@ -146,6 +161,18 @@ def _loop_seconds(value: Any) -> float:
     return check_float("loop seconds", value, 0.0, MAX_LOOP_SECONDS, low_open=True)
 
 
+def check_learnable(value: Any) -> str:
+    """An address one MIDI control (one value, or a press) can drive: an action's, not a query's."""
+    spec = BY_ADDRESS.get(value) if isinstance(value, str) else None
+    if spec is None or spec.kind == "query" or spec.name == "midi_learn":
+        raise ConfigError(f"must be the address of a control in docs/osc.md (e.g. {ROOT}/walk/truncation), "
+                          f"got {value!r}")
+    if spec.required > 1:
+        raise ConfigError(f"{value} takes {spec.required} arguments and one MIDI control gives one; write it in "
+                          f"[midi] mappings with its other arguments")
+    return value
+
+
 def _blackout_level(value: Any) -> float:
     return check_float("blackout level", value, 0.0, 1.0)
 
@@ -163,30 +190,33 @@ SPECS: tuple[Spec, ...] = (
     Spec("reset", f"{ROOT}/reset", "engine", "back to realism: iteration 0, the unmodified model", command="reset"),
     Spec("rewind", f"{ROOT}/rewind", "engine",
          "no argument: one snapshot back; N: the newest snapshot at or before iteration N",
-         (Arg("iteration", "i", _iteration, low=0, optional=True),), command="rewind", bare_command="back"),
+         (Arg("iteration", "i", _iteration, low=0, optional=True, span=(0, JOURNEY)),), command="rewind",
+         bare_command="back"),
     Spec("back", f"{ROOT}/back", "engine",
          "one snapshot back, counted from the engine's own position (repeated presses walk down to 0)",
          command="back"),
     Spec("snapshot", f"{ROOT}/snapshot", "engine", "take a snapshot now", command="snapshot"),
     Spec("lr", f"{ROOT}/lr", "engine", "learning rate of the synthesis network",
-         (Arg("rate", "f", check_lr, low=0.0, high=1.0, note="0 = the model's own rate"),), continuous=True,
+         (Arg("rate", "f", check_lr, low=0.0, high=1.0, note="0 = the model's own rate", span=(0.0, 0.0005)),),
+         continuous=True,
          command="lr"),
     Spec("loss", f"{ROOT}/loss", "engine", "the inverted objective",
          (Arg("name", "s", check_loss, choices=LOSSES),), command="loss"),
     Spec("batch", f"{ROOT}/batch", "engine", "images per training step",
-         (Arg("images", "i", check_batch, low=1, high=MAX_BATCH),), command="batch"),
+         (Arg("images", "i", check_batch, low=1, high=MAX_BATCH, span=(1, 16)),), command="batch"),
     Spec("speed", f"{ROOT}/speed", "engine", "training steps per second at most",
-         (Arg("steps_per_second", "f", check_rate, low=0.0, note="0 = as fast as the device goes"),),
+         (Arg("steps_per_second", "f", check_rate, low=0.0, note="0 = as fast as the device goes", span=(0.0, 30.0)),),
          continuous=True, command="limit"),
     Spec("walk_period", f"{ROOT}/walk/period", "display", "seconds per loop of the latent walk, changed without a "
-         "jump in the picture", (Arg("seconds", "f", _walk("period"), low=0.0, high=86400.0, low_open=True),),
+         "jump in the picture",
+         (Arg("seconds", "f", _walk("period"), low=0.0, high=86400.0, low_open=True, span=(2.0, 120.0)),),
          continuous=True, effect=lambda stage, a: stage.set_walk(period=a.value)),
     Spec("walk_truncation", f"{ROOT}/walk/truncation", "display",
          "latent truncation: 1 = none, lower = closer to the average face",
-         (Arg("truncation", "f", _walk("truncation"), low=0.0, high=2.0, low_open=True),), continuous=True,
-         effect=lambda stage, a: stage.set_walk(truncation=a.value)),
+         (Arg("truncation", "f", _walk("truncation"), low=0.0, high=2.0, low_open=True, span=(0.1, 1.5)),),
+         continuous=True, effect=lambda stage, a: stage.set_walk(truncation=a.value)),
     Spec("walk_seed", f"{ROOT}/walk/seed", "display", "a different walk through the latent space",
-         (Arg("seed", "i", _walk("seed"), low=0, high=2**31 - 1),),
+         (Arg("seed", "i", _walk("seed"), low=0, high=2**31 - 1, span=(0, 127)),),
          effect=lambda stage, a: stage.set_walk(seed=a.value)),
     Spec("grid", f"{ROOT}/view/grid", "display", "the N x N population grid",
          (Arg("on", "i", _flag("grid"), low=0, high=1, optional=True, note="no argument = toggle"),),
@@ -197,7 +227,7 @@ SPECS: tuple[Spec, ...] = (
     Spec("blackout", f"{ROOT}/view/blackout", "display", "fade the output to black (1) or back (0)",
          (Arg("level", "f", _blackout_level, low=0.0, high=1.0),
           Arg("seconds", "f", _fade_seconds, low=0.0, high=600.0, optional=True, default=0.0, advertised=False,
-              note="fade time, default 0 = at once")), continuous=True, effect=_blackout),
+              note="fade time, default 0 = at once", span=(0.0, 10.0))), continuous=True, effect=_blackout),
     Spec("record_start", f"{ROOT}/record/start", "display",
          "start recording the presented picture into the [record] folder (recordings/ in the run folder; "
          "the HUD only if [record] hud)",
@@ -209,9 +239,14 @@ SPECS: tuple[Spec, ...] = (
     Spec("record_loop", f"{ROOT}/record/loop", "display",
          "export a seamless loop of the snapshot at (or before) an iteration, in a separate low-priority process "
          "while the show goes on; the finished path comes back on /uncanny/state/export",
-         (Arg("iteration", "i", _loop_iteration, low=0), Arg("seconds", "f", _loop_seconds, low=0.0,
-                                                         high=MAX_LOOP_SECONDS, low_open=True)),
+         (Arg("iteration", "i", _loop_iteration, low=0, span=(0, JOURNEY)),
+          Arg("seconds", "f", _loop_seconds, low=0.0, high=MAX_LOOP_SECONDS, low_open=True, span=(1.0, 60.0))),
          effect=lambda stage, a: stage.export_loop(*a.value, a)),
+    Spec("midi_learn", f"{ROOT}/midi/learn", "display",
+         "MIDI learn: the next MIDI control moved (knob, fader, pad) drives ADDRESS from then on, kept in midi.json "
+         "in the run folder; no argument = the address last touched on an OSC controller or by a key",
+         (Arg("address", "s", check_learnable, optional=True, note="an address a single control can drive"),),
+         effect=lambda stage, a: None),  # the MIDI controller takes it: it watches every action (control/midi.py)
     Spec("fullscreen", None, "display", "switch between full-screen and a window",
          effect=lambda stage, a: stage.toggle_fullscreen()),
     Spec("quit", None, "display", "close the installation", effect=lambda stage, a: stage.quit()),

@@ -2,8 +2,9 @@
 
     python3 -m installation.control.docs > docs/osc.md
     python3 -m installation.control.docs --session > docs/uncanny.json
+    python3 -m installation.control.docs --touchosc > docs/uncanny.tosc
 
-A test holds both files to this output, so the docs say exactly what the dispatcher accepts.
+A test holds the files to this output, so the docs say exactly what the dispatcher accepts.
 """
 
 from __future__ import annotations
@@ -11,15 +12,19 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 from typing import Any
 
 from .config import OscConfig
-from .actions import BY_NAME, MAX_STRING, SPECS, Spec
+from .actions import MAX_STRING, SPECS, Spec
 from .keys import describe_keys
-from .osc import ERROR_ADDRESS, ERROR_BURST, ERROR_RATE, FEEDBACK_TICK, LOG_EVERY, MAX_SNAPSHOT_REPLY, PONG_ADDRESS, \
-    RECENT_SECONDS
+from .layouts import Item, Ref, holders, pages
+from .midi import FILE_NAME, LEARN_SECONDS, PRESS, SCAN_SECONDS, MidiConfig
+from ..messages import LOG_EVERY
+from .osc import ERROR_ADDRESS, ERROR_BURST, ERROR_RATE, FEEDBACK_TICK, MAX_SNAPSHOT_REPLY, PONG_ADDRESS, RECENT_SECONDS
 from .packets import FUTURE_TOLERANCE, MAX_DATAGRAM
 from .state import DESCRIPTIONS, ON_CHANGE, STATE_FIELDS, TYPE_TAGS, state_address
+from .touchosc import touchosc_layout
 
 SESSION_VERSION = "1.29.8"  # Open Stage Control converts files whose version is older (or missing) as 0.x files
 OSC_KEYS = {
@@ -152,6 +157,7 @@ def osc_markdown() -> str:
         "",
         *keys,
         "",
+        *midi_section(),
         "## OSCQuery",
         "",
         "With `oscquery_port` set (e.g. 5678), `http://HOST:5678/` serves the address tree as OSCQuery JSON "
@@ -175,10 +181,12 @@ def osc_markdown() -> str:
         "   (docs/uncanny.json is generated from the action table and checked against Open Stage Control's "
         "session format, version 1.29; its layout has not been looked at in the app itself.)",
         "",
-        "3. On the tablet open `http://LAPTOP-IP:8080` in the browser. The *Journey* tab has pause, reset, "
-        "back, snapshot and the training faders; *Walk & view* has the walk, grid, HUD and blackout; *Record* "
-        "starts (with the preset's codec or a chosen one) and stops a recording and shows its file; *State* "
-        "shows iteration, D score, diversity, collapsed, fps and recording.",
+        "3. On the tablet open `http://LAPTOP-IP:8080` in the browser. The *Journey* tab has pause, resume, "
+        "reset, back, snapshot, a rewind fader (sent once, when let go), the snapshot list and the training "
+        "faders; *Walk & view* has the walk, grid, HUD, blackout at once and fades to black and back over a "
+        "chosen time; *Record* starts (with the preset's codec or a chosen one) and stops a recording, exports "
+        "a loop of a chosen iteration and length, and shows the files; *State* shows every state value and has "
+        "MIDI learn for the control last touched.",
         "4. Press *refresh* on the *State* tab (or touch anything): the installation answers Open Stage "
         "Control's port, so the "
         "labels fill in and keep updating. Open Stage Control sends and receives on one UDP port, so the "
@@ -192,7 +200,10 @@ def osc_markdown() -> str:
         "2. TouchOSC listens on its receive port, not on the port it sends from: set `reply_port = 9000` "
         "(every sender answered at port 9000) or `feedback = [\"TABLET-IP:9000\"]` in the preset's `[osc]` "
         "table.",
-        "3. Give each control the address from the table above. Faders: set the control's range to the "
+        "3. Open the ready layout docs/uncanny.tosc (the same pages as the Open Stage Control session, generated "
+        "from the action table; its file format is checked with the py2tosc reader, the layout has not been "
+        "looked at in TouchOSC itself), or give your own controls the addresses from the table above. Faders: "
+        "set the control's range to the "
         "native range (e.g. `/uncanny/walk/truncation` 0.1 to 1.5); buttons: `/uncanny/reset` etc. send on "
         "press; toggles for `/uncanny/view/grid` and `/uncanny/view/hud` send 1/0. Labels with a "
         "`/uncanny/state/...` address show the state.",
@@ -203,62 +214,129 @@ def osc_markdown() -> str:
     return "\n".join(lines)
 
 
+MIDI_KEYS = {
+    "enabled": "MIDI controllers; without python-rtmidi or a MIDI system: one line at start, the show goes on",
+    "api": "`auto` (ALSA, else JACK) \\| `alsa` \\| `jack`",
+    "input": "open the input ports whose name contains this (e.g. `\"nanoKONTROL\"`); `\"\"` = every input port",
+    "output": "LED / motor-fader feedback to the output ports whose name contains this; `\"\"` = none",
+    "mappings": "mapping lines (above); learned ones in `midi.json` win over these",
+}
+
+
+def midi_section() -> list[str]:
+    if set(MIDI_KEYS) != {f.name for f in dataclasses.fields(MidiConfig)}:
+        raise RuntimeError("MIDI_KEYS must describe every MidiConfig field")
+    defaults = MidiConfig()
+    settings = ["| key | default | meaning |", "|---|---|---|"] + [
+        f"| `{name}` | `{json.dumps(list(v) if isinstance(v := getattr(defaults, name), tuple) else v)}` | {text} |"
+        for name, text in MIDI_KEYS.items()]
+    return [
+        "## MIDI",
+        "",
+        "With the MIDI extra installed (`pip install 'uncanny[midi]'`: python-rtmidi and mido) the installation "
+        "reads MIDI controllers (APC, nanoKONTROL, Launch Control ...) through ALSA or JACK: every input port whose "
+        f"name contains `[midi] input`, looked for again every {SCAN_SECONDS:g} s, so a controller plugged in "
+        "during the show is found. Knobs, faders and pads become the same actions as OSC messages and keys. "
+        "Without the package or a MIDI system the installation says so in one line at start and goes on.",
+        "",
+        f"A mapping is one line, the same in the preset's `[midi] mappings` and in `{FILE_NAME}` in the run folder: "
+        "`KIND CHANNEL NUMBER ADDRESS [ARGS...]`, KIND `cc` or `note`, CHANNEL 1-16, NUMBER 0-127, ADDRESS from "
+        "the table above:",
+        "",
+        "| mapping | what the control does |",
+        "|---|---|",
+        "| `cc 1 74 /uncanny/walk/truncation` | a knob: 0..127 covers the argument's fader range (here 0.1 .. 1.5) |",
+        "| `cc 1 20 /uncanny/view/blackout 2` | a knob for the first argument; the written ones follow (a 2 s fade) |",
+        "| `cc 1 21 /uncanny/loss` | a knob over choices: 128 values in equal bands, one per choice |",
+        f"| `cc 1 22 /uncanny/reset` | a CC button on a trigger: fires when the value rises through {PRESS} |",
+        "| `note 10 36 /uncanny/reset` | a pad: each note-on fires once; note-off (or velocity 0) does nothing |",
+        "| `note 10 37 /uncanny/view/grid` | a pad on grid / hud toggles it |",
+        "| `note 10 38 /uncanny/view/blackout` | a pad on a value flips it between the ends of its range |",
+        "| `note 10 39 /uncanny/loss` | a pad on choices steps through them |",
+        "| `note 10 40 /uncanny/view/blackout 1 3` | a pad with written arguments sends exactly those |",
+        "",
+        "The fader ranges (what a knob covers) are the ones the layouts use: "
+        + "; ".join(f"`{s.address}` {a.name} {_number_text(a.fader_range[0])} .. {_number_text(a.fader_range[1])}"
+                    for s in SPECS if s.address for a in s.args[:1] if a.span) + ".",
+        "",
+        "**MIDI learn**: send `/uncanny/midi/learn ADDRESS` (or touch a control on the tablet, then press **m** "
+        "or send `/uncanny/midi/learn` without an argument: the address last touched), then move a knob or press "
+        f"a pad within {LEARN_SECONDS:g} s. That control now drives ADDRESS (the learning move does nothing "
+        f"else); what it or ADDRESS had learned before is replaced. The mapping is written to `{FILE_NAME}` "
+        "in the run folder at once (atomically) and read again at the next start; a malformed file is one line "
+        f"in the log, ignored, and kept as `{FILE_NAME}.bad` when the next control is learned. "
+        "`/uncanny/state/midi_learn` says which address waits for a control. A mapping of two arguments "
+        "(`/uncanny/record/loop`) is written by hand with its second argument: `cc 1 23 /uncanny/record/loop 8`.",
+        "",
+        "**Feedback** (`[midi] output`): LEDs and motor faders follow the state: a knob gets its value as its CC, "
+        "a pad lights (note-on velocity 127, dark: velocity 0) while its flag is on, its value is in the upper "
+        "half of its range, its written choice is the one in force, training is paused (`toggle_pause`, `pause`) "
+        "or a recording runs (`record/start`); "
+        "sent on change only, and not to a knob the hand has already put at the value.",
+        "",
+        "**Bad input**: SysEx, data bytes without a status byte (running status), truncated messages, pitch bend, "
+        "program change and controls nobody mapped are ignored with one log line per port and kind every "
+        f"{LOG_EVERY:g} s; nothing a controller sends can stop or slow the picture.",
+        "",
+        "Settings, the `[midi]` preset table:",
+        "",
+        *settings,
+        "",
+    ]
+
+
+def _number_text(value: float) -> str:
+    return f"{value:g}"
+
+
 # ------------------------------------------------------------------------------------------ Open Stage Control
-def _button(name: str, label: str, **extra: Any) -> dict[str, Any]:
-    return {"type": "button", "id": name, "label": label, "address": BY_NAME[name].address, "mode": "momentary",
-            **extra}
+def _js(value: Any, integer: bool = False) -> str:
+    """A button argument in an Open Stage Control script: a constant, or a holder fader's value."""
+    if isinstance(value, Ref):
+        return f"Math.round(get('{value.id}'))" if holders()[value.id].integer else f"get('{value.id}')"
+    return json.dumps(value)
 
 
-def _fader(name: str, label: str, low: float, high: float, decimals: int, tags: str = "f") -> dict[str, Any]:
-    return {"type": "fader", "id": name, "label": label, "address": BY_NAME[name].address,
-            "range": {"min": low, "max": high}, "decimals": decimals, "typeTags": tags}
-
-
-def _toggle(name: str, label: str) -> dict[str, Any]:
-    return {"type": "button", "id": name, "label": label, "address": BY_NAME[name].address, "mode": "toggle",
-            "on": 1, "off": 0, "typeTags": "i"}
-
-
-def _tab(tab_id: str, label: str, widgets: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"type": "tab", "id": tab_id, "label": label, "layout": "grid", "gridTemplate": 4, "widgets": widgets}
+def _widget(item: Item) -> dict[str, Any]:
+    """One Open Stage Control widget. Scripts (send/get, onTouch's event.type) send what one message of a plain
+    widget cannot: two widgets' values together, or a fader's value once, when it is let go."""
+    if item.kind == "label":
+        return {"type": "text", "id": item.id, "label": item.label, "address": item.address, "default": "-"}
+    if item.kind == "toggle":
+        return {"type": "button", "id": item.id, "label": item.label, "address": item.address, "mode": "toggle",
+                "on": 1, "off": 0, "typeTags": "i"}
+    if item.kind == "button":
+        widget = {"type": "button", "id": item.id, "label": item.label, "mode": "momentary"}
+        if any(isinstance(a, Ref) for a in item.args):
+            call = ", ".join([f"'{item.address}'", *map(_js, item.args)])
+            return {**widget, "bypass": True, "onValue": f"send({call})"}
+        if item.args:  # one constant: a tap button sends it
+            return {**widget, "address": item.address, "mode": "tap", "on": item.args[0], "typeTags": "s"}
+        return {**widget, "address": item.address}
+    low, high = item.range
+    widget = {"type": "fader", "id": item.id, "label": item.label, "range": {"min": low, "max": high},
+              "decimals": item.decimals}
+    if item.address is None:
+        return {**widget, "bypass": True}  # holds a value for a button
+    if item.on_release:
+        value = "Math.round(value)" if item.integer else "value"
+        return {**widget, "bypass": True, "onTouch": f"if (event.type === 'stop') send('{item.address}', {value})"}
+    return {**widget, "address": item.address, "typeTags": "i" if item.integer else "f"}
 
 
 def session() -> dict[str, Any]:
-    """The Open Stage Control session: faders over the useful part of each native range (a test holds them
-    inside it), buttons for the triggers, text widgets showing the feedback."""
-    loss = [{"type": "button", "id": f"loss_{name}", "label": f"loss {name}", "address": BY_NAME["loss"].address,
-             "mode": "tap", "on": name, "typeTags": "s"} for name in BY_NAME["loss"].args[0].choices]
-    journey = [
-        _button("toggle_pause", "pause / resume"), _button("reset", "reset to realism"),
-        _button("back", "one snapshot back"), _button("snapshot", "snapshot now"),
-        _fader("lr", "learning rate", 0.0, 0.0005, 7), _fader("speed", "steps/s (0 = free)", 0.0, 30.0, 1),
-        _fader("batch", "batch", 1, 16, 0, "i"), *loss,
-    ]
-    view = [
-        _fader("walk_period", "walk period s", 2.0, 120.0, 1), _fader("walk_truncation", "truncation", 0.1, 1.5, 2),
-        _fader("walk_seed", "walk seed", 0, 100, 0, "i"), _toggle("grid", "population grid"),
-        _toggle("hud", "HUD"), _fader("blackout", "blackout", 0.0, 1.0, 2),
-    ]
-    codecs = [{"type": "button", "id": f"record_{name}", "label": f"record {name}",
-               "address": BY_NAME["record_start"].address, "mode": "tap", "on": name, "typeTags": "s"}
-              for name in BY_NAME["record_start"].args[0].choices]
-    record = [_button("record_start", "record ([record] codec)"), *codecs, _button("record_stop", "stop recording"),
-              *({"type": "text", "id": f"record_{n}", "label": DESCRIPTIONS[n], "address": state_address(n),
-                 "default": "-"} for n in ("recording", "recording_path", "export"))]
-    state = [{"type": "text", "id": f"state_{n}", "label": DESCRIPTIONS[n], "address": state_address(n),
-              "default": "-"} for n in STATE_FIELDS]
-    state.append(_button("state", "refresh"))
-    content = {"type": "root", "tabs": [_tab("journey", "Journey", journey), _tab("view", "Walk & view", view),
-                                        _tab("record", "Record", record), _tab("state", "State", state)]}
-    return {"version": SESSION_VERSION, "type": "session", "content": content}
+    """The Open Stage Control session: the layout's pages as tabs (control/layouts.py)."""
+    tabs = [{"type": "tab", "id": tab_id, "label": title, "layout": "grid", "gridTemplate": 4,
+             "widgets": [_widget(item) for item in items]} for tab_id, title, items in pages()]
+    return {"version": SESSION_VERSION, "type": "session", "content": {"type": "root", "tabs": tabs}}
 
 
 def session_widgets(document: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every widget with an address in a session document."""
+    """Every widget (not tabs) of a session document."""
     found = []
 
     def walk(node: dict[str, Any]) -> None:
-        if "address" in node:
+        if node.get("type") not in ("root", "tab"):
             found.append(node)
         for child in node.get("tabs", []) + node.get("widgets", []):
             walk(child)
@@ -271,10 +349,15 @@ def session_json() -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="print docs/osc.md (or, with --session, docs/uncanny.json)")
+    parser = argparse.ArgumentParser(description="print docs/osc.md (or, with --session, docs/uncanny.json; with "
+                                                 "--touchosc, docs/uncanny.tosc)")
     parser.add_argument("--session", action="store_true", help="the Open Stage Control session instead")
+    parser.add_argument("--touchosc", action="store_true", help="the TouchOSC layout (binary) instead")
     args = parser.parse_args()
-    print(session_json() if args.session else osc_markdown(), end="")
+    if args.touchosc:
+        sys.stdout.buffer.write(touchosc_layout())
+    else:
+        print(session_json() if args.session else osc_markdown(), end="")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ KEYS: tuple[tuple[str, int, str], ...] = (
     ("g", 71, "grid"),
     ("h", 72, "hud"),
     ("v", 86, "record_toggle"),
+    ("m", 77, "midi_learn"),  # MIDI learn for the control last touched: touch it, press m, move a knob
     ("f", 70, "fullscreen"),
     ("q", 81, "quit"),
     ("escape", 256, "quit"),

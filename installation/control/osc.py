@@ -26,6 +26,7 @@ from typing import Any
 from pythonosc.dispatcher import Dispatcher
 from pythonosc.osc_server import BlockingOSCUDPServer
 
+from ..messages import MAX_LOG_KEYS, RateLimitedLog
 from .config import OscConfig, parse_target
 from .actions import BY_NAME, ROOT, ActionError, Spec, make_action, osc_specs
 from .inbox import Inbox
@@ -39,8 +40,6 @@ PONG_ADDRESS = f"{ROOT}/pong"
 RECENT_SECONDS = 300.0  # a sender keeps receiving feedback this long after its last valid message
 MAX_RECENT = 32  # senders remembered for feedback
 FEEDBACK_TICK = 0.05  # seconds: how soon a changed state field goes out
-LOG_EVERY = 10.0  # seconds between log lines per (sender, kind)
-MAX_LOG_KEYS = 1024
 ERROR_BURST, ERROR_RATE = 20.0, 10.0  # /uncanny/error replies per sender: a burst of 20, then 10 a second
 MAX_SNAPSHOT_REPLY = 1000  # newest snapshot iterations in one /uncanny/snapshots reply (fits one datagram)
 MAX_ERROR_TEXT = 400
@@ -48,28 +47,6 @@ MAX_ERROR_TEXT = 400
 
 class OscError(Exception):
     """The OSC server cannot start (port in use, bad address); one line."""
-
-
-class _RateLimitedLog:
-    """One warning per (sender, kind) per LOG_EVERY seconds, with the number of lines it held back."""
-
-    def __init__(self) -> None:
-        self._seen: dict[tuple[str, str], list[float]] = {}  # (sender, kind) -> [last logged, held back]
-        self._lock = threading.Lock()
-
-    def __call__(self, sender: str, kind: str, text: str) -> None:
-        now = time.monotonic()
-        with self._lock:
-            if len(self._seen) >= MAX_LOG_KEYS:
-                self._seen.clear()  # many senders (a scan, spoofing): forget them rather than grow
-            entry = self._seen.get((sender, kind))
-            if entry is not None and now - entry[0] < LOG_EVERY:
-                entry[1] += 1
-                return
-            held = int(entry[1]) if entry else 0
-            self._seen[(sender, kind)] = [now, 0]
-        log.warning("osc: %s from %s: %s%s", kind, sender, text,
-                    f" ({held} more like it in the last {LOG_EVERY:g} s)" if held else "")
 
 
 class _Bucket:
@@ -116,7 +93,7 @@ class OscServer:
         self.config, self.inbox = config, inbox
         self.stats: Counter[str] = Counter()  # received, actions, queries and one count per refused kind
         self._networks = [ipaddress.ip_network(n, strict=False) for n in config.allow]
-        self._log = _RateLimitedLog()
+        self._log = RateLimitedLog(log, "osc")
         self._errors = _Bucket()
         self._state = ControlState()
         self._recent: OrderedDict[tuple[str, int], float] = OrderedDict()  # reply address -> last heard

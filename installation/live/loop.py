@@ -2,11 +2,12 @@
 
 Each refresh, in this order:
 1. controllers' actions: the gallery director's join the inbox (keys, OSC, MIDI, web put theirs there), the inbox is
-   drained once and each action applied on the `Stage` (engine commands, display effects);
+   drained once and each action applied on the `Stage` (engine commands, display effects), the MIDI controller
+   watching them (MIDI learn);
 2. the picture: the frames that came from the engine, played at their moments (picture.py);
 3. the engine is looked after (supervisor.py: restarts, hangs) and its refusals told to their senders;
-4. one `ControlState` snapshot of the whole show is made and published: OSC feedback, OSCQuery, the HUD and
-   status.json all read it and nothing else;
+4. one `ControlState` snapshot of the whole show is made and published: OSC feedback, OSCQuery, MIDI feedback, the
+   HUD and status.json all read it and nothing else;
 5. the refresh is drawn; the outputs' readbacks run inside it (outputs.py), none able to block the loop; the remote
    checks (status.json, thumbnails) are fed; further windows draw the same frames their own way;
 6. the surface presents it, and systemd's watchdog is fed.
@@ -23,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..control.director import Director
+from ..control.midi import MidiController
 from ..control.service import ControlService
 from ..control.state import ControlState
 from ..display.presenter import Presenter
@@ -44,11 +46,11 @@ class LiveLoop:
     """Ticks the show once per refresh; `run()` until stopped. The collaborators are built in live/run.py."""
 
     def __init__(self, surface: Surface, presenter: Presenter, picture: Picture, stage: Stage,
-                 supervisor: EngineSupervisor, director: Director, control: ControlService, recorder: LiveRecorder,
-                 exports: LoopExports, outputs: Outputs, remote: RemoteChecks, notices: Notices, run_dir: Path,
-                 model: str) -> None:
+                 supervisor: EngineSupervisor, director: Director, control: ControlService, midi: MidiController,
+                 recorder: LiveRecorder, exports: LoopExports, outputs: Outputs, remote: RemoteChecks,
+                 notices: Notices, run_dir: Path, model: str) -> None:
         self.surface, self.presenter, self.picture, self.stage = surface, presenter, picture, stage
-        self.supervisor, self.director, self.control = supervisor, director, control
+        self.supervisor, self.director, self.control, self.midi = supervisor, director, control, midi
         self.recorder, self.exports, self.outputs, self.remote = recorder, exports, outputs, remote
         self.notices, self.run_dir, self.model = notices, run_dir, model
         self.state = ControlState()  # the newest snapshot
@@ -73,6 +75,7 @@ class LiveLoop:
         for action in self.director.tick(now, datetime.now(), self.state):
             self.control.inbox.put(action)
         for action in self.control.inbox.drain():
+            self.midi.observe(action)  # MIDI learn: what to learn, and the control last touched
             self.stage.apply(action)
         self.picture.update(wall, now, self.stage.walk.grid)
         errors = self.supervisor.state.error_count
@@ -82,6 +85,7 @@ class LiveLoop:
         self.exports.poll()
         self.state = state = self._snapshot(now)
         self.control.publish(state)
+        self.midi.publish(state)
         size = self.surface.size
         if (self.presenter.width, self.presenter.height) != size:
             self.presenter.resize(*size)
@@ -113,7 +117,7 @@ class LiveLoop:
             diversity=s.diversity, collapsed=s.collapsed, fps=self.fps, steps_per_second=s.steps_per_second,
             recording=self.recorder.recording, recording_path=self.recorder.path, export=self.exports.status,
             cycle=self.director.cycle, phase=self.director.phase, snapshots=s.snapshots, controls=controls,
-            outputs=self.outputs.states(), message=message, last_error=self.notices.last_error,
+            midi_learn=self.midi.learning, outputs=self.outputs.states(), message=message, last_error=self.notices.last_error,
             uptime=round(now - self.started, 1), disk_free=self._disk[0], engine_restarts=self.supervisor.restarts,
             model=self.model, run_dir=str(self.run_dir))
 

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..control.director import FILE_NAME as DIRECTOR_FILE, Director
+from ..control.midi import MidiController
 from ..control.service import ControlService
 from ..display.presenter import Presenter
 from ..display.sinks import SinkContext
@@ -166,8 +167,8 @@ def _check_shared_memory(resolution: int, grid: int, slots: int) -> None:
 def live_show(preset: Preset, checkpoint: Path, resolution: int, run_dir: Path, surface: Surface,
               control: ControlService, poster: np.ndarray | None = None, headless: bool = False) -> Iterator[LiveLoop]:
     """The live loop with everything it drives, built here and passed in: the frame channel, the presenter, the
-    engine process and its supervisor, the director, the stage actions act on, the recorder, the exports, the
-    outputs (the headless video when `headless`), the remote checks. On leaving, they close in the order that keeps
+    engine process and its supervisor, the controllers (`control`'s OSC, the director, MIDI), the stage actions act
+    on, the recorder, the exports, the outputs (the headless video when `headless`), the remote checks. On leaving, they close in the order that keeps
     what was written: the outputs' files first, then the exports, the engine (its final snapshot) and the last
     status, then GL and shared memory."""
     display, notices = preset.display, Notices()
@@ -203,11 +204,13 @@ def live_show(preset: Preset, checkpoint: Path, resolution: int, run_dir: Path, 
         context = SinkContext(surface.ctx, report, headless, display.letterbox)
         for config in preset.outputs:  # [[output]]: each kind's sink (outputs/__init__.py KINDS)
             outputs.sinks.append(OUTPUT_KINDS[config.kind][1](config, context))
+        midi = stack.enter_context(MidiController(preset.midi, control.inbox, run_dir, notices.say))
+        print(f"uncanny: {midi.describe()}", file=sys.stderr)
         picture = Picture(channel, presenter, display.crossfade == 0, poster, renderer.settings.epoch)
         stage = Stage(engine, renderer, presenter, preset.walk.grid, recorder, exports, control, notices.say,
                       display.hud, lambda: picture.shown_iteration)
         loop = LiveLoop(surface, presenter, picture, stage, supervisor,
-                        Director(preset.gallery, run_dir / DIRECTOR_FILE), control, recorder, exports, outputs,
+                        Director(preset.gallery, run_dir / DIRECTOR_FILE), control, midi, recorder, exports, outputs,
                         RemoteChecks(run_dir.resolve(), preset.logs, notices.say, time.monotonic()), notices,
                         run_dir.resolve(), str(checkpoint))
         engine.start()
