@@ -7,7 +7,10 @@ a word, so the fix that follows it is always read in full.
 
 from __future__ import annotations
 
+import logging
 import re
+import threading
+import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -50,3 +53,31 @@ def size_text(size: float) -> str:
         if size < 1024:
             return f"{size:.1f} {unit}"
     return f"{size / 1024:.1f} GB"
+
+
+class RateLimitedLog:
+    """One warning per (sender, kind) per `every` seconds, saying how many like it were held back, so a flood of
+    bad input can neither fill the disk nor hide the first line. Memory stays bounded: past `max_keys` senders and
+    kinds (a scan, spoofing) it forgets them all rather than grow. Thread-safe."""
+
+    def __init__(self, logger: logging.Logger, prefix: str, every: float = 10.0, max_keys: int = 1024) -> None:
+        self.logger, self.prefix, self.every, self.max_keys = logger, prefix, every, max_keys
+        self._seen: dict[tuple[str, str], list[float]] = {}  # (sender, kind) -> [last logged, held back]
+        self._lock = threading.Lock()
+
+    def __call__(self, sender: str, kind: str, text: str) -> bool:
+        """Log it unless a line of this kind from this sender went out less than `every` seconds ago; True if
+        logged."""
+        now = time.monotonic()
+        with self._lock:
+            if len(self._seen) >= self.max_keys:
+                self._seen.clear()
+            entry = self._seen.get((sender, kind))
+            if entry is not None and now - entry[0] < self.every:
+                entry[1] += 1
+                return False
+            held = int(entry[1]) if entry else 0
+            self._seen[(sender, kind)] = [now, 0]
+        self.logger.warning("%s: %s from %s: %s%s", self.prefix, kind, sender, text,
+                            f" ({held} more like it in the last {self.every:g} s)" if held else "")
+        return True
