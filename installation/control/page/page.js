@@ -40,6 +40,7 @@ function show() {
   const status = $("#status");
   status.textContent = state.status || "…";
   status.className = `pill ${state.status || ""}`;
+  $("[data-field=last_error]").classList.toggle("error", Boolean(state.last_error));
   const dark = Number(state.controls.blackout || 0) > 0;
   $("#blackout").textContent = dark ? "Back from black" : "Blackout";
   $("#blackout").classList.toggle("on", dark);
@@ -177,15 +178,16 @@ function plot(journey) {
                      `   (${low.toFixed(3)} … ${high.toFixed(3)}, iterations ${first}–${last})`, left, top - 5);
     context.strokeStyle = "#2c2c35";
     context.strokeRect(left, top, right - left, bottom - top);
-    context.strokeStyle = colour;
+    context.strokeStyle = context.fillStyle = colour;
     context.beginPath();
-    let drawing = false;
-    values.forEach((value, index) => {
-      if (value === null) { drawing = false; return; }
-      if (drawing) context.lineTo(x(iterations[index]), y(value));
+    let started = false;
+    values.forEach((value, index) => {  // a measure taken every few steps: the line joins the measured points
+      if (value === null) return;
+      if (started) context.lineTo(x(iterations[index]), y(value));
       else context.moveTo(x(iterations[index]), y(value));
-      drawing = true;
+      started = true;
     });
+    if (known.length === 1) context.fillRect(x(iterations[values.indexOf(known[0])]) - 2, y(known[0]) - 2, 4, 4);
     context.stroke();
   });
 }
