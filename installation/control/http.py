@@ -304,19 +304,19 @@ class HttpServer:
         self._push(values(self._state()))
 
     async def _push_forever(self) -> None:
-        """After each notify() (at most every PUSH_GAP), push to each websocket the listened values that differ from
-        what it was last sent."""
+        """After each notify(), push to each websocket the listened values that differ from what it was last sent;
+        after a round that sent something, the next waits PUSH_GAP, gathering the changes of several refreshes."""
         while True:
             try:
                 await asyncio.wait_for(self._wake.wait(), PUSH_CHECK)
             except TimeoutError:
                 pass
             self._wake.clear()
-            if self._listeners:
-                self._push(values(self._state()))
-            await asyncio.sleep(PUSH_GAP)
+            if self._listeners and self._push(values(self._state())):
+                await asyncio.sleep(PUSH_GAP)
 
-    def _push(self, current: dict[str, tuple[Any, ...]]) -> None:
+    def _push(self, current: dict[str, tuple[Any, ...]]) -> bool:
+        """True if anything was sent."""
         packets: dict[str, bytes] = {}
         for listener in list(self._listeners):
             for path in listener.paths:
@@ -333,6 +333,7 @@ class HttpServer:
                     self._refuse_log(listener.peer, "slow websocket", f"{MAX_QUEUED} values wait unread: closed")
                     self._spawn(listener.ws.close(code=1008, message=b"too slow"))
                     break
+        return bool(packets)
 
     def _spawn(self, work: Any) -> None:
         """Run a coroutine on the loop, holding on to it until done (the loop keeps only a weak reference)."""
