@@ -7,9 +7,9 @@
 Over real loopback sockets against the real server (no installation, no engine); the client is the `websockets`
 package, as ossia score or Chataigne would be a websocket client:
 1. LISTEN push latency: a new state is published (a reference swap and notify(), as the live loop does) ->
-   the binary OSC frame with the new iteration arrives at the client (changes 50 ms apart). Two modes, interleaved in blocks: "quiet" (a
-   state is published only when it changes) and "display" (a thread also publishes an unchanged state 60 times a
-   second, as the live loop does every refresh);
+   the binary OSC frame with the new iteration arrives at the client (changes 50 ms apart). Two modes, interleaved
+   in blocks: "quiet" (a state is published only when it changes) and "display" (a thread also publishes an
+   unchanged state 60 times a second, as the live loop does every refresh);
 2. a stand-in display loop (60 Hz, sleeping to each deadline, publishing each refresh) on its own thread: its
    refresh intervals (median, p99, max) with nobody connected and with 8 LISTEN clients plus a client polling the
    page's /ui/api/state and /ui/api/journey as fast as it is answered, interleaved in blocks.

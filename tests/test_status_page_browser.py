@@ -137,10 +137,9 @@ def test_a_token_is_asked_for_and_kept(browser):
 
 @pytest.mark.xfail(strict=True, reason="live/run.py does not build the HTTP server yet: the lead wires ControlService "
                                        "with [http] (the report lists the lines); remove this mark then")
-def test_the_page_of_a_real_installation(browser, tmp_path):
+def test_the_page_of_a_real_installation(request, tmp_path):
     """`run_installation.py --headless` with the status page on a free port: the page shows the engine's iteration,
     and its blackout button reaches the installation (the state comes back over OSC)."""
-    driver = browser
     http_port = free_port()
     process = subprocess.Popen([sys.executable, str(ROOT / "run_installation.py"), "--headless", "--seconds", "300",
                                 "--size", "64x64", "--osc-port", "0", "--http-port", str(http_port), "--run-dir",
@@ -148,12 +147,13 @@ def test_the_page_of_a_real_installation(browser, tmp_path):
                                env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
     try:
         lines = []
-        for line in process.stderr:  # the start lines: OSC's port, then the page's (or nothing: not wired)
+        for line in process.stderr:  # the start lines: OSC's port, then the page's (when the live loop builds it)
             lines.append(line)
-            if "status page on" in line or "headless: writing" in line:
+            if "status page on" in line or (len(lines) > 1 and "OSC on udp" in lines[-2]):
                 break
-        osc_port = int(re.search(r"OSC on udp [\d.]+:(\d+)", "".join(lines)).group(1))
         assert any(f":{http_port}/ui/" in line for line in lines), "".join(lines)
+        osc_port = int(re.search(r"OSC on udp [\d.]+:(\d+)", "".join(lines)).group(1))
+        driver = request.getfixturevalue("browser")
         driver.get(f"http://127.0.0.1:{http_port}/ui/")
         wait_for(lambda: text_of(driver, "[data-field=iteration]") not in ("–", "0"), "training on the page", 120)
         click(driver, "#blackout")
@@ -161,6 +161,9 @@ def test_the_page_of_a_real_installation(browser, tmp_path):
         client.send("/uncanny/state")
         assert client.expect("/uncanny/view/blackout", lambda args: args == [1.0], wait=WAIT * 3) == [1.0]
         client.close()
+        wait_for(lambda: driver.execute_script("return document.querySelector('#picture').naturalWidth") > 0,
+                 "the show's picture")
+        driver.save_screenshot(str(tmp_path / "installation-page.png"))
     finally:
         process.terminate()
         process.wait(60)
