@@ -14,5 +14,6 @@ DATA_PACKAGES = {f"installation._{name}": name for name in _resources.DATA_DIRS}
 
 setup(packages=find_packages(include=["installation", "installation.*"]) + list(DATA_PACKAGES),
       package_dir=DATA_PACKAGES,
-      package_data={"installation": ["assets/*.pt", "assets/*.md"],  # the embedded default model and its licence
+      package_data={"installation": ["assets/*.pt", "assets/*.md",  # the embedded default model and its licence
+                                     "control/page/*"],  # the status page: HTML, CSS and JS served at /ui/
                     **{package: ["*"] for package in DATA_PACKAGES}})

@@ -137,6 +137,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     preset = preset.replace("display", fullscreen=args.fullscreen, monitor=args.monitor, width=width,
                             height=height, hud=args.hud or None, keys=False if args.no_keys else None)
     preset = preset.replace("osc", port=args.osc_port, enabled=False if args.no_osc else None)
+    preset = preset.replace("http", port=args.http_port)
     if args.monitor is not None and (args.headless or not preset.display.fullscreen):
         ignored_by = "--headless" if args.headless else "a window (--windowed, or fullscreen = false in the preset)"
         print(f"uncanny: warning: --monitor {args.monitor} is ignored with {ignored_by}; it picks the screen for "
@@ -218,7 +219,10 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--no-keys", action="store_true", help="ignore the keyboard (gallery use)")
     live.add_argument("--osc-port", type=whole_number(0, 65535), default=None,
                       help="UDP port of the OSC server (default [osc] port, 8000; 0 = any free port)")
-    live.add_argument("--no-osc", action="store_true", help="no OSC server (no network control)")
+    live.add_argument("--no-osc", action="store_true", help="no OSC server (the status page stays; --http-port 0 turns it off)")
+    live.add_argument("--http-port", type=whole_number(0, 65535), default=None,
+                      help="TCP port of the status page (/ui/) and OSCQuery (default [http] port, 5678; 0 = no HTTP "
+                           "server)")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     inspect = commands.add_parser("inspect", help="describe a checkpoint: format, resolutions, sizes, D present")

@@ -9,20 +9,31 @@ the new one; the reader (journey.read_metrics, engine.history) reads the result 
 
 from __future__ import annotations
 
+import bisect
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from .storage import atomic_write_bytes
 
+
+def kept_before(iterations: Sequence[int], iteration: int) -> int:
+    """How many of the journey's kept lines (their iterations, ascending) stay when a line at `iteration` comes: a
+    line at i replaces every kept line at i or later (a resume from an older snapshot, a rewind, a rollback abandon
+    that future)."""
+    return bisect.bisect_left(iterations, iteration)
+
+
 def history(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The journey as it stands, from metrics lines in file order: a line at iteration i replaces every kept line
-    at i or later (a resume from an older snapshot, a rewind, a rollback abandon that future)."""
+    """The journey as it stands, from metrics lines in file order (see `kept_before`)."""
     kept: list[dict[str, Any]] = []
+    iterations: list[int] = []
     for line in lines:
-        while kept and kept[-1]["iteration"] >= line["iteration"]:
-            kept.pop()
+        stay = kept_before(iterations, line["iteration"])
+        del kept[stay:], iterations[stay:]
         kept.append(line)
+        iterations.append(line["iteration"])
     return kept
 
 

@@ -58,24 +58,29 @@ def size_text(size: float) -> str:
 
 
 class RateLimitedLog:
-    """One warning per (source, kind) every LOG_EVERY seconds, with the number of lines it held back: bad input
-    from the network or a MIDI port is logged, but a flood of it can neither fill the disk nor hide other lines."""
+    """One warning per (sender, kind) per `every` seconds, saying how many like it were held back, so a flood of
+    bad input can neither fill the disk nor hide the first line. Memory stays bounded: past `max_keys` senders and
+    kinds (a scan, spoofing) it forgets them all rather than grow. Thread-safe."""
 
-    def __init__(self, logger: logging.Logger, subject: str) -> None:
-        self.logger, self.subject = logger, subject
-        self._seen: dict[tuple[str, str], list[float]] = {}  # (source, kind) -> [last logged, held back]
+    def __init__(self, logger: logging.Logger, prefix: str, every: float = LOG_EVERY,
+                 max_keys: int = MAX_LOG_KEYS) -> None:
+        self.logger, self.prefix, self.every, self.max_keys = logger, prefix, every, max_keys
+        self._seen: dict[tuple[str, str], list[float]] = {}  # (sender, kind) -> [last logged, held back]
         self._lock = threading.Lock()
 
-    def __call__(self, source: str, kind: str, text: str) -> None:
+    def __call__(self, sender: str, kind: str, text: str) -> bool:
+        """Log it unless a line of this kind from this sender went out less than `every` seconds ago; True if
+        logged."""
         now = time.monotonic()
         with self._lock:
-            if len(self._seen) >= MAX_LOG_KEYS:
+            if len(self._seen) >= self.max_keys:
                 self._seen.clear()
-            entry = self._seen.get((source, kind))
-            if entry is not None and now - entry[0] < LOG_EVERY:
+            entry = self._seen.get((sender, kind))
+            if entry is not None and now - entry[0] < self.every:
                 entry[1] += 1
-                return
+                return False
             held = int(entry[1]) if entry else 0
-            self._seen[(source, kind)] = [now, 0]
-        self.logger.warning("%s: %s from %s: %s%s", self.subject, kind, source, text,
-                            f" ({held} more like it in the last {LOG_EVERY:g} s)" if held else "")
+            self._seen[(sender, kind)] = [now, 0]
+        self.logger.warning("%s: %s from %s: %s%s", self.prefix, kind, sender, text,
+                            f" ({held} more like it in the last {self.every:g} s)" if held else "")
+        return True

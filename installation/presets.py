@@ -1,10 +1,10 @@
 """Presets: TOML files holding every setting of a performance, validated when they are loaded.
 
-A preset has up to ten tables — [model], [engine], [walk], [display], [render], [osc], [record], [logs],
-[gallery], [midi] — each mapped onto one frozen dataclass that lives beside the part it configures
-(engine/config.py, control/config.py, ...); this module only reads the TOML and assembles them. Missing keys take
-those defaults; unknown tables or keys, wrong types and out-of-range values are refused with one line naming the
-file, the key and what is allowed.
+A preset has up to eleven tables — [model], [engine], [walk], [display], [render], [osc], [http], [record],
+[logs], [gallery], [midi] — and the [[output]] array; each maps onto one frozen dataclass that lives beside the
+part it configures (engine/config.py, control/config.py, ...); this module only reads the TOML and assembles them.
+Missing keys take those defaults; unknown tables or keys, wrong types and out-of-range values are refused with one
+line naming the file, the key and what is allowed.
 `presets/default.toml` documents every key.
 """
 
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .control.config import OscConfig
+from .control.config import HttpConfig, OscConfig
 from .control.director import GalleryConfig
 from .control.midi import MidiConfig
 from .display.config import DisplayConfig
@@ -43,6 +43,7 @@ class Preset:
     display: DisplayConfig = field(default_factory=DisplayConfig)
     render: RenderConfig = field(default_factory=RenderConfig)
     osc: OscConfig = field(default_factory=OscConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
     record: RecordConfig = field(default_factory=RecordConfig)
     logs: LogsConfig = field(default_factory=LogsConfig)
     gallery: GalleryConfig = field(default_factory=GalleryConfig)
@@ -60,7 +61,7 @@ class Preset:
 
 
 _CLASSES = {"model": ModelConfig, "engine": EngineConfig, "walk": WalkConfig, "display": DisplayConfig,
-            "render": RenderConfig, "osc": OscConfig, "record": RecordConfig, "logs": LogsConfig,
+            "render": RenderConfig, "osc": OscConfig, "http": HttpConfig, "record": RecordConfig, "logs": LogsConfig,
             "gallery": GalleryConfig, "midi": MidiConfig}
 
 

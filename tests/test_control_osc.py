@@ -6,14 +6,10 @@ of a ping sent after some datagrams is back, those datagrams have been handled.
 
 from __future__ import annotations
 
-import json
 import os
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,14 +17,12 @@ from typing import Any
 import pytest
 
 from installation.control.actions import BY_ADDRESS, Action, action, osc_specs
-from installation.control.docs import osc_markdown, table_addresses
 from installation.control.inbox import Inbox
 from installation.control.osc import OscServer
-from installation.control.oscquery import OscQueryServer, methods
 from installation.control.packets import build_message
 from installation.control.service import ControlService
-from installation.control.state import STATE_FIELDS, ControlState
-from installation.control.config import OscConfig
+from installation.control.state import ControlState
+from installation.control.config import HttpConfig, OscConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
 import osc_fuzz  # noqa: E402
@@ -317,50 +311,6 @@ def test_a_busy_port_is_one_line():
         server.stop()
 
 
-def get_json(url: str) -> tuple[int, Any]:
-    try:
-        with urllib.request.urlopen(url, timeout=WAIT) as response:
-            return response.status, json.load(response)
-    except urllib.error.HTTPError as error:
-        return error.code, json.load(error)
-
-
-def test_oscquery_tree_over_http_matches_the_dispatcher_and_the_docs(served):
-    server, inbox, client = served
-    server.publish(ControlState(iteration=5, controls={"lr": 0.0005, "walk_truncation": 0.7}))
-    query = OscQueryServer("127.0.0.1", 0, server.address[1], lambda: server.state, ("127.0.0.0/8",))
-    query.start()
-    base = f"http://127.0.0.1:{query.address[1]}"
-    try:
-        status, tree = get_json(base + "/")
-        assert status == 200 and tree["FULL_PATH"] == "/"
-        assert sorted(methods(tree)) == sorted(server.addresses()) == sorted(table_addresses(osc_markdown()))
-        lr = tree["CONTENTS"]["uncanny"]["CONTENTS"]["lr"]
-        assert lr["TYPE"] == "f" and lr["RANGE"] == [{"MIN": 0.0, "MAX": 1.0}] and lr["VALUE"] == [0.0005]
-        state = tree["CONTENTS"]["uncanny"]["CONTENTS"]["state"]
-        assert state["TYPE"] == "N" and set(state["CONTENTS"]) == set(STATE_FIELDS)
-        assert state["CONTENTS"]["iteration"] == {"FULL_PATH": "/uncanny/state/iteration", "TYPE": "i",
-                                                  "ACCESS": 1, "DESCRIPTION": "training iteration", "VALUE": [5]}
-        status, info = get_json(base + "/?HOST_INFO")
-        assert status == 200 and info["NAME"] == "uncanny" and info["OSC_PORT"] == server.address[1]
-        assert get_json(base + "/?HOST_INFO=1")[1] == info  # ossia score's form
-        assert get_json(base + "/uncanny/walk/truncation?VALUE") == (200, {"VALUE": [0.7]})
-        assert get_json(base + "/uncanny/loss?RANGE") == (200, {"RANGE": [{"VALS": ["logit", "softplus", "log"]}]})
-        assert get_json(base + "/uncanny/nothing")[0] == 404
-        assert get_json(base + "/uncanny/lr?COLOUR")[0] == 400
-    finally:
-        query.stop()
-
-
-def test_oscquery_refuses_clients_outside_the_allowlist():
-    query = OscQueryServer("127.0.0.1", 0, 8000, ControlState, ("10.0.0.0/8",))
-    query.start()
-    try:
-        assert get_json(f"http://127.0.0.1:{query.address[1]}/")[0] == 403
-    finally:
-        query.stop()
-
-
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(ROOT / "run_installation.py"), "osc", *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=120,
@@ -396,11 +346,11 @@ def test_the_dispatcher_maps_exactly_the_table(served):
 
 
 def test_control_service_builds_what_the_osc_table_asks_for():
-    probe = socket.socket()
-    probe.bind(("127.0.0.1", 0))
-    http_port = probe.getsockname()[1]
-    probe.close()
-    control = ControlService(OscConfig(host="127.0.0.1", port=0, state_every=0.0, oscquery_port=http_port))
+    from page_server import free_port, get_json
+
+    http_port = free_port()
+    control = ControlService(OscConfig(host="127.0.0.1", port=0, state_every=0.0, advertise=False),
+                             http=HttpConfig(host="127.0.0.1", port=http_port))
     with control:
         client = Client(control.osc.address)
         try:
@@ -409,14 +359,17 @@ def test_control_service_builds_what_the_osc_table_asks_for():
             client.sync()
             assert [(a.name, a.value) for a in control.inbox.drain()] == [("grid", 0)]
             assert get_json(f"http://127.0.0.1:{http_port}/uncanny/state/iteration?VALUE") == (200, {"VALUE": [3]})
+            assert get_json(f"http://127.0.0.1:{http_port}/?HOST_INFO")[1]["OSC_PORT"] == control.osc.address[1]
             control.failed(Action("reset", None, "osc", client.address), "engine: not running")
             assert client.expect("/uncanny/error") == ["engine: not running"]
-            assert control.describe() == [control.osc.describe(), f"OSCQuery on http://127.0.0.1:{http_port}/"]
+            assert control.describe() == [control.osc.describe(), control.http.describe()]
+            assert f"http://127.0.0.1:{http_port}/ui/" in control.describe()[1]
         finally:
             client.close()
-    off = ControlService(OscConfig(enabled=False))
+    off = ControlService(OscConfig(enabled=False, advertise=False), http=HttpConfig(port=0))
     with off:
-        assert off.osc is None and off.query is None and off.describe()[0].startswith("OSC off")
+        assert off.osc is None and off.http is None and off.describe()[0].startswith("OSC off")
+        assert off.describe()[1].startswith("no HTTP server")
         off.inbox.put(action("reset"))  # the keys still have their inbox
         off.failed(action("reset"), "ignored: no OSC")
         assert [a.name for a in off.inbox.drain()] == ["reset"]

@@ -12,7 +12,7 @@ def test_shipped_presets_load_and_default_lists_every_key():
     default = load_preset("default")
     assert default == dataclasses.replace(Preset(), source=default.source)  # the file documents the defaults
     text = (PRESET_DIR / "default.toml").read_text()
-    for section in ("model", "engine", "walk", "display", "render", "record", "logs"):
+    for section in ("model", "engine", "walk", "display", "render", "osc", "http", "record", "logs"):
         for f in dataclasses.fields(getattr(default, section)):
             assert f"\n{f.name} = " in text, f"{section}.{f.name} is not documented in default.toml"
     for kind, (config, _) in OUTPUT_KINDS.items():  # the [[output]] examples, commented out
@@ -52,6 +52,14 @@ def test_flags_override_a_preset_and_are_validated():
     ("[record]\nmax_minutes = -1\n", r"\[record\] max_minutes must be a finite number >= 0"),
     ("[logs]\nthumbnail_width = 8\n", r"\[logs\] thumbnail_width must be an integer from 16 to 1920"),
     ("[gallery]\nhold_seconds = -1\n", r"\[gallery\] hold_seconds must be a finite number"),
+    ("[http]\nport = 70000\n", r"\[http\] port must be an integer from 0 to 65535, got 70000"),
+    ("[http]\nhost = 'localhost'\n", r"\[http\] host must be an IP address to listen on"),
+    ("[http]\nallow = ['10.0.0.0/33']\n", r"\[http\] allow entries must be networks like"),
+    ("[http]\ntoken = 'two words'\n", r"\[http\] token must be at most 256 printable ASCII characters without "
+                                      r"spaces \(the value is not repeated here: it is a secret\)"),
+    ("[http]\ntoken = 1234\n", r"\[http\] token must be a string, got 1234"),
+    ("[osc]\nadvertise = 'yes'\n", r"\[osc\] advertise must be true or false"),
+    ("[osc]\noscquery_port = 5678\n", r"\[osc\] unknown key 'oscquery_port'; known keys: advertise, allow, "),
     ("[audio]\ngain = 1\n", r"unknown table \[audio\]"),
     ("walk = 3\n", r"walk must be a table"),
     ("[walk\nperiod = 3\n", r"not valid TOML"),

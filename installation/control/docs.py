@@ -15,15 +15,18 @@ import json
 import sys
 from typing import Any
 
-from .config import OscConfig
-from .actions import MAX_STRING, SPECS, Spec
+from .config import HttpConfig, OscConfig
+from .actions import BY_NAME, MAX_STRING, SPECS, Spec
+from .advertise import OSC_SERVICE, OSCQUERY_SERVICE
+from .http import MAX_FRAME, PUSH_GAP
 from .keys import describe_keys
 from .layouts import Item, Ref, holders, pages
 from .midi import FILE_NAME, LEARN_SECONDS, PRESS, SCAN_SECONDS, MidiConfig
 from ..messages import LOG_EVERY
 from .osc import ERROR_ADDRESS, ERROR_BURST, ERROR_RATE, FEEDBACK_TICK, MAX_SNAPSHOT_REPLY, PONG_ADDRESS, RECENT_SECONDS
+from .oscquery import EXTENSIONS, NAME, SERVED
 from .packets import FUTURE_TOLERANCE, MAX_DATAGRAM
-from .state import DESCRIPTIONS, ON_CHANGE, STATE_FIELDS, TYPE_TAGS, state_address
+from .state import DESCRIPTIONS, ECHOED, ON_CHANGE, STATE_FIELDS, TYPE_TAGS, state_address
 from .touchosc import touchosc_layout
 
 SESSION_VERSION = "1.29.8"  # Open Stage Control converts files whose version is older (or missing) as 0.x files
@@ -35,7 +38,15 @@ OSC_KEYS = {
     "feedback": "`\"host:port\"` targets that always receive the state, e.g. `[\"192.168.1.20:9000\"]`",
     "allow": "CIDR networks whose datagrams are accepted; everybody else is ignored, unanswered",
     "state_every": "seconds between full state broadcasts; 0 = only on change and on request",
-    "oscquery_port": "HTTP port of the OSCQuery tree; 0 = off",
+    "advertise": "zeroconf: announce `_osc._udp` (this port) and `_oscjson._tcp` (the `[http]` port) on the network",
+}
+HTTP_KEYS = {
+    "port": "the HTTP port: OSCQuery (tree, LISTEN) and the status page at `/ui/`; 0 = no HTTP server; "
+            "`--http-port N` overrides it",
+    "host": "address to listen on, as `[osc] host`",
+    "allow": "CIDR networks whose requests are answered; everybody else gets 403",
+    "token": "when set, the status page's buttons (and `POST /ui/api/action`) must send it; \"\" = the allowlist "
+             "suffices",
 }
 
 
@@ -65,13 +76,17 @@ def table_addresses(markdown: str) -> list[str]:
     return [row.split("`")[1] for row in rows]
 
 
+def _settings(config: Any, keys: dict[str, str]) -> list[str]:
+    if set(keys) != {f.name for f in dataclasses.fields(config)}:
+        raise RuntimeError(f"the docs must describe every {type(config).__name__} field")
+    return ["| key | default | meaning |", "|---|---|---|"] + [
+        f"| `{name}` | `{json.dumps(list(v) if isinstance(v := getattr(config, name), tuple) else v)}` | {text} |"
+        for name, text in keys.items()]
+
+
 def osc_markdown() -> str:
-    defaults = OscConfig()
-    if set(OSC_KEYS) != {f.name for f in dataclasses.fields(OscConfig)}:
-        raise RuntimeError("OSC_KEYS must describe every OscConfig field")
-    settings = ["| key | default | meaning |", "|---|---|---|"] + [
-        f"| `{name}` | `{json.dumps(list(v) if isinstance(v := getattr(defaults, name), tuple) else v)}` | {text} |"
-        for name, text in OSC_KEYS.items()]
+    defaults, http = OscConfig(), HttpConfig()
+    settings = _settings(defaults, OSC_KEYS)
     state_rows = ["| address | type | sent | meaning |", "|---|---|---|---|"] + [
         f"| `{state_address(n)}` | {TYPE_TAGS[n]} | {'on change' if n in ON_CHANGE else 'periodically'} | "
         f"{DESCRIPTIONS[n]} |" for n in STATE_FIELDS]
@@ -158,12 +173,47 @@ def osc_markdown() -> str:
         *keys,
         "",
         *midi_section(),
-        "## OSCQuery",
+        "## OSCQuery, LISTEN and zeroconf",
         "",
-        "With `oscquery_port` set (e.g. 5678), `http://HOST:5678/` serves the address tree as OSCQuery JSON "
-        "(types, ranges, descriptions, current values; `/uncanny/state/*` read-only) and "
-        "`http://HOST:5678/?HOST_INFO` the host description, for ossia score, Chataigne and Vidvox tools. "
-        "There is no zeroconf announcement and no WebSocket streaming: give the client the address by hand.",
+        f"The HTTP server on `[http] port` ({http.port} by default: Chataigne's OSCQuery module asks that port "
+        "without being told, and it is neither Open Stage Control's 8080 nor the OSC port) describes the address "
+        "space as OSCQuery (Vidvox's proposal) for ossia score, Chataigne and Vidvox tools, and streams values "
+        "to them; the technician's status page (docs/operations.md) is on the same port at `/ui/`. "
+        "HTTP/1.1 with keep-alive; HEAD works wherever GET does.",
+        "",
+        f"- `GET http://HOST:{http.port}/` is the whole tree, `/uncanny/lr` one node. Each method has TYPE (`N` "
+        f"for a trigger), DESCRIPTION, RANGE and ACCESS: **3** for the controls whose applied value is reported "
+        f"({', '.join(f'`{BY_NAME[n].address}`' for n in ECHOED)}: they carry VALUE), **2** (write-only) for "
+        "every other address, **1** (read-only) for `/uncanny/state/*`. RANGE is exactly what the server "
+        "accepts: MIN and MAX are inclusive in OSCQuery, so a range that excludes its minimum (`> 0`) gives the "
+        "least value an OSC `f` can carry above it (`1.401298464324817e-45`), an integer one the next integer.",
+        f"- `GET /uncanny/lr?VALUE` (or any of {', '.join(SERVED)}) is one attribute: `{{\"VALUE\": [0.0005]}}`. "
+        "**204** (no content) when the node lacks it: VALUE of a write-only node or of a value not measured yet, "
+        "RANGE of a trigger, an attribute of the proposal this server does not give (UNIT, TAGS ...). **400** for "
+        "a name the proposal does not define, **404** for a path that is no node.",
+        f"- `GET /?HOST_INFO` (any path; ossia score's `?HOST_INFO=1` too): `NAME` \"{NAME}\", `OSC_PORT` (the "
+        "UDP port; send OSC there, to the same host), `OSC_TRANSPORT` \"UDP\" and `EXTENSIONS`: "
+        f"{', '.join(f'{k} {str(v).lower()}' for k, v in EXTENSIONS.items())}. With OSC off there is no "
+        "`OSC_PORT`.",
+        f"- **LISTEN**: open a websocket on the same port (`ws://HOST:{http.port}/`) and send text frames "
+        "`{\"COMMAND\": \"LISTEN\", \"DATA\": \"/uncanny/state/iteration\"}`; the server answers with the "
+        "proposal's *binary* form: each frame holds one OSC message with the value, sent at once and then "
+        f"whenever it changes (compared every time the installation publishes its state, at most every "
+        f"{PUSH_GAP * 1000:g} ms). `IGNORE` stops it. Any `/uncanny/state/*` path and the controls with ACCESS 3 "
+        "can be listened to. OSC is not taken over the websocket (clients send it by UDP to `OSC_PORT`, as ossia "
+        f"score and Chataigne do); other frames are ignored with one log line, a frame over {MAX_FRAME} bytes "
+        "closes that socket.",
+        f"- **zeroconf**: with `[osc] advertise` (on by default) the installation announces `{OSCQUERY_SERVICE}` "
+        f"(the HTTP port) and `{OSC_SERVICE}` (the OSC port) as \"{NAME} on HOSTNAME\", so it appears in ossia "
+        "score's OSCQuery device list and Chataigne's OSCQuery module without typing its address.",
+        "",
+        f"In **ossia score**: Device explorer, add a device, OSCQuery, pick \"{NAME} on ...\" (or type "
+        f"`ws://HOST:{http.port}`). In **Chataigne**: add an OSCQuery module (its port is already {http.port}), set "
+        "the host; values follow live. From a shell: `curl http://HOST:5678/uncanny/state/iteration?VALUE`.",
+        "",
+        "The `[http]` preset table (`--http-port N` on the command line; the addresses are printed at start):",
+        "",
+        *_settings(http, HTTP_KEYS),
         "",
         "## Connect a tablet",
         "",

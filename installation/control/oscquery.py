@@ -1,73 +1,89 @@
-"""OSCQuery: the namespace as JSON over HTTP, generated from the action table (Vidvox proposal, third revision).
+"""OSCQuery (Vidvox's proposal): the namespace as JSON, generated from the action table, and the values a LISTEN
+client is sent. No sockets here: control/http.py serves it on the [http] port.
 
-`GET /` returns the whole tree, `GET /uncanny/lr` one node, `GET /uncanny/lr?VALUE` one attribute,
-`GET /?HOST_INFO` the host description (ossia score asks for `?HOST_INFO=1` too). Control nodes carry TYPE,
-RANGE, ACCESS 3 and, where the live loop has published one, VALUE; `/uncanny/state/*` nodes are read-only
-(ACCESS 1) and carry the current state. No zeroconf advertisement and no WebSocket streaming (EXTENSIONS says so):
-clients are pointed at http://HOST:PORT by hand. Requests from outside `[osc] allow` get 403.
+- `build_tree(state)`: a container per path segment; a method per OSC address with TYPE, ACCESS (3 for the
+  controls whose applied value is published, 2 for the rest: triggers, rewind, record ...), RANGE (what the
+  dispatcher accepts: an exclusive minimum is written as the least value an OSC argument of that type can carry
+  above it, since the proposal's MIN is inclusive), DESCRIPTION and, where published, VALUE; `/uncanny/state/*`
+  are read-only (ACCESS 1).
+- `answer(path, query, state)`: the HTTP status and JSON body of `GET PATH?QUERY`: 404 no node, 204 an attribute
+  the node does not have (VALUE of a trigger, of a value not measured yet, UNIT ...), 400 a name the proposal does
+  not define.
+- `values(state)`: every readable address and its OSC arguments: the VALUEs, and what LISTEN pushes on change.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import json
-import logging
-import socket
-import threading
-from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import math
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
-from .actions import Spec, osc_specs
-from .osc import OscError
-from .state import DESCRIPTIONS, STATE_FIELDS, TYPE_TAGS, ControlState, control_values, state_address, state_value
+import numpy as np
 
-log = logging.getLogger(__name__)
+from .actions import BY_NAME, Arg, Spec, osc_specs
+from .state import DESCRIPTIONS, ECHOED, STATE_FIELDS, TYPE_TAGS, control_values, state_address, state_value
 
-ATTRIBUTES = ("FULL_PATH", "CONTENTS", "TYPE", "ACCESS", "VALUE", "RANGE", "DESCRIPTION")
-EXTENSIONS = {"ACCESS": True, "VALUE": True, "RANGE": True, "DESCRIPTION": True, "TAGS": False,
-              "CLIPMODE": False, "UNIT": False, "CRITICAL": False, "LISTEN": False, "PATH_CHANGED": False}
+NAME = "uncanny"  # HOST_INFO's NAME (ossia score takes a reply without one for something else) and the zeroconf name
+SERVED = ("FULL_PATH", "CONTENTS", "TYPE", "ACCESS", "VALUE", "RANGE", "DESCRIPTION")
+# every attribute the proposal names: one this server leaves out answers 204 (a valid request it has nothing for)
+PROPOSAL = SERVED + ("TAGS", "EXTENDED_TYPE", "UNIT", "CRITICAL", "CLIPMODE", "OVERLOADS", "HTML")
+# LISTEN: a websocket on the HTTP port takes {"COMMAND": "LISTEN"|"IGNORE", "DATA": path} text frames and pushes each
+# listened value as a binary frame holding one OSC message, when it changes (and once at LISTEN)
+EXTENSIONS = {**{name: name in SERVED for name in PROPOSAL if name not in ("FULL_PATH", "CONTENTS", "TYPE")},
+              "LISTEN": True, "PATH_CHANGED": False, "PATH_ADDED": False, "PATH_REMOVED": False,
+              "PATH_RENAMED": False}
 
 
-def _range(spec: Spec) -> list[dict[str, Any]]:
-    ranges = []
+def _least_above(arg: Arg) -> float | int:
+    """The least value `arg` accepts when its range excludes `low`: the next integer, or the next 32-bit float (what
+    an OSC `f` carries) above `low`."""
+    assert arg.low is not None
+    if arg.tag == "i":
+        return int(math.floor(arg.low)) + 1
+    value = np.float32(arg.low)
+    while float(value) <= arg.low:
+        value = np.nextafter(value, np.float32(np.inf))
+    return float(value)
+
+
+def _range(spec: Spec) -> list[dict[str, Any] | None]:
+    """One entry per advertised argument; None (JSON null, the proposal's placeholder) for an unranged one."""
+    ranges: list[dict[str, Any] | None] = []
     for arg in spec.args:
         if not arg.advertised:
             continue
         if arg.choices:
             ranges.append({"VALS": list(arg.choices)})
-        else:
-            bounds = {"MIN": arg.low} if arg.low is not None else {}
-            if arg.high is not None:
-                bounds["MAX"] = arg.high
-            ranges.append(bounds)
+            continue
+        bounds: dict[str, Any] = {}
+        if arg.low is not None:
+            bounds["MIN"] = _least_above(arg) if arg.low_open else arg.low
+        if arg.high is not None:
+            bounds["MAX"] = arg.high
+        ranges.append(bounds or None)
     return ranges
 
 
-def _method(spec: Spec, state: ControlState) -> dict[str, Any]:
-    node: dict[str, Any] = {"FULL_PATH": spec.address, "TYPE": spec.type_tags, "DESCRIPTION": spec.description}
-    if spec.type_tags == "N":
-        node["ACCESS"] = 2  # a trigger: nothing to read
-    else:
-        node["ACCESS"] = 3
-        node["RANGE"] = _range(spec)
-        if spec.name in state.controls:
-            node["VALUE"] = list(control_values(state, spec.name))[:len(spec.type_tags)]
+def _method(spec: Spec, state: Any) -> dict[str, Any]:
+    assert spec.address is not None
+    node: dict[str, Any] = {"FULL_PATH": spec.address, "TYPE": spec.type_tags, "DESCRIPTION": spec.description,
+                            "ACCESS": 3 if spec.name in ECHOED else 2}
+    if ranges := _range(spec):
+        node["RANGE"] = ranges
+    if spec.name in ECHOED and spec.name in state.controls:
+        node["VALUE"] = list(control_values(state, spec.name))[:len(spec.type_tags)]
     return node
 
 
-def _state_node(name: str, state: ControlState) -> dict[str, Any]:
+def _state_node(name: str, state: Any) -> dict[str, Any]:
     node: dict[str, Any] = {"FULL_PATH": state_address(name), "TYPE": TYPE_TAGS[name], "ACCESS": 1,
                             "DESCRIPTION": DESCRIPTIONS[name]}
-    value = state_value(state, name)
-    if value is not None:
+    if (value := state_value(state, name)) is not None:
         node["VALUE"] = [value]
     return node
 
 
-def build_tree(state: ControlState) -> dict[str, Any]:
-    """The whole OSCQuery tree: containers for each path segment, methods from the action table, state nodes."""
+def build_tree(state: Any) -> dict[str, Any]:
+    """The whole OSCQuery tree of the published `state`."""
     root: dict[str, Any] = {"FULL_PATH": "/", "ACCESS": 0, "CONTENTS": {}}
 
     def place(node: dict[str, Any]) -> None:
@@ -98,73 +114,44 @@ def find_node(tree: dict[str, Any], path: str) -> dict[str, Any] | None:
 
 def methods(tree: dict[str, Any]) -> list[str]:
     """The writable addresses in a tree (ACCESS 2 or 3): what a client may send to."""
-    found = []
-    if tree.get("ACCESS") in (2, 3):
-        found.append(tree["FULL_PATH"])
+    found = [tree["FULL_PATH"]] if tree.get("ACCESS") in (2, 3) else []
     for child in tree.get("CONTENTS", {}).values():
         found += methods(child)
     return found
 
 
-class OscQueryServer:
-    """HTTP on `host:port` (port 0 = any free one, see `.address`), answering from `get_state()`."""
+def host_info(osc_port: int | None) -> dict[str, Any]:
+    """`?HOST_INFO`: where to send OSC (UDP, to the HTTP server's host) and what this server does."""
+    info: dict[str, Any] = {"NAME": NAME, "EXTENSIONS": EXTENSIONS}
+    if osc_port is not None:  # with OSC off there is nowhere to send (a missing OSC_PORT would mean the HTTP port)
+        info |= {"OSC_PORT": osc_port, "OSC_TRANSPORT": "UDP"}
+    return info
 
-    def __init__(self, host: str, port: int, osc_port: int, get_state: Callable[[], ControlState],
-                 allow: tuple[str, ...]) -> None:
-        networks = [ipaddress.ip_network(n, strict=False) for n in allow]
-        host_info = {"NAME": "uncanny", "OSC_PORT": osc_port, "OSC_TRANSPORT": "UDP", "EXTENSIONS": EXTENSIONS}
 
-        class Handler(BaseHTTPRequestHandler):
-            timeout = 5  # a client that opens a connection and sends nothing is dropped
+def answer(path: str, query: str, state: Any, osc_port: int | None) -> tuple[int, dict[str, Any] | None]:
+    """(HTTP status, JSON body or None) for `GET path?query`; `query` is the raw query string."""
+    attribute = query.split("&")[0].split("=")[0]
+    if attribute == "HOST_INFO":  # any path; ossia score asks `?HOST_INFO=1` as well
+        return 200, host_info(osc_port)
+    node = find_node(build_tree(state), path)
+    if node is None:
+        return 404, {"error": f"no node at {path[:80]}"}
+    if not attribute:
+        return 200, node
+    if attribute not in PROPOSAL:
+        return 400, {"error": f"unknown attribute {attribute[:40]}; this server answers {', '.join(SERVED)}"}
+    return (200, {attribute: node[attribute]}) if attribute in node else (204, None)
 
-            def do_GET(self) -> None:  # noqa: N802 (the http.server name)
-                ip = ipaddress.ip_address(self.client_address[0])
-                ip = getattr(ip, "ipv4_mapped", None) or ip
-                if not any(ip in network for network in networks):
-                    self._reply(403, {"error": "not in [osc] allow"})
-                    return
-                url = urlsplit(self.path)
-                query = unquote(url.query).split("=")[0]
-                if query == "HOST_INFO":
-                    self._reply(200, host_info)
-                    return
-                node = find_node(build_tree(get_state()), unquote(url.path))
-                if node is None:
-                    self._reply(404, {"error": f"no node at {url.path[:80]}"})
-                elif not query:
-                    self._reply(200, node)
-                elif query not in ATTRIBUTES:
-                    self._reply(400, {"error": f"unknown attribute {query[:40]}"})
-                else:
-                    self._reply(200, {query: node[query]} if query in node else {})
 
-            def _reply(self, status: int, body: dict[str, Any]) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+READABLE = frozenset([state_address(n) for n in STATE_FIELDS] + [BY_NAME[n].address for n in ECHOED
+                                                                  if BY_NAME[n].address])
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the http.server signature)
-                log.debug("oscquery: %s %s", self.client_address[0], format % args)
 
-        family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
-        server_class = type("_HTTPServer", (ThreadingHTTPServer,), {"address_family": family, "daemon_threads": True})
-        try:
-            self._server = server_class((host, port), Handler)
-        except OSError as error:
-            raise OscError(f"cannot serve OSCQuery on {host}:{port} ({error.strerror or error}); set [osc] "
-                           "oscquery_port (0 = off)") from None
-        self.address: tuple[str, int] = self._server.server_address[:2]
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
-                                        name="oscquery", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        if self._thread.is_alive():
-            self._server.shutdown()
-            self._thread.join(5)
-        self._server.server_close()
+def values(state: Any) -> dict[str, tuple[Any, ...]]:
+    """Address -> OSC arguments of every readable node that has a value now."""
+    found = {state_address(n): (v,) for n in STATE_FIELDS if (v := state_value(state, n)) is not None}
+    for name in ECHOED:
+        address = BY_NAME[name].address
+        if address and name in state.controls:
+            found[address] = control_values(state, name)
+    return found

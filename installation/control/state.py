@@ -39,36 +39,45 @@ class ControlState:
     cycle: int = 0  # journeys the gallery director has completed (control/director.py), kept across restarts
     phase: str = "off"  # where the director is: one of PHASES
     midi_learn: str = ""  # the address waiting for a MIDI control to be moved (control/midi.py); "" = none
+    device: str = ""  # where the engine trains ("cuda:0", "cpu")
+    uptime: float = 0.0  # seconds since the installation started
+    disk_free: float = 0.0  # bytes free where the run folder is (a float: OSC integers stop at 2 GB); measured
+    # every few seconds
+    last_error: str = ""  # the newest problem the installation reported (also on screen), "" for none
     snapshots: tuple[int, ...] = ()  # iterations that can be rewound to, oldest first
     # the value each control has now, by action name (e.g. {"lr": 5e-05, "grid": 0, "blackout": 0.0}): echoed
-    # to controllers when it changes, so a fader snaps to what was really applied
+    # to controllers when it changes, so a fader snaps to what was really applied; only ECHOED actions have one
     controls: Mapping[str, Any] = field(default_factory=dict)
     outputs: tuple[OutputState, ...] = ()  # sent as each output's name and status
     # for the HUD, status.json and the web page only (LOCAL)
     message: str = ""  # what the screen says now: errors and notices, "" for nothing
-    last_error: str = ""  # the newest error said, kept after it has left the screen
-    uptime: float = 0.0  # seconds since the installation started
-    disk_free: int = 0  # bytes free where the run folder is (measured every few seconds)
     engine_restarts: int = 0
     model: str = ""
     run_dir: str = ""
 
     def __post_init__(self) -> None:
-        unknown = set(self.controls) - set(BY_NAME)
-        if unknown:
+        if unknown := set(self.controls) - set(BY_NAME):
             raise ValueError(f"controls for unknown actions: {', '.join(sorted(unknown))}")
+        if valueless := set(self.controls) - set(ECHOED):
+            raise ValueError(f"controls for actions that have no value to report: {', '.join(sorted(valueless))}")
+
+
+# the controls whose applied value the live loop publishes in `controls`: readable (OSCQuery ACCESS 3) and echoed;
+# every other action is write-only
+ECHOED = ("lr", "loss", "batch", "speed", "walk_period", "walk_truncation", "walk_seed", "grid", "hud", "blackout")
 
 
 # fields sent as soon as they change; the measured ones (loss, fps, ...) change every step and go out with the
 # periodic broadcast only
 ON_CHANGE = ("iteration", "status", "paused", "collapsed", "recording", "recording_path", "export", "cycle", "phase",
-             "outputs", "midi_learn")
-LOCAL = ("message", "last_error", "uptime", "disk_free", "engine_restarts", "model", "run_dir")
+             "outputs", "midi_learn", "device", "last_error")
+LOCAL = ("message", "engine_restarts", "model", "run_dir")  # for the HUD, status.json and the web page only
 STATE_FIELDS = tuple(f.name for f in dataclasses.fields(ControlState)
                      if f.name not in ("snapshots", "controls", *LOCAL))
 TYPE_TAGS = {"iteration": "i", "status": "s", "paused": "i", "loss": "f", "d": "f", "diversity": "f",
              "collapsed": "i", "fps": "f", "steps_per_second": "f", "recording": "i", "recording_path": "s",
-             "export": "s", "cycle": "i", "phase": "s", "outputs": "s", "midi_learn": "s"}
+             "export": "s", "cycle": "i", "phase": "s", "midi_learn": "s", "device": "s", "uptime": "f",
+             "disk_free": "f", "last_error": "s", "outputs": "s"}
 DESCRIPTIONS = {
     "iteration": "training iteration", "status": "engine status (running, paused, ...)",
     "paused": "1 while training is paused", "loss": "the inverted loss of the last step",
@@ -79,8 +88,10 @@ DESCRIPTIONS = {
     "export": "the finished loop export's path (or why it failed)",
     "cycle": "journeys the gallery director has completed",
     "phase": f"the gallery director's phase ({', '.join(PHASES)})",
-    "outputs": "each output (headless file, recording, NDI, stream, windows) and its status: `ndi:uncanny on; ...`",
     "midi_learn": "the address waiting for a MIDI control to be moved (MIDI learn); empty when none",
+    "device": "where the engine trains (cuda:0, cpu, ...)", "uptime": "seconds since the installation started",
+    "disk_free": "bytes free where the run folder is", "last_error": "the newest problem reported, empty for none",
+    "outputs": "each output (headless file, recording, NDI, stream, windows) and its status: `ndi:uncanny on; ...`",
 }
 
 

@@ -94,6 +94,8 @@ class LiveLoop:
         self.presenter.recording_dot = self.recorder.recording
         self.presenter.render(now, *self.outputs.captures(now, size))
         self.folder_ours = self.folder_ours or engine.status != "starting"
+        if self.control.picture.wanted(now):  # a status page is open: the newest picture every few seconds
+            self.control.picture.offer(read_framebuffer(self.surface.ctx, size), now)
         if self.folder_ours:
             self.remote.tick(now, lambda: LiveStatus.of(state, self.remote.config.status_every),
                              lambda: read_framebuffer(self.surface.ctx, size))
@@ -118,7 +120,8 @@ class LiveLoop:
             recording=self.recorder.recording, recording_path=self.recorder.path, export=self.exports.status,
             cycle=self.director.cycle, phase=self.director.phase, snapshots=s.snapshots, controls=controls,
             midi_learn=self.midi.learning, outputs=self.outputs.states(), message=message, last_error=self.notices.last_error,
-            uptime=round(now - self.started, 1), disk_free=self._disk[0], engine_restarts=self.supervisor.restarts,
+            uptime=round(now - self.started, 1), disk_free=float(self._disk[0]),
+            engine_restarts=self.supervisor.restarts,
             model=self.model, run_dir=str(self.run_dir))
 
     def run(self, stop: StopSignals, seconds: float | None, fps: float,

@@ -25,6 +25,7 @@ import numpy as np
 from ..control.director import FILE_NAME as DIRECTOR_FILE, Director
 from ..control.midi import MidiController
 from ..control.service import ControlService
+from ..control.web import RunFolderView
 from ..display.presenter import Presenter
 from ..display.sinks import SinkContext
 from ..display.surface import Surface
@@ -42,7 +43,8 @@ from .outputs import Outputs
 from .picture import Picture
 from .renderer import FrameRenderer, WalkSettings
 from .stage import Stage
-from .status import STOPPED, LiveStatus, RemoteChecks, write_status
+from .logfile import LOG_FILE
+from .status import STOPPED, THUMBNAIL_DIR, LiveStatus, RemoteChecks, write_status
 from .supervisor import EngineSupervisor, RunRefused
 
 if TYPE_CHECKING:  # the preset is read here, never imported at run time (tests/test_structure.py)
@@ -86,9 +88,11 @@ def open_run_folder(run_dir: Path, gan: Any) -> Iterator[list[Path]]:
         lock.close()
 
 
-def _control(preset: Preset) -> ControlService:
-    """The OSC (and OSCQuery) servers, bound before anything else starts so a taken port is one line, exit 2."""
-    control = ControlService(preset.osc)
+def _control(preset: Preset, run_dir: Path) -> ControlService:
+    """The OSC and HTTP (OSCQuery, the status page) servers, bound before anything else starts so a taken port is
+    one line."""
+    folder = RunFolderView(run_dir, preset.record.folder_in(run_dir), run_dir / LOG_FILE, run_dir / THUMBNAIL_DIR)
+    control = ControlService(preset.osc, http=preset.http, folder=folder)
     for line in control.describe():
         print(f"uncanny: {line}", file=sys.stderr)
     return control
@@ -263,7 +267,7 @@ def run(preset: Preset, checkpoint: Path, resolution: int, run_dir: Path, second
     surface = _open_surface(preset, headless)
     report = RunReport()
     image = None
-    with surface, _control(preset) as control:
+    with surface, _control(preset, run_dir) as control:
         if not headless:
             from ..control.keys import key_handlers
 

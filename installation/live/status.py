@@ -95,7 +95,7 @@ class LiveStatus:
         return cls(iteration=state.iteration, cycle=state.cycle, phase=state.phase, fps=round(state.fps, 2),
                    uptime=state.uptime, last_error=state.last_error, engine_status=state.status,
                    engine_restarts=state.engine_restarts, steps_per_second=state.steps_per_second,
-                   collapsed=state.collapsed, disk_free=state.disk_free, recording=state.recording_path,
+                   collapsed=state.collapsed, disk_free=int(state.disk_free), recording=state.recording_path,
                    model=state.model, run_dir=state.run_dir, every=every,
                    outputs=tuple(output.describe() for output in state.outputs))
 

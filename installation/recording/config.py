@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..validation import SIDE_PIXELS, ConfigError, check_choice, check_float, check_int, parse_size
 from .encoder import CODECS
@@ -45,6 +46,11 @@ class RecordConfig:
         check_float("max_minutes", self.max_minutes, 0.0, 7 * 24 * 60.0)
         if not self.folder.strip():
             raise ConfigError("folder must name a folder (e.g. \"recordings\", under the run folder)")
+
+    def folder_in(self, run_dir: Path) -> Path:
+        """Where the recordings of a run in `run_dir` go."""
+        folder = Path(self.folder).expanduser()
+        return folder if folder.is_absolute() else run_dir / folder
 
     @property
     def frame_size(self) -> tuple[int, int] | None:

@@ -71,8 +71,7 @@ class LiveRecorder:
         self.config, self.ctx, self.say, self.name, self.stem, self.hud = config, ctx, say, name, stem, config.hud
         # whether yuv420p codecs get their frames converted by the GL pass (None: where the GL is a GPU's)
         self.convert_in_gl = converts_in_gl(ctx) if convert_in_gl is None else convert_in_gl
-        folder = Path(config.folder).expanduser()
-        self.folder = folder if folder.is_absolute() else run_dir / folder
+        self.folder = config.folder_in(run_dir)
         self.files: list[Path] = []  # every file finished in this run
         self.counts = RecordingCounts()
         self._video: SupervisedVideo | None = None
