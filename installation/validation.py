@@ -52,6 +52,17 @@ def parse_size(text: str) -> tuple[int, int] | None:
     return size if low <= size[0] <= high and low <= size[1] <= high else None
 
 
+def check_size(text: Any, alternative: str = "") -> tuple[int, int]:
+    """A picture's "WIDTHxHEIGHT" (parse_size); ConfigError names the form, and `alternative`, what else the key
+    takes."""
+    size = parse_size(text) if isinstance(text, str) else None
+    if size is None:
+        low, high = SIDE_PIXELS
+        raise ConfigError(f"size must be \"WIDTHxHEIGHT\" ({low} to {high} each, e.g. \"1280x720\"){alternative}, "
+                          f"got {text!r}")
+    return size
+
+
 # The latent walk's rules: the preset's [walk] table and the live walk controls share them.
 def check_period(value: Any) -> float:
     return check_float("period", value, 0.0, 86400.0, low_open=True)

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..display.sinks import SinkContext
-from ..validation import ConfigError, check_float
-from .sender import FrameSender, Unavailable, output_size
+from ..validation import ConfigError, check_float, check_size
+from .sender import FrameSender, Unavailable
 
 MAX_NAME = 64  # characters of the source name
 
@@ -37,7 +37,7 @@ class NdiConfig:
         if not self.name.strip() or len(self.name) > MAX_NAME or not self.name.isprintable():
             raise ConfigError(f"name must be 1 to {MAX_NAME} printable characters (the NDI source name), "
                               f"got {self.name!r}")
-        output_size(self.size)
+        check_size(self.size)
         check_float("fps", self.fps, 1.0, 240.0)
 
     @property
@@ -70,7 +70,7 @@ class NdiSender(FrameSender):
     def __init__(self, config: NdiConfig, context: SinkContext) -> None:
         self.config = config
         self._ndi = self._sender = None
-        super().__init__(config.label, output_size(config.size), config.fps, config.hud, context)
+        super().__init__(config.label, check_size(config.size), config.fps, config.hud, context)
 
     def _describe(self) -> str:
         return f"NDI source '{self.config.name}', {super()._describe()}"

@@ -17,7 +17,6 @@ from collections.abc import Callable
 
 from ..display.sinks import FittedReadback, OutputState, OutputStatus, SinkContext, read_rgba
 from ..messages import first_line
-from ..validation import SIDE_PIXELS, ConfigError, parse_size
 
 log = logging.getLogger(__name__)
 
@@ -26,15 +25,6 @@ BACKOFF = (1.0, 2.0, 5.0, 15.0, 30.0)  # seconds before opening a failed target 
 # at once, e.g. on a busy port, still takes the first frames into its pipe): until then the state says retrying.
 HEALTHY_SECONDS = 5.0
 STOP_SECONDS = 5.0  # a sender thread still busy this long after close() is left behind (it is a daemon)
-
-
-def output_size(text: str) -> tuple[int, int]:
-    """An output's "WIDTHxHEIGHT"; ConfigError names the rule."""
-    size = parse_size(text) if isinstance(text, str) else None
-    if size is None:
-        low, high = SIDE_PIXELS
-        raise ConfigError(f"size must be \"WIDTHxHEIGHT\" ({low} to {high} each, e.g. \"1280x720\"), got {text!r}")
-    return size
 
 
 class Unavailable(Exception):

@@ -19,8 +19,8 @@ from urllib.parse import urlsplit
 import imageio_ffmpeg
 
 from ..display.sinks import SinkContext
-from ..validation import ConfigError, check_float, check_int
-from .sender import FrameSender, output_size
+from ..validation import ConfigError, check_float, check_int, check_size
+from .sender import FrameSender
 
 SCHEMES = ("srt", "udp")
 STOP_SECONDS = 5.0
@@ -53,7 +53,7 @@ class StreamConfig:
 
     def __post_init__(self) -> None:
         check_url(self.url)
-        width, height = output_size(self.size)
+        width, height = check_size(self.size)
         if width % 2 or height % 2:
             raise ConfigError(f"size must be even in width and height for H.264 4:2:0, got {self.size!r}")
         check_float("fps", self.fps, 1.0, 120.0)
@@ -72,7 +72,7 @@ class StreamSender(FrameSender):
         self.config = config
         self._process: subprocess.Popen | None = None
         self._log: deque[str] = deque(maxlen=5)
-        super().__init__(config.label, output_size(config.size), config.fps, config.hud, context)
+        super().__init__(config.label, check_size(config.size), config.fps, config.hud, context)
 
     def _describe(self) -> str:
         return f"{self.config.url}, H.264 {super()._describe()}, {self.config.bitrate} kbit/s"

@@ -19,8 +19,8 @@ import numpy as np
 from ..display.config import MODES
 from ..display.sinks import OutputState, OutputStatus, SinkContext
 from ..messages import first_line
-from ..validation import ConfigError, check_choice, check_int
-from .sender import BACKOFF, output_size
+from ..validation import ConfigError, check_choice, check_int, check_size
+from .sender import BACKOFF
 
 VIEWS = ("walk", "grid")
 
@@ -51,7 +51,7 @@ class WindowConfig:
     hud: bool = False
 
     def __post_init__(self) -> None:
-        output_size(self.size)
+        check_size(self.size)
         window_position(self.position)
         check_choice("view", self.view, VIEWS)
         check_int("walk", self.walk, 0, 63)
@@ -127,7 +127,7 @@ class WindowOutput:
         config = self.config
         monitor = int(config.monitor) if config.monitor.isdigit() else config.monitor or None
         try:
-            self._window = Window(*output_size(config.size), fullscreen=config.fullscreen, monitor=monitor,
+            self._window = Window(*check_size(config.size), fullscreen=config.fullscreen, monitor=monitor,
                                   title=f"uncanny {self.name}", vsync=False, strict_monitor=True)
             if (position := window_position(config.position)) is not None and not config.fullscreen:
                 self._window.move(*position)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..validation import SIDE_PIXELS, ConfigError, check_choice, check_float, check_int, parse_size
+from ..validation import ConfigError, check_choice, check_float, check_int, check_size
 from .encoder import CODECS
 
 
@@ -16,14 +16,7 @@ def check_codec(value: object) -> str:
 
 def record_size(text: str) -> tuple[int, int] | None:
     """A recording's "WIDTHxHEIGHT"; None for "" or "0x0" (the output's own size)."""
-    if text in ("", "0x0"):
-        return None
-    size = parse_size(text)
-    if size is None:
-        low, high = SIDE_PIXELS
-        raise ConfigError(f"size must be \"WIDTHxHEIGHT\" ({low} to {high} each, e.g. \"1280x720\") or \"\" for "
-                          f"the output's size, got {text!r}")
-    return size
+    return None if text in ("", "0x0") else check_size(text, ' or "" for the output\'s size')
 
 
 @dataclass(frozen=True)
