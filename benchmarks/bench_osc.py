@@ -9,7 +9,10 @@ Three measurements over real loopback UDP against the real server (no installati
    nothing); the rate is datagrams handled per second of wall time, the inbox must stay empty;
 2. flood: the same datagrams as fast as one socket sends them; how many the server received before the kernel's
    receive buffer overflowed, and that a ping still answers afterwards;
-3. ping round trip (send -> pong received), idle and while a second socket floods malformed datagrams.
+3. ping round trip (send -> pong received), idle and while a second socket floods malformed datagrams;
+4. amplification: --queries `/uncanny/state` questions from one sender (paced, none dropped), then --listen
+   seconds more of listening: the datagrams and bytes that came back for those sent (a state answer is ~25
+   datagrams, and a sender used to be subscribed to the periodic state for 300 s after any message).
 The message -> presented-frame latency needs the live loop and is measured with it (bench_live.py).
 """
 
@@ -33,6 +36,10 @@ from installation.control.inbox import Inbox  # noqa: E402
 from installation.control.osc import OscServer  # noqa: E402
 from installation.control.packets import build_message  # noqa: E402
 from installation.control.config import OscConfig  # noqa: E402
+from installation.control.state import ControlState  # noqa: E402
+
+CONTROLS = {"lr": 5e-05, "loss": "logit", "batch": 4, "speed": 0.0, "walk_period": 30.0, "walk_truncation": 0.7,
+            "walk_seed": 0, "grid": 0, "hud": 0, "blackout": 0.0}  # what a live installation publishes
 
 
 def ping(sock: socket.socket, server: tuple[str, int], token: int, timeout: float = 5.0,
@@ -69,8 +76,11 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64_000,
                         help="bytes sent between pacing pings, well inside the kernel's receive buffer (default 64000)")
     parser.add_argument("--pings", type=int, default=2000, help="pings per round-trip measurement (default 2000)")
+    parser.add_argument("--queries", type=int, default=500, help="/uncanny/state questions (default 500)")
+    parser.add_argument("--listen", type=float, default=5.0, help="seconds of listening after them (default 5)")
     args = parser.parse_args()
 
+    amplified = amplification(args.queries, args.listen)
     inbox = Inbox()
     server = OscServer(OscConfig(host="127.0.0.1", port=0, state_every=0.0), inbox)
     server.start()
@@ -149,6 +159,43 @@ def main() -> None:
     else:
         print(f"ping round trip under a malformed flood: all {lost} lost; ping after: "
               f"{'answered' if after else 'NOT answered'}")
+    sent, sent_bytes, back, back_bytes = amplified
+    print(f"amplification: {sent} /uncanny/state questions ({sent_bytes:,} bytes) -> {back:,} datagrams "
+          f"({back_bytes:,} bytes) back within {args.listen:g} s after them (state_every 1 s, a live state with "
+          f"{len(CONTROLS)} controls): x{back_bytes / sent_bytes:.1f} in bytes")
+
+
+def amplification(queries: int, listen: float) -> tuple[int, int, int, int]:
+    """(questions, their bytes, datagrams back, their bytes) for `queries` state questions from one socket, paced in
+    bursts of 50 the receive buffer holds, and everything that arrives until `listen` s after the last."""
+    server = OscServer(OscConfig(host="127.0.0.1", port=0, state_every=1.0), Inbox())
+    server.start()
+    server.publish(ControlState(iteration=1234, status="running", loss=-2.5, d=0.5, diversity=0.3, fps=30.0,
+                                steps_per_second=3.0, controls=CONTROLS))
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    question = build_message("/uncanny/state")
+    back = back_bytes = 0
+
+    def receive(until: float) -> None:
+        nonlocal back, back_bytes
+        while (left := until - time.perf_counter()) > 0:
+            sock.settimeout(left)
+            try:
+                data = sock.recv(65536)
+            except TimeoutError:
+                return
+            back, back_bytes = back + 1, back_bytes + len(data)
+    try:
+        for sent in range(queries):
+            sock.sendto(question, server.address)
+            if sent % 50 == 49:
+                receive(time.perf_counter() + 0.05)  # the answers drain (and the server catches up)
+        receive(time.perf_counter() + listen)
+    finally:
+        sock.close()
+        server.stop()
+    return queries, queries * len(question), back, back_bytes
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from pythonosc.osc_message import OscMessage
+from pythonosc.osc_message_builder import OscMessageBuilder
 
 from installation.control.packets import build_message
 
@@ -15,18 +16,32 @@ WAIT = 10.0  # seconds: the bound on every wait (a loaded 2-core machine); a hea
 _tokens = itertools.count(1)
 
 
+def typed_message(address: str, *args: Any) -> bytes:
+    """A message as a generic OSC library types it: True/False as T/F, ints as i, floats as f (a button from a
+    bridge that sends booleans)."""
+    builder = OscMessageBuilder(address)
+    for arg in args:
+        builder.add_arg(arg)
+    return builder.build().dgram
+
+
 class Client:
-    """A controller: one UDP socket on loopback that sends and collects replies."""
+    """A controller: one UDP socket on loopback (127.0.0.1, or ::1 for an IPv6 server address) that sends and
+    collects replies."""
 
     def __init__(self, server: tuple[str, int], port: int = 0) -> None:
         self.server = server
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", port))
-        self.address = self.sock.getsockname()
+        v6 = ":" in server[0]
+        self.sock = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("::1" if v6 else "127.0.0.1", port))
+        self.address = self.sock.getsockname()[:2]
         self.backlog: list[tuple[str, list[Any]]] = []  # replies received but not yet expected
 
     def send(self, address: str, *args: Any) -> None:
         self.sock.sendto(build_message(address, *args), self.server)
+
+    def send_typed(self, address: str, *args: Any) -> None:
+        self.sock.sendto(typed_message(address, *args), self.server)
 
     def send_raw(self, data: bytes) -> None:
         self.sock.sendto(data, self.server)
@@ -59,6 +74,14 @@ class Client:
         token = next(_tokens)
         self.send("/uncanny/ping", token)
         self.expect("/uncanny/pong", lambda args: args == [token])
+
+    def received(self) -> list[str]:
+        """The addresses of every reply received so far, kept in the backlog (after a sync: every reply to what
+        was sent before it)."""
+        while (data := self.pending()) is not None:
+            message = OscMessage(data)
+            self.backlog.append((message.address, list(message.params)))
+        return [address for address, _ in self.backlog]
 
     def pending(self) -> bytes | None:
         self.sock.setblocking(False)

@@ -1,7 +1,7 @@
 """Malformed OSC datagrams of every kind the server must refuse (tests and benchmarks/bench_osc.py).
 
-Every datagram made here must be refused: none is a well-formed message with valid arguments for an address
-of the namespace, so after any number of them the inbox must still be empty.
+Every datagram made here must be refused, or ignored as a button's release: none is a well-formed message with
+valid arguments for an address of the namespace, so after any number of them the inbox must still be empty.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterator
 
 from installation.control.packets import NTP_EPOCH, build_message
 
+TRIGGERS = ("/uncanny/pause", "/uncanny/resume", "/uncanny/toggle_pause", "/uncanny/reset", "/uncanny/back",
+            "/uncanny/snapshot", "/uncanny/record/stop", "/uncanny/state", "/uncanny/snapshots")
 NEEDS_ARGUMENTS = ("/uncanny/lr", "/uncanny/batch", "/uncanny/loss", "/uncanny/walk/period",
                    "/uncanny/view/blackout", "/uncanny/speed", "/uncanny/walk/seed")
 
@@ -50,11 +52,35 @@ def invalid_values(rng: random.Random) -> bytes:
         lambda: build_message("/uncanny/view/blackout", rng.choice([1.5, -0.1])),
         lambda: build_message("/uncanny/view/blackout"),
         lambda: build_message("/uncanny/rewind", -1),
-        lambda: build_message("/uncanny/reset", 1),
+        lambda: build_message("/uncanny/reset", 1, 0),
         lambda: build_message("/uncanny/ping", "hello"),
         lambda: build_message("/uncanny/speed", float("-inf")),
         lambda: raw_message(b"/uncanny/loss", b",b", struct.pack(">i", 8) + b"\x01" * 8),  # a blob
         lambda: build_message(rng.choice(["/uncanny/nope", "/x", "/uncanny", "/uncanny/state/iteration"])),
+    ])()
+
+
+def button_like(rng: random.Random) -> bytes:
+    """What a controller's buttons send, made wrong (two values, a string, NaN, a blob, a fraction on rewind), or a
+    release (0, 0.0, F, a 64-bit 0), which a trigger address ignores."""
+    address = rng.choice(TRIGGERS).encode()
+    return rng.choice([
+        lambda: raw_message(address, b"," + bytes(rng.choices(b"TF", k=2))),
+        lambda: build_message(address.decode(), rng.choice([1.0, 1, 0.0]), rng.choice([0.0, 1.0, 1])),
+        lambda: build_message(address.decode(), rng.choice(["1", "press", "", "T"])),
+        lambda: build_message(address.decode(), rng.choice([float("nan"), float("inf"), float("-inf")])),
+        lambda: raw_message(address, b",d", struct.pack(">d", float("nan"))),
+        lambda: raw_message(address, b",b", struct.pack(">i", 4) + b"\1\0\0\0"),
+        lambda: raw_message(address, b",F"),  # releases from here on: ignored, never queued
+        lambda: build_message(address.decode(), rng.choice([0.0, 0])),
+        lambda: raw_message(address, b",h", struct.pack(">q", 0)),
+        lambda: raw_message(address, b",d", struct.pack(">d", -0.0)),
+        lambda: build_message("/uncanny/rewind", rng.choice([0.5, 1.5, -1.0, float("nan"), "1"])),
+        lambda: build_message("/uncanny/rewind", 1.0, 0.0),
+        lambda: raw_message(b"/uncanny/rewind", b",TF"),
+        lambda: rng.choice([raw_message(b"/uncanny/rewind", b",F"), build_message("/uncanny/rewind", 0.0)]),
+        lambda: build_message("/uncanny/record/start", rng.choice([float("nan"), "vp9", ""])),
+        lambda: build_message("/uncanny/record/start", rng.choice([0.0, 0])),
     ])()
 
 
@@ -98,7 +124,7 @@ def _nested(depth: int) -> bytes:
     return packet
 
 
-GENERATORS: tuple[Callable[[random.Random], bytes], ...] = (invalid_values, malformed)
+GENERATORS: tuple[Callable[[random.Random], bytes], ...] = (invalid_values, button_like, malformed)
 
 
 def datagrams(count: int, seed: int = 0) -> Iterator[bytes]:

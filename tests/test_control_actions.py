@@ -9,12 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from installation.control.actions import BY_NAME, SPECS, Action, ActionError, action, make_action
+from installation.control.actions import BY_NAME, SPECS, Action, ActionError, action, button, make_action
 from installation.control.docs import osc_markdown, table_addresses
 from installation.control.inbox import Inbox
 from installation.control.keys import KEYS, key_action, key_handlers
-from installation.control.state import DESCRIPTIONS, STATE_FIELDS, TYPE_TAGS, ControlState
-from installation.engine.commands import COMMANDS, parse_command
+from installation.control.state import DESCRIPTIONS, PHASES, STATE_FIELDS, TYPE_TAGS, ControlState, Phase, \
+    control_values
+from installation.engine.commands import COMMANDS, Command, parse_command
+from installation.engine.state import STATUSES, EngineState, EngineStatus
 from installation.presets import PresetError, load_preset
 from installation.control.config import OscConfig
 
@@ -68,15 +70,22 @@ def test_engine_actions_are_engine_commands_with_the_same_validation():
             continue
         commands = {spec.command} | ({spec.bare_command} if spec.bare_command else set())
         assert commands <= set(COMMANDS)
-    for act in [action("lr", 0.0005), action("loss", "log"), action("batch", 8), action("speed", 3.0),
-                action("rewind", 150), action("rewind"), action("back"), action("toggle_pause"), action("reset"),
-                action("snapshot"), action("pause"), action("resume")]:
-        command = parse_command(act.engine_command())
-        assert (command.name, command.value) == act.engine_command() + (None,) * (2 - len(act.engine_command()))
-    assert action("rewind").engine_command() == ("back",)
-    assert action("speed", 0).engine_command() == ("limit", 0.0)
+    acts = [action("lr", 0.0005), action("loss", "log"), action("batch", 8), action("speed", 3.0),
+            action("rewind", 150), action("rewind"), action("back"), action("toggle_pause"), action("reset"),
+            action("snapshot"), action("pause"), action("resume")]
+    for act in acts:
+        command = act.engine_command()
+        assert parse_command(command) == command and command.id == act.id  # the id the engine's refusal names
+    assert len({act.id for act in acts}) == len(acts)
+    back, speed = action("rewind"), action("speed", 0)
+    assert (back.engine_command(), speed.engine_command()) == (Command("back", id=back.id),
+                                                               Command("limit", 0.0, speed.id))
     with pytest.raises(ValueError, match="grid is a display action"):
         action("grid").engine_command()
+
+
+def reset(*args):
+    return make_action(BY_NAME["reset"], args, "osc")
 
 
 def test_validation_errors_are_one_line_naming_the_address():
@@ -87,12 +96,67 @@ def test_validation_errors_are_one_line_naming_the_address():
         (lambda: action("blackout", 0.5, 601.0), "/uncanny/view/blackout: blackout seconds must be"),
         (lambda: action("loss", "x" * 65), "/uncanny/loss: name string of 65 characters; at most 64"),
         (lambda: action("nope"), "unknown action 'nope'"),
-        (lambda: action("quit", 1), "quit: takes 0 arguments, got 1"),
+        (lambda: action("quit", 1), "quit: takes 0 arguments, got 1"),  # from code: no button reading
+        (lambda: action("reset", 1.0), "/uncanny/reset: takes 0 arguments, got 1"),
+        (lambda: reset("go"), "/uncanny/reset: takes 0 arguments or 1 button value (a number, T or F), got 'go'"),
+        (lambda: reset(1, 0), "/uncanny/reset: takes 0 arguments or 1 button value (a number, T or F), got 2 "
+                              "arguments"),
+        (lambda: reset(float("nan")), "/uncanny/reset: takes 0 arguments or 1 button value"),
+        (lambda: make_action(BY_NAME["rewind"], [2.5]), "/uncanny/rewind: iteration expects an integer, got 2.5"),
+        (lambda: make_action(BY_NAME["rewind"], [-1]), "/uncanny/rewind: rewind iteration must be an integer >= 0"),
+        (lambda: make_action(BY_NAME["record_start"], ["vp9"]), "/uncanny/record/start: codec must be one of"),
     ]
     for make, message in cases:
         with pytest.raises(ActionError) as info:
             make()
         assert str(info.value).startswith(message) and "\n" not in str(info.value)
+
+
+BUTTON_VALUES = [(1.0, 0.0), (True, False), (1, 0)]  # TouchOSC and bridges; T/F; int 1/0
+
+
+def test_one_button_rule_for_every_trigger():
+    assert [button(v) for v in (1.0, 1, True, -1, 0.5, 2**40)] == [True] * 6
+    assert [button(v) for v in (0.0, 0, False, -0.0)] == [False] * 4
+    assert [button(v) for v in ("1", b"\1", float("nan"), float("inf"), None)] == [None] * 5
+    triggers = [s for s in SPECS if s.trigger]
+    assert {s.name for s in triggers} == {"pause", "resume", "toggle_pause", "reset", "rewind", "back", "snapshot",
+                                          "record_start", "record_stop", "record_toggle", "fullscreen", "quit",
+                                          "state", "snapshots"}
+    for spec in triggers:
+        bare = make_action(spec, [])
+        for press, release in BUTTON_VALUES:
+            pressed = make_action(spec, [press])
+            assert (pressed.name, pressed.value) == (bare.name, bare.value) == (spec.name, None), spec.name
+            assert make_action(spec, [release]) is None, spec.name
+    # rewind: only 1 and T press; other numbers are iterations (floats from a fader or a number box too)
+    assert [make_action(BY_NAME["rewind"], [v]).value for v in (500.0, 2, 1.0, True)] == [500, 2, None, None]
+    assert [make_action(BY_NAME["record_start"], [v]).value for v in ("prores", 2.0)] == ["prores", None]
+    # switches and the ping token are values, not buttons
+    assert [make_action(BY_NAME[name], [v]).value for name, v in [("grid", 0.0), ("hud", False), ("ping", 0)]] == \
+        [0, 0, 0]
+    # code means what it says: the director's rewind to iteration 1 is iteration 1, not a press
+    director = action("rewind", 1, source="director")
+    assert director.engine_command() == Command("rewind", 1, director.id)
+
+
+def test_a_float_control_set_with_a_bool_or_an_int_is_a_float_and_echoes_one():
+    assert action("blackout", True).value == (1.0, 0.0) and type(action("lr", 0).value) is float
+    state = ControlState(controls={"blackout": 1, "lr": 0, "speed": 4, "grid": True, "walk_seed": 3.0,
+                                   "loss": "log"})
+    assert [tuple(type(v) for v in control_values(state, n)) for n in state.controls] == \
+        [(float,), (float,), (float,), (int,), (int,), (str,)]
+
+
+def test_statuses_and_phases_are_str_enums_the_states_hold():
+    assert STATUSES == tuple(EngineStatus) and "running" in STATUSES and EngineStatus.RUNNING == "running"
+    assert PHASES == tuple(Phase) and f"{Phase.FADE_OUT}" == "fade_out"
+    state = ControlState(status="paused", phase="hold")
+    assert state.status is EngineStatus.PAUSED and state.phase is Phase.HOLD
+    assert EngineState(status="crashed").status is EngineStatus.CRASHED and EngineState(status="failed").paused
+    for bad in ({"status": "dancing"}, {"phase": "intermission"}):
+        with pytest.raises(ValueError, match="is not a valid"):
+            ControlState(**bad)
 
 
 def test_osc_floats_come_out_as_the_decimal_that_was_sent():
@@ -126,7 +190,7 @@ def test_inbox_under_threads_loses_nothing_and_keeps_per_thread_order():
         received.extend(inbox.drain())
 
     def produce(seed: int) -> None:
-        for i in range(2000):
+        for i in range(2, 2002):  # 0 and 1 would be a button's release and press
             inbox.put(action("rewind", seed * 10_000 + i))
     drainer = threading.Thread(target=drain)
     drainer.start()

@@ -7,6 +7,7 @@ of a ping sent after some datagrams is back, those datagrams have been handled.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -16,12 +17,12 @@ from typing import Any
 
 import pytest
 
-from installation.control.actions import BY_ADDRESS, Action, action, osc_specs
+from installation.control.actions import BY_ADDRESS, BY_NAME, Action, action, make_action, osc_specs
 from installation.control.inbox import Inbox
 from installation.control.osc import OscServer
 from installation.control.packets import build_message
 from installation.control.service import ControlService
-from installation.control.state import ControlState
+from installation.control.state import STATE_FIELDS, ControlState
 from installation.control.config import HttpConfig, OscConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -150,7 +151,9 @@ def bad_inputs() -> list[tuple[str, bytes, str]]:
     now = time.time()
     return [
         ("unknown address", build_message("/uncanny/explode"), "unknown address /uncanny/explode"),
-        ("too many arguments", build_message("/uncanny/reset", 1), "takes 0 arguments"),
+        ("too many arguments", build_message("/uncanny/reset", 1, 0), "takes 0 arguments or 1 button value"),
+        ("string for a button", build_message("/uncanny/reset", "go"), "takes 0 arguments or 1 button value"),
+        ("nan for a button", build_message("/uncanny/snapshot", float("nan")), "takes 0 arguments or 1 button"),
         ("too few arguments", build_message("/uncanny/lr"), "takes 1 argument"),
         ("wrong type", build_message("/uncanny/lr", "fast"), "expects a number, got 'fast'"),
         ("string for int", build_message("/uncanny/batch", "4"), "expects an integer"),
@@ -258,12 +261,14 @@ def test_fuzz_ten_thousand_malformed_datagrams_then_ping_still_answers(served):
     assert server.stats["actions"] == 0 and inbox.drain() == []
     refused = sum(n for kind, n in server.stats.items() if kind not in ("received", "queries", "actions"))
     assert refused >= sent  # a bundle of several bad messages counts each
-    assert {"malformed", "invalid", "future", "pattern", "too large", "unknown address"} <= set(server.stats)
+    assert {"malformed", "invalid", "future", "pattern", "too large", "unknown address", "released"} <= \
+        set(server.stats)
 
 
 def test_feedback_reaches_recent_senders_on_change_and_echoes_controls(served):
     server, inbox, client = served
-    client.sync()  # now a recent sender
+    client.send("/uncanny/view/hud", 1)  # a control: now a recent sender
+    client.sync()
     server.publish(ControlState(iteration=7, status="running", controls={"lr": 0.001}))
     assert client.expect("/uncanny/state/iteration", lambda a: a == [7]) == [7]
     assert client.expect("/uncanny/lr") == [pytest.approx(0.001)]
@@ -391,3 +396,197 @@ def test_a_flood_of_bad_input_is_logged_and_answered_at_a_bounded_rate(served, c
     assert 1 <= errors <= ERROR_BURST + ERROR_RATE * elapsed + 1
     lines = [r for r in caplog.records if "invalid from 127.0.0.1" in r.getMessage()]
     assert len(lines) == 1  # one line per sender and kind every LOG_EVERY seconds, however many arrive
+
+
+# ------------------------------------------------------------------------------------------------ buttons
+TRIGGERS = [s for s in osc_specs() if s.trigger]
+BUTTONS = [(1.0, 0.0), (True, False), (1, 0)]  # TouchOSC and most bridges; T/F; int 1/0
+
+
+@pytest.mark.parametrize("press, release", BUTTONS, ids=["float 1.0 then 0.0", "T then F", "int 1 then 0"])
+def test_a_button_on_every_trigger_address_acts_once(served, press, release):
+    server, inbox, client = served
+    server.publish(ControlState(snapshots=(0, 10)))  # nothing here changes on its own: no feedback, only answers
+    for spec in TRIGGERS:
+        client.send_typed(spec.address, press)
+        client.send_typed(spec.address, release)
+    client.sync()
+    assert [(a.name, a.value) for a in inbox.drain()] == [(s.name, None) for s in TRIGGERS if s.kind != "query"]
+    assert server.stats["released"] == len(TRIGGERS) and server.stats["invalid"] == 0
+    replies = client.received()
+    assert replies.count("/uncanny/snapshots") == replies.count("/uncanny/state/iteration") == 1
+    assert "/uncanny/error" not in replies  # a release is ignored silently
+
+
+def test_rewind_takes_a_button_or_an_iteration(served):
+    server, inbox, client = served
+    for args in [(1.0,), (0.0,), (True,), (False,), (1,), (0,), (), (500.0,), (2,)]:
+        client.send_typed("/uncanny/rewind", *args)
+    client.sync()
+    assert [(a.name, a.value) for a in inbox.drain()] == [("rewind", None)] * 4 + [("rewind", 500), ("rewind", 2)]
+    assert [make_action(BY_NAME["rewind"], [v]).engine_command().name for v in (1.0, 500.0)] == ["back", "rewind"]
+
+
+def test_a_float_control_set_with_t_or_an_int_echoes_a_float(served):
+    server, inbox, client = served
+    client.send_typed("/uncanny/view/blackout", True)
+    client.send_typed("/uncanny/speed", 3)
+    client.sync()
+    values = [a.value for a in inbox.drain()]
+    assert values == [(1.0, 0.0), 3.0] and type(values[0][0]) is float and type(values[1]) is float
+    server.publish(ControlState(controls={"blackout": 1, "speed": 3, "grid": True}))  # held as ints by the loop
+    for address, kind in [("/uncanny/view/blackout", float), ("/uncanny/speed", float), ("/uncanny/view/grid", int)]:
+        value = client.expect(address)[0]
+        assert type(value) is kind and value in (1, 3)
+
+
+# ------------------------------------------------------------------------------------------------ no amplification
+def test_a_flood_of_state_queries_gets_a_bounded_number_of_answers_and_subscribes_nobody():
+    from installation.control.osc import ANSWER_BURST, ANSWER_RATE, ERROR_BURST, ERROR_RATE
+
+    server, inbox = make_server(state_every=0.2)
+    client = Client(server.address)
+    try:
+        controls = {"lr": 0.001, "grid": 0}
+        server.publish(ControlState(iteration=5, controls=controls))
+        start = time.monotonic()
+        for _ in range(10):
+            for _ in range(50):  # in bursts the kernel's receive buffer holds: all 500 arrive
+                client.send("/uncanny/state")
+            client.sync()
+        elapsed = time.monotonic() - start
+        replies = [a for a in client.received() if a != "/uncanny/pong"]
+        answers = replies.count("/uncanny/state/iteration")
+        assert server.stats["queries"] == 500 + 10 and server.stats["too often"] == 500 - answers
+        size = len(STATE_FIELDS) + len(controls)  # datagrams in one answer
+        assert 1 <= answers <= (ANSWER_BURST + ANSWER_RATE * elapsed) / size
+        assert len(replies) <= answers * size + ERROR_BURST + ERROR_RATE * elapsed + 1
+        assert client.address not in server.recipients()  # a question does not subscribe to the periodic state
+    finally:
+        client.close()
+        server.stop()
+
+
+def test_refused_fader_values_are_echoed_at_a_bounded_rate(served):
+    from installation.control.osc import ECHO_BURST, ECHO_RATE
+
+    server, inbox, client = served
+    server.publish(ControlState(controls={"walk_truncation": 0.7}))
+    start = time.monotonic()
+    for _ in range(6):
+        for _ in range(50):
+            client.send("/uncanny/walk/truncation", 5.0)
+        client.sync()
+    echoes = client.received().count("/uncanny/walk/truncation")
+    assert server.stats["invalid"] == 300 and 1 <= echoes <= ECHO_BURST + ECHO_RATE * (time.monotonic() - start) + 1
+
+
+# ------------------------------------------------------------------------------------------------ the truth
+def test_an_engine_refusal_reaches_the_sender_of_that_command_only(served):
+    server, inbox, client = served
+    other = Client(server.address)
+    try:
+        client.send("/uncanny/batch", 8)
+        client.sync()
+        other.send("/uncanny/back")  # the newest engine action comes from someone else
+        other.sync()
+        batch, back = inbox.drain()
+        refused = ControlState(refusals=((batch.id, "rejected command: batch 8 is too many for this device"),))
+        server.publish(refused)
+        assert client.expect("/uncanny/error") == ["rejected command: batch 8 is too many for this device"]
+        server.publish(refused)  # the same refusal in the next state: answered once
+        server.publish(ControlState(refusals=((back.id + 1000, "rejected command: not ours"),)))
+        client.sync()
+        other.sync()
+        assert "/uncanny/error" not in client.received() + other.received()
+    finally:
+        other.close()
+
+
+def test_feedback_reports_where_a_jump_landed_though_training_moved_on(served):
+    server, inbox, client = served
+    client.send("/uncanny/view/hud", 1)  # a control: now a recent sender
+    client.sync()
+    server.publish(ControlState(iteration=40))
+    assert client.expect("/uncanny/state/iteration", lambda a: a == [40]) == [40]
+    server.publish(ControlState(iteration=2, branch=1, landed=0))  # a reset, then two steps before this state
+    assert client.expect("/uncanny/state/iteration") == [0]
+    assert client.expect("/uncanny/state/iteration") == [2]
+    server.publish(ControlState(iteration=0, branch=2, landed=0, paused=True))  # reset again: 0 once more, paused
+    assert client.expect("/uncanny/state/iteration") == [0]
+
+
+# ------------------------------------------------------------------------------------------------ IPv6
+def has_ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as probe:
+            probe.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+needs_ipv6 = pytest.mark.skipif(not has_ipv6_loopback(), reason="this machine has no IPv6 loopback (::1)")
+
+
+@needs_ipv6
+def test_host_dual_stack_serves_ipv4_and_ipv6_on_one_socket():
+    listener = Client(("127.0.0.1", 9))
+    server, inbox = make_server(host="::", feedback=(f"127.0.0.1:{listener.address[1]}",), state_every=0.2)
+    v4, v6 = Client(("127.0.0.1", server.address[1])), Client(("::1", server.address[1]))
+    try:
+        assert "(IPv4 and IPv6)" in server.describe()
+        v4.send("/uncanny/reset")
+        v4.sync()
+        v6.send("/uncanny/snapshot")
+        v6.sync()
+        assert [(a.name, a.reply_to[0]) for a in inbox.drain()] == [("reset", "::ffff:127.0.0.1"), ("snapshot", "::1")]
+        server.publish(ControlState(fps=12.5))
+        assert listener.expect("/uncanny/state/fps") == [12.5]  # an IPv4 feedback target through the same socket
+    finally:
+        for client in (listener, v4, v6):
+            client.close()
+        server.stop()
+
+
+@needs_ipv6
+def test_an_ipv6_network_in_allow_adds_an_ipv6_socket_at_the_same_port():
+    server, inbox = make_server(allow=("127.0.0.0/8", "::1/128"))
+    v6 = Client(("::1", server.address[1]))
+    try:
+        assert f"127.0.0.1:{server.address[1]} and [::1]:{server.address[1]}" in server.describe()
+        v6.send("/uncanny/rewind", 1.0)
+        v6.sync()
+        assert [(a.name, a.value, a.reply_to[0]) for a in inbox.drain()] == [("rewind", None, "::1")]
+    finally:
+        v6.close()
+        server.stop()
+    ipv4_only, _ = make_server(allow=("127.0.0.0/8",))
+    try:
+        assert "[::1]" not in ipv4_only.describe()
+    finally:
+        ipv4_only.stop()
+
+
+@needs_ipv6
+def test_an_ipv6_port_that_cannot_be_bound_leaves_ipv4_serving_with_one_warning(caplog):
+    from installation.control.osc import OscError
+
+    holder = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)  # holds [::1]:P, P taken from the system
+    holder.bind(("::1", 0))
+    port = holder.getsockname()[1]
+    try:
+        try:
+            server, inbox = make_server(port=port, allow=("127.0.0.0/8", "::1/128"))
+        except OscError:
+            pytest.skip(f"port {port} is taken on IPv4 as well")
+        client = Client(server.address)
+        try:
+            client.sync()
+            assert "[::1]" not in server.describe()
+            assert any("cannot be bound" in r.getMessage() and "IPv4 only" in r.getMessage() for r in caplog.records)
+        finally:
+            client.close()
+            server.stop()
+    finally:
+        holder.close()

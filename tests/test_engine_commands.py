@@ -5,6 +5,7 @@ import torch
 
 from installation.engine import (COMMANDS, Command, CommandError, ConfigError, EngineConfig, parse_command,
                                 resolve_device)
+from installation.engine.commands import SETTINGS, command_id, command_name
 
 
 def test_every_command_form_reads_the_same():
@@ -21,6 +22,17 @@ def test_every_command_form_reads_the_same():
     assert parse_command("fault") == Command("fault", "weight")
     assert set(COMMANDS) == {"pause", "resume", "toggle_pause", "limit", "lr", "loss", "batch", "rewind", "back",
                              "reset", "snapshot", "shutdown", "fault", "render"}
+
+
+def test_a_command_keeps_its_senders_id_and_names_itself_unparsed():
+    assert parse_command(Command("lr", "5e-4", 17)) == Command("lr", 0.0005, 17)
+    assert parse_command({"name": "back", "id": 9}) == Command("back", id=9)
+    assert parse_command({"name": "back", "id": "9"}).id is None  # only an int is an id
+    assert [command_id(raw) for raw in (Command("reset", id=3), {"name": "x", "id": 4}, "reset", ("lr", 1))] == \
+        [3, 4, None, None]
+    assert [command_name(raw) for raw in (Command("warp"), "lr 2", {"name": "loss"}, ("render", {}), "", 42)] == \
+        ["warp", "lr", "loss", "render", None, None]
+    assert SETTINGS <= set(COMMANDS) and not SETTINGS & {"reset", "back", "rewind", "snapshot", "pause", "shutdown"}
 
 
 @pytest.mark.parametrize("raw, message", [

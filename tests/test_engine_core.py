@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from installation.engine import CommandError, Engine, EngineConfig, EngineError, diversity, inverted_loss
+from installation.engine import COMMANDS, Command, CommandError, Engine, EngineConfig, EngineError, diversity, \
+    inverted_loss
 from installation.models import CheckpointError, create_stylegan1, load_gan, save_gan
 
 TINY = dict(channels=[32, 32, 16, 16], code_dim=32, n_mlp=2)  # 32 px
@@ -125,6 +126,13 @@ def test_rewind_restores_weights_and_optimiser_bit_for_bit_and_branches(tmp_path
         engine.step()
     assert not same_tensors(ahead, g_state(engine))  # a new branch draws new batches
     assert [e["to"] for e in events(tmp_path) if e["event"] == "rewind"] == [10]
+    # ahead of the journey (a fader at 500 at iteration 17): the newest snapshot, never a refusal
+    assert engine.rewind(500) == 15 and engine.iteration == 15
+    for _ in range(3):
+        engine.step()
+    state = engine.state()  # stepped on since: the state still says where the jump went
+    assert (state.iteration, state.landed, state.branch) == (18, 15, 2)
+    assert [e.get("requested") for e in events(tmp_path) if e["event"] == "rewind"] == [12, 500]
     engine.close()
 
 
@@ -136,6 +144,9 @@ def test_reset_restores_iteration_zero(tmp_path):
     engine.apply("lr 0.002")
     engine.apply("reset")
     assert engine.iteration == 0 and engine.store.iterations() == [0]
+    engine.step()
+    assert (engine.state().iteration, engine.state().landed, engine.state().branch) == (1, 0, 1)
+    engine.apply("reset")
     assert same_tensors(initial, g_state(engine))
     assert engine.optimizer.state_dict()["state"] == {} and engine.lr == 0.002  # live settings stay
     assert engine.state().probe_d == engine.probe_d0
@@ -196,8 +207,8 @@ def test_repeated_rollbacks_pause_the_engine_until_resumed(tmp_path):
 
 def test_bad_commands_are_rejected_and_the_engine_keeps_running(tmp_path):
     engine = tiny_engine(tmp_path)
-    bad = ["warp 9", "rewind -1", "rewind 999", "rewind 1.5", "lr 2", "lr -1", "lr nan", "batch 0", "batch 65",
-           "loss hinge", {"name": "lr"}, ("pause", 3), 42, ""]
+    bad = ["warp 9", "rewind -1", Command("warp", id=7), "rewind 1.5", "lr 2", "lr -1", "lr nan", "batch 0",
+           "batch 65", "loss hinge", {"name": "lr"}, ("pause", 3), 42, "", Command("lr", 5.0, 8)]
     script = iter([[], [], [], bad, [], [], [], ["lr 0.0007", "batch 2", "loss softplus"], [], ["shutdown"]])
     engine.run(receive=lambda timeout: next(script))
     state = engine.state()
@@ -206,17 +217,21 @@ def test_bad_commands_are_rejected_and_the_engine_keeps_running(tmp_path):
     messages = [e["message"] for e in errors]
     assert len(messages) == len(bad) and state.commands == len(bad) + 4
     for expected in ["unknown command 'warp'", "rewind iteration must be an integer >= 0, got -1",
-                     "cannot rewind to 999: the journey is at iteration 3", "'1.5' is not an integer",
+                     "'1.5' is not an integer",
                      "lr must be 0 (the model's own rate) or a number > 0 and <= 1, got 2.0",
                      "batch must be an integer from 1 to 64, got 0",
                      "batch must be an integer from 1 to 64, got 65", "loss must be one of logit, softplus, log",
                      "lr needs a value", "pause takes no value", "cannot read command 42", "cannot read command ''"]:
         assert any(expected in m for m in messages), expected
     assert all(m.startswith("rejected command: ") and "\n" not in m for m in messages)
+    # the two that carried an id are named, so each refusal can reach the sender of that command
+    assert state.refusals == ((7, "rejected command: unknown command 'warp'; known: " + ", ".join(COMMANDS)),
+                              (8, "rejected command: lr must be 0 (the model's own rate) or a number > 0 and <= 1, "
+                                  "got 5.0"))
     assert state.iteration == 9 and state.status == "stopping"  # it kept stepping through all of that
     assert (state.lr, state.batch, state.objective) == (7e-4, 2, "softplus")
-    with pytest.raises(CommandError, match="cannot rewind to 10"):
-        engine.apply("rewind 10")
+    with pytest.raises(CommandError, match="cannot rewind to -3: iterations start at 0"):
+        engine.rewind(-3)
     engine.close()
 
 

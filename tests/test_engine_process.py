@@ -2,11 +2,13 @@
 
 import json
 import os
+import time
 
 import pytest
 import torch
 
-from installation.engine import EngineConfig, EngineError, EngineProcess
+from installation.engine import Command, EngineConfig, EngineError, EngineProcess
+from installation.engine.commands import MAX_WAITING
 from installation.engine.config import engine_threads
 from installation.models import create_stylegan1, save_gan
 
@@ -36,6 +38,13 @@ def crash_on_request(engine):
         raise RuntimeError("boom in the frame hook")
 
 
+def stall_on_request(engine):
+    """A between-steps hook that holds the engine (a step on a slow device, or a hang) while a file says so: the
+    engine reads no commands meanwhile, so its command pipe fills."""
+    while (engine.run_dir / "stall").exists():
+        time.sleep(0.01)
+
+
 def report_threads(engine):
     """A between-steps hook that writes down the engine process's thread settings once."""
     report = engine.run_dir / "threads.json"
@@ -54,15 +63,19 @@ def test_commands_sigkill_mid_snapshot_crash_restarts_and_clean_stop(tmp_path, c
                      between_steps=crash_on_request)
     engine.start()
     engine.wait_for(lambda s: s.iteration >= 2)
-    bad = ["warp", "rewind -1", "rewind 100000", "lr 2", "batch 0"]
+    bad = ["warp", "rewind -1", Command("lr", 2.0, id=41), "batch 0", Command("batch", 0, id=42)]
     for command in bad:
         engine.send(command)
     state = engine.wait_for(lambda s: s.commands >= len(bad))
-    for expected in ["unknown command 'warp'", "must be an integer >= 0, got -1", "cannot rewind to 100000",
+    for expected in ["unknown command 'warp'", "must be an integer >= 0, got -1",
                      "lr must be 0 (the model's own rate) or a number > 0 and <= 1",
                      "batch must be an integer from 1 to 64, got 0"]:
         assert any(expected in e for e in state.errors), (expected, state.errors)
     assert state.error_count == len(bad) and state.status == "running"
+    assert [(i, "must be" in text) for i, text in state.refusals] == [(41, True), (42, True)]  # by the sender's id
+    engine.send("rewind 100000")  # ahead of the journey: the newest snapshot, not a refusal
+    landed = engine.wait_for(lambda s: s.commands > len(bad))
+    assert landed.error_count == len(bad) and landed.landed in landed.snapshots
     engine.wait_for(lambda s: s.iteration >= state.iteration + 2)  # still stepping
 
     engine.send("pause")
@@ -121,4 +134,45 @@ def test_threads_0_is_the_installations_policy_in_the_engine_process(tmp_path, c
     engine.wait_for(lambda s: s.iteration >= 1)
     report = json.loads((run_dir / "threads.json").read_text())
     assert report == {"threads": engine_threads(0), "omp": "PASSIVE"}
+    assert engine.stop() == 0
+
+
+def trigger_events(run_dir, names):
+    events = (json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines())
+    return [e["command"] for e in events if e["event"] == "command" and e["command"] in names]
+
+
+def test_a_full_command_pipe_delays_triggers_in_order_and_keeps_the_newest_setting(tmp_path, checkpoint, engines):
+    run_dir = tmp_path / "run"
+    engine = engines(checkpoint, run_dir, CONFIG, between_steps=stall_on_request)
+    engine.start()
+    engine.wait_for(lambda s: s.iteration >= 1)
+    (run_dir / "stall").touch()  # a step that takes its time: the engine reads nothing meanwhile
+    triggers, newest, most_waiting = [], {}, 0
+    for i in range(5000):  # faders swept at full speed, a button pressed now and then
+        if i % 25 == 0:
+            triggers.append(("pause", "snapshot", "resume")[len(triggers) % 3])
+            engine.send(triggers[-1])
+        else:
+            name = ("lr", "limit", "batch")[i % 3]
+            newest[name] = (1e-4 * (1 + i / 5000), i / 100, 1 + i % 8)[i % 3]
+            engine.send((name, newest[name]))
+        most_waiting = max(most_waiting, engine.waiting)
+    assert most_waiting > 0  # the pipe filled: without the queue these were refused ("it may be hung")
+    assert engine.waiting <= len(triggers) + 3  # the settings waited as one value each
+    (run_dir / "stall").unlink()
+    state = engine.wait_for(lambda s: engine.waiting == 0 and len(trigger_events(run_dir, triggers)) == 200)
+    assert trigger_events(run_dir, ("pause", "snapshot", "resume")) == triggers  # every one, in order
+    state = engine.wait_for(lambda s: (s.lr, s.limit, s.batch) == (newest["lr"], newest["limit"], newest["batch"]))
+    assert state.error_count == 0 and state.status == "paused"  # the last of pause and resume was a pause
+
+    # a hung engine: past MAX_WAITING a trigger is refused with the reason, never dropped unsaid
+    (run_dir / "stall").touch()
+    before, accepted = len(trigger_events(run_dir, ("snapshot",))), 0
+    with pytest.raises(EngineError, match=f"{MAX_WAITING} are waiting; its pipe is full\\): it may be hung"):
+        for accepted in range(100_000):
+            engine.send("snapshot")
+    assert engine.waiting == MAX_WAITING
+    (run_dir / "stall").unlink()
+    engine.wait_for(lambda s: engine.waiting == 0 and len(trigger_events(run_dir, ("snapshot",))) == before + accepted)
     assert engine.stop() == 0

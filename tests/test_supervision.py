@@ -17,6 +17,7 @@ import imageio_ffmpeg
 import pytest
 
 from installation.engine import EngineConfig, EngineError, EngineProcess
+from installation.engine.commands import MAX_WAITING
 from installation.live.notify import Notifier
 from installation.live.status import read_status
 from installation.live.supervisor import EngineSupervisor
@@ -86,9 +87,11 @@ def test_commands_to_a_stopped_engine_never_block_and_the_supervisor_replaces_it
     refused: list[str] = []
 
     def flood() -> None:
-        for _ in range(20_000):  # ~150 bytes each: far more than a pipe holds
+        for _ in range(20_000):  # ~150 bytes each: far more than a pipe holds; a setting waits as one value
+            engine.send(("lr", 0.001))
+        for _ in range(20_000):  # triggers wait in order, up to a bound
             try:
-                engine.send(("lr", 0.001))
+                engine.send("snapshot")
             except EngineError as error:
                 refused.append(str(error))
                 return
@@ -115,7 +118,8 @@ def test_commands_to_a_stopped_engine_never_block_and_the_supervisor_replaces_it
         engine.wait_for(lambda s: s.status == "running")
     finally:
         engine.kill()
-    assert refused == ["the engine is not taking commands (its command pipe is full): it may be hung"]
+    assert refused == [f"the engine has not taken a command for a while ({MAX_WAITING} are waiting; its pipe is "
+                       "full): it may be hung; snapshot not sent"]
     died = [json.loads(line) for line in (tmp_path / "run" / "events.jsonl").read_text().splitlines()
             if '"died"' in line]
     assert len(died) == 1 and died[0]["cause"].startswith("the engine hung (no heartbeat for 4 s")

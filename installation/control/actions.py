@@ -4,20 +4,30 @@
 Control session are all generated from it, so they cannot disagree. Ranges are enforced by the same check
 functions the engine and the presets use (engine/config.py, WalkConfig there too): one rule per range.
 
-Kinds: `engine` actions go down the engine's command pipe (`Action.engine_command()`), `display` actions apply in
-the display process through the `effect` registered in their Spec, on the live loop's `Stage` (live/stage.py),
-`query` actions are answered by the OSC server from the published state and never queued. Adding an action is one
-more `Spec` in `SPECS` (and, for a display action, the Stage method its effect calls).
+Kinds: `engine` actions go down the engine's command pipe (`Action.engine_command()`, carrying the action's id so
+the engine's refusal finds its sender), `display` actions apply in the display process through the `effect`
+registered in their Spec, on the live loop's `Stage` (live/stage.py), `query` actions are answered by the OSC server
+from the published state and never queued. Adding an action is one more `Spec` in `SPECS` (and, for a display
+action, the Stage method its effect calls).
+
+Buttons (`button()`, one rule for every controller, applied by `make_action`): a trigger address (one without
+arguments, or whose optional first argument is marked `button`) also takes one button value. A press (T, or a
+non-zero number) triggers it as if it came without an argument; a release (F, 0 or 0.0) does nothing, so a TouchOSC
+button sending 1.0 on press and 0.0 on release acts once. On `/uncanny/rewind`, whose argument is an iteration, only
+1 and T are presses and 0 and F releases; any other number is an iteration. `action()`, for code (keys, the
+director), reads no buttons: its arguments mean what they say.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import struct
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ..engine.commands import Command
 from ..engine.config import LOSSES, MAX_BATCH, ConfigError, check_batch, check_float, check_int, check_loss, \
     check_lr, check_rate, WalkConfig
 from ..recording import CODECS, check_codec
@@ -47,6 +57,7 @@ class Arg:
     optional: bool = False
     default: Any = None  # the value when an optional argument is left out
     advertised: bool = True  # part of the OSCQuery TYPE; False for extras a fader does not send
+    button: bool = False  # optional, and a button value in its place presses (leaves it out) or releases
     note: str = ""
     # the part of the range a fader or knob covers (the controller layouts, a MIDI CC's 0..127), where the range
     # is open-ended or mostly useless on a fader (lr up to 1, a period of a day); None: low .. high
@@ -133,6 +144,32 @@ class Spec:
         """The OSCQuery TYPE: the advertised arguments, or N (a trigger without arguments)."""
         return "".join(a.tag for a in self.args if a.advertised) or "N"
 
+    @property
+    def trigger(self) -> bool:
+        """A button may press it: no arguments, or an optional first argument a button value stands in for."""
+        return not self.args or self.args[0].button
+
+
+def button(value: Any) -> bool | None:
+    """A controller's button value: True for a press (T, or a finite non-zero number: TouchOSC and most hardware
+    bridges send 1.0, some int 1), False for a release (F, 0 or 0.0), None for anything else (a string, NaN)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)) and math.isfinite(value):
+        return value != 0
+    return None
+
+
+def _pressed(spec: Spec, args: Sequence[Any]) -> bool | None:
+    """Whether `args` are one button value on a trigger address: True a press, False a release, None when they are
+    arguments of their own (none, several, a string, or a number that is the argument's value, like rewind 500)."""
+    if len(args) != 1 or not spec.trigger:
+        return None
+    value = args[0]
+    if spec.args and spec.args[0].tag != "s" and not isinstance(value, bool) and value not in (0, 1):
+        return None
+    return button(value)
+
 
 def _walk(field: str) -> Callable[[Any], Any]:
     """The walk's own rule (engine.config.WalkConfig), so a walk control accepts exactly what a preset file does."""
@@ -189,9 +226,11 @@ SPECS: tuple[Spec, ...] = (
          "pause if training, resume if paused (decided by the engine, from its own state)", command="toggle_pause"),
     Spec("reset", f"{ROOT}/reset", "engine", "back to realism: iteration 0, the unmodified model", command="reset"),
     Spec("rewind", f"{ROOT}/rewind", "engine",
-         "no argument: one snapshot back; N: the newest snapshot at or before iteration N",
-         (Arg("iteration", "i", _iteration, low=0, optional=True, span=(0, JOURNEY)),), command="rewind",
-         bare_command="back"),
+         "no argument or a press (1, 1.0, T): one snapshot back; a release (0, F): nothing; N: the newest snapshot "
+         "at or before iteration N (or the newest of all, if the journey has not reached N)",
+         (Arg("iteration", "i", _iteration, low=0, optional=True, button=True, span=(0, JOURNEY),
+              note="0 and 1: a button's release and press"),),
+         command="rewind", bare_command="back"),
     Spec("back", f"{ROOT}/back", "engine",
          "one snapshot back, counted from the engine's own position (repeated presses walk down to 0)",
          command="back"),
@@ -231,8 +270,8 @@ SPECS: tuple[Spec, ...] = (
     Spec("record_start", f"{ROOT}/record/start", "display",
          "start recording the presented picture into the [record] folder (recordings/ in the run folder; "
          "the HUD only if [record] hud)",
-         (Arg("codec", "s", check_codec, choices=tuple(CODECS), optional=True,
-              note="no argument = [record] codec"),), effect=lambda stage, a: stage.record(a)),
+         (Arg("codec", "s", check_codec, choices=tuple(CODECS), optional=True, button=True,
+              note="no argument or a press = [record] codec"),), effect=lambda stage, a: stage.record(a)),
     Spec("record_stop", f"{ROOT}/record/stop", "display", "stop recording; the file is finalised",
          effect=lambda stage, a: stage.record(a)),
     Spec("record_toggle", None, "display", "start or stop recording", effect=lambda stage, a: stage.record(a)),
@@ -258,30 +297,33 @@ SPECS: tuple[Spec, ...] = (
 
 BY_NAME: dict[str, Spec] = {s.name: s for s in SPECS}
 BY_ADDRESS: dict[str, Spec] = {s.address: s for s in SPECS if s.address}
+_ids = itertools.count(1)
 
 
 @dataclass(frozen=True)
 class Action:
     """One validated action. `value`: None (no argument), the argument, or a tuple where there are several.
-    `reply_to` is where an OSC sender wants answers (None for keys and the director)."""
+    `reply_to` is where an OSC sender wants answers (None for keys and the director). `id` is unique in this
+    process; the engine names it when it refuses the action's command."""
 
     name: str
     value: Any = None
     source: str = "keys"
     reply_to: tuple[str, int] | None = None
+    id: int = field(default_factory=lambda: next(_ids), compare=False)
 
     @property
     def spec(self) -> Spec:
         return BY_NAME[self.name]
 
-    def engine_command(self) -> tuple[Any, ...]:
-        """The engine command for `engine.send()` / `parse_command()`: ("lr", 0.001), ("back",), ..."""
+    def engine_command(self) -> Command:
+        """The engine command for `engine.send()`: Command("lr", 0.001, id), Command("back", id=id), ..."""
         spec = self.spec
         if spec.kind != "engine":
             raise ValueError(f"{self.name} is a {spec.kind} action, not an engine command")
         if self.value is None:
-            return (spec.bare_command or spec.command,)
-        return (spec.command, self.value)
+            return Command(spec.bare_command or spec.command, id=self.id)
+        return Command(spec.command, self.value, self.id)
 
 
 def _convert(tag: str, value: Any) -> Any:
@@ -294,7 +336,7 @@ def _convert(tag: str, value: Any) -> Any:
             raise ActionError(f"string of {len(value)} characters; at most {MAX_STRING}")
         return value
     if isinstance(value, bool):
-        return int(value)
+        return int(value) if tag == "i" else float(value)  # T on a float control is 1.0: echoed as a float
     if not isinstance(value, (int, float)):
         raise ActionError(f"expects {'an integer' if tag == 'i' else 'a number'}, got {_show(value)}")
     if not math.isfinite(value):
@@ -330,15 +372,35 @@ def _show(value: Any) -> str:
 
 
 def make_action(spec: Spec, args: Sequence[Any], source: str = "keys",
-                reply_to: tuple[str, int] | None = None) -> Action:
-    """Validate `args` (OSC arguments or a key's value) against `spec`; raises ActionError with one line."""
-    where = spec.address or spec.name
+                reply_to: tuple[str, int] | None = None) -> Action | None:
+    """Validate `args` from a controller (OSC, MIDI...) against `spec`; raises ActionError with one line. One button
+    value on a trigger address is a press (the action, as if sent without it) or a release (None: nothing to do)."""
     args = [a for a in args if a is not None]  # ,N (nil) arguments: the OSCQuery trigger type, carries nothing
+    pressed = _pressed(spec, args)
+    if pressed is False:
+        return None
+    return _validated(spec, [] if pressed else args, source, reply_to, buttons=spec.trigger)
+
+
+def action(name: str, *args: Any, source: str = "keys") -> Action:
+    """An action by name from code (keys, the director), e.g. `action("lr", 0.0005)`: its arguments mean what they
+    say (`action("rewind", 1)` is iteration 1: no button reading); raises ActionError for unknown names or bad
+    values."""
+    if name not in BY_NAME:
+        raise ActionError(f"unknown action {name!r}; known: {', '.join(BY_NAME)}")
+    return _validated(BY_NAME[name], args, source, None, buttons=False)
+
+
+def _validated(spec: Spec, args: Sequence[Any], source: str, reply_to: tuple[str, int] | None,
+               buttons: bool) -> Action:
+    where = spec.address or spec.name
     if not spec.required <= len(args) <= len(spec.args):
         counts = f"{spec.required}" if spec.required == len(spec.args) else f"{spec.required} to {len(spec.args)}"
+        buttons = buttons and not spec.args
+        got = (_show(args[0]) if len(args) == 1 else f"{len(args)} arguments") if buttons else str(len(args))
         raise ActionError(f"{where}: takes {counts} argument{'s' if len(spec.args) != 1 else ''}"
-                          f"{' (' + ', '.join(f'{a.tag} {a.name}' for a in spec.args) + ')' if spec.args else ''}, "
-                          f"got {len(args)}")
+                          f"{' (' + ', '.join(f'{a.tag} {a.name}' for a in spec.args) + ')' if spec.args else ''}"
+                          f"{' or 1 button value (a number, T or F)' if buttons else ''}, got {got}")
     values = []
     for arg, raw in zip(spec.args, args):
         try:
@@ -349,13 +411,6 @@ def make_action(spec: Spec, args: Sequence[Any], source: str = "keys",
     values += [a.default for a in spec.args[len(values):] if a.default is not None]
     value = None if not values else values[0] if len(values) == 1 else tuple(values)
     return Action(spec.name, value, source, reply_to)
-
-
-def action(name: str, *args: Any, source: str = "keys") -> Action:
-    """An action by name, e.g. `action("lr", 0.0005)`; raises ActionError for unknown names or bad values."""
-    if name not in BY_NAME:
-        raise ActionError(f"unknown action {name!r}; known: {', '.join(BY_NAME)}")
-    return make_action(BY_NAME[name], args, source)
 
 
 def osc_specs() -> list[Spec]:

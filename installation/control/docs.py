@@ -15,6 +15,7 @@ import json
 import sys
 from typing import Any
 
+from ..engine.commands import MAX_WAITING
 from .config import HttpConfig, OscConfig
 from .actions import BY_NAME, MAX_STRING, SPECS, Spec
 from .advertise import OSC_SERVICE, OSCQUERY_SERVICE
@@ -23,7 +24,8 @@ from .keys import describe_keys
 from .layouts import Item, Ref, holders, pages
 from .midi import FILE_NAME, LEARN_SECONDS, PRESS, SCAN_SECONDS, MidiConfig
 from ..messages import LOG_EVERY
-from .osc import ERROR_ADDRESS, ERROR_BURST, ERROR_RATE, FEEDBACK_TICK, MAX_SNAPSHOT_REPLY, PONG_ADDRESS, RECENT_SECONDS
+from .osc import ANSWER_BURST, ANSWER_RATE, ECHO_BURST, ECHO_RATE, ERROR_ADDRESS, ERROR_BURST, ERROR_RATE, FEEDBACK_TICK, \
+    MAX_SNAPSHOT_REPLY, PONG_ADDRESS, RECENT_SECONDS
 from .oscquery import EXTENSIONS, NAME, SERVED
 from .packets import FUTURE_TOLERANCE, MAX_DATAGRAM
 from .state import DESCRIPTIONS, ECHOED, ON_CHANGE, STATE_FIELDS, TYPE_TAGS, state_address
@@ -32,7 +34,9 @@ from .touchosc import touchosc_layout
 SESSION_VERSION = "1.29.8"  # Open Stage Control converts files whose version is older (or missing) as 0.x files
 OSC_KEYS = {
     "enabled": "the OSC server; `--no-osc` turns it off",
-    "host": "address to listen on: `0.0.0.0` every interface, `127.0.0.1` this machine only",
+    "host": "address to listen on: `0.0.0.0` every interface, `127.0.0.1` this machine only, `::` every interface "
+            "for IPv4 and IPv6 on one socket; with `0.0.0.0` (or `127.0.0.1`) and an IPv6 network in `allow`, a "
+            "second socket listens on `::` (or `::1`) at the same port",
     "port": "UDP port controllers send to (TouchOSC's default outgoing port); `--osc-port N` overrides it",
     "reply_port": "0: answer the sender's source address and port; N: the sender's IP at port N",
     "feedback": "`\"host:port\"` targets that always receive the state, e.g. `[\"192.168.1.20:9000\"]`",
@@ -52,7 +56,7 @@ HTTP_KEYS = {
 
 def _arguments(spec: Spec) -> str:
     if not spec.args:
-        return "—"
+        return "— or a button"
     return ", ".join(f"{'[' if a.optional else ''}{a.tag} {a.name}{']' if a.optional else ''}" for a in spec.args)
 
 
@@ -119,34 +123,69 @@ def osc_markdown() -> str:
         "Engine actions go down the engine's command pipe (one at a time, between training steps); display "
         "actions apply at the next screen refresh; queries are answered at once. Faders (the continuous "
         f"controls {', '.join(f'`{s.address}`' for s in SPECS if s.continuous)}) are coalesced: when several "
-        "values arrive within one refresh only the newest is applied.",
+        "values arrive within one refresh only the newest is applied. While the engine is busy with a long "
+        "training step, its commands wait in order in the display process, each setting (learning rate, speed, "
+        f"loss, batch, the walk) keeping only its newest value; beyond {MAX_WAITING} waiting, a further trigger "
+        f"is refused with an `{ERROR_ADDRESS}` reply, never dropped unsaid.",
         "",
         *address_table(),
         "",
         f"Key-only actions (no address): {key_only}.",
         "",
         "Argument types: integers may be sent as floats with an integral value (TouchOSC and Open Stage "
-        "Control send every number as a float) and `T`/`F` count as 1/0; numbers must be finite and in range "
+        "Control send every number as a float) and `T`/`F` count as 1/0 (1.0/0.0 for a float); numbers must be "
+        "finite and in range "
         f"(out-of-range values are refused, not clamped); strings are at most {MAX_STRING} characters; `N` "
         "(nil) arguments are ignored, so an OSCQuery client's trigger works.",
         "",
+        "## Buttons",
+        "",
+        "Every trigger address (" + ", ".join(f"`{s.address}`" for s in SPECS if s.address and s.trigger) + ") "
+        "takes no argument or one button value, so a controller's button works as it is: a **press** (`T`, or a "
+        "non-zero number such as `1.0` or `1`) triggers the action once; a **release** (`F`, `0` or `0.0`) does "
+        "nothing and is not answered. How controllers send a button:",
+        "",
+        "- TouchOSC (push button) and most hardware bridges: float `1.0` on press, `0.0` on release.",
+        "- Some bridges and patches (Pure Data, Max, liblo's `oscsend`): int `1` / `0`, or the booleans `T` / `F`.",
+        "- Open Stage Control: a `momentary` button sends the address without an argument, once; `push` sends its "
+        "`on` / `off` values (1 / 0 unless changed), `tap` its `on` value.",
+        "- osc.js in untyped mode (web pages, Node): every number as a float, so `1` arrives as `1.0`.",
+        "- OSCQuery clients (Chataigne, ossia score): the trigger type `N`, which carries no value.",
+        "",
+        "`/uncanny/rewind` is a button too: no argument, `1`, `1.0` or `T` go one snapshot back (each press one "
+        "further), `0` and `F` are a release; any other number N goes to the newest snapshot at or before "
+        "iteration N, or to the newest snapshot of all when the journey has not reached N yet (never refused for "
+        "being ahead), and the iteration reached comes back on `/uncanny/state/iteration`. Iteration 0 is "
+        "`/uncanny/reset`. `/uncanny/record/start` takes a codec name or a button (a press records with "
+        "`[record] codec`). `/uncanny/view/grid` and `/uncanny/view/hud` are switches, not buttons: 1 shows, 0 "
+        "hides, no argument toggles, so give them a toggle button (a push button would show on press and hide on "
+        "release). The number sent to `/uncanny/ping` is a token, echoed in the pong.",
+        "",
         "## Feedback",
         "",
-        "State goes to every `feedback` target and to each sender heard from in the last "
-        f"{RECENT_SECONDS:g} s (at its reply address): the fields marked *on change* within "
-        f"{FEEDBACK_TICK * 1000:g} ms of changing, everything every `state_every` seconds.",
+        "State goes to every `feedback` target and to each sender of a control (an action, not a query) in the "
+        f"last {RECENT_SECONDS:g} s, at its reply address: the fields marked *on change* within "
+        f"{FEEDBACK_TICK * 1000:g} ms of changing, everything every `state_every` seconds. After a rewind, back "
+        "or reset, `/uncanny/state/iteration` first carries the iteration the jump landed on (0 after a reset), "
+        "then the current one if training has already moved on, so a cue waiting for it never misses it.",
         "",
         *state_rows,
         "",
-        "- **Echo**: when a control's applied value changes, its own address is sent with that value "
-        "(e.g. `/uncanny/lr 5e-05`), so a TouchOSC or Open Stage Control fader snaps to the truth; a refused "
-        "value is answered with the current one.",
-        f"- `{ERROR_ADDRESS}` s: one line saying what was wrong with a message (sent to allowed senders only, "
-        f"at most {ERROR_BURST:g} at once and {ERROR_RATE:g} a second per sender).",
+        "- **Echo**: when a control's applied value changes, its own address is sent with that value, of the "
+        "type the address declares (e.g. `/uncanny/lr f 5e-05`, a float even when it was set with `T` or an "
+        "int), so a TouchOSC or Open Stage Control fader snaps to the truth; a refused value is answered with the "
+        f"current one (at most {ECHO_BURST:g} at once and {ECHO_RATE:g} a second per sender).",
+        f"- `{ERROR_ADDRESS}` s: one line saying what was wrong with a message, or why the engine refused the "
+        "command it became (to the sender of that command), sent to allowed senders only, at most "
+        f"{ERROR_BURST:g} at once and {ERROR_RATE:g} a second per sender.",
         f"- `{PONG_ADDRESS}` [i token]: the answer to `/uncanny/ping` (the token is echoed).",
         f"- `/uncanny/snapshots` i i ...: the answer to `/uncanny/snapshots`, oldest first (the newest "
         f"{MAX_SNAPSHOT_REPLY} at most).",
-        "- `/uncanny/state` answers with every `/uncanny/state/*` value and every control's current value.",
+        "- `/uncanny/state` answers with every `/uncanny/state/*` value and every control's current value, once: "
+        "a query does not subscribe its sender to feedback. The answers to `/uncanny/state` (one datagram per "
+        "value) and `/uncanny/snapshots` (one) are limited per sender to "
+        f"{ANSWER_BURST:g} datagrams at once and {ANSWER_RATE:g} a second (a question beyond that is refused with "
+        f"an `{ERROR_ADDRESS}` line), so a flood of questions cannot be turned into a flood of answers.",
         "",
         "## Settings: the `[osc]` preset table",
         "",
@@ -254,8 +293,9 @@ def osc_markdown() -> str:
         "from the action table; its file format is checked with the py2tosc reader, the layout has not been "
         "looked at in TouchOSC itself), or give your own controls the addresses from the table above. Faders: "
         "set the control's range to the "
-        "native range (e.g. `/uncanny/walk/truncation` 0.1 to 1.5); buttons: `/uncanny/reset` etc. send on "
-        "press; toggles for `/uncanny/view/grid` and `/uncanny/view/hud` send 1/0. Labels with a "
+        "native range (e.g. `/uncanny/walk/truncation` 0.1 to 1.5); push buttons on `/uncanny/reset`, "
+        "`/uncanny/rewind` etc. work as they are (1.0 on press acts, 0.0 on release is ignored); toggle buttons "
+        "for `/uncanny/view/grid` and `/uncanny/view/hud` send 1/0. Labels with a "
         "`/uncanny/state/...` address show the state.",
         "4. Check from the installation's machine with `python3 run_installation.py osc /uncanny/ping` and "
         "watch the log for `osc:` lines if a control does nothing (they name the sender and the problem).",

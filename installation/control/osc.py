@@ -3,14 +3,23 @@
 Per datagram, in this order: the sender is checked against `[osc] allow` (refused senders are never parsed or
 answered); the bytes are checked by packets.check_datagram (size, structure, time tags); python-osc's
 Dispatcher(strict_timing=False) calls the handler mapped to the address, which validates the arguments against
-the action table and puts the Action into the inbox. Handlers never touch the engine, GL or the pipe. Queries
-(ping, state, snapshots) are answered at once from the state the live loop last published. Bad input from an
-allowed sender gets one `/uncanny/error s` reply (rate-limited per sender) and one log line (rate-limited per
-sender and kind), so a flood can neither fill the disk nor be amplified.
+the action table (a button's release is ignored there) and puts the Action into the inbox. Handlers never touch the
+engine, GL or the pipe. Queries (ping, state, snapshots) are answered at once from the state the live loop last
+published, state and snapshots at a bounded rate per sender. Bad input from an allowed sender gets one
+`/uncanny/error s` reply and the value in force echoed (both rate-limited per sender) and one log line
+(rate-limited per sender and kind), so a flood can neither fill the disk nor be amplified.
 
 Feedback (a second daemon thread) sends `/uncanny/state/*` to every `feedback` target and to the reply address
-of each sender heard from in the last RECENT_SECONDS: changed fields within FEEDBACK_TICK, everything every
-`state_every` seconds, and the address of a control whose published value changed (the echo).
+of each sender of a control (not of a query: one question, one answer) in the last RECENT_SECONDS: changed fields
+within FEEDBACK_TICK, everything every `state_every` seconds, the address of a control whose published value
+changed (the echo), and after a jump (rewind, back, reset) the iteration it landed on, even when training had moved
+on before the live loop published.
+
+The engine's refusal of a command reaches the sender of that command: each action put in the inbox is remembered
+by id, and `publish()` answers the ids in `ControlState.refusals`.
+
+IPv6: with `host = "::"` one socket takes both families (IPV6_V6ONLY off). With `0.0.0.0` (or a loopback address)
+and an IPv6 network in `allow`, a second socket listens on `::` (or `::1`) at the same port.
 """
 
 from __future__ import annotations
@@ -37,12 +46,17 @@ log = logging.getLogger(__name__)
 
 ERROR_ADDRESS = f"{ROOT}/error"
 PONG_ADDRESS = f"{ROOT}/pong"
-RECENT_SECONDS = 300.0  # a sender keeps receiving feedback this long after its last valid message
+RECENT_SECONDS = 300.0  # a sender of a control keeps receiving feedback this long after its last control
 MAX_RECENT = 32  # senders remembered for feedback
 FEEDBACK_TICK = 0.05  # seconds: how soon a changed state field goes out
 ERROR_BURST, ERROR_RATE = 20.0, 10.0  # /uncanny/error replies per sender: a burst of 20, then 10 a second
+ECHO_BURST, ECHO_RATE = 20.0, 10.0  # echoes of the value in force after a refused value, per sender
+# datagrams of answers to /uncanny/state (about 25 each) and /uncanny/snapshots (1) per sender: 4 state answers at
+# once, then 2 a second; a snapshots poll is cheap
+ANSWER_BURST, ANSWER_RATE = 100.0, 50.0
 MAX_SNAPSHOT_REPLY = 1000  # newest snapshot iterations in one /uncanny/snapshots reply (fits one datagram)
 MAX_ERROR_TEXT = 400
+MAX_SENT = 4096  # actions remembered by id until the engine refuses them or newer ones push them out
 
 
 class OscError(Exception):
@@ -50,19 +64,22 @@ class OscError(Exception):
 
 
 class _Bucket:
-    """A token bucket per sender for error replies."""
+    """A token bucket per sender: `burst` at once, then `rate` a second."""
 
-    def __init__(self) -> None:
-        self._buckets: dict[str, list[float]] = {}
+    def __init__(self, burst: float, rate: float) -> None:
+        self.burst, self.rate = burst, rate
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()  # the IPv4 and IPv6 sockets' threads share it
 
-    def take(self, sender: str) -> bool:
+    def take(self, sender: str, cost: float = 1.0) -> bool:
         now = time.monotonic()
-        if len(self._buckets) >= MAX_LOG_KEYS:
-            self._buckets.clear()
-        tokens, then = self._buckets.get(sender, [ERROR_BURST, now])
-        tokens = min(ERROR_BURST, tokens + (now - then) * ERROR_RATE)
-        self._buckets[sender] = [tokens - 1 if tokens >= 1 else tokens, now]
-        return tokens >= 1
+        with self._lock:
+            if len(self._buckets) >= MAX_LOG_KEYS:
+                self._buckets.clear()
+            tokens, then = self._buckets.get(sender, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - then) * self.rate)
+            self._buckets[sender] = (tokens - cost if tokens >= cost else tokens, now)
+        return tokens >= cost
 
 
 class _UDPServer(BlockingOSCUDPServer):
@@ -70,9 +87,14 @@ class _UDPServer(BlockingOSCUDPServer):
 
     max_packet_size = 65536  # read oversized datagrams whole, so they are refused as such, not truncated
 
-    def __init__(self, address: tuple[str, int], dispatcher: Dispatcher, owner: OscServer) -> None:
-        self.owner = owner
-        super().__init__(address, dispatcher)
+    def __init__(self, address: tuple[str, int], dispatcher: Dispatcher, owner: OscServer, v6only: bool) -> None:
+        self.owner, self.v6only = owner, v6only
+        super().__init__(address, dispatcher)  # python-osc picks the family from the address
+
+    def server_bind(self) -> None:
+        if self.address_family == socket.AF_INET6:  # off: IPv4 senders arrive as ::ffff:a.b.c.d
+            self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, int(self.v6only))
+        super().server_bind()
 
     def verify_request(self, request: Any, client_address: Any) -> bool:
         return self.owner._allowed(client_address)
@@ -91,41 +113,63 @@ class OscServer:
 
     def __init__(self, config: OscConfig, inbox: Inbox) -> None:
         self.config, self.inbox = config, inbox
-        self.stats: Counter[str] = Counter()  # received, actions, queries and one count per refused kind
+        self.stats: Counter[str] = Counter()  # received, actions, queries, released and one count per refused kind
         self._networks = [ipaddress.ip_network(n, strict=False) for n in config.allow]
         self._log = RateLimitedLog(log, "osc")
-        self._errors = _Bucket()
+        self._errors = _Bucket(ERROR_BURST, ERROR_RATE)
+        self._echoes = _Bucket(ECHO_BURST, ECHO_RATE)
+        self._answers = _Bucket(ANSWER_BURST, ANSWER_RATE)
         self._state = ControlState()
         self._recent: OrderedDict[tuple[str, int], float] = OrderedDict()  # reply address -> last heard
-        self._recent_lock = threading.Lock()
+        self._lock = threading.Lock()  # the recent senders and the sent actions
+        self._sent: OrderedDict[int, tuple[str, int]] = OrderedDict()  # action id -> its sender's reply address
         dispatcher = Dispatcher(strict_timing=False)  # a future time tag must never sleep this thread
         for spec in osc_specs():
             dispatcher.map(spec.address, self._handle, spec, needs_reply_address=True)
         dispatcher.set_default_handler(self._unknown, needs_reply_address=True)
         self._dispatcher = dispatcher
-        try:
-            self._server = _UDPServer((config.host, config.port), dispatcher, self)
-        except OSError as error:
-            raise OscError(f"cannot listen for OSC on {config.host}:{config.port} ({error.strerror or error}); "
-                           f"another program may hold the port: set [osc] port or --osc-port, or --no-osc") from None
+        self._servers = self._bind(dispatcher)
+        self._server = self._servers[0]
         self.address: tuple[str, int] = self._server.server_address[:2]
         self._targets = self._resolve_targets()
         self._feedback = _Feedback(self)
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
-                                        name="osc-server", daemon=True)
+        self._threads = [threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
+                                          name="osc-server", daemon=True) for server in self._servers]
+
+    def _bind(self, dispatcher: Dispatcher) -> list[_UDPServer]:
+        """The socket at [osc] host and port, and the IPv6 one beside it where `allow` names IPv6 networks."""
+        host, port = self.config.host, self.config.port
+        try:
+            servers = [_UDPServer((host, port), dispatcher, self, v6only=host != "::")]
+        except OSError as error:
+            raise OscError(f"cannot listen for OSC on {host}:{port} ({error.strerror or error}); "
+                           f"another program may hold the port: set [osc] port or --osc-port, or --no-osc") from None
+        ip = ipaddress.ip_address(host)
+        pair = "::" if host == "0.0.0.0" else "::1" if ip.version == 4 and ip.is_loopback else None
+        if pair and any(n.version == 6 for n in self._networks):
+            port = servers[0].server_address[1]
+            try:
+                servers.append(_UDPServer((pair, port), dispatcher, self, v6only=True))
+            except OSError as error:  # no IPv6 on this machine: IPv4 goes on alone
+                log.warning("osc: [osc] allow names IPv6 networks but [%s]:%d cannot be bound (%s); IPv4 only",
+                            pair, port, error.strerror or error)
+        return servers
 
     # ---------------------------------------------------------------------------------------- lifecycle
     def start(self) -> None:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
         self._feedback.start()
 
     def stop(self) -> None:
-        """Stop both threads and close the socket; safe to call more than once."""
-        if self._thread.is_alive():
-            self._server.shutdown()
-            self._thread.join(5)
+        """Stop the threads and close the sockets; safe to call more than once."""
+        for server, thread in zip(self._servers, self._threads):
+            if thread.is_alive():
+                server.shutdown()
+                thread.join(5)
         self._feedback.stop()
-        self._server.server_close()
+        for server in self._servers:
+            server.server_close()
 
     def __enter__(self) -> OscServer:
         self.start()
@@ -136,17 +180,24 @@ class OscServer:
 
     def describe(self) -> str:
         """One line for the start-up log: where it listens, whom it answers and accepts."""
-        host, port = self.address
+        where = " and ".join(f"{_bracketed(s.server_address[0])}:{s.server_address[1]}" for s in self._servers)
+        where += " (IPv4 and IPv6)" if self.address[0] == "::" else ""
         replies = "the sender's address and port" if not self.config.reply_port \
             else f"the sender's IP at port {self.config.reply_port}"
         feedback = f"; state also to {', '.join(self.config.feedback)}" if self.config.feedback else ""
-        return (f"OSC on udp {host}:{port}: replies to {replies}{feedback}; accepting "
+        return (f"OSC on udp {where}: replies to {replies}{feedback}; accepting "
                 f"{', '.join(self.config.allow) or 'nobody'}")
 
     # ---------------------------------------------------------------------------------------- the live loop's side
     def publish(self, state: ControlState) -> None:
-        """The newest state: answered to queries, broadcast by the feedback thread (changes and periodically)."""
+        """The newest state: answered to queries, broadcast by the feedback thread (changes and periodically). The
+        engine's refusals in it go to the senders of the refused actions, once each."""
         self._state = state
+        for action_id, text in state.refusals:
+            with self._lock:
+                reply_to = self._sent.pop(action_id, None)
+            if reply_to is not None:
+                self.error(reply_to, text)
 
     def addresses(self) -> list[str]:
         """The addresses the dispatcher maps: the action table's."""
@@ -201,14 +252,29 @@ class OscServer:
             action = make_action(spec, args, source="osc", reply_to=reply_to)
         except ActionError as error:
             self._refuse(client, "invalid", str(error))
-            self._echo_current(spec, reply_to)  # a fader pushed out of range snaps back to the truth
+            if self._echoes.take(str(client[0])):
+                self._echo_current(spec, reply_to)  # a fader pushed out of range snaps back to the truth
             return
-        self._heard(reply_to)
+        if action is None:
+            self.stats["released"] += 1  # a button's release: nothing to do, nothing to say
+            return
         if spec.kind == "query":
             self.stats["queries"] += 1
-            self._answer(action.name, action.value, reply_to)
-        elif self.inbox.put(action):
+            size = len(STATE_FIELDS) + len(self._state.controls) if spec.name == "state" else 1
+            if spec.name == "ping" or self._answers.take(str(client[0]), size):  # a pong is no bigger than its ping
+                self._answer(action.name, action.value, reply_to)
+            else:
+                self._refuse(client, "too often", f"{address}: answers are limited to {ANSWER_RATE:g} datagrams a "
+                                                  f"second per sender (a state answer is {size}); a feedback "
+                                                  f"target, or any control sent, keeps the values coming")
+            return
+        self._heard(reply_to)
+        if self.inbox.put(action):
             self.stats["actions"] += 1
+            with self._lock:
+                self._sent[action.id] = reply_to
+                while len(self._sent) > MAX_SENT:
+                    self._sent.popitem(last=False)
         else:
             self._refuse(client, "busy", f"{address}: {self.inbox.capacity} actions are waiting; try again")
 
@@ -227,7 +293,7 @@ class OscServer:
         return (client[0], self.config.reply_port or client[1])
 
     def _heard(self, reply_to: tuple[str, int]) -> None:
-        with self._recent_lock:
+        with self._lock:
             self._recent.pop(reply_to, None)
             self._recent[reply_to] = time.monotonic()
             while len(self._recent) > MAX_RECENT:
@@ -236,7 +302,7 @@ class OscServer:
     def recipients(self) -> list[tuple[str, int]]:
         """Where feedback goes now: the `feedback` targets and each sender heard from recently."""
         now = time.monotonic()
-        with self._recent_lock:
+        with self._lock:
             for address, heard in list(self._recent.items()):
                 if now - heard > RECENT_SECONDS:
                     del self._recent[address]
@@ -259,22 +325,46 @@ class OscServer:
                 self._send(packet, reply_to)
 
     def _send(self, packet: bytes, address: tuple[str, int]) -> None:
+        route = self._route(address[0])
+        if route is None:
+            self._log(str(address[0]), "send failed", "no socket of this address family")
+            return
         try:
-            self._server.socket.sendto(packet, address)
+            route[0].sendto(packet, (route[1], address[1]))
         except OSError as error:  # unreachable controller, closed socket while stopping: not worth more
             self._log(str(address[0]), "send failed", str(error))
+
+    def _route(self, host: str) -> tuple[socket.socket, str] | None:
+        """The socket that reaches `host` (an IP address), and the address to give it."""
+        v6 = ":" in host
+        for server in self._servers:
+            if (server.address_family == socket.AF_INET6) == v6:
+                return server.socket, host
+        dual = self._server
+        if not v6 and dual.address_family == socket.AF_INET6 and not dual.v6only:
+            return dual.socket, f"::ffff:{host}"  # an IPv4 peer through the dual-stack socket
+        return None
 
     def _resolve_targets(self) -> list[tuple[str, int]]:
         targets = []
         for entry in self.config.feedback:
             host, port = parse_target(entry)
             try:
-                info = socket.getaddrinfo(host, port, self._server.address_family, socket.SOCK_DGRAM)
+                info = socket.getaddrinfo(host, port, socket.AF_UNSPEC, socket.SOCK_DGRAM)
             except (socket.gaierror, UnicodeError) as error:
                 log.warning("osc: feedback target %s cannot be resolved (%s); skipped", entry, error)
                 continue
-            targets.append(info[0][4][:2])
+            reachable = [i[4][:2] for i in info if self._route(i[4][0]) is not None]
+            if not reachable:
+                log.warning("osc: feedback target %s is not reachable from the OSC sockets (%s); skipped", entry,
+                            " and ".join(_bracketed(s.server_address[0]) for s in self._servers))
+                continue
+            targets.append(reachable[0])
         return targets
+
+
+def _bracketed(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 def state_messages(state: ControlState, names: tuple[str, ...] | list[str]) -> list[bytes]:
@@ -309,12 +399,16 @@ class _Feedback:
             state = self.server.state
             now = time.monotonic()
             try:
+                # a jump first: the iteration it landed on, which a cue may wait for (0 after a reset) although the
+                # engine may have stepped on before this state was published
+                packets = state_messages(ControlState(iteration=state.landed), ["iteration"]) \
+                    if state.branch != sent.branch else []
                 if every and now >= next_full:
-                    packets = state_messages(state, STATE_FIELDS)
+                    packets += state_messages(state, STATE_FIELDS)
                     next_full = now + every
                 else:
                     changed = [n for n in ON_CHANGE if state_value(state, n) != state_value(sent, n)]
-                    packets = state_messages(state, changed)
+                    packets += state_messages(state, changed)
                 packets += control_messages(state, [n for n, v in state.controls.items()
                                                     if sent.controls.get(n) != v])
             except Exception as error:  # a value OSC cannot carry (an int beyond 32 bits): skip it, keep feeding

@@ -3,7 +3,9 @@
 It gathers the engine's state, the picture (fps), the controls' values, the director, the recorder and the outputs;
 everything that reports state reads it and nothing else: OSC feedback and queries, OSCQuery, the HUD, status.json.
 The OSC threads only ever read the newest one (a reference swap), so no lock is shared with the display. Every field
-but `snapshots`, `controls` and the LOCAL ones is sent as `/uncanny/state/<field>`.
+in STATE_FIELDS is sent as `/uncanny/state/<field>`. `branch` and `landed` let feedback report where a jump went
+although the engine stepped on before the state was made; `refusals` (the engine's refused commands, by action id)
+are routed to the sender of each refused action.
 """
 
 from __future__ import annotations
@@ -12,20 +14,34 @@ import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from ..display.sinks import OutputState
+from ..engine.state import EngineStatus
 from .actions import BY_NAME, ROOT
 
 
-# the gallery director's phases (control/director.py), named here so the OSC docs list them from one place
-PHASES = ("off", "journey", "hold", "fade_out", "return", "fade_in", "rewind", "closed")
+class Phase(StrEnum):
+    """The gallery director's phases (control/director.py), named here so the OSC docs list them from one place."""
+
+    OFF = "off"
+    JOURNEY = "journey"
+    HOLD = "hold"
+    FADE_OUT = "fade_out"
+    RETURN = "return"
+    FADE_IN = "fade_in"
+    REWIND = "rewind"
+    CLOSED = "closed"
+
+
+PHASES = tuple(Phase)
 
 
 @dataclass(frozen=True)
 class ControlState:
     iteration: int = 0  # the engine's training iteration
-    status: str = "starting"  # starting | running | paused | stopped | error ... as the engine reports it
+    status: EngineStatus = EngineStatus.STARTING  # as the engine reports it
     paused: bool = False
     loss: float | None = None  # None until the first step
     d: float | None = None  # the discriminator's score of the fixed probe latents
@@ -37,7 +53,7 @@ class ControlState:
     recording_path: str = ""
     export: str = ""  # the newest loop export (/uncanny/record/loop): its path once finished, or what went wrong
     cycle: int = 0  # journeys the gallery director has completed (control/director.py), kept across restarts
-    phase: str = "off"  # where the director is: one of PHASES
+    phase: Phase = Phase.OFF  # where the director is
     midi_learn: str = ""  # the address waiting for a MIDI control to be moved (control/midi.py); "" = none
     device: str = ""  # where the engine trains ("cuda:0", "cpu")
     uptime: float = 0.0  # seconds since the installation started
@@ -49,6 +65,9 @@ class ControlState:
     # to controllers when it changes, so a fader snaps to what was really applied; only ECHOED actions have one
     controls: Mapping[str, Any] = field(default_factory=dict)
     outputs: tuple[OutputState, ...] = ()  # sent as each output's name and status
+    branch: int = 0  # EngineState.branch: grows with every rewind, back, reset and rollback
+    landed: int = 0  # EngineState.landed: the iteration the newest of those jumps went to
+    refusals: tuple[tuple[int, str], ...] = ()  # EngineState.refusals: (action id, why) of refused engine commands
     # for the HUD, status.json and the web page only (LOCAL)
     message: str = ""  # what the screen says now: errors and notices, "" for nothing
     engine_restarts: int = 0
@@ -60,6 +79,8 @@ class ControlState:
             raise ValueError(f"controls for unknown actions: {', '.join(sorted(unknown))}")
         if valueless := set(self.controls) - set(ECHOED):
             raise ValueError(f"controls for actions that have no value to report: {', '.join(sorted(valueless))}")
+        object.__setattr__(self, "status", EngineStatus(self.status))  # a plain "running" becomes the member
+        object.__setattr__(self, "phase", Phase(self.phase))
 
 
 # the controls whose applied value the live loop publishes in `controls`: readable (OSCQuery ACCESS 3) and echoed;
@@ -72,8 +93,8 @@ ECHOED = ("lr", "loss", "batch", "speed", "walk_period", "walk_truncation", "wal
 ON_CHANGE = ("iteration", "status", "paused", "collapsed", "recording", "recording_path", "export", "cycle", "phase",
              "outputs", "midi_learn", "device", "last_error")
 LOCAL = ("message", "engine_restarts", "model", "run_dir")  # for the HUD, status.json and the web page only
-STATE_FIELDS = tuple(f.name for f in dataclasses.fields(ControlState)
-                     if f.name not in ("snapshots", "controls", *LOCAL))
+NOT_SENT = ("snapshots", "controls", "branch", "landed", "refusals")  # answered or used otherwise
+STATE_FIELDS = tuple(f.name for f in dataclasses.fields(ControlState) if f.name not in (*NOT_SENT, *LOCAL))
 TYPE_TAGS = {"iteration": "i", "status": "s", "paused": "i", "loss": "f", "d": "f", "diversity": "f",
              "collapsed": "i", "fps": "f", "steps_per_second": "f", "recording": "i", "recording_path": "s",
              "export": "s", "cycle": "i", "phase": "s", "midi_learn": "s", "device": "s", "uptime": "f",
@@ -111,7 +132,12 @@ def state_value(state: ControlState, name: str) -> int | float | str | None:
     return value
 
 
+_TYPES = {"i": int, "f": float, "s": str}
+
+
 def control_values(state: ControlState, name: str) -> tuple[Any, ...]:
-    """The echo arguments of one control: its published value, one argument or several."""
+    """The echo arguments of one control: its published value, one argument or several, each of the type its
+    address declares (a float control set with T or an int echoes a float, as a fader expects)."""
     value = state.controls[name]
-    return tuple(value) if isinstance(value, (tuple, list)) else (value,)
+    values = tuple(value) if isinstance(value, (tuple, list)) else (value,)
+    return tuple(_TYPES[arg.tag](v) for arg, v in zip(BY_NAME[name].args, values))

@@ -3,7 +3,11 @@
 A command arrives as a `Command`, a line of text ("lr 0.0005", "rewind 300"), a mapping
 ({"name": "lr", "value": 0.0005}) or a (name, value) pair, so a console, OSC or a test can send it without
 importing anything. Text values are converted with int()/float() only; nothing is ever evaluated.
-Checks that need the engine's state (rewind past the current iteration) happen in `Engine.apply`.
+Checks that need the engine's state happen in `Engine.apply`.
+
+A `Command` (or a mapping with "id") may carry an `id`, opaque to the engine: when the engine refuses that command
+it names the id in `EngineState.refusals`, so the refusal reaches whoever sent that command (control/osc.py), not
+whoever happened to send the last one.
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ COMMANDS: dict[str, tuple[Callable[[Any], Any] | None, Any, str]] = {
     "loss": (check_loss, None, "logit, softplus or log"),
     "batch": (lambda v: check_batch(_number(int, "batch")(v)), None, "images per step, 1..64"),
     "rewind": (lambda v: check_int("rewind iteration", _number(int, "rewind")(v), 0), None,
-               "restore the nearest snapshot at or before iteration N and go on from there"),
+               "restore the newest snapshot at or before iteration N (or now, if N is ahead) and go on from there"),
     "back": (None, None, "one snapshot further back than the last back (or than now), down to iteration 0"),
     "reset": (None, None, "restore iteration 0 (the unmodified model)"),
     "snapshot": (None, None, "take a snapshot now"),
@@ -58,10 +62,36 @@ COMMANDS: dict[str, tuple[Callable[[Any], Any] | None, Any, str]] = {
 }
 
 
+# commands whose newest value is all that counts: while the engine is not reading (a long step), a newer one replaces
+# an older one waiting to be sent (engine/process.py); every other command is a trigger, delivered in order
+SETTINGS = frozenset({"limit", "lr", "loss", "batch", "render"})
+MAX_WAITING = 256  # triggers the caller holds while the engine's command pipe is full; one more is refused
+
+
 @dataclass(frozen=True)
 class Command:
     name: str
     value: Any = None
+    id: int | None = None  # the sender's token for this command, echoed in EngineState.refusals
+
+
+def command_name(raw: Any) -> Any:
+    """The name a raw command gives itself, without validating it (None when it has none)."""
+    if isinstance(raw, Command):
+        return raw.name
+    if isinstance(raw, str):
+        return raw.split(maxsplit=1)[0] if raw.strip() else None
+    if isinstance(raw, Mapping):
+        return raw.get("name")
+    if isinstance(raw, Sequence) and raw:
+        return raw[0]
+    return None
+
+
+def command_id(raw: Any) -> int | None:
+    """The id a raw command carries (Command.id or a mapping's "id"), if it is an int."""
+    value = raw.id if isinstance(raw, Command) else raw.get("id") if isinstance(raw, Mapping) else None
+    return value if type(value) is int else None
 
 
 def parse_command(raw: Command | str | Mapping[str, Any] | Sequence[Any]) -> Command:
@@ -85,12 +115,12 @@ def parse_command(raw: Command | str | Mapping[str, Any] | Sequence[Any]) -> Com
     if check is None:
         if value is not None:
             raise CommandError(f"{name} takes no value, got {value!r}")
-        return Command(name)
+        return Command(name, id=command_id(raw))
     if value is None:
         if default is None:
             raise CommandError(f"{name} needs a value ({COMMANDS[name][2]})")
         value = default
     try:
-        return Command(name, check(value))
+        return Command(name, check(value), command_id(raw))
     except ConfigError as error:
         raise CommandError(str(error)) from None  # the message already names the setting

@@ -49,18 +49,19 @@ from torch import Tensor
 from ..models import GAN
 from ..journal import compact_events, compact_metrics
 from ..storage import atomic_write_bytes, drop_torn_line, last_json_line
-from .commands import Command, CommandError, parse_command
+from .commands import Command, CommandError, command_id, parse_command
 from .config import ConfigError, EngineConfig, starting_lr
 from .losses import inverted_loss
 from .similarity import DIVERSITY_MEASURE, diversity
 from ..messages import first_line
 from .snapshots import Snapshot, SnapshotError, SnapshotStore, clone_tree
-from .state import EngineState
+from .state import EngineState, EngineStatus
 
 BETAS = (0.0, 0.99)  # rosinality train.py, and FreezeD fine-tuning the same checkpoints
 IDLE_WAIT = 0.02  # seconds between hook calls while paused or throttled (the display keeps drawing)
 PUBLISH_EVERY = 0.05  # at most 20 state updates a second, plus one after every command or event
 ERRORS_KEPT = 8
+REFUSALS_KEPT = 16  # refused commands with an id, kept in the state until newer ones push them out
 PROBE_STREAM, STEP_STREAM = 1, 2
 
 Hook = Callable[["Engine"], None]
@@ -147,6 +148,8 @@ class Engine:
         self.paused = self.stopping = self.collapsed = False
         self.failure: str | None = None
         self.errors: deque[str] = deque(maxlen=ERRORS_KEPT)
+        self.refusals: deque[tuple[int, str]] = deque(maxlen=REFUSALS_KEPT)
+        self.landed = 0  # where the newest jump went (EngineState.landed)
         self.error_count = self.rollbacks = self.commands = 0
         self.heartbeat = 0  # passes of the run loop
         self.last: dict[str, Any] = {}  # newest loss, batch_d, grad_norm, probe_d, diversity
@@ -233,7 +236,7 @@ class Engine:
             self._remeasure_diversity0(info)
         snapshot = self._load_at_or_before(math.inf, RunFolderError)
         self._restore(snapshot, settings=True)
-        self.branch = snapshot.branch
+        self.branch, self.landed = snapshot.branch, snapshot.iteration
         self._load_at_or_before(0, RunFolderError)  # keeps iteration 0 in memory: reset must be instant
         self._probe()
         self._event("resume", device=str(self.device), snapshot=snapshot.iteration, session=self.session)
@@ -330,11 +333,11 @@ class Engine:
         self._event("snapshot")
 
     def rewind(self, iteration: int) -> int:
-        """Go back to the nearest snapshot at or before `iteration`; returns the iteration restored."""
-        if iteration < 0 or iteration > self.iteration:
-            raise CommandError(f"cannot rewind to {iteration}: the journey is at iteration {self.iteration}; "
-                               f"choose 0..{self.iteration}")
-        return self._go_back(iteration, "rewind", requested=iteration)
+        """Go back to the newest snapshot at or before `iteration` (an iteration ahead of the journey means now: a
+        performer's fader is never refused for being early); returns the iteration restored."""
+        if iteration < 0:
+            raise CommandError(f"cannot rewind to {iteration}: iterations start at 0")
+        return self._go_back(min(iteration, self.iteration), "rewind", requested=iteration)
 
     def reset(self) -> None:
         """Back to iteration 0, the unmodified model (the live settings stay as they are)."""
@@ -354,7 +357,7 @@ class Engine:
         self.store.discard_after(snapshot.iteration)  # the abandoned future; events.jsonl keeps its story
         branch = max(self.branch, snapshot.branch) + 1
         self._restore(snapshot, settings=False)
-        self.branch = branch
+        self.branch, self.landed = branch, snapshot.iteration
         self._probe()
         self._event(event, to=snapshot.iteration, lr=self.lr, **fields)
         return snapshot.iteration
@@ -451,7 +454,10 @@ class Engine:
             self.apply(raw)
             return True
         except CommandError as error:
-            self._error(f"rejected command: {error}")
+            message = f"rejected command: {error}"
+            self._error(message)
+            if (sender := command_id(raw)) is not None:
+                self.refusals.append((sender, message))
             return False
 
     # -------------------------------------------------------------------------------------------------- loop
@@ -492,17 +498,19 @@ class Engine:
         """What the caller shows: progress, numbers, snapshots, errors (see state.py)."""
         times = self._step_times
         rate = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
-        status = ("stopped" if self._closed else "stopping" if self.stopping else "failed" if self.failure
-                  else "paused" if self.paused else "running")
+        status = (EngineStatus.STOPPED if self._closed else EngineStatus.STOPPING if self.stopping
+                  else EngineStatus.FAILED if self.failure else EngineStatus.PAUSED if self.paused
+                  else EngineStatus.RUNNING)
         return EngineState(
-            status=status, iteration=self.iteration, branch=self.branch, session=self.session,
+            status=status, iteration=self.iteration, branch=self.branch, landed=self.landed, session=self.session,
             objective=self.loss_name, lr=self.lr, batch=self.batch, limit=self.steps_per_second,
             steps_per_second=rate, **{k: self.last.get(k) for k in ("loss", "batch_d", "grad_norm", "probe_d",
                                                                       "diversity")},
             diversity0=self.diversity0, probe_d0=self.probe_d0, collapsed=self.collapsed,
             snapshots=tuple(self.store.iterations()), snapshot_seconds=self.store.last_capture_seconds,
             snapshot_write_seconds=self.store.last_write_seconds, rollbacks=self.rollbacks,
-            errors=tuple(self.errors), error_count=self.error_count, failure=self.failure,
+            errors=tuple(self.errors), error_count=self.error_count, refusals=tuple(self.refusals),
+            failure=self.failure,
             commands=self.commands, heartbeat=self.heartbeat, device=str(self.device),
             resolution=self.gan.resolution, seed=self.seed,
             time=time.time())

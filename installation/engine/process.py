@@ -33,6 +33,7 @@ import sys
 import threading
 import time
 import traceback
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from multiprocessing import resource_tracker
@@ -43,7 +44,7 @@ import torch
 
 from ..messages import first_line
 from ..models import CheckpointError, load_gan
-from .commands import Command
+from .commands import MAX_WAITING, SETTINGS, Command, command_name
 from .config import ConfigError, EngineConfig, engine_threads, resolve_device
 from .engine import Engine, EngineError, EngineRefused, Hook
 from .state import EngineState
@@ -73,6 +74,7 @@ class EngineProcess:
         self._commands: Connection | None = None
         self._states: Connection | None = None
         self._state = EngineState()
+        self._waiting: deque[Any] = deque()  # commands sent while the pipe was full, oldest first
 
     @property
     def pid(self) -> int | None:
@@ -101,20 +103,51 @@ class EngineProcess:
         self._state = EngineState()
 
     def send(self, command: Command | str | dict | tuple) -> None:
-        """Queue a command; the engine validates it and reports a rejection in `poll()['errors']`. Never blocks: a
-        hung engine stops reading, and a display waiting on its full pipe could never kill it (live/supervisor.py);
-        commands are far smaller than the page a writable pipe has free."""
+        """Queue a command; the engine validates it and reports a rejection in `poll()`'s `errors` (and, for a
+        command with an id, `refusals`). Never blocks: a hung engine stops reading, and a display waiting on its full
+        pipe could never kill it (live/supervisor.py); commands are far smaller than the page a writable pipe has
+        free. While the pipe is full (a long step, a slow device) commands wait here in order, each setting (lr,
+        limit, loss, batch, render) keeping only its newest value; a trigger beyond MAX_WAITING waiting is refused
+        with EngineError, never dropped unsaid. `poll()` sends what waits as soon as the pipe has room."""
         if self._commands is None or not self.alive:
             raise EngineError("the engine process is not running; restart it")
-        if not select.select([], [self._commands.fileno()], [], 0)[1]:
-            raise EngineError("the engine is not taking commands (its command pipe is full): it may be hung")
-        try:
-            self._commands.send(command)
-        except (OSError, ValueError):
-            raise EngineError("the engine process is not running; restart it") from None
+        self._flush()
+        if not self._waiting and self._writable():
+            try:
+                self._commands.send(command)
+            except (OSError, ValueError):
+                raise EngineError("the engine process is not running; restart it") from None
+            return
+        name = command_name(command)
+        if name in SETTINGS:
+            self._waiting = deque(c for c in self._waiting if command_name(c) != name)  # the newest value counts
+        elif len(self._waiting) >= MAX_WAITING:
+            raise EngineError(f"the engine has not taken a command for a while ({len(self._waiting)} are waiting; "
+                              f"its pipe is full): it may be hung; {name} not sent")
+        self._waiting.append(command)
+
+    @property
+    def waiting(self) -> int:
+        """Commands held here until the engine's pipe has room."""
+        return len(self._waiting)
+
+    def _writable(self) -> bool:
+        return bool(select.select([], [self._commands.fileno()], [], 0)[1])
+
+    def _flush(self) -> None:
+        """Send the waiting commands, oldest first, while the pipe takes them; they keep waiting for a restarted
+        engine when this one has died."""
+        while self._waiting and self._commands is not None and self.alive and self._writable():
+            try:
+                self._commands.send(self._waiting[0])
+            except (OSError, ValueError):
+                return
+            self._waiting.popleft()
 
     def poll(self) -> EngineState:
         """The newest state the engine published, with the process facts filled in."""
+        if self._waiting:
+            self._flush()
         alive = self.alive  # checked before draining: once dead, everything it sent is already in the pipe
         if self._states is not None:
             try:

@@ -10,16 +10,33 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
-STATUSES = ("starting", "running", "paused", "failed", "stopping", "stopped", "crashed", "refused")
+
+class EngineStatus(StrEnum):
+    """What the engine is doing; a str, so it is written and compared as its plain value ("running")."""
+
+    STARTING = "starting"
+    RUNNING = "running"
+    PAUSED = "paused"
+    FAILED = "failed"  # paused by the engine itself (repeated rollbacks)
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    CRASHED = "crashed"
+    REFUSED = "refused"
+
+
+STATUSES = tuple(EngineStatus)
 
 
 @dataclass(frozen=True)
 class EngineState:
-    status: str = "starting"  # one of STATUSES; "failed" = paused by the engine itself (repeated rollbacks)
+    status: EngineStatus = EngineStatus.STARTING
     iteration: int = 0  # optimiser steps of the journey so far
     branch: int = 0  # grows with every rewind, reset and rollback
+    landed: int = 0  # the iteration the newest jump (start, resume, rewind, back, reset, rollback) landed on: a
+    # reader that polls after the engine stepped on still learns where the jump went (with `branch`, that it came)
     session: int = 0  # engine starts on this run folder, this one included
     objective: str = "logit"  # the inverted loss in use
     lr: float = 0.0  # the synthesis network's learning rate in use
@@ -40,6 +57,7 @@ class EngineState:
     rollbacks: int = 0  # non-finite steps undone so far
     errors: tuple[str, ...] = ()  # the newest few, one line each
     error_count: int = 0  # all errors so far (the tuple keeps only the newest)
+    refusals: tuple[tuple[int, str], ...] = ()  # the newest few refused commands that carried an id: (id, why)
     failure: str | None = None  # why the engine paused itself
     commands: int = 0  # commands received
     heartbeat: int = 0  # passes of the engine loop, growing while paused or idle too; frozen = the engine hangs
@@ -52,9 +70,12 @@ class EngineState:
     pid: int | None = None
     exitcode: int | None = None
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "status", EngineStatus(self.status))  # "crashed" from a caller: the member
+
     @property
     def paused(self) -> bool:
-        return self.status in ("paused", "failed")
+        return self.status in (EngineStatus.PAUSED, EngineStatus.FAILED)
 
     def replace(self, **changes: Any) -> EngineState:
         return dataclasses.replace(self, **changes)

@@ -5,9 +5,10 @@ Each refresh, in this order:
    drained once and each action applied on the `Stage` (engine commands, display effects), the MIDI controller
    watching them (MIDI learn);
 2. the picture: the frames that came from the engine, played at their moments (picture.py);
-3. the engine is looked after (supervisor.py: restarts, hangs) and its refusals told to their senders;
-4. one `ControlState` snapshot of the whole show is made and published: OSC feedback, OSCQuery, MIDI feedback, the
-   HUD and status.json all read it and nothing else;
+3. the engine is looked after (supervisor.py: restarts, hangs);
+4. one `ControlState` snapshot of the whole show is made and published: OSC feedback (with the engine's refusals
+   for the senders of the refused commands), OSCQuery, MIDI feedback, the HUD and status.json all read it and
+   nothing else;
 5. the refresh is drawn; the outputs' readbacks run inside it (outputs.py), none able to block the loop; the remote
    checks (status.json, thumbnails) are fed; further windows draw the same frames their own way;
 6. the surface presents it, and systemd's watchdog is fed.
@@ -78,10 +79,7 @@ class LiveLoop:
             self.midi.observe(action)  # MIDI learn: what to learn, and the control last touched
             self.stage.apply(action)
         self.picture.update(wall, now, self.stage.walk.grid)
-        errors = self.supervisor.state.error_count
-        engine = self.supervisor.watch(now)
-        if engine.error_count > errors and engine.errors and self.stage.last_engine_action is not None:
-            self.control.failed(self.stage.last_engine_action, engine.errors[-1])
+        engine = self.supervisor.watch(now)  # its refusals reach their senders by command id (OSC feedback)
         self.exports.poll()
         self.state = state = self._snapshot(now)
         self.control.publish(state)
@@ -119,7 +117,8 @@ class LiveLoop:
             diversity=s.diversity, collapsed=s.collapsed, fps=self.fps, steps_per_second=s.steps_per_second,
             recording=self.recorder.recording, recording_path=self.recorder.path, export=self.exports.status,
             cycle=self.director.cycle, phase=self.director.phase, snapshots=s.snapshots, controls=controls,
-            midi_learn=self.midi.learning, outputs=self.outputs.states(), message=message, last_error=self.notices.last_error,
+            midi_learn=self.midi.learning, outputs=self.outputs.states(), branch=s.branch, landed=s.landed,
+            refusals=s.refusals, message=message, last_error=self.notices.last_error,
             uptime=round(now - self.started, 1), disk_free=float(self._disk[0]),
             engine_restarts=self.supervisor.restarts,
             model=self.model, run_dir=str(self.run_dir))

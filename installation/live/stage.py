@@ -32,7 +32,6 @@ class Stage:
         self.recorder, self.exports, self.control, self.say = recorder, exports, control, say
         self.hud, self.shown_iteration = hud, shown_iteration
         self.window_actions: dict[str, Callable[[], None]] = {}  # "fullscreen", "quit": set by a window's loop
-        self.last_engine_action: Action | None = None  # its sender hears the engine's refusals
 
     @property
     def walk(self) -> WalkSettings:
@@ -41,7 +40,6 @@ class Stage:
     def apply(self, action: Action) -> None:
         spec = action.spec
         if spec.kind == "engine":
-            self.last_engine_action = action
             self.send(action.engine_command(), action)
         elif spec.effect is not None:
             spec.effect(self, action)
