@@ -30,7 +30,7 @@ import moderngl
 from ..display.presenter import layout
 from ..display.shaders import load_program
 from .config import RecordConfig
-from .encoder import CODECS, EncoderError
+from .encoder import CODECS, EncoderError, choose_encoder
 from .files import recover_partials
 from .supervised import SupervisedVideo
 from .yuv import YuvPass, converts_in_gl
@@ -70,6 +70,9 @@ class LiveRecorder:
         self.config, self.ctx, self.say = config, ctx, say
         # whether yuv420p codecs get their frames converted by the GL pass (None: where the GL is a GPU's)
         self.convert_in_gl = converts_in_gl(ctx) if convert_in_gl is None else convert_in_gl
+        self.encoder, note = choose_encoder(config.encoder)  # NVENC is tried now, not at the first recording
+        if note:
+            say(note)
         folder = Path(config.folder).expanduser()
         self.folder = folder if folder.is_absolute() else run_dir / folder
         self.files: list[Path] = []  # every file finished in this run
@@ -120,7 +123,7 @@ class LiveRecorder:
                                     say=self.say,
                                     options={"-crf": str(self.config.quality), "-preset": LIVE_PRESET},
                                     input_format="yuv420p" if yuv else "rgba", bottom_up=not yuv,
-                                    nice=LIVE_NICE)
+                                    nice=LIVE_NICE, encoder=self.encoder)
         except (EncoderError, OSError) as error:
             text = f"cannot start recording in {self.folder}: {getattr(error, 'strerror', None) or error}"
             self.say(text)
