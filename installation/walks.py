@@ -22,6 +22,8 @@ from torch import Tensor
 from .images import to_uint8
 from .models.gan import GAN
 
+BUCKETS = (1, 2, 4, 8)  # generator batch sizes of the frame drawer on CUDA (see `bucket`)
+
 
 class Walk:
     """A loop of `period` seconds through `keyframes` z's.
@@ -97,13 +99,38 @@ def render_walk_frames(gan: GAN, walks: Sequence[Walk], t: float, truncation: fl
     return draw_walks(gan, walks, torch.cat([walk.batch_z([t]) for walk in walks]), truncation, precision)
 
 
+def bucket(rows: int) -> int:
+    """The generator batch that `rows` images are drawn in on CUDA: the next of BUCKETS (larger counts, the grid's
+    N x N, as they are). cuDNN's autotuner (cudnn.benchmark) tunes every conv anew for each new batch size, a stutter
+    of the picture each time; with buckets there are four, tuned once at start (`warm_frames`)."""
+    return next((size for size in BUCKETS if size >= rows), rows)
+
+
 @torch.no_grad()
 def draw_walks(gan: GAN, walks: Sequence[Walk], z: Tensor, truncation: float | Tensor = 1.0,
                precision: str = "fp32") -> np.ndarray:
     """The frames of `walks` at latents `z` (one row each), with each walk's fixed noise; `truncation` one number
-    or one per row (as GAN.synthesize)."""
+    or one per row (as GAN.synthesize). On CUDA the batch is padded up to its `bucket` with copies of the last row."""
+    rows = len(walks)
+    padding = bucket(rows) - rows if gan.device.type == "cuda" else 0
+    if padding:
+        walks, z = [*walks, *[walks[-1]] * padding], torch.cat([z, z[-1:].expand(padding, -1)])
+        if isinstance(truncation, Tensor):
+            truncation = torch.cat([truncation, truncation[-1:].expand(padding, -1)])
     noise = [torch.cat(layer) for layer in zip(*(walk.noise(gan) for walk in walks))]
-    return to_uint8(gan.synthesize(gan.mapping(z.to(gan.device)), noise, truncation, precision))
+    images = gan.synthesize(gan.mapping(z.to(gan.device)), noise, truncation, precision)
+    return to_uint8(images[:rows])
+
+
+@torch.no_grad()
+def warm_frames(gan: GAN, precision: str, grid_images: int = 0) -> None:
+    """On CUDA: draw each batch the frame drawer uses once (the BUCKETS, and the N x N grid of `grid_images`), so
+    cuDNN tunes them at start and not in the first minutes of the show. Nothing to do on a CPU."""
+    if gan.device.type != "cuda":
+        return
+    walk = Walk(gan.latent_dim)
+    for rows in sorted({*BUCKETS, grid_images} - {0}):
+        draw_walks(gan, [walk] * rows, walk.batch_z([0.0] * rows), 0.7, precision)
 
 
 def loop_times(period: float, fps: float) -> np.ndarray:
