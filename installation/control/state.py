@@ -36,6 +36,7 @@ class ControlState:
     export: str = ""  # the newest loop export (/uncanny/record/loop): its path once finished, or what went wrong
     cycle: int = 0  # journeys the gallery director has completed (control/director.py), kept across restarts
     phase: str = "off"  # where the director is: one of PHASES
+    device: str = ""  # the engine's device, named ("cuda:0 NVIDIA GeForce RTX 4090", "cpu"; "" until it is up)
     snapshots: tuple[int, ...] = ()  # iterations that can be rewound to, oldest first
     # the value each control has now, by action name (e.g. {"lr": 5e-05, "grid": 0, "blackout": 0.0}): echoed
     # to controllers when it changes, so a fader snaps to what was really applied
@@ -49,11 +50,12 @@ class ControlState:
 
 # fields sent as soon as they change; the measured ones (loss, fps, ...) change every step and go out with the
 # periodic broadcast only
-ON_CHANGE = ("iteration", "status", "paused", "collapsed", "recording", "recording_path", "export", "cycle", "phase")
+ON_CHANGE = ("iteration", "status", "paused", "collapsed", "recording", "recording_path", "export", "cycle", "phase",
+             "device")
 STATE_FIELDS = tuple(f.name for f in dataclasses.fields(ControlState) if f.name not in ("snapshots", "controls"))
 TYPE_TAGS = {"iteration": "i", "status": "s", "paused": "i", "loss": "f", "d": "f", "diversity": "f",
              "collapsed": "i", "fps": "f", "steps_per_second": "f", "recording": "i", "recording_path": "s",
-             "export": "s", "cycle": "i", "phase": "s"}
+             "export": "s", "cycle": "i", "phase": "s", "device": "s"}
 DESCRIPTIONS = {
     "iteration": "training iteration", "status": "engine status (running, paused, ...)",
     "paused": "1 while training is paused", "loss": "the inverted loss of the last step",
@@ -64,6 +66,7 @@ DESCRIPTIONS = {
     "export": "the finished loop export's path (or why it failed)",
     "cycle": "journeys the gallery director has completed",
     "phase": f"the gallery director's phase ({', '.join(PHASES)})",
+    "device": "the device the engine runs on, e.g. cuda:0 NVIDIA GeForce RTX 4090, or cpu",
 }
 
 
