@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from installation.cli import main
+from installation.engine.config import cuda_device_count
 from installation.journey import journey_columns, read_metrics
 from installation.models import create_stylegan1, save_gan
 
@@ -81,7 +82,8 @@ def test_bad_flags_exit_2_with_one_clear_line(tmp_path, checkpoint, capsys):
         ("--loss", "hinge"): "invalid choice: 'hinge'", ("--iterations", "0"): "expected a whole number >= 1",
         ("--every", "x"): "expected a whole number >= 1", ("--seed", "-3"): "expected a whole number >= 0",
         ("--rows", "99"): "at most 16 contact-sheet rows", ("--every", "1"): "more than 64 contact-sheet columns",
-        ("--device", "cuda"): "no CUDA device is available", ("--resolution", "100"): "power of two",
+        ("--device", "cuda:99"): "this machine has" if cuda_device_count() else "no CUDA device is available",
+        ("--resolution", "100"): "power of two",
         ("--resolution", "64"): "64 px is not available",
     }
     for extra, expected in cases.items():
