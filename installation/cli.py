@@ -9,8 +9,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .arguments import (EXIT_BAD_INPUT, EXIT_TRY_AGAIN, UsageError, checked, checkpoint_or_default, default_run_dir, non_negative_float,
-                        parse_seeds, positive_float, resolution_arg, size_arg, whole_number)
+from .arguments import (EXIT_BAD_INPUT, EXIT_TRY_AGAIN, UsageError, checked, checkpoint_or_default, default_run_dir,
+                        non_negative_float, parse_seeds, positive_float, resolution_arg, size_arg, whole_number)
 from .engine.config import LOSSES, check_batch
 
 

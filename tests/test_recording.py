@@ -13,7 +13,8 @@ import pytest
 
 from installation.display.offscreen import Offscreen
 from installation.display.presenter import Presenter
-from installation.recording import EncoderError, RecordConfig, VideoEncoder, choose_encoder, claim_path, recover_partials
+from installation.recording import (EncoderError, RecordConfig, VideoEncoder, choose_encoder, claim_path,
+                                    recover_partials)
 from installation.recording.encoder import nvenc_problem
 from installation.validation import ConfigError
 

@@ -258,7 +258,8 @@ class Engine:
         if self.config.device == "auto" and isinstance(before, str) and before.startswith("cuda") \
                 and self.device.type == "cpu":
             self.degraded = (f"degraded: the engine runs on the CPU, far slower, because the GPU this run used "
-                             f"({before}) is not available now; check the GPU and its driver (nvidia-smi), then restart")
+                             f"({before}) is not available now; check the GPU and its driver (nvidia-smi), then "
+                             "restart")
 
     def _remeasure_diversity0(self, info: dict[str, Any]) -> None:
         """A run folder from a release with another diversity measure: its iteration-0 value, measured anew from the
@@ -569,6 +570,8 @@ class Engine:
             if not done and not self.paused and time.monotonic() >= self._next_step_at:
                 self._next_step_at = time.monotonic() + (1 / self.steps_per_second if self.steps_per_second else 0)
                 self.step()
+            else:
+                self._snapshot_reports()  # paused or waiting: what the writer did is still said
             if publish is not None and (done or self._dirty or time.monotonic() - last_publish >= PUBLISH_EVERY):
                 publish(self.state())
                 last_publish, self._dirty = time.monotonic(), False

@@ -196,8 +196,8 @@ class EngineProcess:
         self._process.join(timeout)
         if self._process.is_alive():
             self.unkillable = (f"the engine process {pid} is still there {timeout:g} s after SIGKILL: it is stuck in "
-                               f"the kernel (state {_process_state(pid)}), most likely in the GPU driver, and holds the "
-                               "run folder; the installation stops so the service can restart it (reboot if this "
+                               f"the kernel (state {_process_state(pid)}), most likely in the GPU driver, and holds "
+                               "the run folder; the installation stops so the service can restart it (reboot if this "
                                "repeats)")
             # multiprocessing joins every child it started, without a timeout, when this interpreter exits: let go
             # of this one, or the installation could never exit either (the kernel reaps it when it dies)

@@ -285,9 +285,10 @@ class _Writer:
         with self._changed:
             self._written.append((time.monotonic(), size))
         if self.suspended is not None or recreated:
-            why = "the folder was made again" if recreated and self.suspended is None else "the folder is writable again"
+            why = "made again" if recreated and self.suspended is None else "writable again"
             self.suspended = None
-            self._report("resumed", job.iteration, job.branch, f"snapshots are written again to {folder} ({why})")
+            self._report("resumed", job.iteration, job.branch, f"snapshots are written again to {folder} (the folder "
+                                                               f"is {why})")
             for path in self._undeleted:
                 path.unlink(missing_ok=True)
             self._undeleted.clear()
@@ -423,7 +424,7 @@ class SnapshotStore:
         return None
 
     def discard(self, iteration: int) -> None:
-        """Forget one snapshot (unreadable, or from a future that a rewind abandoned); its file goes in the background."""
+        """Forget one snapshot (unreadable, or from a future that a rewind abandoned); the writer deletes its file."""
         self._memory.pop(iteration, None)
         self._disk.discard(iteration)
         self._forget(iteration)
