@@ -42,7 +42,8 @@ def test_journey_writes_metrics_snapshots_contact_sheet_and_plot_then_resumes(tm
     assert [m["iteration"] for m in metrics] == list(range(31))
     assert {m["objective"] for m in metrics} == {"softplus"} and {m["batch"] for m in metrics} == {2}
     assert metrics[30]["probe_d"] < metrics[0]["probe_d"]
-    assert sorted(p.name for p in (out / "snapshots").glob("*.pt")) == [f"it{i:08d}.pt" for i in (0, 10, 20, 30)]
+    assert sorted(p.name for p in (out / "snapshots").glob("*.pt")) == \
+        [f"it{i:08d}.pt" for i in (0, 10, 20, 30)] + ["optimizer.pt"]  # the rewind points, and 30's Adam moments
     sheet = Image.open(out / "contact_sheet.png")
     assert sheet.size == (4 * 34 + 2, 14 + 3 * 34 + 2)  # 4 columns (0, 10, 20, 30) x 3 rows of 32 px + padding
     assert Image.open(out / "journey.png").size == (960, 720)
