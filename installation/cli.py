@@ -9,8 +9,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .arguments import (EXIT_BAD_INPUT, UsageError, checked, checkpoint_or_default, default_run_dir, non_negative_float,
-                        parse_seeds, positive_float, resolution_arg, size_arg, whole_number)
+from .arguments import (EXIT_BAD_INPUT, EXIT_TRY_AGAIN, UsageError, checked, checkpoint_or_default, default_run_dir,
+                        non_negative_float, parse_seeds, positive_float, resolution_arg, size_arg, whole_number)
 from .engine.config import LOSSES, check_batch
 
 
@@ -125,6 +125,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     from .live.run import open_run_folder, run
     from .engine.config import resolve_device
     from .models import CheckpointError, load_gan
+    from .models.gan import host_precision
     from .presets import PresetError, load_preset
     from .signals import StopSignals
 
@@ -164,7 +165,8 @@ def cmd_run(args: argparse.Namespace) -> None:
         print(f"uncanny: {checkpoint} ({gan.format}, {gan.resolution} px); run folder {run_dir} "
               f"(snapshots, metrics; restarting with the same folder resumes)", file=sys.stderr)
         resolution = gan.resolution
-        first_picture = poster(gan, preset.walk, preset.display.show_grid, preset.render.precision)
+        # drawn here on the CPU at once: in bf16 only where this CPU has it (emulated bf16 is many times slower)
+        first_picture = poster(gan, preset.walk, preset.display.show_grid, host_precision(preset.render.precision))
         del gan  # the engine process loads its own; this one only drew the first picture
         if headless:
             print(f"uncanny: headless: writing {run_dir}/live-DATE-TIME.mp4 until Ctrl-C or SIGTERM"
@@ -175,7 +177,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     print(f"uncanny: {report.summary()}", file=sys.stderr)
     if report.error:
         print(f"uncanny: error: {report.error}", file=sys.stderr)
-        raise SystemExit(1)
+        raise SystemExit(EXIT_TRY_AGAIN if report.try_again else 1)
 
 
 def _checkpoint_options(parser: argparse.ArgumentParser) -> None:
@@ -299,6 +301,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .live.run import DisplayError
     from .engine import ConfigError
     from .engine.engine import RunFolderError
+    from .engine.process import EngineUnkillable
+    from .live.supervisor import EngineStuck
     from .models import CheckpointError
     from .presets import PresetError
 
@@ -308,6 +312,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             OscError) as error:
         print(f"uncanny: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except (EngineStuck, EngineUnkillable) as error:  # the GPU driver holds the engine: a later start may work
+        print(f"uncanny: error: {error}", file=sys.stderr)
+        return EXIT_TRY_AGAIN
     except KeyboardInterrupt:
         return 130
     return 0

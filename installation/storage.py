@@ -45,10 +45,38 @@ def _umask() -> int:
     return mask
 
 
+class _KeptOSError:
+    """The file torch.save writes through, keeping the first OSError: torch turns a failed write into a RuntimeError
+    of its own ("unexpected pos"), which hides the reason (no space left, a read-only disk)."""
+
+    def __init__(self, file: IO[bytes]) -> None:
+        self.file, self.error = file, None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as error:
+            self.error = self.error or error
+            raise
+
+    def flush(self) -> None:
+        self.file.flush()
+
+
 def atomic_torch_save(obj: Any, path: Path) -> None:
+    """torch.save through atomic_write; a write the disk refused raises its OSError."""
     import torch  # here, not at the top: the fast commands use this module without loading torch
 
-    atomic_write(path, lambda f: torch.save(obj, f))
+    def save(file: IO[bytes]) -> None:
+        kept = _KeptOSError(file)
+        try:
+            torch.save(obj, kept)
+        except RuntimeError:
+            if kept.error is not None:
+                raise kept.error from None
+            raise
+
+    atomic_write(path, save)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

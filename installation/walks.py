@@ -22,6 +22,8 @@ from torch import Tensor
 from .images import to_uint8
 from .models.gan import GAN
 
+BUCKETS = (1, 2, 4, 8)  # generator batch sizes of the frame drawer on CUDA (see `bucket`)
+
 
 class Walk:
     """A loop of `period` seconds through `keyframes` z's.
@@ -97,13 +99,36 @@ def render_walk_frames(gan: GAN, walks: Sequence[Walk], t: float, truncation: fl
     return draw_walks(gan, walks, torch.cat([walk.batch_z([t]) for walk in walks]), truncation, precision)
 
 
+def bucket(rows: int) -> int:
+    """The generator batch that `rows` images are drawn in on CUDA: the next of BUCKETS (larger counts, the grid's
+    N x N, as they are). cuDNN's autotuner (cudnn.benchmark) tunes every conv anew for each new batch size, a stutter
+    of the picture each time; with buckets there are four, tuned together by the first call."""
+    return next((size for size in BUCKETS if size >= rows), rows)
+
+
+_tuned: set[tuple[int, str]] = set()  # (generator, precision) whose bucket batches cuDNN has tuned
+
+
 @torch.no_grad()
 def draw_walks(gan: GAN, walks: Sequence[Walk], z: Tensor, truncation: float | Tensor = 1.0,
                precision: str = "fp32") -> np.ndarray:
     """The frames of `walks` at latents `z` (one row each), with each walk's fixed noise; `truncation` one number
-    or one per row (as GAN.synthesize)."""
+    or one per row (as GAN.synthesize). On CUDA the batch is padded up to its `bucket` with copies of the last row,
+    and the first call for a generator draws every bucket once, so the tuning happens at start, not in the show."""
+    rows = len(walks)
+    cuda = gan.device.type == "cuda"
+    if cuda and (key := (id(gan.generator), precision)) not in _tuned:
+        _tuned.add(key)
+        for size in BUCKETS:
+            draw_walks(gan, [walks[0]] * size, z[:1].expand(size, -1), 0.7, precision)
+    padding = bucket(rows) - rows if cuda else 0
+    if padding:
+        walks, z = [*walks, *[walks[-1]] * padding], torch.cat([z, z[-1:].expand(padding, -1)])
+        if isinstance(truncation, Tensor):
+            truncation = torch.cat([truncation, truncation[-1:].expand(padding, -1)])
     noise = [torch.cat(layer) for layer in zip(*(walk.noise(gan) for walk in walks))]
-    return to_uint8(gan.synthesize(gan.mapping(z.to(gan.device)), noise, truncation, precision))
+    images = gan.synthesize(gan.mapping(z.to(gan.device)), noise, truncation, precision)
+    return to_uint8(images[:rows])
 
 
 def loop_times(period: float, fps: float) -> np.ndarray:

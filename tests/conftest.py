@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -80,3 +81,39 @@ def small_disk(tmp_path) -> Iterator[Callable[[str], Path]]:
     yield mount
     for disk in mounted:
         subprocess.run(["umount", str(disk)], check=True)
+
+
+@pytest.fixture
+def freezer(tmp_path) -> Iterator[Callable[[int], None]]:
+    """`freezer(pid)`: freeze a process in a cgroup (v1 freezer) as a GPU driver call that never returns leaves it:
+    in uninterruptible sleep (state D), where even SIGKILL waits. Thawed after the test, when a pending SIGKILL
+    ends it."""
+    root = Path("/sys/fs/cgroup/freezer")
+    groups: list[Path] = []
+
+    def freeze(pid: int) -> None:
+        group = root / f"uncanny-test-{os.getpid()}-{pid}"
+        try:
+            group.mkdir()
+        except OSError:
+            pytest.skip("freezing a process needs the cgroup v1 freezer, writable (root)")
+        groups.append(group)
+        (group / "cgroup.procs").write_text(str(pid))
+        (group / "freezer.state").write_text("FROZEN")
+        deadline = time.monotonic() + 30
+        while (group / "freezer.state").read_text().strip() != "FROZEN":
+            assert time.monotonic() < deadline, "the process did not freeze"
+            time.sleep(0.05)
+
+    yield freeze
+    for group in groups:
+        (group / "freezer.state").write_text("THAWED")
+        deadline = time.monotonic() + 30
+        while True:  # the group can go once its processes have (a pending SIGKILL ends them when thawed)
+            try:
+                group.rmdir()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)

@@ -8,9 +8,11 @@ from pathlib import Path
 import imageio_ffmpeg
 import pytest
 
+from installation.engine.config import cuda_device_count
 from installation.models import create_stylegan1, save_gan
 
 ROOT = Path(__file__).resolve().parents[1]
+CUDA_DEVICES = cuda_device_count()  # the refusals of a missing GPU read differently on a machine with one
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +65,7 @@ def test_headless_run_writes_video_and_png(tiny_checkpoint, tmp_path):
     (["--size", "10x10"], "size must be WIDTHxHEIGHT"),
     (["--seconds", "0"], "expected a positive number"),
     (["--device", "tpu"], "device must be auto, cpu, cuda or cuda:N"),
-    (["--device", "cuda:7"], "no CUDA device is available here"),
+    (["--device", "cuda:7"], "no CUDA device is available here" if not CUDA_DEVICES else "this machine has"),
     (["--checkpoint", "{ckpt}", "--preset", "{raw_preset}"], "holds only the moving-average generator"),
     (["--preset", "{moved_preset}"], "moved.toml: [model] checkpoint: {tmp}/moved.pt: no such file"),
 ])

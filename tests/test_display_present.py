@@ -142,6 +142,26 @@ def test_grid_shows_each_frame_in_its_cell(egl_ctx):
         presenter.release()
 
 
+def test_rgba_frames_go_up_as_rgba8_and_show_as_their_rgb(egl_ctx):
+    """RGBA is what GPUs keep textures in (uploaded without the driver widening each pixel); alpha is not shown."""
+    rng = np.random.default_rng(2)
+    rgb = rng.integers(0, 256, (2, 24, 24, 3), dtype=np.uint8)
+    rgba = np.concatenate([rgb, rng.integers(0, 256, (2, 24, 24, 1), dtype=np.uint8)], axis=-1)
+    shown = []
+    with Offscreen(96, 96, ctx=egl_ctx) as screen:
+        presenter = Presenter(egl_ctx, 96, 96, crossfade=1.0)
+        for frames in (rgb, rgba, rgb):  # a fade across the change of layout too
+            presenter.set_grid(frames, 0.0)
+            presenter.set_grid(frames[::-1], 10.0)
+            presenter.render(10.5)
+            shown.append(screen.read())
+        assert presenter._textures[0].components == 3 and presenter._textures[1].components == 3
+        presenter.set_grid(rgba, 20.0)
+        assert presenter._textures[0].components == 4
+        presenter.release()
+    assert np.array_equal(shown[0], shown[1]) and np.array_equal(shown[0], shown[2])
+
+
 def test_hud_changes_only_its_box_and_shows_frame_errors(egl_ctx):
     with Offscreen(320, 240, ctx=egl_ctx) as screen:
         presenter = Presenter(egl_ctx, 320, 240, mode="stretch")

@@ -6,6 +6,7 @@ import torch
 from installation.engine import (COMMANDS, Command, CommandError, ConfigError, EngineConfig, parse_command,
                                 resolve_device)
 from installation.engine.commands import SETTINGS, command_id, command_name
+from installation.engine.config import DeviceUnavailable, check_device_present, describe_device, engine_threads
 
 
 def test_every_command_form_reads_the_same():
@@ -70,7 +71,7 @@ def test_config_defaults_follow_the_paper_and_rosinality():
     ({"lr": -1e-3}, "lr must be 0 \\(the model's own rate\\) or a number > 0 and <= 1, got -0.001"),
     ({"lr": 2.0}, "lr must be 0"),
     ({"loss": "hinge"}, "loss must be one of"),
-    ({"device": "tpu"}, "device must be auto, cpu, cuda or cuda:N"),
+    ({"device": "tpu"}, "device must be auto, cpu, cuda or cuda:N, got 'tpu' \\(uncanny runs on NVIDIA GPUs"),
     ({"snapshot_every": 0}, "snapshot_every must be an integer >= 1"),
     ({"memory_snapshots": 1}, "memory_snapshots must be an integer >= 2"),
     ({"probe_size": 1}, "probe_size must be an integer from 2 to 256"),
@@ -86,6 +87,28 @@ def test_bad_settings_are_refused(changes, message):
 def test_device_resolution():
     assert resolve_device("cpu") == torch.device("cpu")
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device("auto", cuda_devices=0) == torch.device("cpu")
+    assert resolve_device("cuda:1", cuda_devices=2) == torch.device("cuda:1")
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="no CUDA device is available"):
             resolve_device("cuda:0")
+    assert describe_device("cpu") == "cpu"
+
+
+@pytest.mark.parametrize("name, count, message", [
+    ("cuda:7", 1, "device cuda:7: this machine has 1 CUDA device (cuda:0); choose one of them, or auto"),
+    ("cuda:2", 2, "device cuda:2: this machine has 2 CUDA devices (cuda:0 .. cuda:1); choose one of them, or auto"),
+    ("cuda", 0, "device cuda: no CUDA device is available here; use cpu or auto"),
+    ("cuda:0", 0, "device cuda:0: no CUDA device is available here; use cpu or auto"),
+])
+def test_a_cuda_device_that_is_not_there_is_one_line(name, count, message):
+    with pytest.raises(DeviceUnavailable) as error:
+        check_device_present(name, count)
+    assert str(error.value) == message
+    check_device_present("cuda:0", 1)
+    check_device_present("cpu", 0)
+
+
+def test_a_gpu_engine_takes_two_threads_at_most():
+    assert [engine_threads(0, cores, cuda=True) for cores in (1, 2, 16)] == [1, 2, 2]
+    assert engine_threads(0, 16) == 15 and engine_threads(4, 16, cuda=True) == 4

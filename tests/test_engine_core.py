@@ -109,18 +109,25 @@ def test_lr_0_is_the_models_own_journey_rate_which_its_file_carries(tmp_path):
     assert not (tmp_path / "never.pt").exists()
 
 
-def test_rewind_restores_weights_and_optimiser_bit_for_bit_and_branches(tmp_path):
+def test_rewind_restores_weights_bit_for_bit_with_fresh_moments_and_branches(tmp_path):
     engine = tiny_engine(tmp_path, snapshot_every=5)
     for _ in range(10):
         engine.step()
-    weights, adam = g_state(engine), adam_state(engine)
-    for _ in range(7):
+    weights = g_state(engine)
+    for _ in range(5):
+        engine.step()
+    moments = adam_state(engine)
+    for _ in range(2):
         engine.step()
     ahead = g_state(engine)
+    # only the newest snapshot (15) keeps Adam's moments; the rewind points before it hold G alone
+    assert engine.store.load(10).optimizer is None
+    newest = engine.store.load(15).optimizer["state"].values()
+    assert all(same_tensors(a, b) for a, b in zip(moments, newest, strict=True))
     assert engine.rewind(12) == 10  # the nearest snapshot at or before 12
     assert engine.iteration == 10 and engine.branch == 1
     assert same_tensors(weights, g_state(engine))
-    assert all(same_tensors(a, b) for a, b in zip(adam, adam_state(engine), strict=True))
+    assert engine.optimizer.state_dict()["state"] == {}  # Adam starts afresh from a rewind point
     assert engine.store.iterations() == [0, 5, 10]  # the abandoned future is gone
     for _ in range(7):
         engine.step()
@@ -159,10 +166,13 @@ def test_non_finite_step_rolls_back_and_halves_the_lr(tmp_path, fault):
     for _ in range(7):
         engine.step()
     at_five = engine.store.load(5).generator
+    moments = [{k: v.clone() for k, v in s.items()} for s in engine.store.load(5).optimizer["state"].values()]
     engine.apply(f"fault {fault}")
     assert engine.step() is None
     assert engine.iteration == 5 and engine.lr == 5e-4 and engine.rollbacks == 1
     assert same_tensors(at_five, engine.gan.generator.state_dict())
+    # back to the newest snapshot, which keeps its moments: Adam goes on as it was there
+    assert all(same_tensors(a, b) for a, b in zip(moments, adam_state(engine), strict=True))
     assert all(torch.isfinite(p).all() for p in engine.gan.generator.parameters())
     assert "non-finite" in engine.errors[-1] and "rolled back to 5" in engine.errors[-1]
     assert [e["cause"] for e in events(tmp_path) if e["event"] == "rollback"] == [

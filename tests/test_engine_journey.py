@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from installation.cli import main
+from installation.engine.config import cuda_device_count
 from installation.journey import journey_columns, read_metrics
 from installation.models import create_stylegan1, save_gan
 
@@ -41,7 +42,8 @@ def test_journey_writes_metrics_snapshots_contact_sheet_and_plot_then_resumes(tm
     assert [m["iteration"] for m in metrics] == list(range(31))
     assert {m["objective"] for m in metrics} == {"softplus"} and {m["batch"] for m in metrics} == {2}
     assert metrics[30]["probe_d"] < metrics[0]["probe_d"]
-    assert sorted(p.name for p in (out / "snapshots").glob("*.pt")) == [f"it{i:08d}.pt" for i in (0, 10, 20, 30)]
+    assert sorted(p.name for p in (out / "snapshots").glob("*.pt")) == \
+        [f"it{i:08d}.pt" for i in (0, 10, 20, 30)] + ["optimizer.pt"]  # the rewind points, and 30's Adam moments
     sheet = Image.open(out / "contact_sheet.png")
     assert sheet.size == (4 * 34 + 2, 14 + 3 * 34 + 2)  # 4 columns (0, 10, 20, 30) x 3 rows of 32 px + padding
     assert Image.open(out / "journey.png").size == (960, 720)
@@ -81,7 +83,8 @@ def test_bad_flags_exit_2_with_one_clear_line(tmp_path, checkpoint, capsys):
         ("--loss", "hinge"): "invalid choice: 'hinge'", ("--iterations", "0"): "expected a whole number >= 1",
         ("--every", "x"): "expected a whole number >= 1", ("--seed", "-3"): "expected a whole number >= 0",
         ("--rows", "99"): "at most 16 contact-sheet rows", ("--every", "1"): "more than 64 contact-sheet columns",
-        ("--device", "cuda"): "no CUDA device is available", ("--resolution", "100"): "power of two",
+        ("--device", "cuda:99"): "this machine has" if cuda_device_count() else "no CUDA device is available",
+        ("--resolution", "100"): "power of two",
         ("--resolution", "64"): "64 px is not available",
     }
     for extra, expected in cases.items():

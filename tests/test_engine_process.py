@@ -1,7 +1,11 @@
-"""The engine in a real spawned process: commands, clean stop, SIGKILL mid-snapshot, crash and restart."""
+"""The engine in a real spawned process: commands, clean stop, SIGKILL mid-snapshot, crash and restart, a process
+that ignores SIGTERM or cannot be killed, a GPU that is gone, out of memory."""
 
 import json
 import os
+import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -9,7 +13,8 @@ import torch
 
 from installation.engine import Command, EngineConfig, EngineError, EngineProcess
 from installation.engine.commands import MAX_WAITING
-from installation.engine.config import engine_threads
+from installation.engine.config import cuda_device_count, engine_threads
+from installation.engine.process import EngineUnkillable
 from installation.models import create_stylegan1, save_gan
 
 CONFIG = EngineConfig(device="cpu", threads=1)
@@ -27,7 +32,10 @@ def engines():
     started = []
     yield lambda *args, **kwargs: started.append(EngineProcess(*args, **kwargs)) or started[-1]
     for engine in started:
-        engine.kill()  # never leave one running, whatever the test did
+        if engine.unkillable:
+            engine._process.join(30)  # thawed by the freezer fixture (set up later, so torn down first): gone now
+        else:
+            engine.kill()  # never leave one running, whatever the test did
 
 
 def crash_on_request(engine):
@@ -50,6 +58,15 @@ def report_threads(engine):
     report = engine.run_dir / "threads.json"
     if not report.exists():
         report.write_text(json.dumps({"threads": torch.get_num_threads(), "omp": os.environ.get("OMP_WAIT_POLICY")}))
+
+
+def stuck_on_request(engine):
+    """A hook that, once asked, ignores SIGTERM and never returns: a driver call that hangs (module level, so it
+    pickles into the child)."""
+    if (engine.run_dir / "hang-now").exists():
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        while True:
+            time.sleep(1)
 
 
 def resume_events(run_dir):
@@ -176,3 +193,114 @@ def test_a_full_command_pipe_delays_triggers_in_order_and_keeps_the_newest_setti
     (run_dir / "stall").unlink()
     engine.wait_for(lambda s: engine.waiting == 0 and len(trigger_events(run_dir, ("snapshot",))) == before + accepted)
     assert engine.stop() == 0
+
+
+def test_a_stop_that_is_not_heard_ends_in_sigterm_then_sigkill_within_its_timeouts(tmp_path, checkpoint, engines):
+    run_dir = tmp_path / "run"
+    engine = engines(checkpoint, run_dir, CONFIG, between_steps=stuck_on_request)
+    engine.start()
+    engine.wait_for(lambda s: s.status == "running")
+    (run_dir / "hang-now").touch()
+    deadline = time.monotonic() + 60
+    while True:  # until the hook has taken hold: the heartbeat stands still
+        beat = engine.poll().heartbeat
+        time.sleep(1.0)
+        if engine.poll().heartbeat == beat:
+            break
+        assert time.monotonic() < deadline, "the engine never got stuck"
+    started = time.monotonic()
+    assert engine.stop(timeout=2.0) == -signal.SIGKILL  # the shutdown unread, SIGTERM ignored: killed
+    assert time.monotonic() - started < 2.0 + 5.0 + 10.0 + 5.0  # timeout, SIGTERM grace, SIGKILL wait, slack
+    assert engine.poll().status == "crashed" and not engine.alive
+
+
+def test_a_process_that_outlives_sigkill_is_reported_and_never_replaced_beside_it(tmp_path, checkpoint, engines,
+                                                                                   freezer):
+    engine = engines(checkpoint, tmp_path / "run", CONFIG)
+    engine.start()
+    engine.wait_for(lambda s: s.status == "running")
+    pid = engine.pid
+    freezer(pid)  # as a process stuck in the GPU driver: state D, SIGKILL pending until it returns
+    started = time.monotonic()
+    with pytest.raises(EngineUnkillable) as error:
+        engine.kill(timeout=2.0)
+    assert time.monotonic() - started < 10.0
+    assert str(error.value).startswith(f"the engine process {pid} is still there 2 s after SIGKILL: it is stuck in "
+                                       "the kernel (state D)") and "\n" not in str(error.value)
+    for call in (engine.stop, engine.restart, engine.start, engine.kill):  # at once, and no second engine
+        with pytest.raises(EngineUnkillable):
+            call()
+    assert engine.pid == pid
+
+
+@pytest.mark.skipif(cuda_device_count() > 0, reason="a lost GPU is faked by one that was never there")
+def test_a_gpu_that_is_gone_when_the_engine_restarts_is_a_crash_to_retry_not_a_refusal(tmp_path, checkpoint,
+                                                                                        engines):
+    engine = engines(checkpoint, tmp_path / "run", CONFIG.replace(device="cuda:0"))
+    engine.start()
+    state = engine.wait_for(lambda s: s.status in ("crashed", "refused"))
+    assert state.status == "crashed"  # the supervisor restarts it with its back-off: the GPU may come back
+    assert state.error == ("device cuda:0: no CUDA device is available here; use cpu or auto (the GPU was lost: a "
+                           "driver reset or a fault)")
+
+
+@pytest.mark.skipif(cuda_device_count() > 0, reason="device auto would find this machine's GPU")
+def test_a_run_that_had_a_gpu_and_goes_on_on_the_cpu_says_so_loudly(tmp_path, checkpoint, engines):
+    from installation.engine import Engine
+    from installation.models import load_gan
+
+    run_dir = tmp_path / "run"
+    Engine(load_gan(checkpoint, require_discriminator=True), CONFIG, run_dir).close()
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["device"] == "cpu"
+    info["device"] = "cuda:0 NVIDIA GeForce RTX 4090"  # the run folder of a GPU box whose GPU is gone
+    (run_dir / "run.json").write_text(json.dumps(info))
+    engine = engines(checkpoint, run_dir, CONFIG.replace(device="auto"))
+    engine.start()
+    state = engine.wait_for(lambda s: s.status == "running")
+    assert state.device == "cpu" and state.degraded.startswith(
+        "degraded: the engine runs on the CPU, far slower, because the GPU this run used (cuda:0 NVIDIA GeForce RTX "
+        "4090) is not available now")
+    assert state.degraded in state.errors
+    assert engine.stop() == 0
+    assert json.loads((run_dir / "run.json").read_text())["device"] == "cuda:0 NVIDIA GeForce RTX 4090"  # said again
+
+
+OUT_OF_MEMORY = """
+import resource, sys
+import torch
+from installation.engine import Engine, EngineConfig
+from installation.models import create_stylegan1
+torch.set_num_threads(1)
+run_dir = sys.argv[1]
+config = EngineConfig(device="cpu", snapshot_every=1000)
+engine = Engine(create_stylegan1([16] * 6, code_dim=32, n_mlp=2), config, run_dir)  # 128 px
+engine.step()
+engine.apply("batch 64")  # too large for the memory below; a snapshot keeps it, as if set on a roomier day
+engine.apply("snapshot")
+engine.close(snapshot=False)
+vm = int(open("/proc/self/status").read().split("VmSize:")[1].split()[0]) * 1024
+resource.setrlimit(resource.RLIMIT_AS, (vm + 600 * 2**20, resource.getrlimit(resource.RLIMIT_AS)[1]))
+engine = Engine(create_stylegan1([16] * 6, code_dim=32, n_mlp=2), config, run_dir)  # resumes with batch 64
+assert engine.batch == 64, engine.batch
+line = engine.step()
+print("stepped", line is not None, "batch", engine.batch, "limit", engine.batch_limit)
+for message in engine.errors:
+    print("error:", message)
+engine.apply("batch 64")
+"""
+
+
+def test_out_of_memory_lowers_the_batch_once_and_says_so_even_for_a_batch_a_snapshot_restored(tmp_path):
+    """A real out-of-memory (the process's address space limited), in a process of its own."""
+    done = subprocess.run([sys.executable, "-c", OUT_OF_MEMORY, str(tmp_path / "run")], capture_output=True,
+                          text=True, timeout=600, cwd=os.path.dirname(os.path.dirname(__file__)),
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    lines = done.stdout.splitlines()
+    stepped = next(line for line in lines if line.startswith("stepped")).split()
+    assert stepped[1] == "True" and int(stepped[3]) == int(stepped[5]) and int(stepped[3]) in (8, 16, 32)
+    errors = [line for line in lines if line.startswith("error:")]
+    assert errors == [f"error: out of memory at batch 64 on cpu: the training batch is now {stepped[3]}, the most "
+                      "that fits next to everything else on the device"], done.stdout
+    assert done.returncode == 1 and "batch 64: at most" in done.stderr.splitlines()[-1]  # the command refused
+    assert f"fits in the memory of cpu (found at an out-of-memory); choose 1..{stepped[3]}" in done.stderr

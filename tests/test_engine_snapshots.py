@@ -7,6 +7,7 @@ import torch
 
 from installation.engine import Engine, EngineConfig, EngineError, retained
 from installation.engine.engine import RunFolderError, check_run_folder
+from installation.engine.snapshots import _tree_bytes as tree_bytes
 from installation.journal import history
 from installation.models import create_stylegan1, load_gan
 
@@ -49,11 +50,16 @@ def test_disk_and_memory_follow_the_policy(tmp_path):
 
 
 def test_disk_budget_bounds_the_snapshot_count(tmp_path):
-    engine = tiny_engine(tmp_path, snapshot_every=1, disk_budget_mb=2.0)  # a tiny snapshot is 0.64 MiB
+    engine = tiny_engine(tmp_path, snapshot_every=1, disk_budget_mb=2.0)  # a tiny rewind point is 0.21 MiB
     for _ in range(12):
         engine.step()
-    budget = int(2.0 * 2**20 // engine.store.load(12).nbytes())
+    newest = engine.store.load(12)
+    moments = newest.nbytes() - tree_bytes(newest.generator)  # optimizer.pt, the newest snapshot's only
+    budget = int((2.0 * 2**20 - moments) // tree_bytes(newest.generator))
     assert 2 < budget < 12 and len(engine.store.on_disk()) == budget and {0, 12} <= set(engine.store.on_disk())
+    engine.store.flush()
+    on_disk = sum(path.stat().st_size for path in (tmp_path / "snapshots").iterdir())
+    assert on_disk <= 2.0 * 2**20 * 1.05  # the files themselves (a few KB of headers each over the tensors)
     engine.close()
 
 
@@ -102,6 +108,7 @@ def test_resume_skips_unreadable_snapshots_and_leftover_temporary_files(tmp_path
 
     resumed = tiny_engine(tmp_path, snapshot_every=5)
     assert resumed.iteration == 5
+    resumed.store.flush()  # files are deleted by the writer thread
     assert not leftover.exists() and not (snapshots / "it00000010.pt").exists()
     # the library's reason as a whole sentence, not cut mid-word
     assert resumed.errors[-1].endswith("it00000010.pt: unreadable snapshot (PytorchStreamReader failed reading zip "
@@ -217,3 +224,171 @@ def test_an_unusable_run_folder_is_refused_for_good(tmp_path, damage, message):
         tiny_engine(tmp_path)
     with pytest.raises(RunFolderError, match=message):
         check_run_folder(tmp_path, create_stylegan1(**TINY))
+
+
+def events_of(run_dir, kind=None):
+    lines = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    return [e for e in lines if kind is None or e["event"] == kind]
+
+
+def test_rewind_points_hold_g_only_and_the_newest_its_moments_in_optimizer_pt(tmp_path):
+    engine = tiny_engine(tmp_path, snapshot_every=3)
+    for _ in range(7):
+        engine.step()
+    engine.store.flush()
+    point = torch.load(tmp_path / "snapshots" / "it00000003.pt", weights_only=True)
+    assert "optimizer" not in point["journey"] and tree_bytes(point["g_ema"]) > 0
+    moments = torch.load(tmp_path / "snapshots" / "optimizer.pt", weights_only=True)
+    assert (moments["iteration"], moments["branch"]) == (6, 0) and moments["optimizer"]["state"]
+    # the file of a rewind point is G's size (plus its header), a third of G + Adam's two moments
+    g_bytes = tree_bytes(engine.gan.generator.state_dict())
+    assert (tmp_path / "snapshots" / "it00000006.pt").stat().st_size < 1.1 * g_bytes
+    assert (tmp_path / "snapshots" / "optimizer.pt").stat().st_size > 1.9 * g_bytes
+    engine.close()
+
+
+def test_a_rewind_point_without_moments_resumes_with_fresh_adam_and_the_newest_with_its_own(tmp_path):
+    first = tiny_engine(tmp_path / "run", snapshot_every=4)
+    for _ in range(13):
+        first.step()
+    first.rewind(5)  # back to 4, a rewind point: the newest on disk is now one without moments
+    first.close(snapshot=False)
+    resumed = tiny_engine(tmp_path / "run", snapshot_every=4)
+    assert resumed.iteration == 4 and resumed.optimizer.state_dict()["state"] == {}
+    assert same_tensors(resumed.gan.generator.state_dict(), resumed.store.load(4).generator)
+    assert resumed.step() is not None and resumed.optimizer.state_dict()["state"]  # it trains on
+    for _ in range(4):
+        resumed.step()
+    resumed.close(snapshot=False)  # the newest (8) was written with its moments
+
+    again = tiny_engine(tmp_path / "run", snapshot_every=4)
+    assert again.iteration == 8
+    saved = torch.load(tmp_path / "run" / "snapshots" / "optimizer.pt", weights_only=True)["optimizer"]["state"]
+    assert all(same_tensors(a, b) for a, b in zip(saved.values(), again.optimizer.state_dict()["state"].values(),
+                                                   strict=True))
+    assert [e["optimizer"] for e in events_of(tmp_path / "run", "resume")] == [False, True]
+    again.close()
+
+
+def test_snapshot_events_name_files_on_disk_and_the_bytes_written_are_counted(tmp_path):
+    engine = tiny_engine(tmp_path, snapshot_every=2)
+    for _ in range(6):
+        engine.step()
+    engine.close(snapshot=False)
+    events = events_of(tmp_path, "snapshot")
+    assert [e["iteration"] for e in events] == [0, 2, 4, 6]
+    for event in events:  # each one said when its file was complete (retention has not removed any here)
+        path = tmp_path / "snapshots" / f"it{event['iteration']:08d}.pt"
+        assert abs(path.stat().st_size / 2**20 - event["mb"]) < 0.01
+    files = sum(p.stat().st_size for p in (tmp_path / "snapshots").iterdir())
+    assert engine.state().snapshot_bytes_hour >= files  # optimizer.pt was written four times, the others once
+    assert engine.state().saved_iteration == 6
+
+
+def test_a_slow_disk_never_holds_training_up_it_skips_a_rewind_point_and_says_so(tmp_path):
+    """A write that takes long (a slow disk, or on a GPU the copies still on their way) blocks only the writer."""
+    import threading
+
+    from installation.engine.snapshots import _Job
+
+    engine = tiny_engine(tmp_path, snapshot_every=1)
+    gate = threading.Event()
+    engine.store._writer.put(_Job("write", 10**6, 0, tmp_path / "slow.pt", lambda: gate.wait(60) and {}))
+    for _ in range(6):  # five snapshots while the writer is stuck: two wait, three are pushed out
+        engine.step()
+    assert engine.iteration == 6 and not gate.is_set()
+    skipped = [e["iteration"] for e in events_of(tmp_path, "snapshot_skipped")]
+    assert skipped == [1, 2, 3, 4]
+    said = [e for e in engine.errors if "not written" in e]
+    assert len(said) == 1 and said[0].startswith("snapshot 1 not written: the disk is slower than the snapshots")
+    assert engine.store.on_disk() == [0, 5, 6] and engine.store.in_memory() == [0, 4, 5, 6]  # 4: a rewind point still
+    gate.set()
+    engine.close(snapshot=False)
+    assert [e["iteration"] for e in events_of(tmp_path, "snapshot")] == [0, 5, 6]
+    assert sorted(p.name for p in (tmp_path / "snapshots").glob("it*.pt")) == \
+        ["it00000000.pt", "it00000005.pt", "it00000006.pt"]
+
+
+def test_a_full_disk_suspends_snapshots_training_goes_on_and_writing_resumes_by_itself(tmp_path, small_disk):
+    disk = small_disk("2m")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "snapshots").symlink_to(disk)
+    engine = tiny_engine(tmp_path / "run", snapshot_every=2)
+    engine.store.flush()
+    filler = disk / "filler"
+    filler.write_bytes(b"\0" * (disk_free(disk) - 64 * 1024))  # the disk fills up from outside
+    for _ in range(7):
+        engine.step()
+    assert engine.iteration == 7 and engine.paused is False  # training went on from memory
+    said = [e for e in engine.errors if "cannot be written" in e]
+    assert len(said) == 1, engine.errors  # said once, not once a snapshot
+    assert said[0].startswith(f"snapshots cannot be written to {tmp_path / 'run' / 'snapshots'} (No space left")
+    assert said[0].endswith("free some space on its disk")
+    assert engine.state().snapshots_suspended == said[0] and engine.state().saved_iteration == 0
+    assert [e["iteration"] for e in events_of(tmp_path / "run", "snapshot")] == [0]  # nothing claimed
+    assert not list(disk.glob(".*.tmp"))  # no half-written file left to fill the disk
+
+    filler.unlink()  # space again
+    for _ in range(2):
+        engine.step()
+    engine.store.flush()
+    engine._snapshot_reports()
+    assert engine.state().snapshots_suspended is None and engine.state().saved_iteration == 8
+    assert [e["event"] for e in events_of(tmp_path / "run", "snapshots_resumed")] == ["snapshots_resumed"]
+    engine.close(snapshot=False)
+    resumed = tiny_engine(tmp_path / "run", snapshot_every=2)
+    assert resumed.iteration == 8  # the journey goes on from where it got to, not from 0
+    resumed.close()
+
+
+def test_a_read_only_folder_suspends_snapshots_until_it_is_writable_again(tmp_path, small_disk):
+    import subprocess
+
+    disk = small_disk("8m")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "snapshots").symlink_to(disk)
+    engine = tiny_engine(tmp_path / "run", snapshot_every=2)
+    engine.store.flush()
+    subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+    try:
+        for _ in range(5):
+            engine.step()
+        engine.store.flush()
+        engine._snapshot_reports()
+        said = [e for e in engine.errors if "cannot be written" in e]
+        assert len(said) == 1 and "Read-only file system" in said[0] and "make its disk writable" in said[0]
+    finally:
+        subprocess.run(["mount", "-o", "remount,rw", str(disk)], check=True)
+    for _ in range(1):
+        engine.step()
+    engine.close(snapshot=False)
+    assert engine.state().snapshots_suspended is None
+    assert sorted(int(p.stem[2:]) for p in disk.glob("it*.pt")) == [0, 2, 4, 6]  # 2, 4: from memory, written again
+
+
+def test_a_removed_run_folder_is_made_again_with_what_memory_holds(tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    engine = tiny_engine(run, snapshot_every=3)
+    for _ in range(4):
+        engine.step()
+    engine.store.flush()
+    shutil.rmtree(run)  # a technician's mistake
+    for _ in range(3):
+        engine.step()
+    engine.close(snapshot=False)
+    assert [e for e in engine.errors] == []  # nothing went wrong that needs a person
+    assert sorted(int(p.stem[2:]) for p in (run / "snapshots").glob("it*.pt")) == [0, 3, 6]
+    assert json.loads((run / "run.json").read_text())["seed"] == 0
+    resumed = tiny_engine(run, snapshot_every=3)
+    assert resumed.iteration == 6  # not back to 0
+    resumed.apply("reset")
+    assert resumed.iteration == 0
+    resumed.close()
+
+
+def disk_free(folder):
+    import shutil
+
+    return shutil.disk_usage(folder).free

@@ -2,12 +2,14 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from installation.engine.config import ConfigError
 from installation.models import default_checkpoint, load_gan
-from installation.models.gan import PRECISIONS, GAN, HostFrames, cpu_has_fast_bf16, resolve_precision
+from installation.images import to_uint8
+from installation.models.gan import PRECISIONS, GAN, cpu_has_fast_bf16, host_precision, resolve_precision
 from installation.models.stylegan2 import Generator as SG2Generator
 from installation.engine.config import RenderConfig
 
@@ -58,13 +60,23 @@ def test_precision_choices_resolve_per_device():
         RenderConfig(precision="half")
 
 
-def test_host_frames_on_cpu_are_the_tensor_itself():
-    images = torch.rand(2, 3, 8, 8)
-    assert HostFrames()(images) is images
+def test_frames_leave_as_one_contiguous_uint8_block():
+    images = torch.rand(2, 3, 8, 8) * 2 - 1
+    images[0, 0, 0, 0] = math.nan
+    frames = to_uint8(images)
+    assert frames.dtype == np.uint8 and frames.shape == (2, 8, 8, 3) and frames.flags.c_contiguous
+    expected = ((images.nan_to_num(-1.0).clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1)
+    assert np.array_equal(frames, expected.numpy()) and frames[0, 0, 0, 0] == 0
+
+
+def test_the_first_picture_is_drawn_in_bf16_only_where_the_cpu_has_it():
+    fast = cpu_has_fast_bf16()
+    assert host_precision("fp32") == "fp32" and host_precision("fp16") == "fp32"
+    assert host_precision("bf16") == host_precision("auto") == ("bf16" if fast else "fp32")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_cuda_frames_copy_through_one_pinned_buffer_and_auto_is_reduced(embedded):
+def test_cuda_frames_copy_through_pinned_memory_and_auto_is_reduced(embedded):
     gan = embedded.to("cuda")
     try:
         assert torch.backends.cudnn.benchmark
@@ -72,10 +84,8 @@ def test_cuda_frames_copy_through_one_pinned_buffer_and_auto_is_reduced(embedded
         z = torch.randn(2, gan.latent_dim, device="cuda")
         with torch.no_grad():
             fp32 = gan.generate(z, gan.make_noise(2))
-        copy = HostFrames()
-        host = copy(fp32)
-        assert host.device.type == "cpu" and host.is_pinned() and torch.equal(host, fp32.cpu())
-        assert copy(fp32 * 2).data_ptr() == host.data_ptr()  # the buffer is reused
+        frames = to_uint8(fp32)
+        assert frames.flags.c_contiguous and np.array_equal(frames, to_uint8(fp32.cpu()))
         noise = gan.make_noise(2, torch.Generator(device="cuda").manual_seed(0))
         with torch.no_grad():
             exact, low = gan.generate(z, noise), gan.generate(z, noise, precision="auto")

@@ -13,7 +13,10 @@ import pytest
 
 from installation.display.offscreen import Offscreen
 from installation.display.presenter import Presenter
-from installation.recording import EncoderError, VideoEncoder, claim_path, recover_partials
+from installation.recording import (EncoderError, RecordConfig, VideoEncoder, choose_encoder, claim_path,
+                                    recover_partials)
+from installation.recording.encoder import nvenc_problem
+from installation.validation import ConfigError
 
 
 def decoded(path):
@@ -108,3 +111,59 @@ def test_claimed_names_never_collide_and_leftover_partials_become_playable(tmp_p
     assert (tmp_path / "cut.mp4").read_bytes() == b"someone's recording"
     assert (tmp_path / "cut-recovered.mp4").read_bytes() == b"fragments"
     assert not list(tmp_path.glob("*.partial")) and not (tmp_path / "empty.mp4").exists()
+
+
+def encode_ramp(path, encoder):
+    with VideoEncoder(path, 64, 48, 30, "h264", encoder=encoder, options={"-crf": "20"}) as video:
+        for k in range(10):
+            video.write(np.full((48, 64, 3), 20 * k, np.uint8))
+    meta, frames = decoded(path)
+    assert len(frames) == 10 and "h264" in probe(path)
+    assert abs(int(frames[5].mean()) - 100) <= 3
+    return video
+
+
+@pytest.mark.skipif(nvenc_problem() is None, reason="NVENC works here: the fallback is for machines without it")
+def test_h264_falls_back_to_x264_where_nvenc_does_not_work_saying_why_once(tmp_path):
+    why = nvenc_problem()
+    assert why and "\n" not in why  # ffmpeg's own reason, e.g. "Cannot load libcuda.so.1"
+    assert choose_encoder("auto") == ("x264", None)  # auto: quietly the CPU
+    encoder, note = choose_encoder("nvenc")  # asked for by name: said, and recorded all the same
+    assert encoder == "x264" and note == (f"[record] encoder nvenc: ffmpeg's h264_nvenc does not work here ({why}); "
+                                          "H.264 is encoded with x264 on the CPU instead")
+    video = encode_ramp(tmp_path / "fallback.mp4", encoder)
+    assert not video.nvenc and b"x264 - core" in (tmp_path / "fallback.mp4").read_bytes()  # x264's own tag
+
+
+@pytest.mark.skipif(nvenc_problem() is not None, reason=f"NVENC does not work here ({nvenc_problem()})")
+def test_nvenc_encodes_h264_on_the_gpu(tmp_path):
+    assert choose_encoder("auto") == ("nvenc", None) == choose_encoder("nvenc")
+    video = encode_ramp(tmp_path / "gpu.mp4", "nvenc")
+    assert video.nvenc and b"x264 - core" not in (tmp_path / "gpu.mp4").read_bytes()
+
+
+def test_the_encoder_setting_is_checked_and_other_codecs_ignore_it(tmp_path):
+    for bad in ("gpu", "", 5, None):
+        with pytest.raises(ConfigError, match="encoder must be one of auto, x264, nvenc"):
+            RecordConfig(encoder=bad)
+        with pytest.raises(ConfigError, match="encoder must be one of auto, x264, nvenc"):
+            choose_encoder(bad)
+    assert choose_encoder("x264", problem=lambda: None) == ("x264", None)  # x264 asked for: NVENC is never tried
+    with VideoEncoder(tmp_path / "p.mov", 64, 48, 30, "prores", encoder="nvenc") as video:
+        video.write(np.zeros((48, 64, 3), np.uint8))
+    assert not video.nvenc and "prores" in probe(tmp_path / "p.mov")
+
+
+def test_the_export_commands_take_the_encoder_and_refuse_a_bad_one_in_one_line(tmp_path):
+    from installation.cli import main
+
+    out = tmp_path / "loop.mp4"
+    result = subprocess.run([os.sys.executable, "-m", "installation", "loop", "--seconds", "0.2", "--fps", "10",
+                             "--size", "64x48", "--encoder", "nvenc", "--device", "cpu", "--threads", "1",
+                             "--out", str(out)], capture_output=True, text=True, timeout=300,
+                            cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert result.returncode == 0, result.stderr
+    assert decoded(out)[1] and ("h264_nvenc does not work here" in result.stderr) == (nvenc_problem() is not None)
+    with pytest.raises(SystemExit) as exit_:
+        main(["loop", "--seconds", "1", "--encoder", "gpu", "--out", str(tmp_path / "x.mp4")])
+    assert exit_.value.code == 2

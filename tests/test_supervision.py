@@ -206,3 +206,44 @@ def test_a_stopped_engine_is_replaced_while_the_display_keeps_presenting_and_sys
     assert frames >= len(texts) - 1  # every ping followed a frame written to the video, through the hang too
     final = read_status(run_dir)  # the last status says the run stopped, so a remote check does not call it hung
     assert final.phase == "stopped" and final.engine_restarts == 1 and not final.stale(final.updated + 3600)
+
+
+def test_an_engine_stuck_in_the_kernel_ends_the_installation_with_the_status_the_service_restarts(tmp_path, freezer):
+    """A GPU driver call that never returns leaves the engine in state D, where SIGKILL waits: the supervisor cannot
+    replace it (it holds the run folder), so the installation exits 75 (EX_TEMPFAIL) in one line for the service to
+    start it again, instead of freezing the display or crash-looping on the held folder."""
+    from installation.arguments import EXIT_TRY_AGAIN
+
+    checkpoint = tmp_path / "tiny.pt"
+    save_gan(create_stylegan1([32, 32, 16, 16], code_dim=32, n_mlp=2, seed=1), checkpoint)
+    preset = tmp_path / "watched.toml"
+    preset.write_text(f"[engine]\nhang_seconds = {HANG_SECONDS}\nthreads = 1\n[render]\nmax_fps = 5\n"
+                      "[display]\nfps = 10.0\n")
+    run_dir, log = tmp_path / "run", tmp_path / "stderr.txt"
+    with open(log, "w") as stderr:  # a file, not a pipe: the frozen engine keeps its copy of stderr open
+        process = subprocess.Popen([sys.executable, str(ROOT / "run_installation.py"), "--checkpoint",
+                                    str(checkpoint), "--preset", str(preset), "--headless", "--size", "64x48",
+                                    "--device", "cpu", "--no-osc", "--run-dir", str(run_dir)],
+                                   stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True,
+                                   env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        deadline = time.monotonic() + 180
+        while steps(run_dir) < 3 or engine_pid(process.pid) is None:
+            assert process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "the installation never started training"
+            time.sleep(0.2)
+        stuck = engine_pid(process.pid)
+        freezer(stuck)
+        process.wait(timeout=180)  # hang_seconds, the wait after SIGKILL (10 s), the stop
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    stderr = log.read_text()
+    assert process.returncode == EXIT_TRY_AGAIN, stderr
+    assert "Traceback" not in stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("uncanny: error:")]
+    assert errors == [f"uncanny: error: the engine process {stuck} is still there 10 s after SIGKILL: it is stuck in "
+                      "the kernel (state D), most likely in the GPU driver, and holds the run folder; the "
+                      "installation stops so the service can restart it (reboot if this repeats)"], stderr
+    assert "engine hung (no heartbeat for" in stderr and f"killing process {stuck}" in stderr

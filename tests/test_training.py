@@ -22,8 +22,9 @@ from installation.training.trainer import TrainConfig, default_channels
 
 ROOT = Path(__file__).resolve().parents[1]
 # 8 px then 16 px, 100 images per phase, batch 8: 400 images = 50 steps, a few seconds on one thread.
+# on the CPU on every machine: bit-identical runs need its deterministic kernels (a GPU's cuDNN autotuning is not)
 TINY = ["--resolution", "16", "--channels", "32,32,16", "--code-dim", "32", "--n-mlp", "2",
-        "--kimg-per-phase", "0.1", "--batch", "8", "--sample-every-kimg", "0.2", "--seed", "3"]
+        "--kimg-per-phase", "0.1", "--batch", "8", "--sample-every-kimg", "0.2", "--seed", "3", "--device", "cpu"]
 WEIGHTS = ("generator", "g_running", "discriminator")
 
 
@@ -100,7 +101,7 @@ def test_interrupted_and_resumed_run_is_bit_identical(data, reference, tmp_path)
     assert "stopped after 9 steps" in first.stdout
     assert checkpoint(tmp_path)["images_seen"] == 72 and not (tmp_path / "stage-16px.pt").exists()
 
-    second = run_train("--data", data, "--out", tmp_path)  # settings come from the checkpoint
+    second = run_train("--data", data, "--out", tmp_path, "--device", "cpu")  # settings come from the checkpoint
     assert second.returncode == 0, second.stderr
     assert "resuming at 0.1 kimg" in second.stderr and "finished" in second.stdout
     resumed, straight = checkpoint(tmp_path), checkpoint(reference)

@@ -78,3 +78,10 @@ def test_loop_export_times_exclude_the_end_point():
     assert np.allclose(np.diff(times), 2.0 / 60)
     uneven = loop_times(1.01, 30)  # 30.3 frames: spacing stretched so the loop still closes
     assert len(uneven) == 30 and np.isclose(uneven[-1] + (uneven[1] - uneven[0]), 1.01)
+
+
+def test_cuda_frame_batches_come_in_four_sizes():
+    from installation.walks import BUCKETS, bucket
+
+    assert BUCKETS == (1, 2, 4, 8)
+    assert [bucket(rows) for rows in range(1, 10)] == [1, 2, 4, 4, 8, 8, 8, 8, 9]  # a 3 x 3 grid stays 9

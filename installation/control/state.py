@@ -55,7 +55,7 @@ class ControlState:
     cycle: int = 0  # journeys the gallery director has completed (control/director.py), kept across restarts
     phase: Phase = Phase.OFF  # where the director is
     midi_learn: str = ""  # the address waiting for a MIDI control to be moved (control/midi.py); "" = none
-    device: str = ""  # where the engine trains ("cuda:0", "cpu")
+    device: str = ""  # the engine's device, named ("cuda:0 NVIDIA GeForce RTX 4090", "cpu"; "" until it is up)
     uptime: float = 0.0  # seconds since the installation started
     disk_free: float = 0.0  # bytes free where the run folder is (a float: OSC integers stop at 2 GB); measured
     # every few seconds
@@ -71,6 +71,11 @@ class ControlState:
     # for the HUD, status.json and the web page only (LOCAL)
     message: str = ""  # what the screen says now: errors and notices, "" for nothing
     engine_restarts: int = 0
+    degraded: str = ""  # "degraded: ..." while a run that had a GPU goes on on the CPU
+    snapshots_suspended: str = ""  # why snapshots are not written now (the run folder is full, read-only ...)
+    saved_iteration: int | None = None  # the newest snapshot durable on disk
+    snapshot_bytes_hour: int = 0  # bytes of snapshots written in the last hour
+    batch_limit: int = 0  # the largest training batch found to fit the device (0: none found)
     model: str = ""
     run_dir: str = ""
 
@@ -92,7 +97,8 @@ ECHOED = ("lr", "loss", "batch", "speed", "walk_period", "walk_truncation", "wal
 # periodic broadcast only
 ON_CHANGE = ("iteration", "status", "paused", "collapsed", "recording", "recording_path", "export", "cycle", "phase",
              "outputs", "midi_learn", "device", "last_error")
-LOCAL = ("message", "engine_restarts", "model", "run_dir")  # for the HUD, status.json and the web page only
+LOCAL = ("message", "engine_restarts", "degraded", "snapshots_suspended", "saved_iteration", "snapshot_bytes_hour",
+         "batch_limit", "model", "run_dir")  # for the HUD, status.json and the web page only
 NOT_SENT = ("snapshots", "controls", "branch", "landed", "refusals")  # answered or used otherwise
 STATE_FIELDS = tuple(f.name for f in dataclasses.fields(ControlState) if f.name not in (*NOT_SENT, *LOCAL))
 TYPE_TAGS = {"iteration": "i", "status": "s", "paused": "i", "loss": "f", "d": "f", "diversity": "f",
@@ -110,7 +116,7 @@ DESCRIPTIONS = {
     "cycle": "journeys the gallery director has completed",
     "phase": f"the gallery director's phase ({', '.join(PHASES)})",
     "midi_learn": "the address waiting for a MIDI control to be moved (MIDI learn); empty when none",
-    "device": "where the engine trains (cuda:0, cpu, ...)", "uptime": "seconds since the installation started",
+    "device": "the device the engine runs on, e.g. cuda:0 NVIDIA GeForce RTX 4090, or cpu", "uptime": "seconds since the installation started",
     "disk_free": "bytes free where the run folder is", "last_error": "the newest problem reported, empty for none",
     "outputs": "each output (headless file, recording, NDI, stream, windows) and its status: `ndi:uncanny on; ...`",
 }

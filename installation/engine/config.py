@@ -48,30 +48,68 @@ def check_rate(value: Any) -> float:
 
 def check_device(value: Any) -> str:
     if not isinstance(value, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", value):
-        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {value!r}")
+        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {value!r} (uncanny runs on NVIDIA GPUs "
+                          "through CUDA, or on the CPU)")
     return value
 
 
-def resolve_device(name: str) -> Any:
-    """'auto' is cuda where there is one and cpu otherwise; asking for cuda without one is an error, not a fallback."""
+class DeviceUnavailable(ConfigError):
+    """The CUDA device asked for is not on this machine (now); one line. At start that is bad input; an engine
+    restarted after its GPU was lost treats it as a crash to retry, since the GPU may come back."""
+
+
+def check_device_present(name: str, cuda_devices: int) -> None:
+    """DeviceUnavailable unless the device `name` (checked by check_device) is among `cuda_devices` CUDA devices."""
+    if not name.startswith("cuda"):
+        return
+    if cuda_devices == 0:
+        raise DeviceUnavailable(f"device {name}: no CUDA device is available here; use cpu or auto")
+    index = int(name.partition(":")[2] or 0)
+    if index >= cuda_devices:
+        present = "cuda:0" if cuda_devices == 1 else f"cuda:0 .. cuda:{cuda_devices - 1}"
+        raise DeviceUnavailable(f"device {name}: this machine has {cuda_devices} CUDA device"
+                                f"{'s' if cuda_devices > 1 else ''} ({present}); choose one of them, or auto")
+
+
+def cuda_device_count() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def resolve_device(name: str, cuda_devices: int | None = None) -> Any:
+    """'auto' is cuda where there is one and cpu otherwise; a CUDA device that is not there is an error
+    (DeviceUnavailable), not a fallback. `cuda_devices`: how many there are (default: what torch finds)."""
     import torch
 
     check_device(name)
+    count = cuda_device_count() if cuda_devices is None else cuda_devices
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device {name}: no CUDA device is available here; use cpu or auto")
+        return torch.device("cuda" if count else "cpu")
+    check_device_present(name, count)
     return torch.device(name)
 
 
-def engine_threads(configured: int, cores: int | None = None) -> int:
-    """torch CPU threads for the engine process: `threads` where set; for 0, every core this process may use but
-    one, which stays free for the display (llvmpipe renders GL on the CPU) and ffmpeg; at least 1 (2 cores: 1)."""
+def describe_device(device: Any) -> str:
+    """The device as the HUD, status.json and OSC name it: "cuda:0 NVIDIA GeForce RTX 4090", "cpu"."""
+    import torch
+
+    device = torch.device(device)
+    if device.type != "cuda":
+        return device.type
+    index = torch.cuda.current_device() if device.index is None else device.index
+    return f"cuda:{index} {torch.cuda.get_device_name(index)}"
+
+
+def engine_threads(configured: int, cores: int | None = None, cuda: bool = False) -> int:
+    """torch CPU threads for the engine process: `threads` where set; for 0, on a CUDA device 2 at most (the GPU
+    does the work; more threads only contend with the display and ffmpeg), on the CPU every core this process may use
+    but one, which stays free for the display (llvmpipe renders GL on the CPU) and ffmpeg; at least 1."""
     if configured:
         return configured
     if cores is None:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, cores - 1)
+    return max(1, min(cores, 2) if cuda else cores - 1)
 
 
 @dataclass(frozen=True)

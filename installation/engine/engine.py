@@ -50,11 +50,11 @@ from ..models import GAN
 from ..journal import compact_events, compact_metrics
 from ..storage import atomic_write_bytes, drop_torn_line, last_json_line
 from .commands import Command, CommandError, command_id, parse_command
-from .config import ConfigError, EngineConfig, starting_lr
+from .config import ConfigError, EngineConfig, describe_device, starting_lr
 from .losses import inverted_loss
 from .similarity import DIVERSITY_MEASURE, diversity
 from ..messages import first_line
-from .snapshots import Snapshot, SnapshotError, SnapshotStore, clone_tree
+from .snapshots import Snapshot, SnapshotError, SnapshotStore, capture, clone_tree
 from .state import EngineState, EngineStatus
 
 BETAS = (0.0, 0.99)  # rosinality train.py, and FreezeD fine-tuning the same checkpoints
@@ -62,6 +62,7 @@ IDLE_WAIT = 0.02  # seconds between hook calls while paused or throttled (the di
 PUBLISH_EVERY = 0.05  # at most 20 state updates a second, plus one after every command or event
 ERRORS_KEPT = 8
 REFUSALS_KEPT = 16  # refused commands with an id, kept in the state until newer ones push them out
+SKIPS_SAID_EVERY = 600.0  # seconds: a disk that stays behind the snapshots is said again this often, with a count
 PROBE_STREAM, STEP_STREAM = 1, 2
 
 Hook = Callable[["Engine"], None]
@@ -158,6 +159,13 @@ class Engine:
         self._fault: str | None = None
         self._step_times: deque[float] = deque(maxlen=20)
         self._next_step_at = 0.0
+        self.device_name = describe_device(self.device)  # e.g. "cuda:0 NVIDIA RTX 4090", "cpu"
+        self.degraded: str | None = None  # said loudly: a GPU run that goes on on the CPU
+        self.batch_limit = 0  # the largest batch found to fit the device's memory (0: none found yet)
+        self._lowered_from = 0  # the batch an out-of-memory lowered, until the lower one has stepped
+        self._skips: list[int] = []  # snapshots the disk was too slow for, since they were last said
+        self._skips_said = -math.inf
+        self._run_info: dict[str, Any] = {}
         self._dirty = True
         self._closed = False
 
@@ -189,7 +197,10 @@ class Engine:
                                        config.memory_snapshots, config.disk_budget_mb * 2**20)
             if info is not None and self.store.iterations():
                 self.session = int(info.get("sessions", 1)) + 1
-                self._write_run_info({**info, "sessions": self.session})
+                self._check_degraded(info.get("device"))
+                # a GPU run going on on the CPU keeps naming its GPU, so every restart without it says so again
+                self._write_run_info({**info, "sessions": self.session,
+                                      "device": info.get("device") if self.degraded else self.device_name})
                 if last_event is not None and last_event.get("event") != "stop":
                     self._event("died", session=self.session - 1, cause=previous_death or
                                 "the session ended without a clean stop (killed, crashed or a power cut)",
@@ -210,6 +221,7 @@ class Engine:
     # ------------------------------------------------------------------------------------------ start / resume
 
     def _write_run_info(self, info: dict[str, Any]) -> None:
+        self._run_info = info
         atomic_write_bytes(self.run_dir / "run.json", json.dumps(info, indent=2).encode())
 
     def _start_new(self) -> None:
@@ -219,14 +231,14 @@ class Engine:
         self.diversity0, self.probe_d0 = self.last["diversity"], self.last["probe_d"]
         info = {**model_facts(self.gan), "source": self.gan.source, "seed": self.seed, "probe_size": self.probe_size,
                 "diversity0": self.diversity0, "diversity_measure": DIVERSITY_MEASURE, "probe_d0": self.probe_d0,
-                "created": time.time(), "sessions": self.session}
+                "created": time.time(), "sessions": self.session, "device": self.device_name}
         self._write_run_info(info)
         self._write_metrics({"iteration": 0, "branch": 0, "session": self.session, "time": time.time(),
                              "loss": None, "batch_d": None,
                              "grad_norm": None, "lr": self.lr, "objective": self.loss_name, "batch": self.batch,
                              "probe_d": self.probe_d0, "diversity": self.diversity0})
         self.snapshot()
-        self._event("start", device=str(self.device), source=self.gan.source, seed=self.seed)
+        self._event("start", device=self.device_name, source=self.gan.source, seed=self.seed)
 
     def _resume(self, info: dict[str, Any]) -> None:
         self.seed, self.probe_size = int(info["seed"]), int(info["probe_size"])
@@ -239,7 +251,18 @@ class Engine:
         self.branch, self.landed = snapshot.branch, snapshot.iteration
         self._load_at_or_before(0, RunFolderError)  # keeps iteration 0 in memory: reset must be instant
         self._probe()
-        self._event("resume", device=str(self.device), snapshot=snapshot.iteration, session=self.session)
+        self._event("resume", device=self.device_name, snapshot=snapshot.iteration, session=self.session,
+                    optimizer=snapshot.optimizer is not None)
+        if self.degraded:
+            self._error(self.degraded)
+
+    def _check_degraded(self, before: Any) -> None:
+        """With device "auto", a run that had a GPU and now finds none goes on on the CPU, said loudly."""
+        if self.config.device == "auto" and isinstance(before, str) and before.startswith("cuda") \
+                and self.device.type == "cpu":
+            self.degraded = (f"degraded: the engine runs on the CPU, far slower, because the GPU this run used "
+                             f"({before}) is not available now; check the GPU and its driver (nvidia-smi), then "
+                             "restart")
 
     def _remeasure_diversity0(self, info: dict[str, Any]) -> None:
         """A run folder from a release with another diversity measure: its iteration-0 value, measured anew from the
@@ -248,7 +271,8 @@ class Engine:
         self.diversity0 = None  # no collapse verdict against a value in the old measure
         if self._probe():
             old, self.diversity0 = info["diversity0"], self.last["diversity"]
-            self._write_run_info({**info, "diversity0": self.diversity0, "diversity_measure": DIVERSITY_MEASURE})
+            self._write_run_info({**self._run_info, "diversity0": self.diversity0,
+                                  "diversity_measure": DIVERSITY_MEASURE})
             self._event("diversity_remeasured", measure=DIVERSITY_MEASURE, old=old, diversity0=self.diversity0)
 
     def _make_probe(self) -> None:
@@ -258,7 +282,44 @@ class Engine:
     # ------------------------------------------------------------------------------------------------ stepping
 
     def step(self) -> dict[str, Any] | None:
-        """One optimiser step. Returns its metrics line, or None when the non-finite guard rolled it back."""
+        """One optimiser step. Returns its metrics line, or None when the non-finite guard rolled it back (or training
+        paused because not even batch 1 fits the device's memory).
+
+        Out of memory, the step is tried again at half the batch until one fits; the batch it settles on bounds the
+        `batch` command for the rest of the session, and is said once."""
+        while True:
+            try:
+                line = self._step()
+                break
+            except RuntimeError as error:  # torch.OutOfMemoryError is one
+                if not is_out_of_memory(error):
+                    raise
+            # outside the except: its traceback holds the failed step's tensors, which must go before a retry
+            if not self._lower_batch():
+                return None
+        if self._lowered_from and line is not None:
+            self._error(f"out of memory at batch {self._lowered_from} on {self.device_name}: the training batch is "
+                        f"now {self.batch}, the most that fits next to everything else on the device")
+            self._event("batch_lowered", old=self._lowered_from, new=self.batch)
+            self._lowered_from = 0
+        return line
+
+    def _lower_batch(self) -> bool:
+        """After an out-of-memory step: halve the batch (True), or at batch 1 pause training with the reason (False)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        if self.batch == 1:
+            self.paused = True
+            self.failure = (f"out of memory on {self.device_name} even at batch 1: training paused; free the device's "
+                            "memory (other programs, a lower [render] precision or fewer walks) and resume")
+            self._error(self.failure)
+            return False
+        self._lowered_from = self._lowered_from or self.batch
+        self.batch = self.batch_limit = self.batch // 2
+        return True
+
+    def _step(self) -> dict[str, Any] | None:
         self._rng.manual_seed(derive_seed(self.seed, STEP_STREAM, self.branch, self.iteration))
         z = torch.randn(self.batch, self.gan.latent_dim, generator=self._rng, device=self.device)
         noise = self.gan.make_noise(self.batch, self._rng)
@@ -299,8 +360,7 @@ class Engine:
         self._write_metrics(line)
         if self.iteration % self.config.snapshot_every == 0:
             self.snapshot()
-        for message in self.store.take_errors():
-            self._error(message)
+        self._snapshot_reports()
         return line
 
     @torch.no_grad()
@@ -320,17 +380,44 @@ class Engine:
     # -------------------------------------------------------------------------------------- snapshots & rewind
 
     def snapshot(self) -> None:
-        """Store the current G weights and optimiser state (no-op if this iteration already has a snapshot)."""
+        """Store the current G weights and optimiser state (no-op if this iteration already has a snapshot). The
+        copies are queued, not waited for (snapshots.capture); the "snapshot" event comes once the file is on disk."""
         if self.iteration in self.store.iterations():
             return
         start = time.perf_counter()
-        state = {k: v.detach().to("cpu", copy=True) for k, v in self.gan.generator.state_dict().items()}
-        self.store.add(Snapshot(self.iteration, self.branch, state, clone_tree(self.optimizer.state_dict()),
-                                {"lr": self.lr, "loss": self.loss_name, "batch": self.batch}))
+        (generator, optimizer), ready = capture((self.gan.generator.state_dict(), self.optimizer.state_dict()))
+        self.store.add(Snapshot(self.iteration, self.branch, generator, optimizer,
+                                {"lr": self.lr, "loss": self.loss_name, "batch": self.batch}, ready))
         self.store.last_capture_seconds = time.perf_counter() - start
         self._rollbacks_in_row = 0
         self._back_target = None  # a new snapshot: the next `back` counts from here
-        self._event("snapshot")
+        self._dirty = True
+
+    def _snapshot_reports(self) -> None:
+        """What the snapshot writer did: an event per file durable on disk, and the problems said."""
+        for report in self.store.take_reports():
+            match report.kind:
+                case "written":
+                    self._event("snapshot", iteration=report.iteration, branch=report.branch,
+                                mb=round(report.nbytes / 2**20, 2), seconds=round(report.seconds, 3))
+                case "skipped":
+                    self._event("snapshot_skipped", iteration=report.iteration, branch=report.branch)
+                    self._skips.append(report.iteration)
+                case "resumed":
+                    self._event("snapshots_resumed", message=report.message)
+                    if self._run_info and not (self.run_dir / "run.json").exists():
+                        try:  # the run folder was removed: a restart must find the run again
+                            self._write_run_info(self._run_info)
+                        except OSError as error:
+                            self._error(f"run.json could not be written again ({error.strerror or error})")
+                case _:
+                    self._error(report.message)
+        if self._skips and time.monotonic() - self._skips_said >= SKIPS_SAID_EVERY:
+            which = f"snapshot {self._skips[0]}" if len(self._skips) == 1 else \
+                f"{len(self._skips)} snapshots ({self._skips[0]}..{self._skips[-1]})"
+            self._error(f"{which} not written: the disk is slower than the snapshots come; they stay rewind points "
+                        f"while in memory (raise [engine] snapshot_every, or use a faster disk)")
+            self._skips, self._skips_said = [], time.monotonic()
 
     def rewind(self, iteration: int) -> int:
         """Go back to the newest snapshot at or before `iteration` (an iteration ahead of the journey means now: a
@@ -374,9 +461,12 @@ class Engine:
 
     def _restore(self, snapshot: Snapshot, settings: bool) -> None:
         self.gan.generator.load_state_dict(snapshot.generator)  # copies into the live parameters
-        # A CPU copy: load_state_dict moves moments to the parameters' device but keeps Adam's `step` counters on
-        # the CPU as non-capturable Adam requires, and it would otherwise share (and mutate) the snapshot's tensors.
-        self.optimizer.load_state_dict(clone_tree(snapshot.optimizer))
+        if snapshot.optimizer is None:  # a rewind point (only the newest snapshot keeps its moments): Adam afresh
+            self.optimizer.state.clear()
+        else:
+            # A CPU copy: load_state_dict moves moments to the parameters' device but keeps Adam's `step` counters on
+            # the CPU as non-capturable Adam requires, and it would otherwise share (and mutate) the snapshot's tensors.
+            self.optimizer.load_state_dict(clone_tree(snapshot.optimizer))
         self.optimizer.zero_grad(set_to_none=True)
         if settings:
             self.lr, self.loss_name, self.batch = (snapshot.settings[k] for k in ("lr", "loss", "batch"))
@@ -423,6 +513,9 @@ class Engine:
             case "loss", name:
                 self.loss_name = name
             case "batch", batch:
+                if self.batch_limit and batch > self.batch_limit:
+                    raise CommandError(f"batch {batch}: at most {self.batch_limit} fits in the memory of "
+                                       f"{self.device_name} (found at an out-of-memory); choose 1..{self.batch_limit}")
                 self.batch = batch
             case "rewind", iteration:
                 self.rewind(iteration)
@@ -483,6 +576,8 @@ class Engine:
             if not done and not self.paused and time.monotonic() >= self._next_step_at:
                 self._next_step_at = time.monotonic() + (1 / self.steps_per_second if self.steps_per_second else 0)
                 self.step()
+            else:
+                self._snapshot_reports()  # paused or waiting: what the writer did is still said
             if publish is not None and (done or self._dirty or time.monotonic() - last_publish >= PUBLISH_EVERY):
                 publish(self.state())
                 last_publish, self._dirty = time.monotonic(), False
@@ -508,10 +603,12 @@ class Engine:
                                                                       "diversity")},
             diversity0=self.diversity0, probe_d0=self.probe_d0, collapsed=self.collapsed,
             snapshots=tuple(self.store.iterations()), snapshot_seconds=self.store.last_capture_seconds,
-            snapshot_write_seconds=self.store.last_write_seconds, rollbacks=self.rollbacks,
+            snapshot_write_seconds=self.store.last_write_seconds, saved_iteration=self.store.saved,
+            snapshot_bytes_hour=self.store.bytes_last_hour(), snapshots_suspended=self.store.suspended,
+            batch_limit=self.batch_limit, degraded=self.degraded, rollbacks=self.rollbacks,
             errors=tuple(self.errors), error_count=self.error_count, refusals=tuple(self.refusals),
             failure=self.failure,
-            commands=self.commands, heartbeat=self.heartbeat, device=str(self.device),
+            commands=self.commands, heartbeat=self.heartbeat, device=self.device_name,
             resolution=self.gan.resolution, seed=self.seed,
             time=time.time())
 
@@ -526,8 +623,7 @@ class Engine:
         if snapshot:
             self.snapshot()
         self.store.flush()
-        for message in self.store.take_errors():
-            self._error(message)
+        self._snapshot_reports()
         self.store.close()
         self._event("stop")
         self._closed = True
@@ -580,6 +676,13 @@ class Engine:
             if handle is not None:
                 handle.close()  # closing the lock file releases the flock
         self._metrics = self._events = self._lock = None
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether a torch error means the device (or the host, for the CPU) had no memory left for the step."""
+    text = str(error)
+    return isinstance(error, torch.OutOfMemoryError) or "out of memory" in text \
+        or "can't allocate memory" in text or "ALLOC_FAILED" in text
 
 
 def _plain(value: Any) -> Any:

@@ -11,6 +11,13 @@ caller decides when the engine stops) and takes SIGTERM (a service manager stopp
 as a request for a clean shutdown with a final snapshot. It starts with all three ignored, so a signal during its
 seconds of start-up cannot kill it either.
 
+Stopping and killing wait a bounded time. A process that outlives SIGKILL is stuck in the kernel (a GPU driver
+call that never returns: state D); nothing here can end it, and it keeps the run folder's lock, so `kill()`,
+`stop()` and `restart()` raise EngineUnkillable instead of waiting for ever (the caller ends the installation with a
+status the service restarts, see live/supervisor.py), and no new engine is started beside it.
+
+A CUDA device that has gone (a driver reset, a GPU off the bus) is a crash, not a refusal: a restart may find it back.
+
 A start the engine refuses for good (another engine holds the folder, another model's folder, an unusable
 checkpoint or setting) is reported as status "refused": restarting cannot help, so a supervisor should stop rather
 than retry. Each restart passes the cause of the previous death to the new engine, which records it in events.jsonl.
@@ -45,11 +52,17 @@ import torch
 from ..messages import first_line
 from ..models import CheckpointError, load_gan
 from .commands import MAX_WAITING, SETTINGS, Command, command_name
-from .config import ConfigError, EngineConfig, engine_threads, resolve_device
+from .config import ConfigError, DeviceUnavailable, EngineConfig, engine_threads, resolve_device
 from .engine import Engine, EngineError, EngineRefused, Hook
 from .state import EngineState
 
 GROUP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+TERMINATE_SECONDS = 5.0  # after a clean shutdown's timeout: SIGTERM, then this long before SIGKILL
+KILL_SECONDS = 10.0  # after SIGKILL: a process still there then is stuck in the kernel (EngineUnkillable)
+
+
+class EngineUnkillable(EngineError):
+    """The engine process outlived SIGKILL: stuck in the kernel, usually in the GPU driver; one line."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +88,7 @@ class EngineProcess:
         self._states: Connection | None = None
         self._state = EngineState()
         self._waiting: deque[Any] = deque()  # commands sent while the pipe was full, oldest first
+        self.unkillable: str | None = None  # set once a process outlived SIGKILL
 
     @property
     def pid(self) -> int | None:
@@ -86,6 +100,8 @@ class EngineProcess:
 
     def start(self, previous_death: str | None = None) -> None:
         """Start the engine process; `previous_death` (why the last one ended) goes into its events.jsonl."""
+        if self.unkillable:
+            raise EngineUnkillable(self.unkillable)
         if self.alive:
             raise EngineError("the engine process is already running")
         self._close_pipes()
@@ -178,31 +194,51 @@ class EngineProcess:
                                    f"{state.iteration}, status {state.status})")
             time.sleep(0.02)
 
-    def stop(self, timeout: float = 30.0) -> int | None:
-        """Ask for a clean shutdown (last snapshot, pending writes finished); force it after `timeout` s."""
+    def stop(self, timeout: float = 30.0, kill_timeout: float = KILL_SECONDS) -> int | None:
+        """Ask for a clean shutdown (last snapshot, pending writes finished); after `timeout` s SIGTERM, then SIGKILL.
+        EngineUnkillable when the process outlives SIGKILL by `kill_timeout` s (or did so before)."""
         if self._process is None:
             return None
+        if self.unkillable:
+            raise EngineUnkillable(self.unkillable)
         if self.alive:
             try:
                 self.send("shutdown")
             except EngineError:
                 pass
-            self._process.join(timeout)
+            deadline = time.monotonic() + timeout
+            while self._process.is_alive() and time.monotonic() < deadline:
+                self._flush()  # commands waiting for room in the pipe go first, the shutdown behind them
+                self._process.join(0.05)
             if self._process.is_alive():
                 self._process.terminate()
-                self._process.join(5)
+                self._process.join(TERMINATE_SECONDS)
             if self._process.is_alive():
-                self._process.kill()
-                self._process.join()
+                self.kill(kill_timeout)
         self.poll()
         self._close_pipes()
         return self._process.exitcode
 
-    def kill(self) -> None:
-        """SIGKILL, no questions asked (a hung engine; also how the tests simulate a power cut)."""
-        if self.alive:
-            os.kill(self._process.pid, signal.SIGKILL)
-            self._process.join()
+    def kill(self, timeout: float = KILL_SECONDS) -> None:
+        """SIGKILL, no questions asked (a hung engine; also how the tests simulate a power cut), waiting at most
+        `timeout` s for the process to go; EngineUnkillable if it is still there."""
+        if self.unkillable:
+            raise EngineUnkillable(self.unkillable)
+        if not self.alive:
+            return
+        pid = self._process.pid
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        self._process.join(timeout)
+        if self._process.is_alive():
+            self.unkillable = (f"the engine process {pid} is still there {timeout:g} s after SIGKILL: it is stuck in "
+                               f"the kernel (state {_process_state(pid)}), most likely in the GPU driver, and holds "
+                               "the run folder; the installation stops so the service can restart it (reboot if this "
+                               "repeats)")
+            # multiprocessing joins every child it started, without a timeout, when this interpreter exits: let go
+            # of this one, or the installation could never exit either (the kernel reaps it when it dies)
+            multiprocessing.process._children.discard(self._process)
+            raise EngineUnkillable(self.unkillable)
 
     def restart(self, cause: str | None = None) -> None:
         """Stop the engine if it still runs, then start a new one; it resumes from the newest snapshot and records
@@ -218,6 +254,15 @@ class EngineProcess:
             if conn is not None:
                 conn.close()
         self._commands = self._states = None
+
+
+def _process_state(pid: int) -> str:
+    """The kernel's one-letter state of a process (D: uninterruptible sleep), or "?"."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "?"
 
 
 class _Publisher:
@@ -296,14 +341,19 @@ def _serve(spec: _Spec, commands: Connection, states: Connection) -> None:
     signal.signal(signal.SIGTERM, lambda *_: _terminate_requested.set())  # stop cleanly, with a final snapshot
     publisher = _Publisher(states)
     engine = None
+    # fewer, larger reserved blocks, grown in place: the frame batches and training shapes vary (before CUDA starts)
+    os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
     try:
-        torch.set_num_threads(engine_threads(spec.config.threads))
         try:
-            gan = load_gan(spec.checkpoint, resolution=spec.resolution, device=resolve_device(spec.config.device),
-                           use_ema=spec.use_ema, require_discriminator=True)
+            device = resolve_device(spec.config.device)
+            torch.set_num_threads(engine_threads(spec.config.threads, cuda=device.type == "cuda"))
+            gan = load_gan(spec.checkpoint, resolution=spec.resolution, device=device, use_ema=spec.use_ema,
+                           require_discriminator=True)
             engine = Engine(gan, spec.config, spec.run_dir, spec.between_steps, spec.previous_death)
         except EngineRefused:
             raise
+        except DeviceUnavailable as error:  # checked at start, so the GPU was lost since: retry with back-off
+            raise EngineError(f"{error} (the GPU was lost: a driver reset or a fault)") from None
         except (CheckpointError, ConfigError) as error:  # the same file and settings will fail the same way
             raise EngineRefused(str(error)) from None
         engine.run(receive=_receiver(commands), publish=publisher.publish)

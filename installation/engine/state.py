@@ -52,8 +52,13 @@ class EngineState:
     probe_d0: float | None = None  # ... at iteration 0
     collapsed: bool = False  # diversity below collapse_fraction of diversity0
     snapshots: tuple[int, ...] = ()  # iterations that can be rewound to
-    snapshot_seconds: float = 0.0  # the newest snapshot's capture time
-    snapshot_write_seconds: float = 0.0  # ... and its write time
+    snapshot_seconds: float = 0.0  # the newest snapshot's capture time (the training loop's share of it)
+    snapshot_write_seconds: float = 0.0  # ... and its write time (on the writer's thread)
+    saved_iteration: int | None = None  # the newest snapshot durable on disk: where a restart resumes from
+    snapshot_bytes_hour: int = 0  # bytes of snapshot files written in the last hour
+    snapshots_suspended: str | None = None  # why snapshots are not written now (the folder is full, read-only ...)
+    batch_limit: int = 0  # the largest training batch found to fit the device's memory; 0 = no limit found
+    degraded: str | None = None  # "degraded: ..." while a run that had a GPU goes on on the CPU
     rollbacks: int = 0  # non-finite steps undone so far
     errors: tuple[str, ...] = ()  # the newest few, one line each
     error_count: int = 0  # all errors so far (the tuple keeps only the newest)
@@ -61,7 +66,7 @@ class EngineState:
     failure: str | None = None  # why the engine paused itself
     commands: int = 0  # commands received
     heartbeat: int = 0  # passes of the engine loop, growing while paused or idle too; frozen = the engine hangs
-    device: str = ""
+    device: str = ""  # the device in use, named: "cuda:0 NVIDIA GeForce RTX 4090", "cpu"
     resolution: int = 0
     seed: int = 0
     time: float = 0.0  # time.time() when published

@@ -38,7 +38,7 @@ class LoopExports:
         """`preset_source`: the live preset's file (Preset.source), so the loop walks with the same keyframes,
         truncation and picture; the built-in defaults otherwise."""
         self.run_dir, self.folder, self.say = run_dir, folder, say
-        self.codec, self.fps = config.codec, config.fps
+        self.codec, self.fps, self.encoder = config.codec, config.fps, config.encoder
         self._preset = ["--preset", preset_source] if Path(preset_source).is_file() else []
         self.status = ""
         self._process: subprocess.Popen | None = None
@@ -62,8 +62,9 @@ class LoopExports:
             self._logs = (tempfile.TemporaryFile(), tempfile.TemporaryFile())
             command = [sys.executable, "-P", "-m", "installation", "loop", "--run-dir", str(self.run_dir),
                        "--iteration", str(iteration), "--seconds", f"{seconds:g}", "--fps", f"{self.fps:g}",
-                       "--size", f"{size[0]}x{size[1]}", "--codec", self.codec, "--grid", str(grid),
-                       "--walk-seed", str(walk_seed), "--threads", "1", *self._preset, "--out", str(out)]
+                       "--size", f"{size[0]}x{size[1]}", "--codec", self.codec, "--encoder", self.encoder,
+                       "--grid", str(grid), "--walk-seed", str(walk_seed), "--threads", "1", *self._preset,
+                       "--out", str(out)]
             path = os.pathsep.join(filter(None, (str(PACKAGE_ROOT), os.environ.get("PYTHONPATH"))))
             self._process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=self._logs[0],
                                              stderr=self._logs[1], start_new_session=True,

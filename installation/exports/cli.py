@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from ..arguments import UsageError, positive_float, size_arg, whole_number
-from ..recording import CODECS, EncoderError
+from ..recording import CODECS, ENCODERS, EncoderError, choose_encoder
 
 
 def _video_options(parser: argparse.ArgumentParser, seconds: float | None, fps: float) -> None:
@@ -25,6 +25,9 @@ def _video_options(parser: argparse.ArgumentParser, seconds: float | None, fps: 
                              "multiples of 2, or of 4 for hap and hap_q")
     parser.add_argument("--codec", choices=tuple(CODECS), default="h264",
                         help="; ".join(f"{name}: {codec.use}" for name, codec in CODECS.items()) + " (default h264)")
+    parser.add_argument("--encoder", choices=ENCODERS, default=None,
+                        help="H.264 on the CPU (x264) or on an NVIDIA GPU (nvenc); auto: nvenc where it works "
+                             "(default: the preset's [record] encoder)")
     parser.add_argument("--grid", type=whole_number(0), default=0,
                         help="0: one walk (default); N: the N x N population grid")
     parser.add_argument("--walk-seed", type=whole_number(0), default=None,
@@ -114,7 +117,15 @@ def _finish(report, what: str) -> None:
     print(report.path.resolve())
 
 
-def _encode(export, *args) -> object:
+def _encoder(args: argparse.Namespace, preset) -> str:
+    """The H.264 encoder to use, saying so where NVENC was asked for and does not work here."""
+    encoder, note = choose_encoder(args.encoder or preset.record.encoder)
+    if note:
+        print(f"uncanny: {note}", file=sys.stderr)
+    return encoder
+
+
+def _encode(export, *args, **options) -> object:
     """Run an export with the stop signals noted (the file is finalised between two frames): a failed or stopped
     encode is one line and exit 1."""
     from ..signals import StopSignals
@@ -122,7 +133,7 @@ def _encode(export, *args) -> object:
 
     try:
         with StopSignals() as stop:
-            return _checked(export, *args, stop=stop)
+            return _checked(export, *args, stop=stop, **options)
     except (EncoderError, ExportStopped) as error:
         print(f"uncanny: error: {error}", file=sys.stderr)
         raise SystemExit(1) from None
@@ -147,7 +158,8 @@ def cmd_loop(args: argparse.Namespace) -> None:
     codec = CODECS[args.codec]
     print(f"loop of {path}{f' (iteration {iteration})' if args.run_dir else ''}: {args.seconds:g} s, "
           f"{preset.display.width}x{preset.display.height}, {args.codec} ({codec.use})", file=sys.stderr)
-    report = _encode(export_loop, gan, preset, args.seconds, args.codec, args.grid > 0, args.out)
+    report = _encode(export_loop, gan, preset, args.seconds, args.codec, args.grid > 0, args.out,
+                     encoder=_encoder(args, preset))
     _finish(report, "loop")
 
 
@@ -161,5 +173,5 @@ def cmd_film(args: argparse.Namespace) -> None:
           f"({len(journey.iterations)} snapshots) in {args.seconds:g} s, {preset.display.width}x"
           f"{preset.display.height}, {args.codec}", file=sys.stderr)
     report = _encode(export_film, gan, journey, preset, args.seconds, args.codec, args.grid > 0, args.caption,
-                     args.out)
+                     args.out, encoder=_encoder(args, preset))
     _finish(report, "film")

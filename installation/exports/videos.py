@@ -188,12 +188,14 @@ class Steps:
 
 
 def _encode(out: Path, preset: Look, codec: str, pictures: Iterator[np.ndarray], total: int, label: str,
-            stream: IO[str], keyframes: int | None = None, stop: StopSignals | None = None) -> ExportReport:
+            stream: IO[str], keyframes: int | None = None, stop: StopSignals | None = None,
+            encoder: str = "x264") -> ExportReport:
     """Every picture into `out` (written as out.partial, renamed when complete), with progress and the steps.
     A stop signal (see signals.py) ends it between two frames, with the frames so far finalised."""
     display, start = preset.display, time.monotonic()
     steps, progress = Steps(), Progress(label, total, stream)
-    video = VideoEncoder(out, display.width, display.height, display.fps, codec, keyframe_interval=keyframes)
+    video = VideoEncoder(out, display.width, display.height, display.fps, codec, keyframe_interval=keyframes,
+                         encoder=encoder)
     try:
         for done, picture in enumerate(pictures, 1):
             steps.add(picture)
@@ -220,8 +222,9 @@ def _walks(gan: GAN, preset: Look, grid: bool, period: float) -> list:
 
 
 def export_loop(gan: GAN, preset: Look, seconds: float, codec: str, grid: bool, out: Path,
-                stream: IO[str] = sys.stderr, stop: StopSignals | None = None) -> ExportReport:
-    """The seamless loop of `gan` (frozen) as `seconds` * fps frames into `out`; see the module docstring."""
+                stream: IO[str] = sys.stderr, stop: StopSignals | None = None, encoder: str = "x264") -> ExportReport:
+    """The seamless loop of `gan` (frozen) as `seconds` * fps frames into `out`; see the module docstring.
+    `encoder`: VideoEncoder's (H.264 on the GPU with "nvenc")."""
     times = loop_times(seconds, preset.display.fps)
     walks = _walks(gan, preset, grid, seconds)
     stage = Stage(preset)
@@ -229,7 +232,7 @@ def export_loop(gan: GAN, preset: Look, seconds: float, codec: str, grid: bool, 
         pictures = (stage.show(render_walk_frames(gan, walks, t, preset.walk.truncation, preset.render.precision))
                     for t in times)
         return _encode(out, preset, codec, pictures, len(times), "loop", stream,
-                       keyframe_interval(len(times), preset.display.fps), stop)
+                       keyframe_interval(len(times), preset.display.fps), stop, encoder)
     finally:
         stage.close()
 
@@ -275,9 +278,10 @@ class Journey:
 
 
 def export_film(gan: GAN, journey: Journey, preset: Look, seconds: float, codec: str, grid: bool, caption: bool,
-                out: Path, stream: IO[str] = sys.stderr, stop: StopSignals | None = None) -> ExportReport:
+                out: Path, stream: IO[str] = sys.stderr, stop: StopSignals | None = None,
+                encoder: str = "x264") -> ExportReport:
     """The journey from its first to its newest snapshot in `seconds` * fps frames; see the module docstring.
-    `gan` is the first snapshot's model (its weights are overwritten frame by frame)."""
+    `gan` is the first snapshot's model (its weights are overwritten frame by frame); `encoder` as export_loop's."""
     fps = preset.display.fps
     total = max(2, round(seconds * fps))
     walks = _walks(gan, preset, grid, total / fps)
@@ -292,6 +296,6 @@ def export_film(gan: GAN, journey: Journey, preset: Look, seconds: float, codec:
             yield stage.show(frames, f"iteration {iteration:.0f}" if caption else None)
 
     try:
-        return _encode(out, preset, codec, pictures(), total, "film", stream, stop=stop)
+        return _encode(out, preset, codec, pictures(), total, "film", stream, stop=stop, encoder=encoder)
     finally:
         stage.close()

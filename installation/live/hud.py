@@ -42,7 +42,8 @@ def hud_text(state: ControlState, show_numbers: bool, gallery: str | None = None
     lines = [state.message] if state.message else []
     if show_numbers:
         numbers = [f"iteration {state.iteration}", f"loss {_fmt(state.loss)}", f"D {_fmt(state.d)}",
-                   f"{state.steps_per_second:.1f} steps/s", f"{state.fps:.0f} fps", state.status]
+                   f"{state.steps_per_second:.1f} steps/s", f"{state.fps:.0f} fps", state.status,
+                   state.device or "device ?"]
         if state.collapsed:
             numbers.append("collapsed")
         if gallery:

@@ -29,7 +29,7 @@ from ..control.web import RunFolderView
 from ..display.presenter import Presenter
 from ..display.sinks import SinkContext
 from ..display.surface import Surface
-from ..engine.process import EngineProcess
+from ..engine.process import EngineProcess, EngineUnkillable
 from ..exports.background import LoopExports
 from ..frames import FrameChannel
 from ..messages import size_text
@@ -45,7 +45,7 @@ from .renderer import FrameRenderer, WalkSettings
 from .stage import Stage
 from .logfile import LOG_FILE
 from .status import STOPPED, THUMBNAIL_DIR, LiveStatus, RemoteChecks, write_status
-from .supervisor import EngineSupervisor, RunRefused
+from .supervisor import EngineStuck, EngineSupervisor, RunRefused
 
 if TYPE_CHECKING:  # the preset is read here, never imported at run time (tests/test_structure.py)
     from ..presets import Preset
@@ -112,6 +112,7 @@ class RunReport:
     stopped_by: str = ""  # "SIGTERM", "quit", "--seconds", ...
     error: str | None = None  # set when the run could not go on (the exit code is then non-zero)
     refused: bool = False  # the engine refused the run folder: bad input, exit code 2
+    try_again: bool = False  # the engine is stuck where nothing here can free it: a later start may work (75)
 
     def summary(self) -> str:
         wrote = [f"{path} ({_video_seconds(path)})" for path in self.videos]
@@ -227,7 +228,10 @@ def _stop_engine(loop: LiveLoop) -> None:
     reads a stop as one, not as a hang; also after a stop while the engine was still loading. Not when the engine
     refused the run folder: then it is another installation's, and so is its status."""
     engine = loop.supervisor.engine
-    engine.stop()
+    try:
+        engine.stop()
+    except EngineUnkillable as error:  # stuck in the driver: it cannot stop, but the status can say so
+        log.warning("%s", error)
     final = engine.poll()  # the state it published as it stopped
     if final.status == "refused":
         return
@@ -281,12 +285,14 @@ def run(preset: Preset, checkpoint: Path, resolution: int, run_dir: Path, second
                 image = loop.run(stop, seconds, preset.display.fps, notifier.presented)
             except RunRefused as error:
                 report.error, report.refused = str(error), True
+            except EngineStuck as error:
+                report.error, report.try_again = str(error), True
             finally:
                 notifier.stopping()
                 notifier.close()
         # closed: every file is finalised and the engine has published its last state
         report.videos = [path for sink in loop.outputs.sinks for path in getattr(sink, "files", ())]
-        report.iteration = loop.supervisor.engine.poll().iteration
+        report.iteration = loop.supervisor.engine.poll().saved_iteration  # only a snapshot on disk is claimed
         report.stopped_by = stop.name or ("--seconds" if seconds is not None and not surface.should_close
                                           else "quit" if not headless else "")
     _save_picture(run_dir, image, report)

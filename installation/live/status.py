@@ -85,6 +85,12 @@ class LiveStatus:
     run_dir: str
     every: float  # seconds between rewrites: a reader judges staleness by it
     outputs: tuple[str, ...] = ()  # each output and how it is doing (display/sinks.py OutputState.describe)
+    device: str = ""  # where the engine trains, named ("cuda:0 NVIDIA ...", "cpu")
+    degraded: str = ""  # "degraded: ..." while a run that had a GPU goes on on the CPU
+    snapshots_suspended: str = ""  # why snapshots are not written now
+    saved_iteration: int | None = None  # the newest snapshot on disk: where a restart resumes
+    snapshot_bytes_hour: int = 0
+    batch_limit: int = 0  # the largest training batch found to fit the device; 0 = no limit found
     updated: float = 0.0  # wall time of the write (time.time())
     pid: int = 0
     version: str = ""
@@ -97,7 +103,10 @@ class LiveStatus:
                    engine_restarts=state.engine_restarts, steps_per_second=state.steps_per_second,
                    collapsed=state.collapsed, disk_free=int(state.disk_free), recording=state.recording_path,
                    model=state.model, run_dir=state.run_dir, every=every,
-                   outputs=tuple(output.describe() for output in state.outputs))
+                   outputs=tuple(output.describe() for output in state.outputs), device=state.device,
+                   degraded=state.degraded, snapshots_suspended=state.snapshots_suspended,
+                   saved_iteration=state.saved_iteration, snapshot_bytes_hour=state.snapshot_bytes_hour,
+                   batch_limit=state.batch_limit)
 
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)

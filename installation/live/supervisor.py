@@ -4,7 +4,12 @@ restarted the same way; one that refuses the run folder for good ends the run in
 
 Silence is judged by the engine's heartbeat (EngineState.heartbeat, one count per pass of its loop, paused or not),
 timed on this process's clock, so the two processes' clocks never meet. Until its first state arrives an engine is
-loading its checkpoint and snapshot, which may be slow: that start is allowed at least START_SECONDS."""
+loading its checkpoint and snapshot, which may be slow: that start is allowed at least START_SECONDS.
+
+A lost or hung GPU is one of these crashes or hangs: the engine is restarted with the back-off (a lost GPU under
+device "auto" comes back on the CPU and says so: EngineState.degraded). An engine that outlives SIGKILL (stuck in
+the GPU driver) cannot be replaced, since it holds the run folder: `watch` raises EngineStuck, and the installation
+ends with arguments.EXIT_TRY_AGAIN so the service starts it again (by then the driver may have let go)."""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ import math
 from collections.abc import Callable
 
 from ..engine import EngineProcess
+from ..engine.process import EngineUnkillable
 from ..engine.state import EngineState
 
 RESTART_BACKOFF = (2.0, 5.0, 15.0, 60.0)  # seconds before restarting a dead engine, growing with each failure
@@ -21,6 +27,11 @@ START_SECONDS = 180.0  # the least silence allowed before an engine's first stat
 class RunRefused(Exception):
     """The engine refused to start for good (the run folder is taken or another model's, the checkpoint is
     unusable); one line."""
+
+
+class EngineStuck(Exception):
+    """The engine process cannot be killed (stuck in the kernel, most likely the GPU driver) and holds the run
+    folder: the installation must end with arguments.EXIT_TRY_AGAIN; one line."""
 
 
 class EngineSupervisor:
@@ -64,6 +75,8 @@ class EngineSupervisor:
             self.restarts += 1
             try:
                 self.engine.restart(cause=None if self._hung is None else f"the engine {self._hung} and was killed")
+            except EngineUnkillable as error:
+                raise EngineStuck(str(error)) from None
             except Exception as error:
                 self.say(f"engine restart failed: {error}")
             self._hung = None
@@ -88,6 +101,10 @@ class EngineSupervisor:
         self.hangs += 1
         self._hung = f"hung (no heartbeat for {silent:.0f} s, the limit is {allowed:g} s)"
         self.say(f"engine {self._hung}: killing process {state.pid}")
-        self.engine.kill()
+        try:
+            self.engine.kill()
+        except EngineUnkillable as error:
+            self.say(f"engine: {error}")
+            raise EngineStuck(str(error)) from None
         self._beat = None
         return True

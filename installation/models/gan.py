@@ -52,6 +52,12 @@ def resolve_precision(precision: str, device: torch.device | str) -> str:
     return "fp32" if precision == "fp16" and not cuda else precision
 
 
+def host_precision(precision: str) -> str:
+    """What `precision` draws in on this CPU for a picture needed at once (the first one, drawn by the display
+    process): bf16 only where the CPU has it natively, fp32 otherwise (emulated bf16 is many times slower)."""
+    return "bf16" if resolve_precision(precision, "cpu") == "bf16" and cpu_has_fast_bf16() else "fp32"
+
+
 @contextmanager
 def autocast_frames(precision: str, device: torch.device | str) -> Iterator[str]:
     """Run the enclosed generator calls in `precision` (torch.autocast); yields the precision resolved."""
@@ -59,23 +65,6 @@ def autocast_frames(precision: str, device: torch.device | str) -> Iterator[str]
     device_type = torch.device(device).type
     with nullcontext() if resolved == "fp32" else torch.autocast(device_type, dtype=_DTYPES[resolved]):
         yield resolved
-
-
-class HostFrames:
-    """Device images -> host tensor. On CUDA through one reused pinned buffer and a non-blocking copy (DMA
-    without a staging copy); on the CPU the tensor itself. A returned buffer is valid until the next call."""
-
-    def __init__(self) -> None:
-        self._buffer: Tensor | None = None
-
-    def __call__(self, images: Tensor) -> Tensor:
-        if images.device.type != "cuda":
-            return images
-        if self._buffer is None or self._buffer.shape != images.shape or self._buffer.dtype != images.dtype:
-            self._buffer = torch.empty(images.shape, dtype=images.dtype, pin_memory=True)
-        self._buffer.copy_(images, non_blocking=True)
-        torch.cuda.current_stream(images.device).synchronize()
-        return self._buffer
 
 
 def build_generator(arch: str, config: dict[str, Any]) -> nn.Module:

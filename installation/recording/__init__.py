@@ -1,6 +1,7 @@
 """Video out: one ffmpeg encoder (its own process, fed by a writer thread) and the file rules around it.
 
 - `VideoEncoder` (encoder.py): frames in, a crash-safe video file out; never blocks the caller on a dead ffmpeg.
+  `choose_encoder`: H.264 on the GPU (NVENC) where ffmpeg can use it, x264 otherwise.
 - `claim_path`, `recover_partials` (files.py): names that never overwrite a recording, leftovers made playable.
 - `RecordConfig`, `check_codec` (config.py): the [record] table and the codec rule OSC shares.
 - `LiveRecorder` (live.py): the performer's recordings of the presented picture (key v, /uncanny/record/*).
@@ -8,8 +9,8 @@ The offline loop and film exports are a package of their own (exports/).
 """
 
 from .config import RecordConfig, check_codec
-from .encoder import CODECS, KEYFRAME_SECONDS, EncoderError, VideoEncoder
+from .encoder import CODECS, ENCODERS, KEYFRAME_SECONDS, EncoderError, VideoEncoder, choose_encoder
 from .files import claim_path, recover_partials
 
-__all__ = ["CODECS", "EncoderError", "KEYFRAME_SECONDS", "RecordConfig", "VideoEncoder", "check_codec", "claim_path",
-           "recover_partials"]
+__all__ = ["CODECS", "ENCODERS", "EncoderError", "KEYFRAME_SECONDS", "RecordConfig", "VideoEncoder", "check_codec",
+           "choose_encoder", "claim_path", "recover_partials"]

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..validation import ConfigError, check_choice, check_float, check_int, check_size
-from .encoder import CODECS
+from .encoder import CODECS, ENCODERS
 
 
 def check_codec(value: object) -> str:
@@ -30,9 +30,11 @@ class RecordConfig:
     max_minutes: float = 60.0  # a recording stops itself after this long; 0 = no limit
     folder: str = "recordings"  # relative to the run folder, or an absolute path
     hud: bool = False  # record the HUD too (never the red recording dot)
+    encoder: str = "auto"  # H.264 with x264 on the CPU, or NVENC on the GPU; auto = NVENC where ffmpeg can use it
 
     def __post_init__(self) -> None:
         check_codec(self.codec)
+        check_choice("encoder", self.encoder, ENCODERS)
         record_size(self.size)
         check_float("fps", self.fps, 1.0, 240.0)
         check_int("quality", self.quality, 0, 51)

@@ -16,6 +16,11 @@ Sizes: each codec needs width and height to be a multiple of `Codec.multiple` (4
 (at most 3 pixels), and the export commands refuse such a size up front (`Codec.check_size`), naming the sizes
 that fit.
 
+H.264 on the GPU: where ffmpeg's `h264_nvenc` opens an encoder (an NVIDIA card with NVENC and its driver; tried
+once per process, `nvenc_problem`), `encoder="nvenc"` encodes H.264 there instead of with x264 on the CPU (at 4K
+x264 takes about two cores at 30 fps). `choose_encoder` turns the [record] encoder setting (auto, x264, nvenc) into
+the one to use, falling back to x264 with a line saying why where NVENC does not work. Other codecs ignore it.
+
 The caller never waits on a dead ffmpeg: a failure (killed, disk full) is kept in `failed` as one line and later
 writes are dropped; `write(block=False)` drops a frame instead of waiting when ffmpeg falls behind.
 """
@@ -23,6 +28,7 @@ writes are dropped; `write(block=False)` drops a frame instead of waiting when f
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import queue
 import shutil
@@ -30,12 +36,14 @@ import subprocess
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import imageio_ffmpeg
 import numpy as np
 
+from ..validation import check_choice
 from .files import PARTIAL
 
 
@@ -47,6 +55,7 @@ class Codec:
     use: str  # what it is for, in a few words (help texts, README)
     multiple: int = 2  # width and height must be multiples of this (see the module docstring)
     faststart: bool = False  # move the index to the front after a clean stop (players start without seeking)
+    nvenc: tuple[str, ...] | None = None  # `output` with NVIDIA's GPU encoder instead, where the codec has one
 
     @property
     def label(self) -> str:
@@ -76,7 +85,9 @@ _FRAGMENTED = ("-movflags", "+hybrid_fragmented", "-frag_duration", "1000000", "
 CODECS: dict[str, Codec] = {
     "h264": Codec(".mp4", "mp4", ("-c:v", "libx264", "-preset", "veryfast", "-crf", "16", "-pix_fmt", "yuv420p",
                                   "-g", "{gop}", "-sc_threshold", "0", *_FRAGMENTED),
-                  "H.264 4:2:0 MP4: consumer players, browsers, screens", faststart=True),
+                  "H.264 4:2:0 MP4: consumer players, browsers, screens", faststart=True,
+                  nvenc=("-c:v", "h264_nvenc", "-preset", "p4", "-rc", "vbr", "-cq", "16", "-b:v", "0",
+                         "-pix_fmt", "yuv420p", "-g", "{gop}", *_FRAGMENTED)),
     "prores": Codec(".mov", "mov", ("-c:v", "prores", "-profile:v", "3", "-vendor", "apl0",
                                     "-pix_fmt", "yuv422p10le", *_FRAGMENTED),
                     "ProRes 422 HQ MOV: editing and mastering"),
@@ -87,6 +98,11 @@ CODECS: dict[str, Codec] = {
 }
 
 
+ENCODERS = ("auto", "x264", "nvenc")  # [record] encoder: H.264 on the CPU (x264) or the GPU (NVENC); auto = NVENC
+# where it works
+# x264's options as NVENC's: its rate factor and NVENC's constant quality share the 0-51 scale (NVENC's 0 means "its
+# own choice", so 1 is the best); x264's presets have no NVENC counterpart and are left out
+_NVENC_OPTIONS = {"-crf": lambda value: ("-cq", str(max(1, int(value))))}
 STALL_SECONDS = 10.0  # a writer that cannot queue a frame for this long gives up on ffmpeg
 # Keyframes every 5 s: each one is a slight pulse of sharpness in slow, subtle motion (measured: the largest
 # frame-to-frame changes of a 1 s GOP recording were all at its keyframes). Fragments of 1 s still keep a killed
@@ -103,6 +119,37 @@ class EncoderError(Exception):
     """The encoder cannot start or has stopped; one line."""
 
 
+@functools.cache
+def nvenc_problem() -> str | None:
+    """None where ffmpeg's h264_nvenc can encode on this machine, else why not (one line). Tried once per process
+    by encoding one small frame (no GPU: a few milliseconds)."""
+    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i",
+               "color=size=256x256:rate=1", "-frames:v", "1", "-c:v", "h264_nvenc", "-f", "null", "-"]
+    try:
+        done = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30,
+                              start_new_session=True)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return f"ffmpeg could not be run ({error})"
+    if done.returncode == 0:
+        return None
+    lines = [line.split("] ", 1)[-1].strip() for line in done.stderr.splitlines() if line.strip()]
+    return lines[0] if lines else f"ffmpeg exited with code {done.returncode}"
+
+
+def choose_encoder(setting: str, problem: Callable[[], str | None] = nvenc_problem) -> tuple[str, str | None]:
+    """The H.264 encoder to use for the [record] encoder `setting` ("x264" or "nvenc"), and the line to say when
+    NVENC was asked for by name and does not work here (x264 is used instead; None otherwise)."""
+    check_choice("encoder", setting, ENCODERS)
+    if setting == "x264":
+        return "x264", None
+    why = problem()
+    if why is None:
+        return "nvenc", None
+    note = None if setting == "auto" else (f"[record] encoder nvenc: ffmpeg's h264_nvenc does not work here ({why}); "
+                                           "H.264 is encoded with x264 on the CPU instead")
+    return "x264", note
+
+
 class VideoEncoder:
     """Frames of (H, W, 3) uint8, top row first, into `path` at a constant `fps`; with `input_format` "rgba" or
     "yuv420p" (ffmpeg's planar layout, BT.709 limited range), frames of bytes at exactly the encoder's size.
@@ -114,12 +161,14 @@ class VideoEncoder:
     keyframe_interval: frames from one keyframe to the next where the codec has any (H.264; ProRes and HAP are
     intra-only); default KEYFRAME_SECONDS. A loop export makes it divide the loop's frame count.
     options: values replacing the codec's own ffmpeg options (a live recording's faster x264 preset, its rate
-    factor); a codec without the option ignores it."""
+    factor); a codec without the option ignores it.
+    encoder: "nvenc" encodes H.264 on the GPU (`choose_encoder` says where that works), "x264" on the CPU; codecs
+    without a GPU encoder ignore it."""
 
     def __init__(self, path: str | Path, width: int, height: int, fps: float, codec: str = "h264",
                  queue_frames: int = 8, keyframe_interval: int | None = None,
                  options: dict[str, str] | None = None, input_format: str = "rgb24",
-                 bottom_up: bool = False, nice: int = 0) -> None:
+                 bottom_up: bool = False, nice: int = 0, encoder: str = "x264") -> None:
         if codec not in CODECS:
             raise EncoderError(f"unknown codec {codec!r}; choose one of {', '.join(CODECS)}")
         if input_format not in INPUT_FORMATS:
@@ -134,7 +183,10 @@ class VideoEncoder:
         self.frames = self.dropped = 0
         self.failed: str | None = None
         gop = str(keyframe_interval or max(1, round(KEYFRAME_SECONDS * fps)))
-        output = [arg.format(gop=gop) for arg in self.codec.output]
+        self.nvenc = encoder == "nvenc" and self.codec.nvenc is not None  # on the GPU
+        output = [arg.format(gop=gop) for arg in (self.codec.nvenc if self.nvenc else self.codec.output)]
+        if self.nvenc:
+            options = dict(_NVENC_OPTIONS[o](v) for o, v in (options or {}).items() if o in _NVENC_OPTIONS)
         for option, value in (options or {}).items():  # e.g. {"-crf": "20"}
             if option in output:
                 output[output.index(option) + 1] = value

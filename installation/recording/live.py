@@ -29,7 +29,7 @@ import moderngl
 
 from ..display.sinks import FittedReadback, OutputState, OutputStatus
 from .config import RecordConfig
-from .encoder import CODECS, EncoderError
+from .encoder import CODECS, EncoderError, choose_encoder
 from .files import recover_partials
 from .supervised import SupervisedVideo
 from .yuv import YuvPass, converts_in_gl
@@ -71,6 +71,9 @@ class LiveRecorder:
         self.config, self.ctx, self.say, self.name, self.stem, self.hud = config, ctx, say, name, stem, config.hud
         # whether yuv420p codecs get their frames converted by the GL pass (None: where the GL is a GPU's)
         self.convert_in_gl = converts_in_gl(ctx) if convert_in_gl is None else convert_in_gl
+        self.encoder, note = choose_encoder(config.encoder)  # NVENC is tried now, not at the first recording
+        if note:
+            say(note)
         self.folder = config.folder_in(run_dir)
         self.files: list[Path] = []  # every file finished in this run
         self.counts = RecordingCounts()
@@ -122,7 +125,7 @@ class LiveRecorder:
                                     say=self.say,
                                     options={"-crf": str(self.config.quality), "-preset": LIVE_PRESET},
                                     input_format="yuv420p" if yuv else "rgba", bottom_up=not yuv,
-                                    nice=LIVE_NICE)
+                                    nice=LIVE_NICE, encoder=self.encoder)
         except (EncoderError, OSError) as error:
             text = f"cannot start recording in {self.folder}: {getattr(error, 'strerror', None) or error}"
             if not quiet:
