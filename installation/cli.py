@@ -9,9 +9,10 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .arguments import (EXIT_BAD_INPUT, UsageError, checked, checkpoint_or_default, default_run_dir, non_negative_float,
+from .arguments import (UsageError, checked, checkpoint_or_default, default_run_dir, non_negative_float,
                         parse_seeds, positive_float, resolution_arg, size_arg, whole_number)
 from .engine.config import LOSSES, check_batch
+from .exits import TryAgain, exit_code
 
 
 def _load(args: argparse.Namespace, require_discriminator: bool = False):
@@ -122,7 +123,7 @@ def _has_display() -> bool:
 def cmd_run(args: argparse.Namespace) -> None:
     from .live.renderer import poster
     from .live.logfile import log_file
-    from .live.run import open_run_folder, run
+    from .live.run import DisplayError, open_run_folder, run
     from .engine.config import resolve_device
     from .models import CheckpointError, load_gan
     from .presets import PresetError, load_preset
@@ -156,19 +157,25 @@ def cmd_run(args: argparse.Namespace) -> None:
     if not headless and not _has_display():
         print("uncanny: no display found ($DISPLAY is not set): running headless", file=sys.stderr)
         headless = True
-    # Refusals that no retry can fix come now, before any file in the folder is touched: one line, exit 2.
-    with StopSignals() as stop, open_run_folder(run_dir, gan) as recovered, log_file(run_dir, preset.logs):
-        for path in recovered:
-            print(f"uncanny: {path}: a recording cut off by a kill, kept under this playable name", file=sys.stderr)
-        print(f"uncanny: {checkpoint} ({gan.format}, {gan.resolution} px); run folder {run_dir} "
-              f"(snapshots, metrics; restarting with the same folder resumes)", file=sys.stderr)
-        resolution = gan.resolution
-        first_picture = poster(gan, preset.walk, preset.display.show_grid, preset.render.precision)
-        del gan  # the engine process loads its own; this one only drew the first picture
-        if headless:
-            print(f"uncanny: headless: writing {run_dir}/live-DATE-TIME.mp4 until Ctrl-C or SIGTERM"
-                  + (f" or {args.seconds:g} s" if args.seconds else ""), file=sys.stderr)
-        report = run(preset, checkpoint, resolution, run_dir, args.seconds, stop, first_picture, headless)
+    # The run folder's refusals come now, before any file in it is touched: one line, exit 2 (or 75 while another
+    # installation holds it). No display, GL or ffmpeg now may be there later (at boot): exit 75, retried.
+    try:
+        with StopSignals() as stop, open_run_folder(run_dir, gan) as recovered, log_file(run_dir, preset.logs):
+            for path in recovered:
+                print(f"uncanny: {path}: a recording cut off by a kill, kept under this playable name",
+                      file=sys.stderr)
+            print(f"uncanny: {checkpoint} ({gan.format}, {gan.resolution} px); run folder {run_dir} "
+                  f"(snapshots, metrics; restarting with the same folder resumes)", file=sys.stderr)
+            resolution = gan.resolution
+            first_picture = poster(gan, preset.walk, preset.display.show_grid, preset.render.precision)
+            del gan  # the engine process loads its own; this one only drew the first picture
+            if headless:
+                until = "Ctrl-C or SIGTERM" + (f" or {args.seconds:g} s" if args.seconds else "")
+                print(f"uncanny: headless until {until}: the output goes to a new dated video in {run_dir}",
+                      file=sys.stderr)
+            report = run(preset, checkpoint, resolution, run_dir, args.seconds, stop, first_picture, headless)
+    except DisplayError as error:
+        raise TryAgain(str(error)) from None
     if report.refused:
         raise UsageError(report.error)
     print(f"uncanny: {report.summary()}", file=sys.stderr)
@@ -252,6 +259,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_service_parser(commands, parser)
 
+    from .display.cli import add_monitors_parser
+
+    add_monitors_parser(commands)
+
     journey = commands.add_parser("journey", help="run the inverted fine-tuning headless; write metrics, snapshots, "
                                                   "a contact sheet and a plot",
                                   usage="%(prog)s [--checkpoint FILE] [--iterations N] [--every N] [--out DIR] "
@@ -288,22 +299,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; a refusal is one line and its exit code (installation/exits.py: 2 for input that can never
+    work, 75 for a start that may work later)."""
     args = build_parser().parse_args(argv)
     handler: Callable[[argparse.Namespace], None] = args.handler
-    from .control.cli import OscCliError
-    from .control.osc import OscError
-    from .live.run import DisplayError
-    from .engine import ConfigError
-    from .engine.engine import RunFolderError
-    from .models import CheckpointError
-    from .presets import PresetError
-
     try:
         handler(args)
-    except (CheckpointError, UsageError, PresetError, ConfigError, DisplayError, RunFolderError, OscCliError,
-            OscError) as error:
-        print(f"uncanny: error: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         return 130
+    except Exception as error:
+        if (code := exit_code(error)) is None:
+            raise
+        print(f"uncanny: error: {error}", file=sys.stderr)
+        return code
     return 0

@@ -19,6 +19,7 @@ from .control.config import OscConfig
 from .control.director import GalleryConfig
 from .display.config import DisplayConfig
 from .engine.config import EngineConfig, RenderConfig, WalkConfig
+from .exits import BadInput
 from .live.status import LogsConfig
 from .models.config import ModelConfig
 from .outputs import KINDS as OUTPUT_KINDS
@@ -29,7 +30,7 @@ from .validation import ConfigError
 PRESET_DIR = data_dir("presets")
 
 
-class PresetError(ValueError):
+class PresetError(BadInput, ValueError):
     """A preset cannot be used; the message is one line naming the file, the key and the fix."""
 
 

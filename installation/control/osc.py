@@ -26,6 +26,7 @@ from typing import Any
 from pythonosc.dispatcher import Dispatcher
 from pythonosc.osc_server import BlockingOSCUDPServer
 
+from ..exits import TryAgain
 from .config import OscConfig, parse_target
 from .actions import BY_NAME, ROOT, ActionError, Spec, make_action, osc_specs
 from .inbox import Inbox
@@ -46,8 +47,9 @@ MAX_SNAPSHOT_REPLY = 1000  # newest snapshot iterations in one /uncanny/snapshot
 MAX_ERROR_TEXT = 400
 
 
-class OscError(Exception):
-    """The OSC server cannot start (port in use, bad address); one line."""
+class OscError(TryAgain):
+    """The OSC server cannot start (the port is held, the address not up yet); one line. A start refused so may
+    work later: exit code 75, relaunched by the service."""
 
 
 class _RateLimitedLog:

@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from ..exits import TryAgain
 from ..models.config import PRECISIONS
 from ..validation import (ConfigError, check_choice, check_float, check_int, check_period,  # noqa: F401 (the engine's
                           check_seed, check_truncation)  # rules are built on them)
@@ -52,15 +53,25 @@ def check_device(value: Any) -> str:
     return value
 
 
+class DeviceUnavailable(TryAgain):
+    """CUDA was asked for and no device answers now (at boot the driver may not be up yet); one line, exit 75."""
+
+
 def resolve_device(name: str) -> Any:
-    """'auto' is cuda where there is one and cpu otherwise; asking for cuda without one is an error, not a fallback."""
+    """'auto' is cuda where there is one and cpu otherwise; asking for cuda without one is an error, not a fallback:
+    ConfigError where this torch has no CUDA support at all (it never will), DeviceUnavailable where it has but no
+    device answers (a driver not loaded yet, a GPU fallen off the bus: it may come back)."""
     import torch
 
     check_device(name)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device {name}: no CUDA device is available here; use cpu or auto")
+        if torch.version.cuda is None:
+            raise ConfigError(f"device {name}: no CUDA device is available here: this torch is a CPU-only build; "
+                              "install a CUDA build of torch, or use cpu or auto")
+        raise DeviceUnavailable(f"device {name}: no CUDA device is available here now; check the GPU driver "
+                                "(nvidia-smi), or use cpu or auto")
     return torch.device(name)
 
 

@@ -59,26 +59,46 @@ class DisplayError(Exception):
 
 @contextlib.contextmanager
 def open_run_folder(run_dir: Path, gan: Any) -> Iterator[list[Path]]:
-    """Hold `run_dir` for this installation for the length of the `with`. A folder that cannot be one, that another
-    installation holds, or that the engine would refuse raises RunFolderError (one line) before anything in it is
-    touched. Yields the recordings of a killed earlier run that were given playable names."""
+    """Hold `run_dir` for this installation for the length of the `with`. Every check comes before the first write,
+    so a refused start leaves the folder as it was (or uncreated): a folder that cannot be one or that the engine
+    would refuse (another model's) raises RunFolderError, exit 2; one that another installation or engine (a
+    `journey`) holds raises TryAgain, exit 75 (the service retries). Yields the recordings of a killed earlier run
+    that were given playable names."""
     from ..engine.engine import RunFolderError, check_run_folder
+    from ..exits import TryAgain
     from ..frames import sweep_stale
     from ..recording import recover_partials
 
+    def held(name: str) -> bool:
+        """True when another process holds the flock on run_dir/name (the file is only opened, never created)."""
+        try:
+            with open(run_dir / name, "rb") as probe:
+                fcntl.flock(probe, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except FileNotFoundError:
+            return False
+        except BlockingIOError:
+            return True
+        return False
+
+    unusable = f"run folder {run_dir}: cannot be used (%s); choose a folder that can be created and written"
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        check_run_folder(run_dir, gan)  # reads only: a refused folder is left exactly as it was
+        if run_dir.exists():
+            if not run_dir.is_dir():
+                raise RunFolderError(unusable % "File exists")
+            check_run_folder(run_dir, gan)  # reads only
+            if held(".live.lock") or held(".lock"):
+                raise TryAgain(f"run folder {run_dir}: another installation or journey is running on it; stop it "
+                               "or choose another --run-dir")
+        run_dir.mkdir(parents=True, exist_ok=True)  # a new folder: nothing in it to check
         lock = open(run_dir / ".live.lock", "a")
     except OSError as error:
-        raise RunFolderError(f"run folder {run_dir}: cannot be used ({error.strerror or error}); choose a folder "
-                             "that can be created and written") from None
+        raise RunFolderError(unusable % (error.strerror or error)) from None
     try:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RunFolderError(f"run folder {run_dir}: another installation is running on it; stop it or "
-                                 "choose another --run-dir") from None
+        except BlockingIOError:  # taken since the check above
+            raise TryAgain(f"run folder {run_dir}: another installation is running on it; stop it or choose "
+                           "another --run-dir") from None
         sweep_stale()
         yield recover_partials(run_dir)
     finally:
