@@ -12,7 +12,9 @@ import moderngl
 import pytest
 import torch
 
-import installation  # noqa: F401  # first: it loads triton before the GL contexts below (see installation/__init__.py)
+from installation.display.gl import load_triton_before_gl
+
+load_triton_before_gl()  # before the GL contexts below and in the tests (see installation/display/gl.py)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -80,3 +82,17 @@ def small_disk(tmp_path) -> Iterator[Callable[[str], Path]]:
     yield mount
     for disk in mounted:
         subprocess.run(["umount", str(disk)], check=True)
+
+
+@pytest.fixture(scope="session")
+def two_monitors(tmp_path_factory) -> Iterator[str]:
+    """The DISPLAY of an X server with two monitors side by side, as GLFW sees them: 800x600 at 0,0 (primary) and
+    640x480 at 800,0 (TigerVNC's Xvnc, see tests/monitors_server.py). DISPLAY itself is left as it is."""
+    if shutil.which("Xvnc") is None:
+        pytest.skip("Xvnc not installed (apt-get install tigervnc-standalone-server)")
+    from monitors_server import start_several_monitors
+
+    server, display = start_several_monitors(tmp_path_factory.mktemp("xvnc"), [(0, 0, 800, 600), (800, 0, 640, 480)])
+    yield display
+    server.terminate()
+    server.wait(5)
