@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,6 +13,7 @@ import moderngl
 import pytest
 import torch
 
+from installation.control.config import OscConfig
 from installation.display.gl import load_triton_before_gl
 
 load_triton_before_gl()  # before the GL contexts below and in the tests (see installation/display/gl.py)
@@ -24,6 +26,26 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def default_ports_taken() -> Iterator[list[int]]:
+    """The suite runs as if an installation held the default ports, as one does on a machine where the README's
+    quick start still runs: every installation a test starts must take a free port (`--osc-port 0`) or none
+    (`--no-osc`), and one that does not fails here too. Where one really runs, its ports are held already. (A new
+    default port, such as an HTTP server's, belongs in this list.)"""
+    held = []
+    for kind, port in ((socket.SOCK_DGRAM, OscConfig().port),):
+        sock = socket.socket(socket.AF_INET, kind)
+        try:
+            sock.bind(("0.0.0.0", port))
+        except OSError:  # held already: by an installation running here, or by another test run
+            sock.close()
+            continue
+        held.append(sock)
+    yield [sock.getsockname()[1] for sock in held]
+    for sock in held:
+        sock.close()
 
 
 @pytest.fixture(scope="session")
