@@ -7,6 +7,7 @@ import site
 import subprocess
 import sys
 import sysconfig
+import time
 from pathlib import Path
 
 import imageio_ffmpeg
@@ -51,8 +52,15 @@ def test_a_wheel_from_a_clean_clone_runs_headless_from_another_folder(tmp_path):
                 "print(p.load_preset('gallery').source)", cwd=elsewhere, env=env).stdout
     assert all(line.startswith(str(venv)) for line in where.split()) and where.count("\n") == 3, where
     (elsewhere / "show.toml").write_text("[logs]\nstatus_every = 0.5\nthumbnail_minutes = 0.01\n")
-    run(venv / "bin" / "uncanny", "--checkpoint", "tiny.pt", "--preset", "show.toml", "--headless", "--seconds", "3",
-        "--size", "96x64", "--run-dir", "run", "--device", "cpu", "--no-osc", cwd=elsewhere, env=env)
+    show = subprocess.Popen([venv / "bin" / "uncanny", "--checkpoint", "tiny.pt", "--preset", "show.toml",
+                             "--headless", "--size", "96x64", "--run-dir", "run", "--device", "cpu", "--no-osc"],
+                            cwd=elsewhere, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120  # its engine up (the status is written from then on) and a thumbnail taken
+    while not ((elsewhere / "run" / "status.json").exists() and list((elsewhere / "run").glob("thumbnails/*.jpg"))):
+        assert show.poll() is None and time.monotonic() < deadline, show.communicate(timeout=60)[1]
+        time.sleep(0.2)
+    show.terminate()
+    assert show.wait(90) == 0, show.communicate()[1]
     (video,) = (elsewhere / "run").glob("live-*.mp4")
     frames, _ = imageio_ffmpeg.count_frames_and_secs(str(video))
     assert frames > 0
