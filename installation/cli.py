@@ -217,7 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--monitor", default=None, help="monitor index (0, 1, ...) or part of its name")
     live.add_argument("--size", type=size_arg, default=None, help="window / headless size, e.g. 1920x1080")
     live.add_argument("--headless", action="store_true",
-                      help="no window: render offscreen to RUN_DIR/live.mp4 and RUN_DIR/last_frame.png")
+                      help="no window: render offscreen into RUN_DIR/live-DATE-TIME.mp4 (a new file each start, "
+                           "never overwritten) and the last picture into RUN_DIR/last_frame-DATE-TIME.png")
     live.add_argument("--seconds", type=positive_float, default=None, help="stop cleanly after this long")
     live.add_argument("--run-dir", type=Path, default=None,
                       help="run folder for snapshots and metrics (default runs/CHECKPOINT-NAME; reused = resumed)")

@@ -7,10 +7,11 @@ import argparse
 import json
 
 from ..exits import TryAgain
-from .monitors import NoDisplay, list_monitors
 
 
 def cmd_monitors(args: argparse.Namespace) -> None:
+    from .monitors import NoDisplay, list_monitors  # glfw looks for its library as it loads: not for --help
+
     try:
         monitors = list_monitors()
     except NoDisplay as error:  # at boot the X server may not be up yet: exit 75, as a start would
