@@ -181,7 +181,7 @@ def test_sigterm_ends_an_export_between_frames_with_a_playable_file(tmp_path):
     while "/960 [" not in (line := export.stderr.readline()) and line:
         pass  # until the first progress line: frames are being encoded
     export.send_signal(signal.SIGTERM)
-    _, err = export.communicate(timeout=60)
+    _, err = export.communicate(timeout=300)
     assert export.returncode == 1, err
     assert "stopped by SIGTERM after" in err and "of 960 frames" in err and "Traceback" not in err
     frames = imageio_ffmpeg.count_frames_and_secs(str(out))[0]

@@ -270,7 +270,7 @@ def test_recording_over_osc_survives_an_engine_kill_and_a_kill_of_everything(tmp
 
         # a loop export of the snapshot at iteration 0, in its own process while the show (and its recordings)
         # go on; one at a time (asked once the snapshot exists, as a performer sees it in /uncanny/snapshots)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180
         while True:
             live.client.send("/uncanny/snapshots")
             if 0 in live.client.expect("/uncanny/snapshots"):

@@ -18,7 +18,7 @@ from installation.models import create_stylegan1, save_gan
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run(*command, cwd=None, env=None, timeout=120):
+def run(*command, cwd=None, env=None, timeout=300):
     result = subprocess.run([str(c) for c in command], capture_output=True, text=True, cwd=cwd, env=env,
                             timeout=timeout)
     assert result.returncode == 0, f"{' '.join(map(str, command))}:\n{result.stdout}\n{result.stderr}"
