@@ -118,3 +118,19 @@ def two_monitors(tmp_path_factory) -> Iterator[str]:
     yield display
     server.terminate()
     server.wait(5)
+
+
+@pytest.fixture
+def cli(capsys) -> Callable[..., tuple[int, str]]:
+    """`cli(*args)`: the command line run in this process, ending as a process would: (exit code, stderr). For
+    refusals that come before anything starts, it spares a new interpreter and its torch import; each kind of
+    refusal keeps a test through a real process too (the exit code and stderr a user sees)."""
+    from installation.cli import main
+
+    def run(*args: object) -> tuple[int, str]:
+        try:
+            code = main([str(arg) for arg in args])
+        except SystemExit as exit_:  # argparse's own refusal
+            code = exit_.code
+        return code, capsys.readouterr().err
+    return run

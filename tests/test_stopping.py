@@ -195,14 +195,13 @@ def test_after_a_sigkill_of_the_whole_tree_the_next_start_keeps_the_recording_an
     ("{tmp}/a-file/below", "cannot be used (Not a directory)"),
     ("/proc/uncanny-run", "cannot be used"),
 ])
-def test_a_run_folder_that_cannot_be_one_is_one_line(tiny_checkpoint, tmp_path, run_dir, message):
+def test_a_run_folder_that_cannot_be_one_is_one_line(tiny_checkpoint, tmp_path, cli, run_dir, message):
+    """In this process (the next test goes through a real one)."""
     (tmp_path / "a-file").write_text("not a folder")
-    result = subprocess.run([*RUN, "--checkpoint", str(tiny_checkpoint), "--headless", "--seconds", "1",
-                             "--device", "cpu", "--run-dir", run_dir.format(tmp=tmp_path), "--no-osc"],
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    errors = [line for line in result.stderr.splitlines() if "error" in line]
-    assert len(errors) == 1 and message in errors[0], result.stderr
+    code, stderr = cli("--checkpoint", tiny_checkpoint, "--headless", "--seconds", "1", "--device", "cpu",
+                       "--run-dir", run_dir.format(tmp=tmp_path), "--no-osc")
+    errors = [line for line in stderr.splitlines() if "error" in line]
+    assert code == 2 and len(errors) == 1 and message in errors[0], stderr
 
 
 def test_a_run_folder_of_another_model_is_refused_at_start_without_touching_it(tiny_checkpoint, tmp_path):

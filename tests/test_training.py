@@ -146,10 +146,13 @@ def test_resume_refuses_other_settings_or_other_data(data, reference, tmp_path):
     (["--kimg-per-phase", "0"], "bad --kimg-per-phase"),
     (["--kimg-per-phase", "0.1,12:5"], "bad --kimg-per-phase"),
 ])
-def test_bad_flags_are_one_error_line_and_exit_2_or_75(data, tmp_path, args, message):
+def test_bad_flags_are_one_error_line_and_exit_2_or_75(data, tmp_path, cli, args, message):
+    """In this process (the refusals of an existing run go through a real one, above and below)."""
+    code, stderr = cli("train", "--data", data, "--out", tmp_path, *TINY, *args)
     # asking for CUDA where there is none: a CPU-only torch never will have it (2); a CUDA torch may, later (75)
-    code = 75 if "cuda" in args and torch.version.cuda is not None else 2
-    assert message in one_error_line(run_train("--data", data, "--out", tmp_path, *TINY, *args), code)
+    assert code == (75 if "cuda" in args and torch.version.cuda is not None else 2), stderr
+    errors = [line for line in stderr.splitlines() if "error" in line]
+    assert len(errors) == 1 and message in errors[0], stderr
     assert not (tmp_path / "checkpoint.pt").exists()
 
 
