@@ -171,8 +171,8 @@ def cmd_run(args: argparse.Namespace) -> None:
             del gan  # the engine process loads its own; this one only drew the first picture
             if headless:
                 until = "Ctrl-C or SIGTERM" + (f" or {args.seconds:g} s" if args.seconds else "")
-                print(f"uncanny: headless until {until}: the output goes to a new dated video in {run_dir}",
-                      file=sys.stderr)
+                print(f"uncanny: headless until {until}, the picture recorded into {run_dir} (the file's name "
+                      "follows)", file=sys.stderr)
             report = run(preset, checkpoint, resolution, run_dir, args.seconds, stop, first_picture, headless)
     except DisplayError as error:
         raise TryAgain(str(error)) from None

@@ -33,17 +33,14 @@ def check_free_space(folder: Path) -> None:
 class SupervisedVideo:
     """Frames into `folder/STEM-DATE-TIME.mp4` files, a new file after each encoder failure (with a back-off).
 
-    `say` reports each encoder failure in one line; `opened` is told each new file's name as it starts (the first
-    one too, so a start line can name the real file). Running out of disk space stops it for good: `stopped` then
-    holds the reason and later frames are ignored. `close()` finalises the current file; `files` lists every file
-    written.
+    `say` reports each encoder failure in one line. Running out of disk space stops it for good: `stopped` then holds
+    the reason and later frames are ignored. `close()` finalises the current file; `files` lists every file written.
     """
 
     def __init__(self, folder: Path, stem: str, width: int, height: int, fps: float, codec: str = "h264",
-                 say: Callable[[str], None] = print, opened: Callable[[Path], None] = lambda path: None,
-                 **encoder_options: Any) -> None:
+                 say: Callable[[str], None] = print, **encoder_options: Any) -> None:
         self.folder, self.stem, self.size, self.fps, self.codec = folder, stem, (width, height), fps, codec
-        self.say, self.opened = say, opened
+        self.say = say
         # VideoEncoder's own keywords (options, input_format, bottom_up, nice), for every file it opens
         self.encoder_options = encoder_options
         self.files: list[Path] = []
@@ -65,10 +62,8 @@ class SupervisedVideo:
         return self._encoder.path if self._encoder is not None else None
 
     def _open(self) -> VideoEncoder:
-        encoder = VideoEncoder(claim_partial(self.folder, self.stem, CODECS[self.codec].suffix), *self.size, self.fps,
-                               self.codec, **self.encoder_options)
-        self.opened(encoder.path)
-        return encoder
+        return VideoEncoder(claim_partial(self.folder, self.stem, CODECS[self.codec].suffix), *self.size, self.fps,
+                            self.codec, **self.encoder_options)
 
     def write(self, frame: np.ndarray | bytes, block: bool = True) -> bool:
         """One frame; False when it was not taken (stopped, between files, or with `block` False a full queue)."""
