@@ -171,6 +171,7 @@ def test_an_installation_refused_the_run_folder_leaves_the_holders_status_alone(
     run_dir = tmp_path / "run"
     holder = Engine(load_gan(checkpoint, require_discriminator=True), EngineConfig(device="cpu"), run_dir)
     try:
+        holder.store.flush()  # its first snapshot on disk: the holder's own writes are not the refused start's
         write_status(run_dir, a_status(iteration=777))  # what the installation holding the folder last wrote
         before = {path: path.read_bytes() for path in run_dir.rglob("*") if path.is_file()}
         done = subprocess.run([sys.executable, str(Path(__file__).resolve().parents[1] / "run_installation.py"),
