@@ -60,7 +60,7 @@ def test_the_window_finds_a_monitor_by_index_or_name_as_listed(two_monitors):
     chosen = subprocess.run([sys.executable, "-c", CHOOSE], env=env, capture_output=True, text=True, timeout=60)
     assert chosen.returncode == 0, chosen.stderr
     assert json.loads(chosen.stdout) == [[0, 0], [800, 0], [800, 0], [0, 0]]  # 7: none, so the primary
-    assert "monitor 7 not found among ['VNC-0', 'VNC-1']" in chosen.stderr
+    assert "monitor 7 not found among 0 'VNC-0', 1 'VNC-1'; using the primary monitor" in chosen.stderr
     shown = subprocess.run([sys.executable, "-c", FULL_SCREEN_ON, "1"], env=env, capture_output=True, text=True,
                            timeout=60)
     assert shown.returncode == 0, shown.stderr

@@ -139,12 +139,12 @@ def test_each_display_action_registers_its_effect_beside_its_spec():
                                      ["service", "status", "--run-dir", "{tmp}"],
                                      ["service", "install", "--user", "--print"], ["monitors"]],
                          ids=["help", "osc", "service status", "service install", "monitors"])
-def test_commands_that_draw_nothing_load_neither_torch_nor_gl(tmp_path, command):
-    """A technician's and a monitor's commands start in a fraction of a second: torch (seconds under load), triton
-    and moderngl stay unloaded (benchmarks/bench_start.py times them). Their outcome does not matter here."""
+def test_commands_that_draw_nothing_load_neither_torch_nor_triton(tmp_path, command):
+    """A technician's and a monitor's commands start in a fraction of a second: torch (seconds under load) and triton
+    stay unloaded (benchmarks/bench_start.py times them). Their outcome does not matter here."""
     done = subprocess.run([sys.executable, "-X", "importtime", str(PACKAGE.parent / "run_installation.py"),
                            *[word.format(tmp=tmp_path) for word in command]], capture_output=True, text=True,
                           timeout=120, cwd=tmp_path,
                           env={**os.environ, "XDG_CONFIG_HOME": str(tmp_path), "DISPLAY": ""})
     loaded = {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
-    assert loaded and not loaded & {"torch", "triton", "moderngl"}, done.stderr[-2000:]
+    assert loaded and not loaded & {"torch", "triton"}, done.stderr[-2000:]
