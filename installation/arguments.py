@@ -15,7 +15,7 @@ from typing import Any
 from .validation import ConfigError, parse_size
 
 
-from .exits import EXIT_BAD_INPUT, EXIT_TRY_AGAIN, BadInput  # noqa: F401  # the codes every command exits with
+from .exits import EXIT_BAD_INPUT, EXIT_TRY_AGAIN, BadInput  # noqa: F401  # the codes' first home, still importable
 
 
 class UsageError(BadInput):
