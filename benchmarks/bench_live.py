@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import installation  # noqa: E402,F401  # first: its thread policy and triton go before torch and GL
+import installation  # noqa: E402,F401  # first: its thread policy goes before torch (installation/__init__.py)
 import torch  # noqa: E402
 
 from bench_engine import cpu_name  # noqa: E402

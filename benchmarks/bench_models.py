@@ -5,12 +5,11 @@
     python3 benchmarks/bench_models.py --quick         # a few repetitions of two cases (smoke test)
     python3 benchmarks/bench_models.py --device cuda   # adds 512 and 1024 px and full widths on a GPU
 
-The references are functions over the state_dict written from rosinality's documented behaviour
-(shared/reference/checkpoint-formats.md §1.3-1.4 and §2.2-2.4): StyleGAN1 rescales every equal-lr weight in a
-forward pre-hook on every call, upsamples by nearest copies before its 3x3 convs, runs InstanceNorm2d then
-gamma * x + beta; StyleGAN2 modulates one weight per sample (grouped conv, upstream's default `fused=True`) and
-filters with `upfirdn2d_native` (each channel a separate single-channel conv). The equivalence tests'
-references (tests/test_stylegan*.py) are not reused: they are deliberately built another way (float64, tap
+The references are functions over the state_dict written from rosinality's documented behaviour: StyleGAN1 rescales
+every equal-lr weight in a forward pre-hook on every call, upsamples by nearest copies before its 3x3 convs, runs
+InstanceNorm2d then gamma * x + beta; StyleGAN2 modulates one weight per sample (grouped conv, upstream's default
+`fused=True`) and filters with `upfirdn2d_native` (each channel a separate single-channel conv). The equivalence
+tests' references (tests/test_stylegan*.py) are not reused: they are deliberately built another way (float64, tap
 loops, shifted sums) to check correctness and would be a meaningless speed yardstick.
 
 Ours and the reference alternate per repetition, so load from other processes on a shared machine hits both

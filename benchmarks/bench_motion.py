@@ -83,6 +83,7 @@ def window(args: argparse.Namespace) -> None:
     width, height = args.size
     with tempfile.TemporaryDirectory() as tmp:
         run = subprocess.Popen([sys.executable, str(ROOT / "run_installation.py"), "--windowed", "--no-osc",
+                                "--http-port", "0",
                                 "--size", f"{width}x{height}", "--run-dir", str(Path(tmp) / "run"),
                                 "--seconds", str(args.skip + args.seconds + 5)], stderr=subprocess.DEVNULL)
         time.sleep(args.skip)

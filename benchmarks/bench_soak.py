@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import signal
 import socket
 import subprocess
@@ -27,6 +28,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -131,10 +133,11 @@ def folder_bytes(path: Path, videos: bool) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and p.name.startswith("live-") == videos)
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+def osc_port(log: IO[str]) -> int | None:
+    """The OSC port the installation printed at start (it took a free one: --osc-port 0), once it has."""
+    log.seek(0)
+    found = re.search(r"OSC on udp [\d.]+:(\d+)", log.read())
+    return int(found[1]) if found else None
 
 
 def soak(minutes: float, workdir: Path, sample_every: float = 5.0, max_iterations: int = 40) -> SoakResult:
@@ -144,22 +147,23 @@ def soak(minutes: float, workdir: Path, sample_every: float = 5.0, max_iteration
     save_gan(create_stylegan1([32, 32, 16, 16], code_dim=32, n_mlp=2, seed=1), checkpoint)
     preset = workdir / "soak.toml"
     preset.write_text(PRESET.format(max_iterations=max_iterations))
-    run_dir, port = workdir / "run", free_port()
+    run_dir = workdir / "run"
     log = open(workdir / "stderr.log", "w+")
     process = subprocess.Popen([sys.executable, str(ROOT / "run_installation.py"), "--checkpoint", str(checkpoint),
                                 "--preset", str(preset), "--headless", "--size", "64x48", "--run-dir", str(run_dir),
-                                "--osc-port", str(port)], stdout=subprocess.DEVNULL, stderr=log,
+                                "--osc-port", "0", "--http-port", "0"], stdout=subprocess.DEVNULL, stderr=log,
                                start_new_session=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     controller = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     controller.bind(("127.0.0.1", 0))
     controller.setblocking(False)
-    server = ("127.0.0.1", port)
     result = SoakResult()
     try:
-        while engine_pid(process.pid) == 0 or not (run_dir / "metrics.jsonl").exists():  # started up
+        while (port := osc_port(log)) is None or engine_pid(process.pid) == 0 or \
+                not (run_dir / "metrics.jsonl").exists():  # started up
             if process.poll() is not None:
                 raise SystemExit(f"the installation exited at start: {log_tail(log)}")
             time.sleep(0.2)
+        server = ("127.0.0.1", port)
         start = time.monotonic()
         end, next_sample, token = start + minutes * 60, start, 0
         while time.monotonic() < end and process.poll() is None:

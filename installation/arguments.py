@@ -15,13 +15,10 @@ from typing import Any
 from .validation import ConfigError, parse_size
 
 
-EXIT_BAD_INPUT = 2  # every command's exit code for input it refuses (argparse's own too); the service does not relaunch
-# a start that cannot run *now* (a busy port, no display or GPU yet, the run folder held, an engine that cannot be
-# killed): sysexits' EX_TEMPFAIL, which the service restarts with its back-off
-EXIT_TRY_AGAIN = 75
+from .exits import EXIT_BAD_INPUT, EXIT_TRY_AGAIN, BadInput  # noqa: F401  # the codes' first home, still importable
 
 
-class UsageError(Exception):
+class UsageError(BadInput):
     """Bad user input found after parsing; printed as one line, exit code 2."""
 
 
@@ -108,7 +105,7 @@ def size_arg(text: str) -> tuple[int, int]:
 
 def checkpoint_or_default(checkpoint: Path | None) -> Path:
     """The checkpoint asked for, or the embedded default model where none was given."""
-    from .models import default_checkpoint
+    from .models.config import default_checkpoint
 
     if checkpoint is not None:
         return checkpoint

@@ -9,9 +9,10 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .arguments import (EXIT_BAD_INPUT, EXIT_TRY_AGAIN, UsageError, checked, checkpoint_or_default, default_run_dir,
-                        non_negative_float, parse_seeds, positive_float, resolution_arg, size_arg, whole_number)
+from .arguments import (UsageError, checked, checkpoint_or_default, default_run_dir, non_negative_float,
+                        parse_seeds, positive_float, resolution_arg, size_arg, whole_number)
 from .engine.config import LOSSES, check_batch
+from .exits import EXIT_TRY_AGAIN, exit_code
 
 
 def _load(args: argparse.Namespace, require_discriminator: bool = False):
@@ -122,7 +123,7 @@ def _has_display() -> bool:
 def cmd_run(args: argparse.Namespace) -> None:
     from .live.renderer import poster
     from .live.logfile import log_file
-    from .live.run import open_run_folder, run
+    from .live.run import bind_controls, open_run_folder, run
     from .engine.config import resolve_device
     from .models import CheckpointError, load_gan
     from .models.gan import host_precision
@@ -158,8 +159,10 @@ def cmd_run(args: argparse.Namespace) -> None:
     if not headless and not _has_display():
         print("uncanny: no display found ($DISPLAY is not set): running headless", file=sys.stderr)
         headless = True
-    # Refusals that no retry can fix come now, before any file in the folder is touched: one line, exit 2.
-    with StopSignals() as stop, open_run_folder(run_dir, gan) as recovered, log_file(run_dir, preset.logs):
+    # The ports are bound first (a busy one is one line and exit 75, before anything is written), then the run folder's
+    # refusals, before any file in it is touched: one line, exit 2 (or 75 while another installation holds it).
+    with bind_controls(preset, run_dir) as control, StopSignals() as stop, open_run_folder(run_dir, gan) as recovered, \
+            log_file(run_dir, preset.logs):
         for path in recovered:
             print(f"uncanny: {path}: a recording cut off by a kill, kept under this playable name", file=sys.stderr)
         print(f"uncanny: {checkpoint} ({gan.format}, {gan.resolution} px); run folder {run_dir} "
@@ -169,9 +172,10 @@ def cmd_run(args: argparse.Namespace) -> None:
         first_picture = poster(gan, preset.walk, preset.display.show_grid, host_precision(preset.render.precision))
         del gan  # the engine process loads its own; this one only drew the first picture
         if headless:
-            print(f"uncanny: headless: writing {run_dir}/live-DATE-TIME.mp4 until Ctrl-C or SIGTERM"
-                  + (f" or {args.seconds:g} s" if args.seconds else ""), file=sys.stderr)
-        report = run(preset, checkpoint, resolution, run_dir, args.seconds, stop, first_picture, headless)
+            until = "Ctrl-C or SIGTERM" + (f" or {args.seconds:g} s" if args.seconds else "")
+            print(f"uncanny: headless until {until}, the picture recorded into {run_dir} (the file's name "
+                  "follows)", file=sys.stderr)
+        report = run(preset, checkpoint, resolution, run_dir, args.seconds, stop, control, first_picture, headless)
     if report.refused:
         raise UsageError(report.error)
     print(f"uncanny: {report.summary()}", file=sys.stderr)
@@ -213,7 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--monitor", default=None, help="monitor index (0, 1, ...) or part of its name")
     live.add_argument("--size", type=size_arg, default=None, help="window / headless size, e.g. 1920x1080")
     live.add_argument("--headless", action="store_true",
-                      help="no window: render offscreen to RUN_DIR/live.mp4 and RUN_DIR/last_frame.png")
+                      help="no window: render offscreen into RUN_DIR/live-DATE-TIME.mp4 (a new file each start, "
+                           "never overwritten) and the last picture into RUN_DIR/last_frame-DATE-TIME.png")
     live.add_argument("--seconds", type=positive_float, default=None, help="stop cleanly after this long")
     live.add_argument("--run-dir", type=Path, default=None,
                       help="run folder for snapshots and metrics (default runs/CHECKPOINT-NAME; reused = resumed)")
@@ -258,6 +263,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_service_parser(commands, parser)
 
+    from .display.cli import add_monitors_parser
+
+    add_monitors_parser(commands)
+
     journey = commands.add_parser("journey", help="run the inverted fine-tuning headless; write metrics, snapshots, "
                                                   "a contact sheet and a plot",
                                   usage="%(prog)s [--checkpoint FILE] [--iterations N] [--every N] [--out DIR] "
@@ -294,27 +303,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; a refusal is one line and its exit code (installation/exits.py: 2 for input that can never
+    work, 75 for a start that may work later)."""
     args = build_parser().parse_args(argv)
     handler: Callable[[argparse.Namespace], None] = args.handler
-    from .control.cli import OscCliError
-    from .control.osc import OscError
-    from .live.run import DisplayError
-    from .engine import ConfigError
-    from .engine.engine import RunFolderError
-    from .engine.process import EngineUnkillable
-    from .live.supervisor import EngineStuck
-    from .models import CheckpointError
-    from .presets import PresetError
-
     try:
         handler(args)
-    except (CheckpointError, UsageError, PresetError, ConfigError, DisplayError, RunFolderError, OscCliError,
-            OscError) as error:
-        print(f"uncanny: error: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except (EngineStuck, EngineUnkillable) as error:  # the GPU driver holds the engine: a later start may work
-        print(f"uncanny: error: {error}", file=sys.stderr)
-        return EXIT_TRY_AGAIN
     except KeyboardInterrupt:
         return 130
+    except Exception as error:
+        if (code := exit_code(error)) is None:
+            raise
+        print(f"uncanny: error: {error}", file=sys.stderr)
+        return code
     return 0

@@ -21,6 +21,7 @@ from .control.director import GalleryConfig
 from .control.midi import MidiConfig
 from .display.config import DisplayConfig
 from .engine.config import EngineConfig, RenderConfig, WalkConfig
+from .exits import BadInput
 from .live.status import LogsConfig
 from .models.config import ModelConfig
 from .outputs import KINDS as OUTPUT_KINDS
@@ -31,7 +32,7 @@ from .validation import ConfigError
 PRESET_DIR = data_dir("presets")
 
 
-class PresetError(ValueError):
+class PresetError(BadInput, ValueError):
     """A preset cannot be used; the message is one line naming the file, the key and the fix."""
 
 

@@ -10,8 +10,10 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
+from .exits import BadInput
 
-class ConfigError(ValueError):
+
+class ConfigError(BadInput, ValueError):
     """A setting is out of range; the message is one line naming the setting, the value and what is allowed."""
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -13,7 +14,10 @@ import moderngl
 import pytest
 import torch
 
-import installation  # noqa: F401  # first: it loads triton before the GL contexts below (see installation/__init__.py)
+from installation.control.config import HttpConfig, OscConfig
+from installation.display.gl import load_triton_before_gl
+
+load_triton_before_gl()  # before the GL contexts below and in the tests (see installation/display/gl.py)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -23,6 +27,26 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def default_ports_taken() -> Iterator[list[int]]:
+    """The suite runs as if an installation held the default ports, as one does on a machine where the README's
+    quick start still runs: every installation a test starts must take free ports (`--osc-port 0 --http-port 0`) or
+    none (`--no-osc`, `--http-port 0`), and one that does not fails here too. Where one really runs, its ports are
+    held already. (A new default port belongs in this list.)"""
+    held = []
+    for kind, port in ((socket.SOCK_DGRAM, OscConfig().port), (socket.SOCK_STREAM, HttpConfig().port)):
+        sock = socket.socket(socket.AF_INET, kind)
+        try:
+            sock.bind(("0.0.0.0", port))
+        except OSError:  # held already: by an installation running here, or by another test run
+            sock.close()
+            continue
+        held.append(sock)
+    yield [sock.getsockname()[1] for sock in held]
+    for sock in held:
+        sock.close()
 
 
 @pytest.fixture(scope="session")
@@ -117,3 +141,33 @@ def freezer(tmp_path) -> Iterator[Callable[[int], None]]:
                 if time.monotonic() > deadline:
                     break
                 time.sleep(0.05)
+
+
+@pytest.fixture(scope="session")
+def two_monitors(tmp_path_factory) -> Iterator[str]:
+    """The DISPLAY of an X server with two monitors side by side, as GLFW sees them: 800x600 at 0,0 (primary) and
+    640x480 at 800,0 (TigerVNC's Xvnc, see tests/monitors_server.py). DISPLAY itself is left as it is."""
+    if shutil.which("Xvnc") is None:
+        pytest.skip("Xvnc not installed (apt-get install tigervnc-standalone-server)")
+    from monitors_server import start_several_monitors
+
+    server, display = start_several_monitors(tmp_path_factory.mktemp("xvnc"), [(0, 0, 800, 600), (800, 0, 640, 480)])
+    yield display
+    server.terminate()
+    server.wait(5)
+
+
+@pytest.fixture
+def cli(capsys) -> Callable[..., tuple[int, str]]:
+    """`cli(*args)`: the command line run in this process, ending as a process would: (exit code, stderr). For
+    refusals that come before anything starts, it spares a new interpreter and its torch import; each kind of
+    refusal keeps a test through a real process too (the exit code and stderr a user sees)."""
+    from installation.cli import main
+
+    def run(*args: object) -> tuple[int, str]:
+        try:
+            code = main([str(arg) for arg in args])
+        except SystemExit as exit_:  # argparse's own refusal
+            code = exit_.code
+        return code, capsys.readouterr().err
+    return run

@@ -322,21 +322,75 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 
-def test_osc_command_sends_and_prints_replies(served):
+def test_osc_command_sends_and_prints_the_answer(served):
     server, inbox, client = served
+    port = str(server.address[1])
     server.publish(ControlState(snapshots=(0, 50)))
-    done = run_cli("/uncanny/snapshots", "--port", str(server.address[1]), "--wait", "1")
+    done = run_cli("/uncanny/snapshots", "--port", port, "--wait", "30")  # ends as soon as the answer is there
     assert done.returncode == 0 and done.stdout == "/uncanny/snapshots 0 50\n"
-    done = run_cli("/uncanny/lr", "f:nan", "--port", str(server.address[1]), "--wait", "1")
-    assert done.returncode == 0 and done.stdout.startswith('/uncanny/error "/uncanny/lr: rate expects a finite')
-    done = run_cli("/uncanny/loss", "softplus", "--port", str(server.address[1]), "--wait", "0")
-    assert done.returncode == 0
+    done = run_cli("/uncanny/ping", "7", "--port", port, "--wait", "30")
+    assert (done.returncode, done.stdout, done.stderr) == (0, "/uncanny/pong 7\n", "")
+    done = run_cli("/uncanny/lr", "f:nan", "--port", port, "--wait", "1")
+    assert done.returncode == 1 and done.stdout.startswith('/uncanny/error "/uncanny/lr: rate expects a finite')
+    assert done.stderr == "uncanny: an error came back\n"
+    done = run_cli("/uncanny/loss", "softplus", "--port", port, "--wait", "30")  # taken in: the ping after it answered
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+    done = run_cli("/uncanny/pause", "--port", port, "--wait", "0")  # only sent
+    assert (done.returncode, done.stdout) == (0, "")
     client.sync()
-    assert [(a.name, a.value, a.source) for a in inbox.drain()] == [("loss", "softplus", "osc")]
+    assert [(a.name, a.value, a.source) for a in inbox.drain()] == [("loss", "softplus", "osc"), ("pause", None, "osc")]
+
+
+def test_osc_command_prints_only_the_answer_unless_all(served):
+    """The server sends state to recent senders of controls as well: the answer is printed, the rest with --all."""
+    server, inbox, client = served
+    server.publish(ControlState(iteration=12, controls={"grid": 1}))
+    done = run_cli("/uncanny/state", "--port", str(server.address[1]), "--wait", "1")
+    assert done.returncode == 0 and "/uncanny/state/iteration 12" in done.stdout.splitlines()
+    assert "/uncanny/view/grid 1" in done.stdout.splitlines()  # every control's value too
+    feedback, _ = make_server(state_every=0.2)  # broadcasts to recent senders every 0.2 s
+    try:
+        feedback.publish(ControlState(iteration=5))
+        port = str(feedback.address[1])
+        done = run_cli("/uncanny/ping", "--port", port, "--wait", "2")
+        assert done.returncode == 0 and done.stdout == "/uncanny/pong\n"
+        done = run_cli("/uncanny/ping", "--port", port, "--wait", "2", "--all")  # the whole 2 s: a query's answer
+        assert done.returncode == 0 and done.stdout.splitlines() == ["/uncanny/pong"]  # (queries join no feedback)
+        done = run_cli("/uncanny/view/hud", "0", "--port", port, "--wait", "2", "--all")  # a control's sender: fed
+        lines = done.stdout.splitlines()
+        assert done.returncode == 0 and "/uncanny/state/iteration 5" in lines, lines
+        done = run_cli("/uncanny/view/grid", "1", "--port", port, "--wait", "10", "--expect",
+                       "/uncanny/state/iteration")
+        assert done.returncode == 0 and done.stdout == "/uncanny/state/iteration 5\n"
+    finally:
+        feedback.stop()
+
+
+def test_osc_command_is_a_health_check_that_fails_when_nothing_answers(served):
+    server, inbox, client = served
+    done = run_cli("/uncanny/ping", "--port", str(server.address[1]), "--expect", "/uncanny/nothing", "--wait", "1")
+    assert done.returncode == 1 and done.stdout == ""
+    assert "no /uncanny/nothing from 127.0.0.1:" in done.stderr and done.stderr.count("\n") == 1
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # a port that receives and never answers
+    silent.bind(("127.0.0.1", 0))
+    with silent:
+        done = run_cli("/uncanny/ping", "--port", str(silent.getsockname()[1]), "--wait", "1")
+        assert done.returncode == 1 and done.stdout == "" and silent.recv(100).startswith(b"/uncanny/ping")
+        assert f"no /uncanny/pong from 127.0.0.1:{silent.getsockname()[1]} within 1 s; is the installation " \
+               "running" in done.stderr
+    closed = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    closed.bind(("127.0.0.1", 0))
+    nobody = closed.getsockname()[1]
+    closed.close()  # nothing listens there now
+    for message in (["/uncanny/ping"], ["/uncanny/pause"]):  # a query, and an action with no answer of its own
+        done = run_cli(*message, "--port", str(nobody), "--wait", "1")
+        assert done.returncode == 1 and done.stdout == "" and done.stderr.count("\n") == 1, done
+        assert f"from 127.0.0.1:{nobody} within 1 s; is the installation running" in done.stderr
 
 
 @pytest.mark.parametrize("args, message", [
-    (["uncanny/ping"], "the address must start with '/'"),
+    (["uncanny/ping"], "an address must start with '/'"),
+    (["/uncanny/ping", "--expect", "pong"], "e.g. /uncanny/ping; got 'pong'"),
     (["/uncanny/ping", "i:one"], "'i:one': 'one' is not an integer"),
     (["/uncanny/ping", "--host", "no-such-host.invalid"], "cannot resolve 'no-such-host.invalid'"),
 ])

@@ -12,7 +12,7 @@ from PIL import Image
 
 from installation.cli import main
 from installation.models import default_checkpoint, load_gan
-from installation.models import loader
+from installation.models import config as models_config
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSETS = ROOT / "installation" / "assets"
@@ -61,7 +61,7 @@ def test_sample_and_inspect_use_it_when_no_checkpoint_is_given(tmp_path):
 
 
 def test_a_missing_default_is_one_line_naming_the_fix(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(loader, "DEFAULT_CHECKPOINT", tmp_path / "gone.pt")
+    monkeypatch.setattr(models_config, "DEFAULT_CHECKPOINT", tmp_path / "gone.pt")
     for args in (["inspect"], ["journey", "--out", str(tmp_path / "j")], ["--headless", "--seconds", "1"]):
         assert main(args) == 2
         err = capsys.readouterr().err

@@ -16,7 +16,7 @@ import glfw
 import numpy as np
 import pytest
 
-from installation.display.window import find_monitor, monitor_names
+from installation.display.monitors import find_monitor, monitor_names
 
 ROOT = Path(__file__).resolve().parents[1]
 RED, BLUE = (255, 0, 0), (0, 0, 255)

@@ -6,7 +6,8 @@ import torch
 from installation.engine import (COMMANDS, Command, CommandError, ConfigError, EngineConfig, parse_command,
                                 resolve_device)
 from installation.engine.commands import SETTINGS, command_id, command_name
-from installation.engine.config import DeviceUnavailable, check_device_present, describe_device, engine_threads
+from installation.engine.config import DeviceUnavailable, NoDeviceNow, NoSuchDevice, check_device_present, \
+    describe_device, engine_threads
 
 
 def test_every_command_form_reads_the_same():
@@ -89,8 +90,9 @@ def test_device_resolution():
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
     assert resolve_device("auto", cuda_devices=0) == torch.device("cpu")
     assert resolve_device("cuda:1", cuda_devices=2) == torch.device("cuda:1")
-    if not torch.cuda.is_available():
-        with pytest.raises(ConfigError, match="no CUDA device is available"):
+    if not torch.cuda.is_available():  # a CPU-only torch never will have one (exit 2); a CUDA torch may (exit 75)
+        with pytest.raises(ConfigError if torch.version.cuda is None else NoDeviceNow,
+                           match="no CUDA device is available"):
             resolve_device("cuda:0")
     assert describe_device("cpu") == "cpu"
 
@@ -98,13 +100,16 @@ def test_device_resolution():
 @pytest.mark.parametrize("name, count, message", [
     ("cuda:7", 1, "device cuda:7: this machine has 1 CUDA device (cuda:0); choose one of them, or auto"),
     ("cuda:2", 2, "device cuda:2: this machine has 2 CUDA devices (cuda:0 .. cuda:1); choose one of them, or auto"),
-    ("cuda", 0, "device cuda: no CUDA device is available here; use cpu or auto"),
-    ("cuda:0", 0, "device cuda:0: no CUDA device is available here; use cpu or auto"),
+    ("cuda", 0, "device cuda: no CUDA device is available here now; check the GPU driver (nvidia-smi), or use cpu "
+                "or auto"),
+    ("cuda:0", 0, "device cuda:0: no CUDA device is available here now; check the GPU driver (nvidia-smi), or use "
+                  "cpu or auto"),
 ])
 def test_a_cuda_device_that_is_not_there_is_one_line(name, count, message):
-    with pytest.raises(DeviceUnavailable) as error:
+    """One this machine does not have is bad input (exit 2); none at all may be a driver not up yet (exit 75)."""
+    with pytest.raises(NoSuchDevice if count else NoDeviceNow) as error:
         check_device_present(name, count)
-    assert str(error.value) == message
+    assert str(error.value) == message and isinstance(error.value, DeviceUnavailable)
     check_device_present("cuda:0", 1)
     check_device_present("cpu", 0)
 

@@ -18,6 +18,7 @@ from installation.cli import main
 from installation.engine import Engine, EngineConfig
 from installation.models import create_stylegan1, load_gan
 from installation.presets import load_preset
+from installation.recording import claim_partial, partial_path
 from installation.exports.videos import keyframe_interval, loop_picture
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -157,14 +158,18 @@ def test_an_unknown_codec_or_size_is_refused_by_the_parser(tmp_path, capsys):
     assert "size must be WIDTHxHEIGHT" in err
 
 
-def test_an_existing_file_is_never_overwritten_but_a_claimed_empty_name_is_used(tmp_path, capsys):
-    taken, claimed = tmp_path / "taken.mp4", tmp_path / "claimed.mp4"
+def test_an_existing_file_is_never_overwritten_but_a_claimed_name_is_used(tmp_path, capsys):
+    taken, writing = tmp_path / "taken.mp4", tmp_path / "writing.mp4"
     taken.write_bytes(b"someone's loop")
-    claimed.touch()
-    assert main(["loop", "--seconds", "0.25", "--fps", "8", "--size", "32x32", "--out", str(taken)]) == 2
+    (tmp_path / "writing.mp4.partial").write_bytes(b"another export's frames")
+    for out in (taken, writing):
+        assert main(["loop", "--seconds", "0.25", "--fps", "8", "--size", "32x32", "--out", str(out)]) == 2
     assert taken.read_bytes() == b"someone's loop"
+    assert (tmp_path / "writing.mp4.partial").read_bytes() == b"another export's frames" and not writing.exists()
+    claimed = claim_partial(tmp_path, "loop", ".mp4")  # as the installation's background export claims its name
+    assert not claimed.exists() and partial_path(claimed).stat().st_size == 0
     assert main(["loop", "--seconds", "0.25", "--fps", "8", "--size", "32x32", "--out", str(claimed)]) == 0
-    assert imageio_ffmpeg.count_frames_and_secs(str(claimed)) == (2, 0.25)
+    assert imageio_ffmpeg.count_frames_and_secs(str(claimed)) == (2, 0.25) and not partial_path(claimed).exists()
 
 
 def test_sigterm_ends_an_export_between_frames_with_a_playable_file(tmp_path):
@@ -176,7 +181,7 @@ def test_sigterm_ends_an_export_between_frames_with_a_playable_file(tmp_path):
     while "/960 [" not in (line := export.stderr.readline()) and line:
         pass  # until the first progress line: frames are being encoded
     export.send_signal(signal.SIGTERM)
-    _, err = export.communicate(timeout=60)
+    _, err = export.communicate(timeout=300)
     assert export.returncode == 1, err
     assert "stopped by SIGTERM after" in err and "of 960 frames" in err and "Traceback" not in err
     frames = imageio_ffmpeg.count_frames_and_secs(str(out))[0]

@@ -1,9 +1,9 @@
 """A GL context and then a torch optimiser in one process, the order of every test run and of the installation.
 
-With the CUDA build of torch (it ships triton) and Mesa, that order crashed the process with SIGSEGV: two LLVMs
-(shared/reference/recording-and-operations.md §1). Each case runs in a fresh interpreter, since a crash would take
-pytest down with it and one process cannot undo what it has loaded. `.ci/run` also runs this file in a virtualenv
-installed the README's way, where triton is present.
+With the CUDA build of torch (it ships triton) and Mesa, that order crashed the process with SIGSEGV: two LLVMs in
+one process (installation/display/gl.py says why). Each case runs in a fresh interpreter, since a crash would take
+pytest down with it and one process cannot undo what it has loaded. `.ci/run` runs the suite in a virtualenv
+installed the README's way too, where triton is present.
 """
 
 from __future__ import annotations
@@ -38,8 +38,10 @@ def test_an_optimiser_after_a_gl_context_when_the_package_is_imported_first():
     assert child.returncode == 0, f"exit code {child.returncode}: {child.stderr[-2000:]}"
     assert "stepped 2.7" in child.stdout  # Adam moved each weight by lr
     assert "triton is disabled" not in child.stderr
-    if HAS_TRITON:
-        assert "triton" in run_child("import installation, sys; print(sorted(sys.modules))").stdout
+    loaded = "import sys, {}; print('triton' in sys.modules, 'torch' in sys.modules)"
+    # the display modules load triton before any GL context; the package alone (the fast commands) loads nothing
+    assert run_child(loaded.format("installation.display.window")).stdout.split() == [str(HAS_TRITON), "False"]
+    assert run_child(loaded.format("installation")).stdout.split() == ["False", "False"]
 
 
 def test_a_gl_context_made_before_the_package_disables_triton_instead_of_crashing():

@@ -70,7 +70,8 @@ def test_the_first_picture_is_on_screen_at_once(tmp_path):
     save_gan(create_stylegan1([32, 32, 16, 16], code_dim=32, n_mlp=2, seed=1), checkpoint)
     result = subprocess.run([sys.executable, str(ROOT / "run_installation.py"), "--checkpoint", str(checkpoint),
                              "--headless", "--seconds", "3", "--size", "160x120", "--device", "cpu", "--no-osc",
-                             "--run-dir", str(tmp_path / "run")], capture_output=True, text=True, timeout=120)
+                             "--http-port", "0",
+                             "--run-dir", str(tmp_path / "run")], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     (video,) = (tmp_path / "run").glob("live-*.mp4")
     reader = imageio_ffmpeg.read_frames(str(video))

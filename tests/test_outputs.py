@@ -183,7 +183,7 @@ def test_a_missing_ndi_runtime_is_one_line_and_the_show_goes_on(checkpoint, tmp_
     env = {**os.environ, "PYTHONPATH": str(blocker)}
     done = subprocess.run([sys.executable, str(ROOT / "run_installation.py"), "--checkpoint", str(checkpoint),
                            "--preset", str(preset), "--headless", "--seconds", "3", "--size", "96x64", "--device",
-                           "cpu", "--no-osc", "--run-dir", str(tmp_path / "run")],
+                           "cpu", "--no-osc", "--http-port", "0", "--run-dir", str(tmp_path / "run")],
                           capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr
     lines = [line for line in done.stderr.splitlines() if "ndi:nobody" in line]
@@ -275,6 +275,7 @@ def test_the_headless_file_lasts_as_long_as_the_run_while_the_cores_are_loaded(c
     try:
         run = subprocess.run([sys.executable, str(ROOT / "run_installation.py"), "--checkpoint", str(checkpoint),
                               "--headless", "--seconds", "20", "--size", "160x120", "--device", "cpu", "--no-osc",
+                              "--http-port", "0",
                               "--run-dir", str(tmp_path / "run")], capture_output=True, text=True, timeout=600)
     finally:
         for burner in burners:
@@ -311,7 +312,8 @@ def test_two_windows_show_their_own_views(x_display, checkpoint, tmp_path):
     preset = tmp_path / "windows.toml"
     preset.write_text(WINDOWS_PRESET)
     process = subprocess.Popen([sys.executable, str(ROOT / "run_installation.py"), "--checkpoint", str(checkpoint),
-                                "--preset", str(preset), "--windowed", "--device", "cpu", "--no-osc",
+                                "--preset", str(preset), "--windowed", "--device", "cpu", "--no-osc", "--http-port",
+                                "0",
                                 "--run-dir", str(tmp_path / "run"), "--seconds", "120"],
                                stderr=subprocess.PIPE, text=True)
     try:
@@ -353,7 +355,8 @@ def test_two_windows_show_their_own_views(x_display, checkpoint, tmp_path):
     ('kind = "ndi"\nsize = "wide"', r"\[\[output\]\] #1 \(ndi\): size must be \"WIDTHxHEIGHT\""),
     ('kind = "ndi"\nname = ""', r"\[\[output\]\] #1 \(ndi\): name must be 1 to 64 printable characters"),
     ('kind = "ndi"\nfps = 0', r"\[\[output\]\] #1 \(ndi\): fps must be"),
-    ('kind = "stream"\nurl = "http://example.com/live"', r"\[\[output\]\] #1 \(stream\): url must be \"srt://:PORT\?mode=listener\""),
+    ('kind = "stream"\nurl = "http://example.com/live"',
+     r"\[\[output\]\] #1 \(stream\): url must be \"srt://:PORT\?mode=listener\""),
     ('kind = "stream"\nurl = "udp://:5000"', r"\[\[output\]\] #1 \(stream\): url must be"),
     ('kind = "stream"\nsize = "161x120"', r"\[\[output\]\] #1 \(stream\): size must be even"),
     ('kind = "stream"\nbitrate = 5', r"\[\[output\]\] #1 \(stream\): bitrate must be"),

@@ -13,9 +13,10 @@ import pytest
 
 from installation.display.offscreen import Offscreen
 from installation.display.presenter import Presenter
-from installation.recording import (EncoderError, RecordConfig, VideoEncoder, choose_encoder, claim_path,
-                                    recover_partials)
+from installation.recording import (EncoderError, RecordConfig, VideoEncoder, choose_encoder, claim_partial,
+                                    claim_path, partial_path, recover_partials)
 from installation.recording.encoder import nvenc_problem
+from installation.recording.supervised import SupervisedVideo
 from installation.validation import ConfigError
 
 
@@ -68,12 +69,23 @@ def test_odd_sizes_are_cropped_and_bad_frames_refused(tmp_path):
         VideoEncoder(tmp_path / "x.ogv", 64, 48, fps=25, codec="theora")
 
 
+def decodable(path) -> int:
+    """Frames a file being written already holds (0 while it has no complete fragment)."""
+    try:
+        return len(decoded(path)[1])
+    except (OSError, RuntimeError, StopIteration):
+        return 0
+
+
 def test_a_killed_ffmpeg_never_blocks_the_caller_and_its_file_plays(tmp_path):
     rng = np.random.default_rng(0)
     video = VideoEncoder(tmp_path / "killed.mp4", 160, 120, fps=30)
     for _ in range(90):
         video.write(rng.integers(0, 255, (120, 160, 3), np.uint8))
-    time.sleep(1.0)
+    deadline = time.monotonic() + 60  # ffmpeg's pace on a loaded machine: wait for its first 1 s fragments
+    while (on_disk := decodable(video.partial)) < 30:
+        assert time.monotonic() < deadline, f"only {on_disk} frames on disk after 60 s"
+        time.sleep(0.1)
     os.kill(video._process.pid, signal.SIGKILL)
     deadline = time.monotonic() + 20
     while video.failed is None and time.monotonic() < deadline:
@@ -82,7 +94,7 @@ def test_a_killed_ffmpeg_never_blocks_the_caller_and_its_file_plays(tmp_path):
     assert not video.write(np.zeros((120, 160, 3), np.uint8))  # dropped, not blocked
     assert video.close() == tmp_path / "killed.mp4"
     _, frames = decoded(tmp_path / "killed.mp4")
-    assert 30 <= len(frames) <= 90  # up to about its last second
+    assert on_disk <= len(frames) <= 90  # what was on disk before the kill, up to about its last second
 
 
 def test_a_full_disk_is_one_line_and_the_file_plays_up_to_it(small_disk):
@@ -102,10 +114,13 @@ def test_a_full_disk_is_one_line_and_the_file_plays_up_to_it(small_disk):
 def test_claimed_names_never_collide_and_leftover_partials_become_playable(tmp_path):
     first, second = claim_path(tmp_path, "live", ".mp4", stamp=0), claim_path(tmp_path, "live", ".mp4", stamp=0)
     assert first != second and first.exists() and second.name.endswith("-2.mp4")
+    # a video's name is held by its partial name: nothing under the real name until the file is complete
+    third = claim_partial(tmp_path, "live", ".mp4", stamp=0)
+    assert third.name.endswith("-3.mp4") and not third.exists() and partial_path(third).stat().st_size == 0
+    assert claim_path(tmp_path, "live", ".mp4", stamp=0).name.endswith("-4.mp4")  # either form holds the name
     (tmp_path / "cut.mp4.partial").write_bytes(b"fragments")
     (tmp_path / "cut.mp4").write_bytes(b"someone's recording")  # the real name is taken: never overwritten
-    (tmp_path / "empty.mp4.partial").write_bytes(b"")
-    (tmp_path / "empty.mp4").write_bytes(b"")
+    (tmp_path / "empty.mp4.partial").write_bytes(b"")  # claimed, never written
     recovered = recover_partials(tmp_path)
     assert [p.name for p in recovered] == ["cut-recovered.mp4"]
     assert (tmp_path / "cut.mp4").read_bytes() == b"someone's recording"
@@ -167,3 +182,17 @@ def test_the_export_commands_take_the_encoder_and_refuse_a_bad_one_in_one_line(t
     with pytest.raises(SystemExit) as exit_:
         main(["loop", "--seconds", "1", "--encoder", "gpu", "--out", str(tmp_path / "x.mp4")])
     assert exit_.value.code == 2
+
+
+def test_a_video_has_no_file_under_its_real_name_until_it_is_complete(tmp_path):
+    """A copier taking *.mp4 during a show must never get an empty or half-written file: while a video is written
+    only its .partial exists."""
+    video = SupervisedVideo(tmp_path, "live", 64, 48, 30)
+    path = video.path
+    assert path.name.startswith("live-") and path.suffix == ".mp4"
+    for _ in range(40):
+        video.write(np.zeros((48, 64, 3), np.uint8))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name + ".partial"]
+    assert video.close() == [path]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+    assert len(decoded(path)[1]) == 40

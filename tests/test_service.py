@@ -4,6 +4,7 @@ accepts where it is installed); `service status` prints the status file and says
 import dataclasses
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -41,8 +42,8 @@ def install(tmp_path, *args, env=None):
 
 
 def verify(unit_file, user):
-    """systemd-analyze verify, where this machine has it: it exits 0 even on unknown keys and bad values, so any
-    output at all is a failure (shared/reference/recording-and-operations.md §4)."""
+    """systemd-analyze verify, where this machine has it: it exits 0 even on unknown keys and bad values (it fails
+    only on errors such as a command that is not executable), so any output at all is a failure."""
     if shutil.which("systemd-analyze") is None:
         return
     with tempfile.TemporaryDirectory(prefix="rt-", dir="/tmp") as runtime:  # short: socket paths live under it
@@ -78,7 +79,7 @@ def test_user_unit_has_the_gallery_keys_and_tells_the_two_commands(tmp_path):
     status = subprocess.run([sys.executable, str(ROOT / "run_installation.py"), "service", "status"],
                             capture_output=True, text=True, timeout=60,
                             env={**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "config")})
-    assert status.returncode == 2 and f"{run_dir}/{STATUS_FILE}: cannot be read" in status.stderr
+    assert status.returncode == 3 and f"{run_dir}/{STATUS_FILE}: cannot be read" in status.stdout
 
 
 def test_system_unit_runs_as_the_user_and_passes_verify(tmp_path, capsys, monkeypatch):
@@ -96,6 +97,40 @@ def test_system_unit_runs_as_the_user_and_passes_verify(tmp_path, capsys, monkey
     assert command[command.index("--run-dir") + 1] == str(tmp_path / "runs" / "model 100%")
     (tmp_path / "uncanny.service").write_text(text)
     verify(tmp_path / "uncanny.service", user=False)
+
+
+@pytest.mark.parametrize("shell, guessed", [
+    ({"DISPLAY": ":1"}, None),  # the gallery session's own terminal: nothing to warn about
+    ({}, "DISPLAY :0 (this shell has none) and XAUTHORITY (none) (this shell's) are guesses"),
+    ({"DISPLAY": "localhost:10.0", "SSH_CONNECTION": "10.0.0.2 5000 10.0.0.1 22"},
+     "DISPLAY :0 (this shell has localhost:10.0) and XAUTHORITY (none) (this shell's, over ssh) are guesses"),
+    ({"DISPLAY": ":0", "XAUTHORITY": "/home/g/.Xauthority", "SSH_CONNECTION": "10.0.0.2 5000 10.0.0.1 22"},
+     "XAUTHORITY /home/g/.Xauthority (this shell's, over ssh) is a guess"),
+])
+def test_install_warns_when_the_session_it_writes_is_a_guess(tmp_path, shell, guessed):
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "XAUTHORITY", "SSH_CONNECTION")}
+    result = subprocess.run([sys.executable, str(ROOT / "run_installation.py"), "service", "install", "--user",
+                             "--print"], capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                            env={**env, **shell})
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "warning" in line]
+    assert warnings == ([] if guessed is None else [warnings[0]]) and (guessed is None or guessed in warnings[0])
+    environment = parse_unit(result.stdout)["Service"]["Environment"]
+    assert f"DISPLAY={shell.get('DISPLAY') if shell.get('DISPLAY', '').startswith(':') else ':0'}" in environment
+    explicit = subprocess.run([sys.executable, str(ROOT / "run_installation.py"), "service", "install", "--user",
+                               "--print", "--display", ":2", "--xauthority", ""], capture_output=True, text=True,
+                              timeout=60, cwd=tmp_path, env={**env, **shell})
+    assert explicit.returncode == 0 and "warning" not in explicit.stderr, explicit.stderr
+
+
+def test_relaunches_never_give_up_and_back_off_where_systemd_can(tmp_path):
+    settings = UnitSettings(command=(sys.executable, "run_installation.py"), working_dir=tmp_path, run_dir=tmp_path)
+    old, new = (parse_unit(unit_text(dataclasses.replace(settings, systemd_version=v)))["Service"] for v in (252, 256))
+    for service in (old, new):  # 75 (try again) is relaunched like a crash; only 2 (bad input) is not
+        assert service["Restart"] == ["always"] and service["RestartPreventExitStatus"] == ["2"]
+    assert "RestartSteps" not in old and "RestartMaxDelaySec" not in old  # systemd 252 would warn about them
+    assert new["RestartSec"] == ["5"] and new["RestartSteps"] == ["5"] and new["RestartMaxDelaySec"] == ["120"]
+    assert parse_unit(unit_text(settings))["Unit"]["StartLimitIntervalSec"] == ["0"]
 
 
 def test_a_path_with_specifiers_and_quotes_round_trips_through_the_unit(tmp_path):
@@ -150,29 +185,63 @@ def _status(**changes):
     return LiveStatus(**{**values, **changes})
 
 
-def test_status_prints_the_file_readably_and_exits_1_when_stale(tmp_path, capsys):
-    write_status(tmp_path, _status())
-    assert main(["service", "status", "--run-dir", str(tmp_path)]) == 0
-    out = capsys.readouterr().out
+def status_of(run_dir, *extra, env=None) -> subprocess.CompletedProcess:
+    """`service status` as a monitor runs it: its own process, its exit code and output."""
+    return subprocess.run([sys.executable, str(ROOT / "run_installation.py"), "service", "status", *extra,
+                           *(["--run-dir", str(run_dir)] if run_dir else [])], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, **(env or {})})
+
+
+def age_status(run_dir, seconds: float) -> None:
+    data = json.loads((run_dir / STATUS_FILE).read_text())
+    data["updated"] -= seconds
+    (run_dir / STATUS_FILE).write_text(json.dumps(data))
+
+
+def test_status_says_running_readably_with_a_plugin_line_and_exits_0(tmp_path):
+    write_status(tmp_path, _status(every=600.0))  # fresh for half an hour, however slowly the command starts
+    running = status_of(tmp_path)
+    assert running.returncode == 0, running.stderr
+    first, *rest = running.stdout.splitlines()
+    assert re.fullmatch(r"uncanny RUNNING: iteration 4321, 29\.7 fps, 2\.50 steps/s, up 2 d 3 h \| iteration=4321 "
+                        r"fps=29\.7 steps_per_second=2\.50 engine_restarts=1c disk_free=5368709120B age=\d+s", first)
     for text in ("holding, 3 cycles completed", "4321 (engine running, 2.50 steps/s, COLLAPSED)", "2 d 3 h",
                  "1 engine restarts", "5.0 GB", "recording   no", "thumbnails  none yet", "logs/uncanny.log"):
-        assert text in out, text
-    data = json.loads((tmp_path / STATUS_FILE).read_text())
-    data["updated"] -= 60
-    (tmp_path / STATUS_FILE).write_text(json.dumps(data))
-    with pytest.raises(SystemExit) as stale:
-        main(["service", "status", "--run-dir", str(tmp_path)])
-    assert stale.value.code == 1
-    assert "STALE: not rewritten for 1 min, more than 3 times its interval" in capsys.readouterr().err
-    assert main(["service", "status", "--run-dir", str(tmp_path / "nothing")]) == 2
-    assert "status.json: cannot be read" in capsys.readouterr().err
+        assert text in "\n".join(rest), text
+    as_json = status_of(tmp_path, "--json")
+    data = json.loads(as_json.stdout)
+    assert as_json.returncode == 0 and (data["state"], data["code"], data["iteration"]) == ("RUNNING", 0, 4321)
 
 
-def test_a_cleanly_stopped_run_reads_as_stopped_not_stale(tmp_path, capsys):
-    write_status(tmp_path, _status(phase="stopped"))
-    data = json.loads((tmp_path / STATUS_FILE).read_text())
-    data["updated"] -= 3600
-    (tmp_path / STATUS_FILE).write_text(json.dumps(data))
-    assert main(["service", "status", "--run-dir", str(tmp_path)]) == 0
-    captured = capsys.readouterr()
-    assert "STOPPED: the installation ended 1 h ago, not hung" in captured.out and "STALE" not in captured.err
+@pytest.mark.parametrize("case, state, code, words", [
+    ("engine crashed", "ENGINE DOWN", 1, "the picture is up but the engine is crashed: engine died"),
+    ("stale", "STALE", 2, "not rewritten for 1 min, more than 3 times its interval; process {gone} is not running"),
+    ("stopped", "STOPPED", 2, "the installation ended 1 h ago, not hung, and is not running"),
+    ("never ran", "UNKNOWN", 3, "status.json: cannot be read (No such file or directory)"),
+    ("not a status", "UNKNOWN", 3, "status.json: not a status file"),
+])
+def test_status_exit_codes_follow_the_monitoring_plugin_convention(tmp_path, case, state, code, words):
+    """0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN: what Nagios, Icinga and their kin expect of a check command."""
+    if case == "engine crashed":
+        write_status(tmp_path, _status(engine_status="crashed", last_error="engine died", every=600.0))
+    elif case in ("stale", "stopped"):
+        write_status(tmp_path, _status(phase="stopped" if case == "stopped" else "holding"))
+        age_status(tmp_path, 3600 if case == "stopped" else 60)
+        if case == "stale":  # written by a process that is gone
+            gone = subprocess.Popen(["true"])
+            gone.wait()
+            data = json.loads((tmp_path / STATUS_FILE).read_text())
+            (tmp_path / STATUS_FILE).write_text(json.dumps({**data, "pid": gone.pid}))
+            words = words.format(gone=gone.pid)
+    elif case == "not a status":
+        (tmp_path / STATUS_FILE).write_text("[]")
+    checked = status_of(tmp_path)
+    assert checked.returncode == code, checked
+    assert checked.stdout.startswith(f"uncanny {state}: ") and words in checked.stdout.splitlines()[0], checked.stdout
+    as_json = status_of(tmp_path, "--json")
+    assert as_json.returncode == code and json.loads(as_json.stdout)["state"] == state
+
+
+def test_status_with_no_installed_unit_and_no_run_dir_is_unknown(tmp_path):
+    checked = status_of(None, env={"XDG_CONFIG_HOME": str(tmp_path / "config")})
+    assert checked.returncode == 3 and "no installed uncanny.service" in checked.stdout, checked

@@ -4,7 +4,12 @@ modules or packages (a newcomer can read it bottom-up), and one place where the 
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "installation"
 
@@ -63,7 +68,7 @@ def test_no_module_imports_itself_back_through_others():
 # (`cli.py` in any package: they add subcommands to the main parser) belong to the entry layer wherever they live.
 LAYERS = {
     1: ("installation", "frames", "storage", "validation", "messages", "signals", "resources", "images", "journal",
-        "schedule"),
+        "schedule", "exits"),
     2: ("engine", "models", "display", "walks", "journey", "training"),
     3: ("control", "outputs", "exports", "recording"),
     4: ("live",),
@@ -128,3 +133,18 @@ def test_each_display_action_registers_its_effect_beside_its_spec():
     from installation.control.actions import SPECS
 
     assert [s.name for s in SPECS if (s.kind == "display") != (s.effect is not None)] == []
+
+
+@pytest.mark.parametrize("command", [["--help"], ["osc", "/uncanny/ping", "--wait", "0"],
+                                     ["service", "status", "--run-dir", "{tmp}"],
+                                     ["service", "install", "--user", "--print"], ["monitors"]],
+                         ids=["help", "osc", "service status", "service install", "monitors"])
+def test_commands_that_draw_nothing_load_neither_torch_nor_triton(tmp_path, command):
+    """A technician's and a monitor's commands start in a fraction of a second: torch (seconds under load) and triton
+    stay unloaded (benchmarks/bench_start.py times them). Their outcome does not matter here."""
+    done = subprocess.run([sys.executable, "-X", "importtime", str(PACKAGE.parent / "run_installation.py"),
+                           *[word.format(tmp=tmp_path) for word in command]], capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path,
+                          env={**os.environ, "XDG_CONFIG_HOME": str(tmp_path), "DISPLAY": ""})
+    loaded = {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+    assert loaded and not loaded & {"torch", "triton"}, done.stderr[-2000:]

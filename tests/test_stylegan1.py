@@ -1,8 +1,8 @@
 """StyleGAN1 against rosinality's layout and behaviour.
 
-The reference below is written from the documented facts (shared/reference/checkpoint-formats.md §1), as plain
-functions over the state_dict, and deliberately computes the tricky parts another way: fused transposed convs
-as zero-insertion plus a flipped-kernel conv, fused strided convs as a dense conv then decimation, blur as
+The reference below is written from rosinality's documented layout and behaviour, as plain functions over the
+state_dict, and deliberately computes the tricky parts another way: fused transposed convs as zero-insertion
+plus a flipped-kernel conv, fused strided convs as a dense conv then decimation, blur as
 shifted sums, instance norm by hand. Agreement within 1e-4 therefore checks the module code, not itself.
 """
 

@@ -157,7 +157,7 @@ def test_a_stopped_engine_is_replaced_while_the_display_keeps_presenting_and_sys
     run_dir = tmp_path / "run"
     process = subprocess.Popen([sys.executable, str(ROOT / "run_installation.py"), "--checkpoint", str(checkpoint),
                                 "--preset", str(preset), "--headless", "--size", "64x48", "--device", "cpu",
-                                "--no-osc", "--run-dir", str(run_dir)], stdout=subprocess.PIPE,
+                                "--no-osc", "--http-port", "0", "--run-dir", str(run_dir)], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, start_new_session=True,
                                env={**os.environ, "OMP_NUM_THREADS": "1", "NOTIFY_SOCKET": str(path)})
     messages: list[tuple[float, str]] = []
@@ -189,7 +189,7 @@ def test_a_stopped_engine_is_replaced_while_the_display_keeps_presenting_and_sys
             os.kill(process.pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
-        _, stderr = process.communicate(timeout=90)
+        _, stderr = process.communicate(timeout=300)
     messages.extend((time.monotonic(), m) for m in received(sock))
     assert process.returncode == 0, stderr
     assert "Traceback" not in stderr
@@ -223,7 +223,7 @@ def test_an_engine_stuck_in_the_kernel_ends_the_installation_with_the_status_the
     with open(log, "w") as stderr:  # a file, not a pipe: the frozen engine keeps its copy of stderr open
         process = subprocess.Popen([sys.executable, str(ROOT / "run_installation.py"), "--checkpoint",
                                     str(checkpoint), "--preset", str(preset), "--headless", "--size", "64x48",
-                                    "--device", "cpu", "--no-osc", "--run-dir", str(run_dir)],
+                                    "--device", "cpu", "--no-osc", "--http-port", "0", "--run-dir", str(run_dir)],
                                    stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True,
                                    env={**os.environ, "OMP_NUM_THREADS": "1"})
     try:

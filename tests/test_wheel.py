@@ -3,8 +3,11 @@ folder: the shaders and presets travel inside the package, nothing is read from 
 
 import os
 import shlex
+import site
 import subprocess
 import sys
+import sysconfig
+import time
 from pathlib import Path
 
 import imageio_ffmpeg
@@ -15,7 +18,7 @@ from installation.models import create_stylegan1, save_gan
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run(*command, cwd=None, env=None, timeout=120):
+def run(*command, cwd=None, env=None, timeout=300):
     result = subprocess.run([str(c) for c in command], capture_output=True, text=True, cwd=cwd, env=env,
                             timeout=timeout)
     assert result.returncode == 0, f"{' '.join(map(str, command))}:\n{result.stdout}\n{result.stderr}"
@@ -31,7 +34,13 @@ def test_a_wheel_from_a_clean_clone_runs_headless_from_another_folder(tmp_path):
         "--wheel-dir", tmp_path / "dist", clone)
     (wheel,) = (tmp_path / "dist").glob("uncanny-*.whl")
     venv = tmp_path / "venv"
-    run(sys.executable, "-m", "venv", "--without-pip", "--system-site-packages", venv)  # torch & co. from the system
+    run(sys.executable, "-m", "venv", "--without-pip", venv)
+    # torch & co. from the environment running the tests (the system's or a virtualenv's: `--system-site-packages`
+    # would reach only the base interpreter's), after the venv's own packages. Folders named in a .pth file are not
+    # scanned for .pth files of their own, so the checkout's editable install there stays out.
+    packages = run(venv / "bin" / "python", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])").stdout
+    outer = dict.fromkeys([*site.getsitepackages(), sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]])
+    (Path(packages.strip()) / "outer.pth").write_text("".join(f"{folder}\n" for folder in outer))
     run(venv / "bin" / "python", "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", wheel)
 
     elsewhere = tmp_path / "elsewhere"
@@ -43,8 +52,16 @@ def test_a_wheel_from_a_clean_clone_runs_headless_from_another_folder(tmp_path):
                 "print(p.load_preset('gallery').source)", cwd=elsewhere, env=env).stdout
     assert all(line.startswith(str(venv)) for line in where.split()) and where.count("\n") == 3, where
     (elsewhere / "show.toml").write_text("[logs]\nstatus_every = 0.5\nthumbnail_minutes = 0.01\n")
-    run(venv / "bin" / "uncanny", "--checkpoint", "tiny.pt", "--preset", "show.toml", "--headless", "--seconds", "3",
-        "--size", "96x64", "--run-dir", "run", "--device", "cpu", "--no-osc", cwd=elsewhere, env=env)
+    show = subprocess.Popen([venv / "bin" / "uncanny", "--checkpoint", "tiny.pt", "--preset", "show.toml",
+                             "--headless", "--size", "96x64", "--run-dir", "run", "--device", "cpu", "--no-osc",
+                             "--http-port", "0"],
+                            cwd=elsewhere, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120  # its engine up (the status is written from then on) and a thumbnail taken
+    while not ((elsewhere / "run" / "status.json").exists() and list((elsewhere / "run").glob("thumbnails/*.jpg"))):
+        assert show.poll() is None and time.monotonic() < deadline, show.communicate(timeout=60)[1]
+        time.sleep(0.2)
+    show.terminate()
+    assert show.wait(90) == 0, show.communicate()[1]
     (video,) = (elsewhere / "run").glob("live-*.mp4")
     frames, _ = imageio_ffmpeg.count_frames_and_secs(str(video))
     assert frames > 0
@@ -53,8 +70,8 @@ def test_a_wheel_from_a_clean_clone_runs_headless_from_another_folder(tmp_path):
     assert list((elsewhere / "run" / "thumbnails").glob("*-it*.jpg"))
     status = subprocess.run([venv / "bin" / "uncanny", "service", "status", "--run-dir", "run"], cwd=elsewhere,
                             env=env, capture_output=True, text=True, timeout=60)
-    assert status.returncode in (0, 1), status.stderr  # 1: stale, once the stopped run's file is old enough
-    assert "uncanny status, run/status.json" in status.stdout and "0 cycles completed" in status.stdout
+    assert status.returncode == 2 and status.stdout.startswith("uncanny STOPPED: "), status  # it ran, and ended
+    assert "run/status.json:" in status.stdout and "0 cycles completed" in status.stdout
     unit = run(venv / "bin" / "uncanny", "service", "install", "--user", "--print", "--checkpoint", "tiny.pt",
                cwd=elsewhere, env=env).stdout
     (exec_start,) = [line for line in unit.splitlines() if line.startswith("ExecStart=")]

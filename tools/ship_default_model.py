@@ -25,7 +25,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from installation.models import CheckpointError, load_gan  # noqa: E402
-from installation.models.loader import DEFAULT_CHECKPOINT, OWN_FORMAT_KEY, valid_journey_lr  # noqa: E402
+from installation.models.config import DEFAULT_CHECKPOINT  # noqa: E402
+from installation.models.loader import OWN_FORMAT_KEY, valid_journey_lr  # noqa: E402
 from installation.storage import atomic_torch_save  # noqa: E402
 
 BUDGET_BYTES = 25 * 1000**2  # all shipped model files together

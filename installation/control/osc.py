@@ -35,6 +35,7 @@ from typing import Any
 from pythonosc.dispatcher import Dispatcher
 from pythonosc.osc_server import BlockingOSCUDPServer
 
+from ..exits import TryAgain
 from ..messages import MAX_LOG_KEYS, RateLimitedLog
 from .config import OscConfig, parse_target
 from .actions import BY_NAME, ROOT, ActionError, Spec, make_action, osc_specs
@@ -59,8 +60,9 @@ MAX_ERROR_TEXT = 400
 MAX_SENT = 4096  # actions remembered by id until the engine refuses them or newer ones push them out
 
 
-class OscError(Exception):
-    """The OSC server cannot start (port in use, bad address); one line."""
+class OscError(TryAgain):
+    """The OSC server cannot start (the port is held, the address not up yet); one line. A start refused so may
+    work later: exit code 75, relaunched by the service."""
 
 
 class _Bucket:

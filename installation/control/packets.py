@@ -1,9 +1,9 @@
 """A strict, bounded check of OSC datagrams, run before python-osc ever parses them.
 
-python-osc 1.10.2 is lenient and has traps (../shared/reference/osc-controllers.md §4): a bundle element of size
--4 makes its parser loop forever, invalid UTF-8 escapes as UnicodeDecodeError, missing argument bytes are
-zero-padded, and a future time tag sleeps the handler thread. `check_datagram` walks the packet once with every
-size checked against the bytes actually there, so only well-formed OSC 1.0 reaches python-osc.
+python-osc 1.10.2 is lenient and has traps: a bundle element of size -4 makes its parser loop forever, invalid UTF-8
+escapes as UnicodeDecodeError, missing argument bytes are zero-padded, and a future time tag sleeps the handler
+thread. `check_datagram` walks the packet once with every size checked against the bytes actually there, so only
+well-formed OSC 1.0 reaches python-osc.
 """
 
 from __future__ import annotations

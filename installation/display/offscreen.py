@@ -5,6 +5,10 @@ from __future__ import annotations
 import moderngl
 import numpy as np
 
+from .gl import load_triton_before_gl
+
+load_triton_before_gl()  # before any context is made here (see gl.py)
+
 
 class OffscreenError(Exception):
     """No EGL context here; one line naming what to install."""

@@ -8,38 +8,13 @@ from collections.abc import Callable
 import glfw
 import moderngl
 
+from .gl import load_triton_before_gl
+from .monitors import find_monitor
+
+load_triton_before_gl()  # before any context is made here (see gl.py)
 log = logging.getLogger(__name__)
 
 _open_windows = 0  # GLFW is terminated when the last window of the process closes
-
-
-class MonitorNotFound(LookupError):
-    """A monitor asked for by index or name is not connected; one line listing those that are."""
-
-
-def monitor_names() -> list[str]:
-    """Names of the connected monitors, in the order `Window(monitor=index)` counts them (needs glfw.init)."""
-    return [glfw.get_monitor_name(m).decode(errors="replace") for m in glfw.get_monitors()]
-
-
-def find_monitor(which: int | str | None, strict: bool = False) -> object:
-    """A monitor by index or (case-insensitive, partial) name; the primary one for None. One not found is the
-    primary too, with a warning (a gallery machine should still show something, on the main screen), or with
-    `strict` MonitorNotFound (a further window must not cover the main one)."""
-    monitors, names = glfw.get_monitors(), monitor_names()
-    if isinstance(which, int) and 0 <= which < len(monitors):
-        return monitors[which]
-    if isinstance(which, str):
-        for monitor, name in zip(monitors, names):
-            if which.lower() in name.lower():
-                return monitor
-    if which is not None:
-        listed = ", ".join(f"{index} {name!r}" for index, name in enumerate(names))
-        if strict:
-            raise MonitorNotFound(f"monitor {which!r} is not connected (connected: {listed}; "
-                                  "`run_installation.py monitors` lists them)")
-        log.warning("monitor %r not found among %s; using the primary monitor", which, listed)
-    return glfw.get_primary_monitor()
 
 
 class Window:

@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from ..exits import TryAgain
 from ..models.config import PRECISIONS
 from ..validation import (ConfigError, check_choice, check_float, check_int, check_period,  # noqa: F401 (the engine's
                           check_seed, check_truncation)  # rules are built on them)
@@ -53,9 +54,17 @@ def check_device(value: Any) -> str:
     return value
 
 
-class DeviceUnavailable(ConfigError):
-    """The CUDA device asked for is not on this machine (now); one line. At start that is bad input; an engine
-    restarted after its GPU was lost treats it as a crash to retry, since the GPU may come back."""
+class DeviceUnavailable(Exception):
+    """The CUDA device asked for is not there; one line. An engine restarted after its GPU was lost treats either
+    kind as a crash to retry with back-off, since the GPU may come back."""
+
+
+class NoDeviceNow(DeviceUnavailable, TryAgain):
+    """CUDA was asked for and no device answers now (at boot the driver may not be up yet): exit 75, retried."""
+
+
+class NoSuchDevice(DeviceUnavailable, ConfigError):
+    """A CUDA device this machine does not have (cuda:7 on a one-GPU box): exit 2, it never will."""
 
 
 def check_device_present(name: str, cuda_devices: int) -> None:
@@ -63,12 +72,13 @@ def check_device_present(name: str, cuda_devices: int) -> None:
     if not name.startswith("cuda"):
         return
     if cuda_devices == 0:
-        raise DeviceUnavailable(f"device {name}: no CUDA device is available here; use cpu or auto")
+        raise NoDeviceNow(f"device {name}: no CUDA device is available here now; check the GPU driver (nvidia-smi), "
+                          "or use cpu or auto")
     index = int(name.partition(":")[2] or 0)
     if index >= cuda_devices:
         present = "cuda:0" if cuda_devices == 1 else f"cuda:0 .. cuda:{cuda_devices - 1}"
-        raise DeviceUnavailable(f"device {name}: this machine has {cuda_devices} CUDA device"
-                                f"{'s' if cuda_devices > 1 else ''} ({present}); choose one of them, or auto")
+        raise NoSuchDevice(f"device {name}: this machine has {cuda_devices} CUDA device"
+                           f"{'s' if cuda_devices > 1 else ''} ({present}); choose one of them, or auto")
 
 
 def cuda_device_count() -> int:
@@ -78,14 +88,18 @@ def cuda_device_count() -> int:
 
 
 def resolve_device(name: str, cuda_devices: int | None = None) -> Any:
-    """'auto' is cuda where there is one and cpu otherwise; a CUDA device that is not there is an error
-    (DeviceUnavailable), not a fallback. `cuda_devices`: how many there are (default: what torch finds)."""
+    """'auto' is cuda where there is one and cpu otherwise; a CUDA device that is not there is an error, not a
+    fallback: ConfigError where this torch has no CUDA support at all (it never will), else DeviceUnavailable
+    (check_device_present). `cuda_devices`: how many there are (default: what torch finds)."""
     import torch
 
     check_device(name)
     count = cuda_device_count() if cuda_devices is None else cuda_devices
     if name == "auto":
         return torch.device("cuda" if count else "cpu")
+    if name.startswith("cuda") and count == 0 and torch.version.cuda is None:
+        raise ConfigError(f"device {name}: no CUDA device is available here: this torch is a CPU-only build; "
+                          "install a CUDA build of torch, or use cpu or auto")
     check_device_present(name, count)
     return torch.device(name)
 

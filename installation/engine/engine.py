@@ -46,6 +46,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..exits import BadInput
 from ..models import GAN
 from ..journal import compact_events, compact_metrics
 from ..storage import atomic_write_bytes, drop_torn_line, last_json_line
@@ -76,7 +77,7 @@ class EngineRefused(EngineError):
     """The engine cannot start with this model and run folder, and retrying cannot help; one line."""
 
 
-class RunFolderError(EngineRefused):
+class RunFolderError(EngineRefused, BadInput):
     """The run folder cannot be used (taken by another engine, another model's, unreadable)."""
 
 

@@ -49,6 +49,7 @@ from typing import Any
 
 import torch
 
+from ..exits import TryAgain
 from ..messages import first_line
 from ..models import CheckpointError, load_gan
 from .commands import MAX_WAITING, SETTINGS, Command, command_name
@@ -61,7 +62,7 @@ TERMINATE_SECONDS = 5.0  # after a clean shutdown's timeout: SIGTERM, then this 
 KILL_SECONDS = 10.0  # after SIGKILL: a process still there then is stuck in the kernel (EngineUnkillable)
 
 
-class EngineUnkillable(EngineError):
+class EngineUnkillable(EngineError, TryAgain):
     """The engine process outlived SIGKILL: stuck in the kernel, usually in the GPU driver; one line."""
 
 

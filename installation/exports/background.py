@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-from ..recording import CODECS, RecordConfig, claim_path
+from ..recording import CODECS, RecordConfig, claim_partial, partial_path
 
 # the folder holding this very package (a checkout, or site-packages for a wheel, which has no run_installation.py):
 # the export child imports the same code as the show, run as `python -P -m installation` so its working folder
@@ -58,7 +58,8 @@ class LoopExports:
             failed(f"a loop export is still running ({self._out}); wait for /uncanny/state/export")
             return False
         try:
-            out = claim_path(self.folder, f"loop-it{iteration}-{seconds:g}s-{self.codec}", CODECS[self.codec].suffix)
+            out = claim_partial(self.folder, f"loop-it{iteration}-{seconds:g}s-{self.codec}",
+                                CODECS[self.codec].suffix)
             self._logs = (tempfile.TemporaryFile(), tempfile.TemporaryFile())
             command = [sys.executable, "-P", "-m", "installation", "loop", "--run-dir", str(self.run_dir),
                        "--iteration", str(iteration), "--seconds", f"{seconds:g}", "--fps", f"{self.fps:g}",
@@ -95,8 +96,9 @@ class LoopExports:
             self.status = f"loop export failed (exit {process.returncode}): {self._last_line(1) or 'no output'}"
             self.say(self.status)
             self._failed(self.status)
-            if self._out is not None and self._out.exists() and self._out.stat().st_size == 0:
-                self._out.unlink()  # the empty name claimed for it
+            if self._out is not None and partial_path(self._out).exists() and \
+                    partial_path(self._out).stat().st_size == 0:
+                partial_path(self._out).unlink()  # the name claimed for it, never written
         self._close_log()
 
     def close(self) -> None:

@@ -45,8 +45,6 @@ def add_export_parsers(commands: argparse._SubParsersAction) -> None:
     """Add `loop` and `film` to the CLI's subcommands."""
     loop = commands.add_parser(
         "loop", help="export a frame-exact seamless loop of one snapshot (latent walk, frozen weights)",
-        usage="%(prog)s [--checkpoint F | --run-dir R] [--iteration N] --seconds S [--fps 60] [--size WxH] "
-              "[--codec NAME] [--grid 0|N] [--walk-seed K] --out FILE",
         description="Render, offscreen through the screen's presenter, exactly SECONDS x FPS frames of one period "
                     "of a latent walk, so that a player repeating the file shows no seam.")
     source = loop.add_mutually_exclusive_group()
@@ -61,7 +59,6 @@ def add_export_parsers(commands: argparse._SubParsersAction) -> None:
 
     film = commands.add_parser(
         "film", help="render a run's whole journey, iteration 0 to the newest snapshot, as one continuous video",
-        usage="%(prog)s --run-dir R [--seconds 120] [--fps 30] [--codec NAME] [--grid N] [--no-caption] --out FILE",
         description="A slow walk (or the population grid) while the generator weights move linearly from "
                     "snapshot to snapshot, with the iteration as a caption.")
     film.add_argument("--run-dir", type=Path, required=True, help="the run folder whose snapshots to play")

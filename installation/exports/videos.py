@@ -34,7 +34,7 @@ from ..engine.snapshots import FILE_NAME, SnapshotStore
 from ..models import GAN
 from ..signals import StopSignals
 from ..walks import loop_times, make_walks, render_walk_frames
-from ..recording import CODECS, KEYFRAME_SECONDS, EncoderError, VideoEncoder
+from ..recording import CODECS, KEYFRAME_SECONDS, EncoderError, VideoEncoder, partial_path
 
 
 class Look(Protocol):
@@ -100,8 +100,11 @@ def check_output(out: Path, codec: str, width: int, height: int) -> None:
         CODECS[codec].check_size(width, height)
     except EncoderError as error:
         raise ExportError(f"--{error}") from None
-    if out.exists() and out.stat().st_size > 0:  # an empty file is a name claimed for this export (claim_path)
+    if out.exists():
         raise ExportError(f"--out {out}: the file exists; choose another name or remove it")
+    partial = partial_path(out)  # an empty one is the name claimed for this export (recording.claim_partial)
+    if partial.exists() and partial.stat().st_size > 0:
+        raise ExportError(f"--out {out}: {partial.name} is being written (another export); choose another name")
     if not out.parent.is_dir():
         raise ExportError(f"--out {out}: no folder {out.parent}; create it first")
 

@@ -35,6 +35,7 @@ from ..frames import FrameChannel
 from ..messages import size_text
 from ..outputs import KINDS as OUTPUT_KINDS
 from ..recording.live import HeadlessVideo, LiveRecorder
+from ..exits import TryAgain
 from ..signals import StopSignals
 from .hud import Notices
 from .loop import LiveLoop
@@ -56,41 +57,62 @@ FRAME_MEMORY = 64 * 2**20  # bytes of shared memory for frames drawn ahead
 MAX_SLOTS = 96  # frames drawn ahead at the most (3 s at 30 fps)
 
 
-class DisplayError(Exception):
-    """The picture cannot be shown here (no GL, no display, not enough shared memory); one line."""
+class DisplayError(TryAgain):
+    """The picture cannot be shown here now (no GL or display yet at boot, not enough shared memory); one line, and
+    a start the service tries again."""
 
 
 @contextlib.contextmanager
 def open_run_folder(run_dir: Path, gan: Any) -> Iterator[list[Path]]:
-    """Hold `run_dir` for this installation for the length of the `with`. A folder that cannot be one, that another
-    installation holds, or that the engine would refuse raises RunFolderError (one line) before anything in it is
-    touched. Yields the recordings of a killed earlier run that were given playable names."""
+    """Hold `run_dir` for this installation for the length of the `with`. Every check comes before the first write,
+    so a refused start leaves the folder as it was (or uncreated): a folder that cannot be one or that the engine
+    would refuse (another model's) raises RunFolderError, exit 2; one that another installation or engine (a
+    `journey`) holds raises TryAgain, exit 75 (the service retries). Yields the recordings of a killed earlier run
+    that were given playable names."""
     from ..engine.engine import RunFolderError, check_run_folder
+    from ..exits import TryAgain
     from ..frames import sweep_stale
     from ..recording import recover_partials
 
+    def held(name: str) -> bool:
+        """True when another process holds the flock on run_dir/name (the file is only opened, never created)."""
+        try:
+            with open(run_dir / name, "rb") as probe:
+                fcntl.flock(probe, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except FileNotFoundError:
+            return False
+        except BlockingIOError:
+            return True
+        return False
+
+    unusable = f"run folder {run_dir}: cannot be used (%s); choose a folder that can be created and written"
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        check_run_folder(run_dir, gan)  # reads only: a refused folder is left exactly as it was
+        if run_dir.exists():
+            if not run_dir.is_dir():
+                raise RunFolderError(unusable % "File exists")
+            check_run_folder(run_dir, gan)  # reads only
+            if held(".live.lock") or held(".lock"):
+                raise TryAgain(f"run folder {run_dir}: another installation or journey is running on it; stop it "
+                               "or choose another --run-dir")
+        run_dir.mkdir(parents=True, exist_ok=True)  # a new folder: nothing in it to check
         lock = open(run_dir / ".live.lock", "a")
     except OSError as error:
-        raise RunFolderError(f"run folder {run_dir}: cannot be used ({error.strerror or error}); choose a folder "
-                             "that can be created and written") from None
+        raise RunFolderError(unusable % (error.strerror or error)) from None
     try:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RunFolderError(f"run folder {run_dir}: another installation is running on it; stop it or "
-                                 "choose another --run-dir") from None
+        except BlockingIOError:  # taken since the check above
+            raise TryAgain(f"run folder {run_dir}: another installation is running on it; stop it or choose "
+                           "another --run-dir") from None
         sweep_stale()
         yield recover_partials(run_dir)
     finally:
         lock.close()
 
 
-def _control(preset: Preset, run_dir: Path) -> ControlService:
-    """The OSC and HTTP (OSCQuery, the status page) servers, bound before anything else starts so a taken port is
-    one line."""
+def bind_controls(preset: Preset, run_dir: Path) -> ControlService:
+    """The OSC and HTTP (OSCQuery, the status page) servers, bound before anything else starts or is written, so a
+    taken port is one line (OscError: exit 75); started by entering it."""
     folder = RunFolderView(run_dir, preset.record.folder_in(run_dir), run_dir / LOG_FILE, run_dir / THUMBNAIL_DIR)
     control = ControlService(preset.osc, http=preset.http, folder=folder)
     for line in control.describe():
@@ -264,14 +286,15 @@ def _open_surface(preset: Preset, headless: bool) -> Surface:
 
 
 def run(preset: Preset, checkpoint: Path, resolution: int, run_dir: Path, seconds: float | None, stop: StopSignals,
-        poster: np.ndarray | None = None, headless: bool = False) -> RunReport:
+        control: ControlService, poster: np.ndarray | None = None, headless: bool = False) -> RunReport:
     """The installation until quit, the window closed, a stop signal or `seconds` have passed: full-screen (or in a
     window), or `headless` offscreen into `run_dir/live-DATE-TIME.mp4` (a new file whenever ffmpeg has to be
-    restarted) at the preset's fps. The last picture is saved as `last_frame-DATE-TIME.png`."""
+    restarted) at the preset's fps. `control`: the servers, bound and started (bind_controls). The last picture is
+    saved as `last_frame-DATE-TIME.png`."""
     surface = _open_surface(preset, headless)
     report = RunReport()
     image = None
-    with surface, _control(preset, run_dir) as control:
+    with surface:
         if not headless:
             from ..control.keys import key_handlers
 

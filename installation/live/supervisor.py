@@ -17,6 +17,7 @@ import math
 from collections.abc import Callable
 
 from ..engine import EngineProcess
+from ..exits import TryAgain
 from ..engine.process import EngineUnkillable
 from ..engine.state import EngineState
 
@@ -29,7 +30,7 @@ class RunRefused(Exception):
     unusable); one line."""
 
 
-class EngineStuck(Exception):
+class EngineStuck(TryAgain):
     """The engine process cannot be killed (stuck in the kernel, most likely the GPU driver) and holds the run
     folder: the installation must end with arguments.EXIT_TRY_AGAIN; one line."""
 

@@ -6,7 +6,7 @@ torch.
 
 import importlib
 
-_EXPORTS = {"GAN": "gan", "create_stylegan1": "gan", "CheckpointError": "loader", "default_checkpoint": "loader",
+_EXPORTS = {"GAN": "gan", "create_stylegan1": "gan", "CheckpointError": "loader", "default_checkpoint": "config",
             "load_gan": "loader", "save_gan": "loader"}
 __all__ = sorted(_EXPORTS)
 

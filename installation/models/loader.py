@@ -1,6 +1,6 @@
 """Load any supported checkpoint file into a `GAN`, safely, with one clear line when it cannot be done.
 
-Recognised layouts (facts in shared/reference/checkpoint-formats.md):
+Recognised layouts:
 - StyleGAN1, rosinality: `train_step-N.model` / `stylegan-*px-new.model` dicts (generator, discriminator,
   g_running, optimisers) and bare g_running state_dicts (`NNNNNN.model`); zip or legacy (2019) serialisation.
 - StyleGAN2, rosinality: train.py files (g, d, g_ema, optimisers, argparse `args`, ada_aug_p) and
@@ -26,13 +26,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..exits import BadInput
 from ..messages import first_line, quiet_torch_load
 from ..storage import atomic_torch_save
 from . import stylegan1, stylegan2, stylegan2_ada, stylegan3
 from .gan import ARCHS, GAN, NVLABS_ARCHS, build_discriminator, build_generator, estimate_mean_latent
 from .nvlabs_pickle import ModuleRecord, UnsafePickle, is_nvlabs_pickle, read_network_pickle
 
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "assets" / "default.pt"
 OWN_FORMAT_KEY = "uncanny_format"
 OWN_FORMAT_VERSION = 1
 
@@ -43,7 +43,7 @@ D_FILE_KINDS = ("StyleGAN1 train_step-N.model / stylegan-*px-new.model files, St
                 "or this project's own files")
 
 
-class CheckpointError(Exception):
+class CheckpointError(BadInput):
     """A checkpoint cannot be used; the message is one line naming the problem and the fix."""
 
 
@@ -387,11 +387,6 @@ def _load_own_nvlabs(path: Path, ckpt: Mapping[str, Any], arch: str, g_state: Ma
 
 def valid_journey_lr(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value <= 1
-
-
-def default_checkpoint() -> Path | None:
-    """The embedded default model shipped inside the package, or None where this release has none."""
-    return DEFAULT_CHECKPOINT if DEFAULT_CHECKPOINT.is_file() else None
 
 
 def save_gan(gan: GAN, path: str | os.PathLike, raw_generator: nn.Module | None = None,

@@ -4,11 +4,11 @@ Why not imageio-ffmpeg's `write_frames`: its generator SIGKILLs ffmpeg when a Ke
 `send()`, leaving an unplayable file, and it takes no Popen arguments. Here ffmpeg runs in a new session, so the
 terminal's Ctrl-C and a signal to the process group never reach it: the installation stops it by closing its input.
 
-Crash safety: the file is written as `NAME.partial` with `-movflags +hybrid_fragmented` (a fragmented file while
-it grows, an ordinary one once finalised), one-second fragments and `-flush_packets 1`, so a SIGKILL or power cut
-loses about the last second, for every codec (MP4 and MOV alike, measured in shared/reference/recording-and-
-operations.md §2). `close()` finalises it and renames it to NAME. ffmpeg refuses `+faststart` together with
-`+hybrid_fragmented`, so a codec with `faststart` gets its index moved to the front by a stream copy after the
+Crash safety: the file is written as `NAME.partial` with `-movflags +hybrid_fragmented` (a fragmented file while it
+grows, an ordinary one once finalised), one-second fragments and `-flush_packets 1`, so a SIGKILL or power cut loses
+about the last second, for every codec (measured for H.264 MP4, ProRes and HAP MOV: a plain MP4 cut off by a kill
+has no index and plays nothing). `close()` finalises it and renames it to NAME. ffmpeg refuses `+faststart` together
+with `+hybrid_fragmented`, so a codec with `faststart` gets its index moved to the front by a stream copy after the
 clean stop (a fraction of a second per 100 MB); a file cut off by a kill keeps its index at the end, still playable.
 
 Sizes: each codec needs width and height to be a multiple of `Codec.multiple` (4:2:0 and 4:2:2 chroma: 2; HAP's
@@ -44,7 +44,7 @@ import imageio_ffmpeg
 import numpy as np
 
 from ..validation import check_choice
-from .files import PARTIAL
+from .files import partial_path
 
 
 @dataclass(frozen=True)
@@ -80,8 +80,8 @@ class Codec:
 
 
 _FRAGMENTED = ("-movflags", "+hybrid_fragmented", "-frag_duration", "1000000", "-flush_packets", "1")
-# The bundled ffmpeg's `prores` (prores_aw) encodes 1080p about 5x faster than `prores_ks` on 2 cores (62 vs 12
-# fps, measured in the reference) and writes the same Apple profile tag (apch, 422 HQ).
+# The bundled ffmpeg's `prores` (prores_aw) encodes 1080p about 5x faster than `prores_ks` (62 vs 12 fps, measured
+# on 2 cores) and writes the same Apple profile tag (apch, 422 HQ).
 CODECS: dict[str, Codec] = {
     "h264": Codec(".mp4", "mp4", ("-c:v", "libx264", "-preset", "veryfast", "-crf", "16", "-pix_fmt", "yuv420p",
                                   "-g", "{gop}", "-sc_threshold", "0", *_FRAGMENTED),
@@ -178,7 +178,7 @@ class VideoEncoder:
         if self.width < self.codec.multiple or self.height < self.codec.multiple:
             raise EncoderError(f"video size {width}x{height} is too small")
         self.path = Path(path)
-        self.partial = self.path.with_name(self.path.name + PARTIAL)
+        self.partial = partial_path(self.path)
         self.fps = fps
         self.frames = self.dropped = 0
         self.failed: str | None = None
@@ -276,9 +276,7 @@ class VideoEncoder:
         if code != 0:
             self._fail(self._reason(code))
         if not self.partial.exists() or self.partial.stat().st_size == 0:
-            self.partial.unlink(missing_ok=True)
-            if self.path.exists() and self.path.stat().st_size == 0:
-                self.path.unlink()  # the empty name claimed for it
+            self.partial.unlink(missing_ok=True)  # nothing written (or only the name claimed for it)
             return None
         if self.codec.faststart and code == 0:
             self._move_index_to_front()

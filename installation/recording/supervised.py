@@ -12,7 +12,7 @@ import numpy as np
 
 from ..messages import size_text
 from .encoder import CODECS, EncoderError, VideoEncoder
-from .files import claim_path
+from .files import claim_partial
 
 MIN_FREE_BYTES = 32 * 2**20  # recording stops cleanly before the disk is this close to full
 RESTART_BACKOFF = (1.0, 5.0, 30.0)  # seconds before starting a new file after an encoder failure
@@ -33,8 +33,8 @@ def check_free_space(folder: Path) -> None:
 class SupervisedVideo:
     """Frames into `folder/STEM-DATE-TIME.mp4` files, a new file after each encoder failure (with a back-off).
 
-    `say` reports each encoder failure in one line. Running out of disk space stops it for good: `stopped` then holds the
-    reason and later frames are ignored. `close()` finalises the current file; `files` lists every file written.
+    `say` reports each encoder failure in one line. Running out of disk space stops it for good: `stopped` then holds
+    the reason and later frames are ignored. `close()` finalises the current file; `files` lists every file written.
     """
 
     def __init__(self, folder: Path, stem: str, width: int, height: int, fps: float, codec: str = "h264",
@@ -62,7 +62,7 @@ class SupervisedVideo:
         return self._encoder.path if self._encoder is not None else None
 
     def _open(self) -> VideoEncoder:
-        return VideoEncoder(claim_path(self.folder, self.stem, CODECS[self.codec].suffix), *self.size, self.fps,
+        return VideoEncoder(claim_partial(self.folder, self.stem, CODECS[self.codec].suffix), *self.size, self.fps,
                             self.codec, **self.encoder_options)
 
     def write(self, frame: np.ndarray | bytes, block: bool = True) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import json
 import os
 import sys
 import time
@@ -12,12 +13,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..arguments import UsageError, checkpoint_or_default, default_run_dir, whole_number
-from .unit import UNIT_NAME, UnitError, UnitSettings, enable_commands, run_dir_of, unit_path, unit_text
+from .unit import (UNIT_NAME, UnitError, UnitSettings, enable_commands, run_dir_of, systemd_version, unit_path,
+                   unit_text)
 
 if TYPE_CHECKING:
+    from ..live.status import LiveStatus
     from ..presets import Preset
 
-EXIT_STALE = 1  # `service status`: the file is there but old (the installation is gone or hung)
+# `service status` exits with the Nagios / Icinga plugin codes, so a monitoring system runs it as a check as it is,
+# and cron (anything but 0 is a problem) too. Its first line is the plugin's one-line verdict with performance data.
+OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
+ENGINE_DOWN = ("crashed", "failed", "refused", "stopped")  # the picture stays up but the journey does not go on
 
 
 def launcher() -> list[str]:
@@ -52,6 +58,27 @@ def _check_installation_options(root: argparse.ArgumentParser, options: list[str
                          "options only (see run_installation.py --help)")
 
 
+def _session(args: argparse.Namespace) -> tuple[str, str]:
+    """DISPLAY and XAUTHORITY for the unit: as given, else this shell's, with a warning where that is a guess: no
+    local DISPLAY here (none, or an ssh tunnel's like localhost:10.0: `:0` is assumed), or a shell that is not the
+    gallery session (over ssh, or without a display), whose XAUTHORITY is not the session's."""
+    shell_display = os.environ.get("DISPLAY", "")
+    display, guesses = args.display or shell_display, []
+    if args.display is None and not shell_display.startswith(":"):
+        display = ":0"
+        guesses.append(f"DISPLAY {display} (this shell has {shell_display or 'none'})")
+    xauthority = args.xauthority if args.xauthority is not None else os.environ.get("XAUTHORITY", "")
+    over_ssh = bool(os.environ.get("SSH_CONNECTION"))
+    if args.xauthority is None and (guesses or over_ssh):
+        guesses.append(f"XAUTHORITY {xauthority or '(none)'} (this shell's{', over ssh' if over_ssh else ''})")
+    if guesses:
+        print(f"uncanny: warning: {' and '.join(guesses)} {'are guesses' if len(guesses) > 1 else 'is a guess'} for "
+              "the gallery screen; pass --display and "
+              "--xauthority as its graphical session has them (`echo $DISPLAY $XAUTHORITY` in a terminal there; GDM's "
+              "is /run/user/UID/gdm/Xauthority, '' for none)", file=sys.stderr)
+    return display, xauthority
+
+
 def cmd_install(args: argparse.Namespace) -> None:
     from ..presets import load_preset
     from ..storage import atomic_write_bytes
@@ -70,11 +97,10 @@ def cmd_install(args: argparse.Namespace) -> None:
     if not args.user and user == "root" and not args.print:
         raise UsageError("a system unit would run the installation as root; run `service install` as the gallery "
                          "user (with sudo only to write the file), or use --user")
+    display, xauthority = _session(args)
     settings = UnitSettings(command=tuple(command), working_dir=Path.cwd(), run_dir=run_dir, user_unit=args.user,
-                            user=user, display=args.display or os.environ.get("DISPLAY") or ":0",
-                            xauthority=args.xauthority if args.xauthority is not None
-                            else os.environ.get("XAUTHORITY", ""),
-                            watchdog_seconds=args.watchdog, stop_seconds=args.stop_timeout)
+                            user=user, display=display, xauthority=xauthority, watchdog_seconds=args.watchdog,
+                            stop_seconds=args.stop_timeout, systemd_version=systemd_version())
     try:
         text = unit_text(settings)
     except UnitError as error:
@@ -117,28 +143,61 @@ def _duration(seconds: float) -> str:
     return " ".join(parts[:2]) if parts else f"{seconds} s"
 
 
-def cmd_status(args: argparse.Namespace) -> None:
+def _unknown(args: argparse.Namespace, reason: str) -> None:
+    """Nothing to judge (not installed, never ran, not a status file): UNKNOWN, one line."""
+    if args.json:
+        print(json.dumps({"state": "UNKNOWN", "reason": reason}))
+    print(f"uncanny UNKNOWN: {reason}", file=sys.stderr if args.json else sys.stdout)
+    raise SystemExit(UNKNOWN)
+
+
+def verdict(status: LiveStatus, now: float) -> tuple[str, int, str]:
+    """The state of the installation that wrote `status` (RUNNING, ENGINE DOWN, STALE, STOPPED), its plugin exit
+    code, and a few words on it."""
     from ..frames import process_alive
-    from ..live.status import STALE_INTERVALS, STATUS_FILE, STOPPED, THUMBNAIL_DIR, read_status
+    from ..live.status import STALE_INTERVALS, STOPPED
+
+    age = _duration(status.age(now))
+    if status.phase == STOPPED:
+        return "STOPPED", CRITICAL, f"the installation ended {age} ago, not hung, and is not running"
+    if status.stale(now):
+        gone = "" if process_alive(status.pid) else f"; process {status.pid} is not running"
+        return "STALE", CRITICAL, (f"status.json not rewritten for {age}, more than {STALE_INTERVALS} times its "
+                                   f"interval{gone}: the installation is stopped or hung")
+    if status.engine_status in ENGINE_DOWN:
+        return "ENGINE DOWN", WARNING, (f"the picture is up but the engine is {status.engine_status}: "
+                                        f"{status.last_error or 'see the log'}")
+    return "RUNNING", OK, (f"iteration {status.iteration}, {status.fps:.1f} fps, {status.steps_per_second:.2f} "
+                           f"steps/s, up {_duration(status.uptime)}")
+
+
+def cmd_status(args: argparse.Namespace) -> None:
+    from ..live.status import STATUS_FILE, THUMBNAIL_DIR, read_status
     from ..live.logfile import LOG_FILE
     from ..messages import size_text
 
     run_dir = args.run_dir or _installed_run_dir()
     if run_dir is None:
-        raise UsageError("no --run-dir given and no installed uncanny.service names one; pass --run-dir RUN_DIR")
+        _unknown(args, "no --run-dir given and no installed uncanny.service names one (not installed?); pass "
+                       "--run-dir RUN_DIR")
     path = run_dir / STATUS_FILE
     try:
         status = read_status(run_dir)
-        if args.json:
-            print(path.read_text(encoding="utf-8"), end="")
     except OSError as error:
-        raise UsageError(f"{path}: cannot be read ({error.strerror or error}); is this the run folder, and has the "
-                         "installation ever run on it?") from None
+        _unknown(args, f"{path}: cannot be read ({error.strerror or error}); is this the run folder, and has the "
+                       "installation ever run on it?")
     except ValueError as error:
-        raise UsageError(f"{path}: not a status file ({error}); is this an uncanny run folder?") from None
+        _unknown(args, f"{path}: not a status file ({error}); is this an uncanny run folder?")
     now = time.time()
-    stale = status.stale(now)
-    if not args.json:
+    state, code, words = verdict(status, now)
+    if args.json:
+        print(json.dumps({"state": state, "code": code, "age": round(status.age(now), 1), **status.to_json()},
+                         indent=1))
+    else:
+        perfdata = (f"iteration={status.iteration} fps={status.fps:.1f} steps_per_second={status.steps_per_second:.2f}"
+                    f" engine_restarts={status.engine_restarts}c disk_free={status.disk_free}B "
+                    f"age={status.age(now):.0f}s")
+        print(f"uncanny {state}: {words} | {perfdata}")
         thumbnails = sorted((run_dir / THUMBNAIL_DIR).glob("*.jpg"))
         written = time.localtime(status.updated)
         rows = [
@@ -157,18 +216,14 @@ def cmd_status(args: argparse.Namespace) -> None:
             ("thumbnails", f"{len(thumbnails)}, newest {thumbnails[-1]}" if thumbnails else "none yet"),
             ("log", str(run_dir / LOG_FILE)),
         ]
-        print(f"uncanny status, {path}:")
+        print(f"{path}:")
         for name, value in rows:
             print(f"  {name:<11} {value}")
-        if status.phase == STOPPED:
-            print(f"STOPPED: the installation ended {_duration(status.age(now))} ago, not hung, and is not running "
-                  "(the log or the journal says why)")
-    if stale:
-        gone = "" if process_alive(status.pid) else f"; process {status.pid} is not running"
-        print(f"STALE: not rewritten for {_duration(status.age(now))}, more than {STALE_INTERVALS} times its "
-              f"interval{gone}: the installation is stopped or hung. See `systemctl [--user] status uncanny` and "
-              f"`journalctl [--user] -u uncanny` (--user for a user unit)", file=sys.stderr)
-        raise SystemExit(EXIT_STALE)
+        if code == CRITICAL:
+            print("see `systemctl [--user] status uncanny` and `journalctl [--user] -u uncanny` (--user for a user "
+                  "unit): the last lines say why")
+    if code:
+        raise SystemExit(code)
 
 
 def add_service_parser(commands: argparse._SubParsersAction, root: argparse.ArgumentParser
@@ -201,9 +256,16 @@ def add_service_parser(commands: argparse._SubParsersAction, root: argparse.Argu
     install.add_argument("extra", nargs="*", help="more installation options, after --")
     install.set_defaults(handler=cmd_install, root_parser=root)  # its options are checked as the run's
 
-    status = actions.add_parser("status", help="print RUN_DIR/status.json readably; exit 1 when it is stale")
+    status = actions.add_parser(
+        "status", help="is it running? RUN_DIR/status.json readably; exit 0 running, 1 engine down, 2 stale or "
+                       "stopped, 3 unknown (Nagios plugin codes)",
+        description="The installation's state from RUN_DIR/status.json: RUNNING (exit 0), ENGINE DOWN (1: the "
+                    "picture is up, the engine is not), STALE (2: not rewritten lately, gone or hung), STOPPED (2: it "
+                    "ended cleanly), UNKNOWN (3: not installed, never ran). The first line is a monitoring plugin's "
+                    "verdict with performance data; docs/operations.md has the rest.")
     status.add_argument("--run-dir", type=Path, default=None,
                         help="the run folder (default: the one the installed uncanny.service runs)")
-    status.add_argument("--json", action="store_true", help="print the file as it is")
+    status.add_argument("--json", action="store_true",
+                        help="print the status file as JSON with its state, exit code and age added")
     status.set_defaults(handler=cmd_status)
     return service

@@ -1,14 +1,19 @@
-"""The systemd unit that keeps the installation running in a gallery (shared/reference/recording-and-operations.md
-§4).
+"""The systemd unit that keeps the installation running in a gallery (docs/operations.md, "The service").
 
 - `Type=notify`: the unit counts as started when the display process sends `READY=1` (its first frame presented);
   `WatchdogSec`: it sends `WATCHDOG=1` with every presented frame, so a frozen GL driver or a hung display loop
   gets the service restarted, not only a crash (`NotifyAccess=main`: only the display process may speak).
 - `KillMode=mixed`: a stop sends SIGTERM to the display process alone, which finalises the video, lets the engine
-  take its final snapshot and exits last; `TimeoutStopSec` leaves time for that snapshot.
+  take its final snapshot and exits last (with the default `control-group`, ffmpeg and the engine would get SIGTERM
+  at once and the video be cut short); `TimeoutStopSec` leaves time for that snapshot.
 - `Restart=always` with `RestartPreventExitStatus=2`: every death relaunches, except exit code 2, the installation's
-  "this cannot run as configured" (a bad preset or checkpoint, a run folder another installation holds), which no
-  relaunch fixes. `systemctl stop` is the technician's clean exit: an explicit stop never relaunches.
+  "this can never run as configured" (a bad preset or checkpoint, a run folder of another model), which no relaunch
+  fixes. A start that cannot run *now* (the OSC port held, no display or GPU yet at boot, the run folder held by
+  another installation) exits 75 and is relaunched like a crash (installation/exits.py). `systemctl stop` is the
+  technician's clean exit: an explicit stop never relaunches.
+- Relaunches never give up (`StartLimitIntervalSec=0`: by default systemd stops after 5 starts in 10 s and leaves the
+  unit failed until `reset-failed`); they come `RestartSec` apart, and on systemd 254 and later, which has
+  `RestartSteps`/`RestartMaxDelaySec`, further apart the longer the outage lasts, up to two minutes.
 - A user unit (`--user`, the recommended one) is part of the graphical session: it starts after it and stops with
   it; the session's `DISPLAY` and `XAUTHORITY` are written into the unit as they were when it was installed.
 """
@@ -17,10 +22,11 @@ from __future__ import annotations
 
 import os
 import shlex
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..arguments import EXIT_BAD_INPUT
+from ..exits import EXIT_BAD_INPUT
 
 UNIT_NAME = "uncanny.service"
 
@@ -42,6 +48,20 @@ class UnitSettings:
     stop_seconds: int = 120  # the final snapshot of a large model plus the video's end
     start_seconds: int = 300  # loading a large checkpoint and drawing the first picture on a slow machine
     restart_seconds: int = 5
+    restart_max_seconds: int = 120  # the back-off's ceiling, where systemd has one
+    systemd_version: int = 0  # of the machine the unit is for; 0 = unknown (no back-off keys written)
+
+
+BACKOFF_SINCE = 254  # the first systemd with RestartSteps= and RestartMaxDelaySec= (older ones warn about them)
+
+
+def systemd_version() -> int:
+    """The version of this machine's systemd (`systemctl --version`), 0 where there is none."""
+    try:
+        first = subprocess.run(["systemctl", "--version"], capture_output=True, text=True, timeout=10).stdout
+        return int(first.split()[1])
+    except (OSError, subprocess.SubprocessError, IndexError, ValueError):
+        return 0
 
 
 def unit_path(user_unit: bool, home: Path | None = None) -> Path:
@@ -85,7 +105,9 @@ def unit_text(settings: UnitSettings) -> str:
         "KillMode=mixed",
         "Restart=always",
         f"RestartSec={s.restart_seconds}",
-        f"RestartPreventExitStatus={EXIT_BAD_INPUT}",
+        *(["RestartSteps=5", f"RestartMaxDelaySec={s.restart_max_seconds}"] if s.systemd_version >= BACKOFF_SINCE
+          else []),
+        f"RestartPreventExitStatus={EXIT_BAD_INPUT}",  # exit 75 (try again) and every other code relaunch
         *([] if s.user_unit else [f"User={_escape(s.user)}", "RemoveIPC=yes"]),
         f"WorkingDirectory={_escape(str(s.working_dir))}",
         _environment("DISPLAY", s.display),

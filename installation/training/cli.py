@@ -110,7 +110,7 @@ def _device(name: str):
 
     from ..engine.config import resolve_device
 
-    device = resolve_device(name)  # a missing CUDA device is a one-line ConfigError
+    device = resolve_device(name)  # a missing CUDA device is one line (exit 2, or 75 where it may come back)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # shapes change only at stage boundaries
     return device
