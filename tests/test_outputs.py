@@ -382,3 +382,47 @@ def test_two_outputs_with_one_name_are_refused(tmp_path):
     path.write_text('[output]\nkind = "ndi"\n')
     with pytest.raises(PresetError, match=r"output must be an array of tables, each starting with \[\[output\]\]"):
         load_preset(path)
+
+
+def test_a_second_window_fills_the_second_monitor_and_a_missing_monitor_is_retried(two_monitors, checkpoint,
+                                                                                   tmp_path):
+    """Two real monitors (Xvnc: 800x600 at 0,0 and 640x480 at 800,0): the main window full-screen on the first, the
+    grid full-screen on the second; a window asked for on a monitor that is not there says so and the show goes on."""
+    preset = tmp_path / "projectors.toml"
+    preset.write_text(WINDOWS_PRESET.replace('fullscreen = false\nsize = "160x160"\nposition = "200,0"\n',
+                                             'monitor = "1"\n')
+                      + '[[output]]\nkind = "window"\nmonitor = "5"\nview = "walk"\nwalk = 1\n')
+    env = {**os.environ, "DISPLAY": two_monitors}
+    process = subprocess.Popen([sys.executable, str(ROOT / "run_installation.py"), "--checkpoint", str(checkpoint),
+                                "--preset", str(preset), "--fullscreen", "--monitor", "0", "--device", "cpu",
+                                "--no-osc", "--http-port", "0", "--run-dir", str(tmp_path / "run"), "--seconds",
+                                "120"], stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert process.poll() is None and time.monotonic() < deadline, "no window output came up"
+            try:
+                status = read_status(tmp_path / "run")
+            except (OSError, ValueError):
+                status = None
+            if status is not None and status.iteration >= 1 and "window:1:grid on" in " ".join(status.outputs):
+                break
+            time.sleep(0.2)
+        time.sleep(1.0)
+        shot = subprocess.run([FFMPEG, "-hide_banner", "-loglevel", "error", "-f", "x11grab", "-video_size",
+                               "1440x600", "-i", f"{two_monitors}+0,0", "-frames:v", "1", "-f", "rawvideo",
+                               "-pix_fmt", "rgb24", "-"], capture_output=True, timeout=60)
+        assert shot.returncode == 0, shot.stderr.decode(errors="replace")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, errors = process.communicate(timeout=120)
+    assert process.returncode == 0, errors
+    screen = np.frombuffer(shot.stdout, np.uint8).reshape(600, 1440, 3)
+    Image.fromarray(screen).save(tmp_path / "monitors.png")  # kept for a person to look at
+    first, second = screen[:, 100:700], screen[:480, 880:1360]  # each monitor's picture, fitted (letterboxed)
+    assert first.std() > 10 and second.std() > 10, "a monitor is blank"
+    quarter = np.asarray(Image.fromarray(np.ascontiguousarray(first)).resize((240, 240)))
+    assert close_enough(second[:240, :240], quarter, 12.0)  # the grid's first cell is the main walk
+    missing = [line for line in errors.splitlines() if "window:5:walk1" in line]
+    assert len(missing) == 1 and "monitor 5 is not connected" in missing[0], errors
+    assert any(entry.startswith("window:5:walk1 retrying") for entry in read_status(tmp_path / "run").outputs)
