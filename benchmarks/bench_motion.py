@@ -46,7 +46,7 @@ def headless(args: argparse.Namespace) -> None:
 
     from installation.display.offscreen import Offscreen
     from installation.live.installation import Installation
-    from installation.live.renderer import poster
+    from installation.engine.drawer import poster
     from installation.models import default_checkpoint, load_gan
     from installation.presets import Preset
     from installation.control.config import OscConfig

@@ -70,6 +70,8 @@ GOOD = [
     ("/uncanny/batch", (8,), "batch", 8),
     ("/uncanny/batch", (8.0,), "batch", 8),
     ("/uncanny/speed", (2.5,), "speed", 2.5),
+    ("/uncanny/journey/minutes", (30.0,), "journey_minutes", 30.0),
+    ("/uncanny/journey/minutes", (0,), "journey_minutes", 0.0),
     ("/uncanny/walk/period", (12.0,), "walk_period", 12.0),
     ("/uncanny/walk/truncation", (0.5,), "walk_truncation", 0.5),
     ("/uncanny/walk/seed", (42,), "walk_seed", 42),
@@ -153,6 +155,11 @@ def bad_inputs() -> list[tuple[str, bytes, str]]:
         ("out of range int", build_message("/uncanny/batch", 65), "batch must be an integer from 1 to 64"),
         ("negative rewind", build_message("/uncanny/rewind", -5), "rewind iteration must be an integer >= 0"),
         ("unknown loss", build_message("/uncanny/loss", "hinge"), "loss must be one of logit, softplus, log"),
+        ("negative journey", build_message("/uncanny/journey/minutes", -1.0),
+         "journey_minutes must be a finite number >= 0 and <= 525600"),
+        ("journey beyond a year", build_message("/uncanny/journey/minutes", 1e6), "journey_minutes must be"),
+        ("nan journey", build_message("/uncanny/journey/minutes", float("nan")), "expects a finite number"),
+        ("text journey", build_message("/uncanny/journey/minutes", "long"), "expects a number, got 'long'"),
         ("huge string", build_message("/uncanny/loss", "x" * 2000), "at most 64"),
         ("over-long datagram", build_message("/uncanny/loss", "x" * 20000), "datagram of 20"),
         ("blob", osc_fuzz.raw_message(b"/uncanny/loss", b",b", b"\0\0\0\4abcd"), "a blob of 4 bytes"),
@@ -262,6 +269,19 @@ def test_feedback_reaches_recent_senders_on_change_and_echoes_controls(served):
     server.publish(ControlState(iteration=8, status="paused", paused=True, controls={"lr": 0.001}))
     assert client.expect("/uncanny/state/status", lambda a: a == ["paused"])
     assert client.expect("/uncanny/state/paused", lambda a: a == [1])
+
+
+def test_feedback_sends_every_published_value_of_a_changed_field_in_order(served):
+    """A reset publishes iteration 0 and, a moment later, 1: a controller must see the 0 however close they are."""
+    server, inbox, client = served
+    client.sync()
+    for iteration in (40, 41, 0, 1):
+        server.publish(ControlState(iteration=iteration, shown_iteration=iteration))
+    for field in ("iteration", "shown_iteration"):
+        seen = []
+        while seen[-1:] != [1]:
+            seen += client.expect(f"/uncanny/state/{field}")
+        assert seen == [40, 41, 0, 1]
 
 
 def test_feedback_targets_and_periodic_state_without_sending_anything():

@@ -54,7 +54,7 @@ def start_writer(name: str, limit: int) -> subprocess.Popen:
 
 
 def test_newest_frame_with_metadata_in_one_process():
-    with FrameChannel.create(8, 6, max_count=2, slots=3) as owner, FrameChannel.attach(owner.name) as reader:
+    with FrameChannel.create(8, 6, slots=4) as owner, FrameChannel.attach(owner.name) as reader:
         assert reader.read() is None
         for i in range(1, 6):
             assert owner.publish(np.full((6, 8, 3), i, np.uint8), iteration=100 + i, walk_time=i / 2) == i
@@ -93,7 +93,7 @@ def test_create_replaces_a_leftover_segment_of_the_same_name():
 
 
 def test_reader_sees_only_complete_newest_frames_and_survives_the_writer_being_killed():
-    with FrameChannel.create(SHAPE[2], SHAPE[1], max_count=SHAPE[0], slots=2) as channel:
+    with FrameChannel.create(SHAPE[2], SHAPE[1], slots=2 * SHAPE[0]) as channel:
         writer = start_writer(channel.name, 0)
         try:
             frames, last, slowest = [], 0, 0.0
@@ -130,7 +130,7 @@ def test_reader_sees_only_complete_newest_frames_and_survives_the_writer_being_k
 
 
 def test_reader_gets_the_newest_frame_once_the_writer_stops():
-    with FrameChannel.create(SHAPE[2], SHAPE[1], max_count=SHAPE[0]) as channel:
+    with FrameChannel.create(SHAPE[2], SHAPE[1], slots=3 * SHAPE[0]) as channel:
         writer = start_writer(channel.name, 300)
         try:
             assert writer.stdout.readline().strip() == "done"

@@ -232,6 +232,7 @@ def session() -> dict[str, Any]:
         _button("toggle_pause", "pause / resume"), _button("reset", "reset to realism"),
         _button("back", "one snapshot back"), _button("snapshot", "snapshot now"),
         _fader("lr", "learning rate", 0.0, 0.0005, 7), _fader("speed", "steps/s (0 = free)", 0.0, 30.0, 1),
+        _fader("journey_minutes", "journey minutes (0 = free)", 0.0, 120.0, 1),
         _fader("batch", "batch", 1, 16, 0, "i"), *loss,
     ]
     view = [

@@ -9,8 +9,9 @@ allowed sender gets one `/uncanny/error s` reply (rate-limited per sender) and o
 sender and kind), so a flood can neither fill the disk nor be amplified.
 
 Feedback (a second daemon thread) sends `/uncanny/state/*` to every `feedback` target and to the reply address
-of each sender heard from in the last RECENT_SECONDS: changed fields within FEEDBACK_TICK, everything every
-`state_every` seconds, and the address of a control whose published value changed (the echo).
+of each sender heard from in the last RECENT_SECONDS: every value a changed field was published with (a reset's
+iteration 0 too, however soon the next step follows), at once; everything every `state_every` seconds; and the
+address of a control whose published value changed (the echo).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import logging
 import socket
 import threading
 import time
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, deque
 from typing import Any
 
 from pythonosc.dispatcher import Dispatcher
@@ -38,7 +39,8 @@ ERROR_ADDRESS = f"{ROOT}/error"
 PONG_ADDRESS = f"{ROOT}/pong"
 RECENT_SECONDS = 300.0  # a sender keeps receiving feedback this long after its last valid message
 MAX_RECENT = 32  # senders remembered for feedback
-FEEDBACK_TICK = 0.05  # seconds: how soon a changed state field goes out
+FEEDBACK_TICK = 0.05  # seconds between looks for a periodic broadcast (a change wakes the feedback at once)
+MAX_CHANGES = 256  # published states with changes waiting for the feedback thread, at the most
 LOG_EVERY = 10.0  # seconds between log lines per (sender, kind)
 MAX_LOG_KEYS = 1024
 ERROR_BURST, ERROR_RATE = 20.0, 10.0  # /uncanny/error replies per sender: a burst of 20, then 10 a second
@@ -170,6 +172,7 @@ class OscServer:
     def publish(self, state: ControlState) -> None:
         """The newest state: answered to queries, broadcast by the feedback thread (changes and periodically)."""
         self._state = state
+        self._feedback.published(state)
 
     def addresses(self) -> list[str]:
         """The addresses the dispatcher maps: the action table's."""
@@ -303,12 +306,24 @@ def control_messages(state: ControlState, names: list[str]) -> list[bytes]:
 
 
 class _Feedback:
-    """The feedback thread: sends what changed every FEEDBACK_TICK, everything every `state_every` seconds."""
+    """The feedback thread: sends each change as it is published, everything every `state_every` seconds."""
 
     def __init__(self, server: OscServer) -> None:
         self.server = server
         self._stop = threading.Event()
+        self._changed = threading.Event()
+        self._lock = threading.Lock()
+        self._last = ControlState()  # the newest state published
+        self._waiting: deque[ControlState] = deque(maxlen=MAX_CHANGES)  # states with changes not yet sent
         self._thread = threading.Thread(target=self._run, name="osc-feedback", daemon=True)
+
+    def published(self, state: ControlState) -> None:
+        """The live loop's side: a state that changes a field sent on change, or a control, is queued whole."""
+        with self._lock:
+            last, self._last = self._last, state
+            if any(getattr(state, n) != getattr(last, n) for n in ON_CHANGE) or state.controls != last.controls:
+                self._waiting.append(state)
+                self._changed.set()
 
     def start(self) -> None:
         self._thread.start()
@@ -322,21 +337,27 @@ class _Feedback:
         every = self.server.config.state_every
         sent = ControlState()
         next_full = time.monotonic()
-        while not self._stop.wait(FEEDBACK_TICK):
-            state = self.server.state
-            now = time.monotonic()
-            try:
-                if every and now >= next_full:
-                    packets = state_messages(state, STATE_FIELDS)
-                    next_full = now + every
-                else:
-                    packets = state_messages(state, [n for n in ON_CHANGE if getattr(state, n) != getattr(sent, n)])
-                packets += control_messages(state, [n for n, v in state.controls.items()
-                                                    if sent.controls.get(n) != v])
-            except Exception as error:  # a value OSC cannot carry (an int beyond 32 bits): skip it, keep feeding
-                self.server._log("feedback", "unsendable state", f"{type(error).__name__}: {error}")
-                packets = []
-            sent = state
+        while not self._stop.is_set():
+            self._changed.wait(FEEDBACK_TICK)
+            self._changed.clear()
+            with self._lock:
+                states, newest = list(self._waiting), self._last
+                self._waiting.clear()
+            packets = []
+            for state in states:  # each change in the order it was published
+                packets += self._messages(state, [n for n in ON_CHANGE if getattr(state, n) != getattr(sent, n)],
+                                          [n for n, v in state.controls.items() if sent.controls.get(n) != v])
+                sent = state
+            if every and time.monotonic() >= next_full:
+                packets += self._messages(newest, STATE_FIELDS, [])
+                next_full = time.monotonic() + every
             for address in self.server.recipients() if packets else ():
                 for packet in packets:
                     self.server._send(packet, address)
+
+    def _messages(self, state: ControlState, fields: list[str] | tuple[str, ...], controls: list[str]) -> list[bytes]:
+        try:
+            return state_messages(state, fields) + control_messages(state, controls)
+        except Exception as error:  # a value OSC cannot carry (an int beyond 32 bits): skip it, keep feeding
+            self.server._log("feedback", "unsendable state", f"{type(error).__name__}: {error}")
+            return []

@@ -23,6 +23,7 @@ PHASES = ("off", "journey", "hold", "fade_out", "return", "fade_in", "rewind", "
 @dataclass(frozen=True)
 class ControlState:
     iteration: int = 0  # the engine's training iteration
+    shown_iteration: int = 0  # the training iteration of the weights that drew the frame on screen
     status: str = "starting"  # starting | running | paused | stopped | error ... as the engine reports it
     paused: bool = False
     loss: float | None = None  # None until the first step
@@ -49,13 +50,15 @@ class ControlState:
 
 # fields sent as soon as they change; the measured ones (loss, fps, ...) change every step and go out with the
 # periodic broadcast only
-ON_CHANGE = ("iteration", "status", "paused", "collapsed", "recording", "recording_path", "export", "cycle", "phase")
+ON_CHANGE = ("iteration", "shown_iteration", "status", "paused", "collapsed", "recording", "recording_path", "export", "cycle", "phase")
 STATE_FIELDS = tuple(f.name for f in dataclasses.fields(ControlState) if f.name not in ("snapshots", "controls"))
-TYPE_TAGS = {"iteration": "i", "status": "s", "paused": "i", "loss": "f", "d": "f", "diversity": "f",
+TYPE_TAGS = {"iteration": "i", "shown_iteration": "i", "status": "s", "paused": "i", "loss": "f", "d": "f", "diversity": "f",
              "collapsed": "i", "fps": "f", "steps_per_second": "f", "recording": "i", "recording_path": "s",
              "export": "s", "cycle": "i", "phase": "s"}
 DESCRIPTIONS = {
-    "iteration": "training iteration", "status": "engine status (running, paused, ...)",
+    "iteration": "training iteration",
+    "shown_iteration": "training iteration of the weights that drew the frame on screen (0 at once after a reset)",
+    "status": "engine status (running, paused, ...)",
     "paused": "1 while training is paused", "loss": "the inverted loss of the last step",
     "d": "discriminator score of the fixed probe images", "diversity": "1 - MS-SSIM of the probe images",
     "collapsed": "1 once diversity fell below the collapse line", "fps": "frames presented per second",

@@ -1,9 +1,9 @@
 """The running installation, in the two processes it spans.
 
-- `renderer.py` (engine process): `FrameRenderer`, the between-steps hook that draws the latent walk with the
-  current weights into the shared-memory frame channel; `WalkSettings`, what the display tells it to draw.
 - `installation.py` (display process): `Installation`, ticked once per screen refresh: the newest frame to the
-  presenter, controls to the engine, the HUD.
+  presenter, controls to the engine, the HUD. It builds the engine process's frame drawer (engine/drawer.py:
+  `FrameDrawer`, which draws the latent walk beside training into the shared-memory frame channel; `WalkSettings`,
+  what the display tells it to draw).
 - `supervisor.py`: `EngineSupervisor`, which restarts a dead or hung (silent heartbeat) engine with a back-off
   and stops on a refusal.
 - `notify.py`: `Notifier`, sd_notify READY/WATCHDOG/STOPPING for systemd, from the loops in run.py.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import time
 from collections import deque
 from collections.abc import Callable
@@ -20,15 +19,14 @@ from ..control.service import ControlService
 from ..control.state import ControlState
 from ..display.presenter import Presenter
 from ..engine import EngineProcess
+from ..engine.drawer import FrameDrawer, WalkSettings
 from ..engine.state import EngineState
-from ..frames import Frame, FrameChannel
-from ..messages import size_text
+from ..frames import Frame, FrameChannel, SharedMemoryError, ring_slots
 from ..control.config import OscConfig
 from ..recording.live import LiveRecorder
 from ..exports.background import LoopExports
 from .hud import hud_text
 from .motion import FrameQueue
-from .renderer import FrameRenderer, WalkSettings
 from .status import STOPPED, LiveStatus, RemoteChecks, disk_free, read_framebuffer, write_status
 from .supervisor import EngineSupervisor
 
@@ -38,8 +36,6 @@ if TYPE_CHECKING:  # the preset is read here, never imported at run time (tests/
 log = logging.getLogger(__name__)
 
 MESSAGE_SECONDS = 10.0  # how long a message stays on screen after it was reported
-FRAME_MEMORY = 64 * 2**20  # bytes of shared memory for frames drawn ahead
-MAX_SLOTS = 96  # frames drawn ahead at the most (3 s at 30 fps)
 
 
 class DisplayError(Exception):
@@ -59,9 +55,11 @@ class Installation:
                  poster: np.ndarray | None = None) -> None:
         self.preset = preset
         display = preset.display
-        slots = frame_slots(resolution, preset.walk.grid)
-        _check_shared_memory(resolution, preset.walk.grid, slots)
-        self.channel = FrameChannel.create(resolution, resolution, max_count=preset.walk.grid**2, slots=slots)
+        try:
+            self.channel = FrameChannel.create(resolution, resolution,
+                                               ring_slots(resolution, preset.walk.grid, preset.render.max_fps))
+        except SharedMemoryError as error:
+            raise DisplayError(error.strerror) from None
         try:
             self.presenter = Presenter(ctx, *size, letterbox=display.letterbox, mode=display.mode)
         except BaseException:
@@ -69,12 +67,13 @@ class Installation:
             raise
         # The display's copy of the renderer is what every (re)started engine process gets, so walk changes
         # made here survive an engine restart.
-        self.renderer = FrameRenderer(self.channel.name, preset.walk, preset.render,
-                                      WalkSettings.start(preset.walk, display.show_grid))
+        self.renderer = FrameDrawer(self.channel.name, preset.walk, preset.render,
+                                    WalkSettings.start(preset.walk, display.show_grid))
         self.engine = EngineProcess(checkpoint, run_dir, preset.engine, resolution=resolution,
-                                    use_ema=not preset.model.raw_generator, between_steps=self.renderer)
+                                    use_ema=not preset.model.raw_generator, drawer=self.renderer)
         self.supervisor = EngineSupervisor(self.engine, self.say, hang_seconds=preset.engine.hang_seconds)
-        self.director = Director(preset.gallery, run_dir / DIRECTOR_FILE)  # the [gallery] cycle and hours
+        self.director = Director(preset.gallery, run_dir / DIRECTOR_FILE,  # the [gallery] cycle and hours
+                                 journey_iterations=preset.engine.journey_iterations)
         self.hud = display.hud
         self.control = control if control is not None else ControlService(OscConfig(enabled=False))
         self._engine_action: Action | None = None  # the last engine action: its sender hears the engine's refusals
@@ -148,9 +147,11 @@ class Installation:
         """The state controllers see, with the value each control has now (echoed when it changes)."""
         s, walk = self.state, self.renderer.settings
         controls = {"lr": s.lr, "loss": s.objective, "batch": s.batch, "speed": s.limit,
+                    "journey_minutes": s.journey_minutes,
                     "walk_period": walk.period, "walk_truncation": walk.truncation, "walk_seed": walk.seed,
                     "grid": int(walk.grid), "hud": int(self.hud), "blackout": self.presenter.blackout_target}
         return ControlState(iteration=s.iteration, status=s.status, paused=s.paused, loss=s.loss, d=s.probe_d,
+                            shown_iteration=self.frame_iteration,
                             diversity=s.diversity, collapsed=s.collapsed, fps=self.fps,
                             steps_per_second=s.steps_per_second, recording=bool(recording),
                             recording_path=recording, export=self.loops.status, cycle=self.director.cycle,
@@ -258,21 +259,3 @@ class Installation:
         finally:
             self.presenter.release()
             self.channel.close()
-
-
-def frame_slots(resolution: int, grid: int) -> int:
-    """Frames the channel holds: a burst of frames drawn ahead, within FRAME_MEMORY (3 at the least)."""
-    return min(max(FRAME_MEMORY // (grid**2 * resolution**2 * 3), 3), MAX_SLOTS)
-
-
-def _check_shared_memory(resolution: int, grid: int, slots: int) -> None:
-    """The frame channel lives in /dev/shm, which containers often keep small (Docker: 64 MB)."""
-    need = slots * grid**2 * resolution**2 * 3
-    try:
-        stats = os.statvfs("/dev/shm")
-    except OSError:
-        return  # not Linux-like: shared memory is not a file system here
-    free = stats.f_bavail * stats.f_frsize
-    if need > free:
-        raise DisplayError(f"the frames need {size_text(need)} of shared memory but /dev/shm has "
-                           f"{size_text(free)} free; lower [walk] grid (now {grid}) or enlarge /dev/shm")
