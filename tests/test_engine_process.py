@@ -122,3 +122,21 @@ def test_threads_0_is_the_installations_policy_in_the_engine_process(tmp_path, c
     report = json.loads((run_dir / "threads.json").read_text())
     assert report == {"threads": engine_threads(0), "omp": "PASSIVE"}
     assert engine.stop() == 0
+
+
+def test_a_journey_paced_at_40_iterations_a_minute_makes_36_to_44_in_a_minute_of_training(tmp_path, checkpoint,
+                                                                                        engines):
+    """The arc's 40 iterations over journey_minutes = 1, set live by the engine's command (OSC's
+    /uncanny/journey/minutes) while the engine trains as fast as it can; counted from the engine's own metrics over
+    60 s of training. The tiny model's steps take milliseconds, so the engine idles nearly all of that minute."""
+    run_dir = tmp_path / "run"
+    engine = engines(checkpoint, run_dir, CONFIG.replace(journey_iterations=40))
+    engine.start()
+    engine.wait_for(lambda s: s.iteration >= 5 and s.journey_iterations == 40 and s.journey_minutes == 0)
+    engine.send("journey_minutes 1")
+    start = engine.wait_for(lambda s: s.journey_minutes == 1.0).time + 1.0  # a step may have been under way
+    engine.wait_for(lambda s: s.time > start + 61, timeout=300)
+    assert engine.stop() == 0
+    times = [line["time"] for line in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())]
+    made = sum(start <= t < start + 60 for t in times)
+    assert 36 <= made <= 44, made
