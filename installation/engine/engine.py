@@ -148,6 +148,16 @@ class Jump:
 
 
 @dataclass(frozen=True)
+class Position:
+    """Where the trainer is, as the command thread resolves jumps from it (published whole by the trainer)."""
+
+    iteration: int
+    back_target: int | None
+    snapshots: tuple[int, ...]
+    memory: dict[int, Snapshot]  # the snapshots held in memory (iteration 0 and the newest)
+
+
+@dataclass(frozen=True)
 class Prepared:
     """A command as it arrived: parsed and, for jumps and walk settings, already acted on for the drawer; or why it
     was refused (the trainer reports it in order with the others)."""
@@ -183,9 +193,10 @@ class Engine:
         self.lr, self.loss_name, self.batch = starting_lr(config.lr, gan.journey_lr), config.loss, config.batch
         self.steps_per_second = config.steps_per_second
         self.journey_iterations, self.journey_minutes = config.journey_iterations, config.journey_minutes
-        # The trainer and the command thread share the snapshot store, the iteration and the jumps resolved but not
-        # yet carried out (re-entrant: a step's snapshot is taken inside its own locked part).
-        self._shared = threading.RLock()
+        # What the command thread resolves jumps from: the trainer's published position, and the jumps resolved
+        # but not yet carried out
+        self._jumps = threading.Lock()
+        self._position = Position(0, None, (), {})
         self._plan: tuple[int, int | None] | None = None  # (iteration, back target) once the pending jumps are done
         self._resolved = self._carried = 0  # jumps resolved by `prepare` and carried out by the trainer
         self._ticket = 0  # the drawer's ticket of the newest jump carried out
@@ -248,6 +259,7 @@ class Engine:
                 raise RunFolderError(f"{self.run_dir}: holds snapshots but no run.json; choose an empty run folder")
             else:
                 self._start_new()
+            self._publish_position()
         except BaseException:
             if hasattr(self, "store"):
                 self.store.close()
@@ -336,20 +348,19 @@ class Engine:
         if probed and not self._probe():
             self._rollback("probe images")
             return None
+        self.iteration += 1
+        self._step_times.append(time.monotonic())
         self.last.update(loss=checks[0], batch_d=checks[1], grad_norm=checks[2])
-        with self._shared:
-            self.iteration += 1
-            self._step_times.append(time.monotonic())
-            line = {"iteration": self.iteration, "branch": self.branch, "session": self.session,
-                    "time": time.time(), "loss": checks[0],
-                    "batch_d": checks[1], "grad_norm": checks[2], "lr": self.lr, "objective": self.loss_name,
-                    "batch": self.batch, "probe_d": self.last["probe_d"] if probed else None,
-                    "diversity": self.last["diversity"] if probed else None}
-            self._write_metrics(line)
-            if self.iteration % self.config.snapshot_every == 0:
-                self.snapshot()
-            errors = self.store.take_errors()
-        for message in errors:
+        line = {"iteration": self.iteration, "branch": self.branch, "session": self.session, "time": time.time(),
+                "loss": checks[0],
+                "batch_d": checks[1], "grad_norm": checks[2], "lr": self.lr, "objective": self.loss_name,
+                "batch": self.batch, "probe_d": self.last["probe_d"] if probed else None,
+                "diversity": self.last["diversity"] if probed else None}
+        self._write_metrics(line)
+        if self.iteration % self.config.snapshot_every == 0:
+            self.snapshot()
+        self._publish_position()
+        for message in self.store.take_errors():
             self._error(message)
         if self.drawer is not None:
             self.drawer.follow(self.gan.generator, self.iteration, self._ticket, time.monotonic() - started)
@@ -373,16 +384,16 @@ class Engine:
 
     def snapshot(self) -> None:
         """Store the current G weights and optimiser state (no-op if this iteration already has a snapshot)."""
-        with self._shared:
-            if self.iteration in self.store.iterations():
-                return
-            start = time.perf_counter()
-            state = {k: v.detach().to("cpu", copy=True) for k, v in self.gan.generator.state_dict().items()}
-            self.store.add(Snapshot(self.iteration, self.branch, state, clone_tree(self.optimizer.state_dict()),
-                                    {"lr": self.lr, "loss": self.loss_name, "batch": self.batch}))
-            self.store.last_capture_seconds = time.perf_counter() - start
-            self._rollbacks_in_row = 0
-            self._back_target = None  # a new snapshot: the next `back` counts from here
+        if self.iteration in self.store.iterations():
+            return
+        start = time.perf_counter()
+        state = {k: v.detach().to("cpu", copy=True) for k, v in self.gan.generator.state_dict().items()}
+        self.store.add(Snapshot(self.iteration, self.branch, state, clone_tree(self.optimizer.state_dict()),
+                                {"lr": self.lr, "loss": self.loss_name, "batch": self.batch}))
+        self.store.last_capture_seconds = time.perf_counter() - start
+        self._rollbacks_in_row = 0
+        self._back_target = None  # a new snapshot: the next `back` counts from here
+        self._publish_position()
         self._event("snapshot")
 
     def rewind(self, iteration: int) -> int:
@@ -398,34 +409,48 @@ class Engine:
         reached a new snapshot since the last `back`, the one before that; iteration 0 at the most."""
         return self._carry_out(self._resolve(Command("back")))
 
+    def _publish_position(self) -> None:
+        """What the command thread resolves jumps from (the trainer's thread alone touches the store): the
+        iteration, the snapshots and those held in memory, replaced whole, never waiting for a disk."""
+        memory = {it: self.store.load(it) for it in self.store.in_memory()}  # in memory: no disk read
+        with self._jumps:
+            self._position = Position(self.iteration, self._back_target, tuple(self.store.iterations()), memory)
+
     def _resolve(self, command: Command) -> Jump:
-        """The snapshot a rewind, reset or back goes to, decided as it arrives (from any thread): counted from where
-        the jumps resolved before it leave the journey, so that carrying them out later in order ends the same way.
-        Its weights go to the drawer at once. CommandError for a rewind beyond the journey."""
-        with self._shared:
-            position, back_target = self._plan or (self.iteration, self._back_target)
-            match command.name, command.value:
-                case "rewind", iteration:
-                    if iteration > position:
-                        raise CommandError(f"cannot rewind to {iteration}: the journey is at iteration {position}; "
-                                           f"choose 0..{position}")
-                    target = iteration
-                case "back", _:
-                    below = position if back_target is None else min(position, back_target)
-                    target = max((it for it in self.store.iterations() if it < below), default=0)
-                case _:
-                    target = 0
-            unreadable = []
-            snapshot = None
-            for it in reversed(self.store.iterations()):
-                if it <= target:
-                    try:
-                        snapshot = self.store.load(it)
-                        break
-                    except SnapshotError as error:
-                        unreadable.append((it, str(error)))
-            landed = snapshot.iteration if snapshot is not None else target
-            back_target = landed if command.name == "back" else back_target
+        """The snapshot a rewind, reset or back goes to, decided as it arrives (on the command thread, one at a
+        time): counted from where the jumps resolved before it leave the journey, so carrying them out later in
+        order ends the same way. Its weights go to the drawer at once. CommandError for a rewind beyond the
+        journey."""
+        with self._jumps:
+            position = self._position
+            iteration, back_target = self._plan or (position.iteration, position.back_target)
+        match command.name, command.value:
+            case "rewind", requested:
+                if requested > iteration:
+                    raise CommandError(f"cannot rewind to {requested}: the journey is at iteration {iteration}; "
+                                       f"choose 0..{iteration}")
+                target = requested
+            case "back", _:
+                below = iteration if back_target is None else min(iteration, back_target)
+                target = max((it for it in position.snapshots if it < below), default=0)
+            case _:
+                target = 0
+        snapshot, unreadable = None, []
+        for it in reversed(position.snapshots):
+            if it > target:
+                continue
+            if it in position.memory:
+                snapshot = position.memory[it]
+                break
+            try:  # an older one, from the disk (off the trainer's way)
+                self.store.flush()
+                snapshot = SnapshotStore.read(self.store.path(it))
+                break
+            except SnapshotError as error:
+                unreadable.append((it, str(error)))
+        landed = snapshot.iteration if snapshot is not None else target
+        back_target = landed if command.name == "back" else back_target
+        with self._jumps:
             ticket = self.drawer.jump(snapshot.generator, landed) \
                 if self.drawer is not None and snapshot is not None else self._ticket
             self._resolved += 1
@@ -436,17 +461,17 @@ class Engine:
     def _carry_out(self, jump: Jump) -> int:
         """The trainer's side of a resolved jump; returns the iteration it went back to."""
         for it, message in jump.unreadable:
-            self._error(message)
-            with self._shared:
+            if it in self.store.iterations():  # not one that retention deleted meanwhile
+                self._error(message)
                 self.store.discard(it)
         if jump.snapshot is None:
             raise EngineError(f"{self.run_dir}: no readable snapshot at or before iteration {jump.looked_for}")
-        with self._shared:  # where the command thread resolves the next jump from, all changed at once
-            self._jump_to(jump.snapshot)
-            self._ticket, self._back_target = jump.ticket, jump.back_target
+        self._jump_to(jump.snapshot)
+        self._ticket, self._back_target = jump.ticket, jump.back_target
+        with self._jumps:
             self._carried += 1
             if self._carried == self._resolved:
-                self._plan = None
+                self._plan = None  # the position published next is where the journey is
         self._held_until = time.monotonic() + JUMP_HOLD
         self._after_jump(jump.kind, **({"requested": jump.requested} if jump.kind == "rewind" else {}))
         return jump.snapshot.iteration
@@ -454,21 +479,20 @@ class Engine:
     def _go_back(self, iteration: float, event: str, **fields: Any) -> int:
         """A jump of the trainer's own (a rollback): the drawer follows it as a new generation."""
         snapshot = self._load_at_or_before(iteration)
-        with self._shared:
-            self._jump_to(snapshot)
+        self._jump_to(snapshot)
         self._after_jump(event, **fields)
         if self.drawer is not None:
             self.drawer.follow(self.gan.generator, self.iteration, self._ticket, jumped=True)
         return snapshot.iteration
 
     def _jump_to(self, snapshot: Snapshot) -> None:
-        with self._shared:
-            self.store.discard_after(snapshot.iteration)  # the abandoned future; events.jsonl keeps its story
-            branch = max(self.branch, snapshot.branch) + 1
-            self._restore(snapshot, settings=False)
-            self.branch = branch
+        self.store.discard_after(snapshot.iteration)  # the abandoned future; events.jsonl keeps its story
+        branch = max(self.branch, snapshot.branch) + 1
+        self._restore(snapshot, settings=False)
+        self.branch = branch
 
     def _after_jump(self, event: str, **fields: Any) -> None:
+        self._publish_position()
         self._probe()
         self._event(event, to=self.iteration, lr=self.lr, **fields)
 
@@ -476,12 +500,10 @@ class Engine:
         for it in reversed(self.store.iterations()):
             if it <= iteration:
                 try:
-                    with self._shared:
-                        return self.store.load(it)
+                    return self.store.load(it)
                 except SnapshotError as error:
                     self._error(str(error))
-                    with self._shared:
-                        self.store.discard(it)
+                    self.store.discard(it)
         raise error_type(f"{self.run_dir}: no readable snapshot at or before iteration {iteration}")
 
     def _restore(self, snapshot: Snapshot, settings: bool) -> None:
@@ -651,8 +673,6 @@ class Engine:
         rate = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
         status = ("stopped" if self._closed else "stopping" if self.stopping else "failed" if self.failure
                   else "paused" if self.paused else "running")
-        with self._shared:
-            snapshots = tuple(self.store.iterations())
         return EngineState(
             status=status, iteration=self.iteration, branch=self.branch, session=self.session,
             objective=self.loss_name, lr=self.lr, batch=self.batch, limit=self.steps_per_second,
@@ -660,7 +680,7 @@ class Engine:
             steps_per_second=rate, **{k: self.last.get(k) for k in ("loss", "batch_d", "grad_norm", "probe_d",
                                                                       "diversity")},
             diversity0=self.diversity0, probe_d0=self.probe_d0, collapsed=self.collapsed,
-            snapshots=snapshots, snapshot_seconds=self.store.last_capture_seconds,
+            snapshots=tuple(self.store.iterations()), snapshot_seconds=self.store.last_capture_seconds,
             snapshot_write_seconds=self.store.last_write_seconds, rollbacks=self.rollbacks,
             errors=tuple(self.errors), error_count=self.error_count, failure=self.failure,
             commands=self.commands, heartbeat=self.heartbeat, device=str(self.device),
