@@ -52,8 +52,10 @@ def child(tree: Path, tries: int) -> None:
     from installation.models import default_checkpoint, load_gan
     from installation.presets import Preset
 
+    path = list(sys.path)  # bench_engine puts this tree first: the engine process must import the one measured
     sys.path.insert(1, str(HERE / "benchmarks"))
     from bench_engine import cpu_name
+    sys.path[:] = path
 
     assert Path(sys.modules["installation"].__file__).is_relative_to(tree), "imported another tree's installation"
     checkpoint = default_checkpoint()
@@ -98,19 +100,25 @@ def child(tree: Path, tries: int) -> None:
                     return ended
             return None
 
+        def need(predicate, what: str) -> None:
+            if until(predicate) is None:
+                raise SystemExit(f"no {what} within 120 s; engine: {installation.state}")
+
         def arrival(address: str, value: int, since: float) -> float | None:
             return next((t - since for t, a, params in arrivals if t >= since and a == address and params == [value]),
                         None)
 
         try:
             sock.sendto(build_message("/uncanny/ping"), control.osc.address)  # a recent sender gets the feedback
-            until(lambda: installation.state.iteration >= 12)
+            need(lambda: installation.state.iteration >= 12, "training")
             for k in range(tries):
                 if k % 2 == 0:  # a rewind: to a snapshot after iteration 0, 3 or more iterations back
-                    until(lambda: any(0 < s <= installation.state.iteration - 3 for s in installation.state.snapshots))
+                    need(lambda: any(0 < s <= installation.state.iteration - 3 for s in installation.state.snapshots),
+                         "snapshot to rewind to")
                 state = installation.state
-                target = 0 if k % 2 else max(s for s in state.snapshots if s <= state.iteration - 3)
-                until(lambda: installation.frame_iteration >= target + 3 and installation.state.iteration >= target + 3)
+                target = 0 if k % 2 else max(s for s in state.snapshots if 0 < s <= state.iteration - 3)
+                need(lambda: installation.frame_iteration >= target + 3 and installation.state.iteration >= target + 3,
+                     "frames of newer weights")
                 arrivals.clear()
                 sequence = installation.last_sequence
                 sent, sent_wall = time.perf_counter(), time.time()

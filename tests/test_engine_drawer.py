@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from installation.engine import Engine, EngineConfig
+from installation.engine import Engine, EngineConfig, EngineError
 from installation.engine.commands import CommandError
 from installation.frames import FrameChannel
 from installation.engine import drawer as drawer_module
@@ -254,3 +254,17 @@ def test_jumps_sent_during_one_step_land_where_carrying_them_out_in_order_lands(
                                                               frame.walk_time)).max() <= 1
     finally:
         run.close()
+
+
+def test_a_drawer_that_fails_ends_the_engine_with_its_reason_rather_than_freezing_the_picture(tmp_path):
+    gan = create_stylegan1([32, 32, 16], code_dim=32, n_mlp=2)
+    channel = FrameChannel.create(8, 8, slots=8)  # a ring made for a smaller model: the frames cannot go in
+    drawer = FrameDrawer(channel.name, WALK, RenderConfig(), WalkSettings(10.0, 0.7, 0, epoch=time.time()))
+    engine = Engine(gan, EngineConfig(device="cpu"), tmp_path, drawer=drawer)
+    try:
+        with pytest.raises(EngineError, match=r"^the frame drawer failed: ValueError: frames \(1, 16, 16, 3\) uint8 "
+                                              r"do not fit 4 slots of 192 bytes"):
+            engine.run(receive=lambda timeout: time.sleep(timeout) or [])
+    finally:
+        engine.close()
+        channel.close()

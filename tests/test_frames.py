@@ -186,7 +186,7 @@ def test_a_1024_px_walk_gets_the_slots_to_draw_one_and_a_half_steps_ahead():
         drawer = FrameDrawer(ring.name, WalkConfig(), RenderConfig(), WalkSettings.start(WalkConfig(), False))
         drawer._channel = ring
         drawer.follow(gan.generator, 0, 0, seconds=step)  # a step as the trainer reports it
-        lead = drawer._lead(1)
+        lead = drawer._lead(1, list(drawer._steps))
         assert lead == pytest.approx(1.5 * step + 2 / fps)  # not cut short by the ring
         ahead = math.ceil(lead * fps)
         for k in range(ahead + 2):  # the frames ahead, the one on screen and the one being written

@@ -143,7 +143,9 @@ class FrameDrawer:
         """In the engine process, once the weights are in place: the copies of G and the drawing thread. The first
         generation continues above the channel's newest, so the display drops what a dead engine drew ahead."""
         self._channel = FrameChannel.attach(self.channel_name)
-        self.generation, self.iteration, self._ticket = self._channel.generation + 1, iteration, ticket
+        self.generation, self.iteration = self._channel.generation + 1, iteration
+        with self._lock:  # jumps made before it started are in `gan` already
+            self._ticket, self._jump, self._staged = ticket, None, None
         self._front, self._back = _copy(gan), _copy(gan)
         self._latent_dim = gan.latent_dim
         self._walks = self._make_walks(self.settings.seed)
@@ -256,7 +258,7 @@ class FrameDrawer:
         with self._lock:
             if self._stopping:
                 return False
-            changes, jump, staged = self._changes, self._jump, self._staged
+            changes, jump, staged, steps = self._changes, self._jump, self._staged, list(self._steps)
             self._jump = self._staged = None
             if staged is not None:
                 self._front, self._back = self._back, self._front
@@ -274,7 +276,7 @@ class FrameDrawer:
             self._seen_changes, self._frontier = changes, 0.0
         count = self.walk.grid**2 if settings.grid else 1
         now, mono = time.time(), time.monotonic()
-        lead = self._lead(count)
+        lead = self._lead(count, steps)
         restart = self._frontier == 0.0  # one frame at the present first: the picture changes as soon as it can
         if not restart:
             # further apart when drawing cannot keep up with max_fps in its share of the time (the display blends
@@ -294,7 +296,7 @@ class FrameDrawer:
                            [mono + moment - now for moment in show_at])
         cost = time.monotonic() - mono
         self._frame_cost = cost / batch
-        self._rest_until = time.monotonic() + cost * (1 / self._share() - 1)
+        self._rest_until = time.monotonic() + cost * (1 / self._share(steps) - 1)
         with self._lock:
             if self._changes != changes:
                 return True  # a jump or new settings came while drawing: these frames are stale
@@ -304,16 +306,16 @@ class FrameDrawer:
         self._frontier = show_at[-1]
         return True
 
-    def _lead(self, count: int) -> float:
+    def _lead(self, count: int, steps: list[tuple[float, float]]) -> float:
         """How far ahead to draw: 1.5 recent steps and two frames, within MAX_LEAD and what the ring holds."""
-        recent = [seconds for ended, seconds in self._steps if ended > time.monotonic() - DUTY_WINDOW]
+        recent = [seconds for ended, seconds in steps if ended > time.monotonic() - DUTY_WINDOW]
         ahead = self._channel.capacity(count) - 2  # publishes: one is being read, one written
         return min(1.5 * max(recent, default=0.0) + 2 * self._spacing, MAX_LEAD, max(ahead, 0) * self._spacing)
 
-    def _share(self) -> float:
+    def _share(self, steps: list[tuple[float, float]]) -> float:
         """The most of its time the drawer may draw: `share`, or all that training leaves over DUTY_WINDOW."""
         now = time.monotonic()
-        training = sum(seconds for ended, seconds in self._steps if ended > now - DUTY_WINDOW) / DUTY_WINDOW
+        training = sum(seconds for ended, seconds in steps if ended > now - DUTY_WINDOW) / DUTY_WINDOW
         return max(self.render.share, 1.0 - min(training, 1.0))
 
 
