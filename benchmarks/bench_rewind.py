@@ -2,10 +2,11 @@
 """OSC rewind / reset -> the first presented frame drawn by the target weights, on a real running installation
 while it trains; this tree against another (e.g. the code before the frame drawer), interleaved.
 
-    python3 benchmarks/bench_rewind.py --before ../wt-struct              # 4 rounds of 6 tries per tree
+    python3 benchmarks/bench_rewind.py --before OLD_TREE --after NEW_TREE   # 4 rounds of 6 tries per tree
     python3 benchmarks/bench_rewind.py --rounds 2 --tries 4                # this tree only
 
-Each round starts a fresh process for one tree (trees alternate): it imports `installation` from that tree, runs an
+Each round starts a fresh process for one tree (trees alternate; `git archive COMMIT | tar -x -C DIR` makes one
+that stays put while you work): it imports `installation` from that tree, runs an
 installation on an EGL framebuffer refreshed at 60 Hz (the embedded 64 px model training on the CPU, a snapshot every
 5 iterations, OSC on a loopback port), and a controller socket sends real datagrams, alternately
 `/uncanny/rewind N` (N the newest snapshot at least 3 iterations back) and `/uncanny/reset`, each once the screen shows
@@ -51,11 +52,6 @@ def child(tree: Path, tries: int) -> None:
     from installation.live.installation import Installation
     from installation.models import default_checkpoint, load_gan
     from installation.presets import Preset
-
-    path = list(sys.path)  # bench_engine puts this tree first: the engine process must import the one measured
-    sys.path.insert(1, str(HERE / "benchmarks"))
-    from bench_engine import cpu_name
-    sys.path[:] = path
 
     assert Path(sys.modules["installation"].__file__).is_relative_to(tree), "imported another tree's installation"
     checkpoint = default_checkpoint()
@@ -132,7 +128,7 @@ def child(tree: Path, tries: int) -> None:
                                   "presented": presented - sent if presented is not None else None,
                                   "shown_iteration": arrival("/uncanny/state/shown_iteration", target, sent),
                                   "iteration": arrival("/uncanny/state/iteration", target, sent)}), flush=True)
-            print(json.dumps({"machine": cpu_name(), "cores": os.cpu_count(), "display": ctx.info["GL_RENDERER"],
+            print(json.dumps({"display": ctx.info["GL_RENDERER"],
                               "steps_per_second": installation.state.steps_per_second,
                               "model": f"{checkpoint.name} at {resolution} px"}), flush=True)
         finally:
@@ -153,6 +149,7 @@ def percentiles(values: list[float | None]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--before", type=Path, help="another tree of the project, measured in alternate rounds")
+    parser.add_argument("--after", type=Path, default=HERE, help="the tree measured against it (default: this one)")
     parser.add_argument("--rounds", type=int, default=4, help="rounds per tree")
     parser.add_argument("--tries", type=int, default=6, help="jumps per round (rewind and reset in turn)")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
@@ -161,7 +158,7 @@ def main() -> None:
         child(args.child.resolve(), args.tries)
         return
     trees = {"before": args.before.resolve()} if args.before else {}
-    trees["after"] = HERE
+    trees["after"] = args.after.resolve()
     results: dict[str, list[dict]] = {name: [] for name in trees}
     facts: dict[str, dict] = {}
     for round_ in range(args.rounds):
@@ -174,8 +171,10 @@ def main() -> None:
             facts[name] = lines[-1]
             results[name] += lines[:-1]
             print(f"round {round_ + 1} {name}: {len(lines) - 1} tries", file=sys.stderr, flush=True)
+    from bench_engine import cpu_name  # here, not in a round: it imports this tree's installation
+
     fact = next(iter(facts.values()))
-    print(f"machine: {fact['machine']} ({fact['cores']} cores, no GPU in use), display {fact['display']}; "
+    print(f"machine: {cpu_name()} ({os.cpu_count()} cores, no GPU in use), display {fact['display']}; "
           f"{fact['model']} training on the CPU; screen 640x360 refreshed at 60 Hz")
     for name, tree in trees.items():
         print(f"\n{name} ({tree}): training at {facts[name]['steps_per_second']:.2f} steps/s in its last round")

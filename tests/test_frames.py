@@ -101,7 +101,8 @@ def test_create_replaces_a_leftover_segment_of_the_same_name():
 
 
 def test_reader_sees_only_complete_newest_frames_and_survives_the_writer_being_killed():
-    with FrameChannel.create(SHAPE[2], SHAPE[1], slots=2 * SHAPE[0]) as channel:
+    # three moments, the fewest ring_slots gives a view: a reader always has a publish-time of slack
+    with FrameChannel.create(SHAPE[2], SHAPE[1], slots=3 * SHAPE[0]) as channel:
         writer = start_writer(channel.name, 0)
         try:
             frames, last, slowest = [], 0, 0.0
@@ -187,7 +188,7 @@ def test_a_1024_px_walk_gets_the_slots_to_draw_one_and_a_half_steps_ahead():
         drawer._channel = ring
         drawer.follow(gan.generator, 0, 0, seconds=step)  # a step as the trainer reports it
         lead = drawer._lead(1, list(drawer._steps))
-        assert lead == pytest.approx(1.5 * step + 2 / fps)  # not cut short by the ring
+        assert lead >= 1.5 * step + 2 / fps and lead < (ring.capacity(1) - 2) / fps  # not cut short by the ring
         ahead = math.ceil(lead * fps)
         for k in range(ahead + 2):  # the frames ahead, the one on screen and the one being written
             ring.publish(frame, iteration=k, show_at=k / fps)
