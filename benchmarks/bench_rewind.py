@@ -107,6 +107,7 @@ def child(tree: Path, tries: int) -> None:
         try:
             sock.sendto(build_message("/uncanny/ping"), control.osc.address)  # a recent sender gets the feedback
             need(lambda: installation.state.iteration >= 12, "training")
+            rate = installation.state.steps_per_second  # before the first jump restarts its measure
             for k in range(tries):
                 if k % 2 == 0:  # a rewind: to a snapshot after iteration 0, 3 or more iterations back
                     need(lambda: any(0 < s <= installation.state.iteration - 3 for s in installation.state.snapshots),
@@ -129,7 +130,7 @@ def child(tree: Path, tries: int) -> None:
                                   "shown_iteration": arrival("/uncanny/state/shown_iteration", target, sent),
                                   "iteration": arrival("/uncanny/state/iteration", target, sent)}), flush=True)
             print(json.dumps({"display": ctx.info["GL_RENDERER"],
-                              "steps_per_second": installation.state.steps_per_second,
+                              "steps_per_second": rate,
                               "model": f"{checkpoint.name} at {resolution} px"}), flush=True)
         finally:
             installation.close()
@@ -177,7 +178,8 @@ def main() -> None:
     print(f"machine: {cpu_name()} ({os.cpu_count()} cores, no GPU in use), display {fact['display']}; "
           f"{fact['model']} training on the CPU; screen 640x360 refreshed at 60 Hz")
     for name, tree in trees.items():
-        print(f"\n{name} ({tree}): training at {facts[name]['steps_per_second']:.2f} steps/s in its last round")
+        rate = facts[name]["steps_per_second"]
+        print(f"\n{name} ({tree}): training at {rate:.2f} steps/s (its last round, before the jumps)")
         for kind in ("rewind", "reset"):
             tries = [r for r in results[name] if r["kind"] == kind]
             for measure in ("drawn", "presented", "shown_iteration", "iteration"):

@@ -63,7 +63,7 @@ class Frame:
     walk_time: float  # the walk clock (seconds) the frames show
     show_at: float  # time.time() at which they are meant to be on screen (drawn ahead of it)
     time: float  # time.time() when it was published
-    generation: int = 0  # grows when the weights jump (rewind, reset, rollback, an engine restart): older ones are stale
+    generation: int = 0  # grows when the weights jump (rewind, reset, rollback, a new engine): older ones are stale
 
 
 def _data_offset(slots: int) -> int:

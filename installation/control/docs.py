@@ -16,7 +16,7 @@ from typing import Any
 from .config import OscConfig
 from .actions import BY_NAME, MAX_STRING, SPECS, Spec
 from .keys import describe_keys
-from .osc import ERROR_ADDRESS, ERROR_BURST, ERROR_RATE, FEEDBACK_TICK, LOG_EVERY, MAX_SNAPSHOT_REPLY, PONG_ADDRESS, \
+from .osc import ERROR_ADDRESS, ERROR_BURST, ERROR_RATE, LOG_EVERY, MAX_SNAPSHOT_REPLY, PONG_ADDRESS, \
     RECENT_SECONDS
 from .packets import FUTURE_TOLERANCE, MAX_DATAGRAM
 from .state import DESCRIPTIONS, ON_CHANGE, STATE_FIELDS, TYPE_TAGS, state_address
@@ -96,8 +96,10 @@ def osc_markdown() -> str:
         "",
         "## Addresses",
         "",
-        "Engine actions go down the engine's command pipe (one at a time, between training steps); display "
-        "actions apply at the next screen refresh; queries are answered at once. Faders (the continuous "
+        "Engine actions go down the engine's command pipe and are carried out in order between training steps, "
+        "but a rewind, reset or back reaches the picture at once, before the training step in progress ends "
+        "(`/uncanny/state/shown_iteration` says when); display actions apply at the next screen refresh; queries are "
+        "answered at once. Faders (the continuous "
         f"controls {', '.join(f'`{s.address}`' for s in SPECS if s.continuous)}) are coalesced: when several "
         "values arrive within one refresh only the newest is applied.",
         "",
@@ -113,8 +115,9 @@ def osc_markdown() -> str:
         "## Feedback",
         "",
         "State goes to every `feedback` target and to each sender heard from in the last "
-        f"{RECENT_SECONDS:g} s (at its reply address): the fields marked *on change* within "
-        f"{FEEDBACK_TICK * 1000:g} ms of changing, everything every `state_every` seconds.",
+        f"{RECENT_SECONDS:g} s (at its reply address): the fields marked *on change* as soon as they change, "
+        "every value in turn (a reset's iteration 0 also when the next step follows at once), everything every "
+        "`state_every` seconds.",
         "",
         *state_rows,
         "",

@@ -50,9 +50,11 @@ class ControlState:
 
 # fields sent as soon as they change; the measured ones (loss, fps, ...) change every step and go out with the
 # periodic broadcast only
-ON_CHANGE = ("iteration", "shown_iteration", "status", "paused", "collapsed", "recording", "recording_path", "export", "cycle", "phase")
+ON_CHANGE = ("iteration", "shown_iteration", "status", "paused", "collapsed", "recording", "recording_path", "export",
+             "cycle", "phase")
 STATE_FIELDS = tuple(f.name for f in dataclasses.fields(ControlState) if f.name not in ("snapshots", "controls"))
-TYPE_TAGS = {"iteration": "i", "shown_iteration": "i", "status": "s", "paused": "i", "loss": "f", "d": "f", "diversity": "f",
+TYPE_TAGS = {"iteration": "i", "shown_iteration": "i", "status": "s", "paused": "i", "loss": "f", "d": "f",
+             "diversity": "f",
              "collapsed": "i", "fps": "f", "steps_per_second": "f", "recording": "i", "recording_path": "s",
              "export": "s", "cycle": "i", "phase": "s"}
 DESCRIPTIONS = {

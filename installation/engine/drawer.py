@@ -12,10 +12,11 @@ Frames are drawn *ahead*: each for a moment `show_at` (wall clock) up to `lead` 
 apart (further apart while drawing cannot keep up), and carries that moment, the iteration of the weights that drew
 it and their generation; the display plays them at their time (live/motion.py). `lead` is 1.5 times the longest
 recent training step (a step can hold the device: a GPU runs its kernels in between) plus two frames, plus up to
-IDLE_LEAD as training leaves the device idle, at most MAX_LEAD and what the ring holds for the view shown. A jump, and a jump the trainer makes itself (a rollback, a
-rewind to a snapshot read from disk), starts a new generation: the batch in progress is dropped, drawing starts again
-at the present with a single frame, and the display drops what it holds of the old generation. Batches are as large
-as the frames missing, MAX_BATCH_IMAGES and BATCH_SECONDS allow, so a jump waits at most about that long.
+IDLE_LEAD as training leaves the device idle, at most MAX_LEAD and what the ring holds for the view shown. A jump,
+and a jump the trainer makes itself (a rollback), starts a new generation: the batch in progress is dropped, drawing
+starts again at the present with a single frame, and the display drops what it holds of the old generation. Batches
+are as large as the frames missing, MAX_BATCH_IMAGES and BATCH_SECONDS allow, so a jump waits at most about that
+long.
 
 Time: while training runs flat out the drawer spends at most `[render] share` of its time drawing; it gets the time
 training leaves (a paced journey, a pause, a speed limit): its share rises to 1 - the trainer's, and it draws further
