@@ -11,18 +11,17 @@ only once it has carried out the newest ticket, so the weights of the step it ab
 Frames are drawn *ahead*: each for a moment `show_at` (wall clock) up to `lead` seconds in the future, 1 / max_fps
 apart (further apart while drawing cannot keep up), and carries that moment, the iteration of the weights that drew
 it and their generation; the display plays them at their time (live/motion.py). `lead` is 1.5 times the longest
-recent training step (a step can hold the device: a GPU runs its kernels in between) plus two frames, plus up to
-IDLE_LEAD as training leaves the device idle, at most MAX_LEAD and what the ring holds for the view shown. A jump,
-and a jump the trainer makes itself (a rollback), starts a new generation: the batch in progress is dropped, drawing
-starts again at the present with a single frame, and the display drops what it holds of the old generation. Batches
-are as large as the frames missing, MAX_BATCH_IMAGES and BATCH_SECONDS allow, so a jump waits at most about that
-long.
+recent training step (a step can hold the device: a GPU runs its kernels in between) plus two frames, at most
+MAX_LEAD and what the ring holds for the view shown: no further, as frames drawn ahead show the weights they were
+drawn with (after a resume, the picture would follow training only once they have played out). A jump, and a jump
+the trainer makes itself (a rollback), starts a new generation: the batch in progress is dropped, drawing starts
+again at the present with a single frame, and the display drops what it holds of the old generation. Batches are as
+large as the frames missing, MAX_BATCH_IMAGES and BATCH_SECONDS allow, so a jump waits at most about that long.
 
 Time: while training runs flat out the drawer spends at most `[render] share` of its time drawing; it gets the time
-training leaves (a paced journey, a pause, a speed limit): its share rises to 1 - the trainer's, and it draws further
-ahead, in larger batches.
-`configure(settings)` (the engine's `render` command) changes what it draws; a new seed or truncation is glided to
-over GLIDE_SECONDS.
+training leaves (a paced journey, a pause, a speed limit): its share rises to 1 - the trainer's, so where drawing is
+the limit (a large model on a CPU) the picture gets more frames a second. `configure(settings)` (the engine's
+`render` command) changes what it draws; a new seed or truncation is glided to over GLIDE_SECONDS.
 
 On the CPU the trainer and the drawer each use torch's intra-op threads (`[engine] threads`, one on two cores), so
 the two run side by side on two cores; OpenMP's waiting threads sleep (OMP_WAIT_POLICY), so the drawer's short bursts
@@ -62,7 +61,6 @@ MAX_SPACING = 0.5  # seconds between the moments of two frames, at the most
 MAX_BATCH_IMAGES = 8
 BATCH_SECONDS = 0.05  # a generator call draws about this long at the most: a jump waits for the call in progress
 DUTY_WINDOW = 5.0  # seconds over which the trainer's share of the time is measured
-IDLE_LEAD = 0.5  # seconds more drawn ahead while training leaves the device idle (paced, paused): larger batches
 IDLE_WAIT = 0.1  # seconds between looks while there is nothing to draw (jumps and new settings wake it at once)
 
 
@@ -310,12 +308,10 @@ class FrameDrawer:
         return True
 
     def _lead(self, count: int, steps: list[tuple[float, float]]) -> float:
-        """How far ahead to draw: 1.5 recent steps, two frames and what idle time allows, within MAX_LEAD and what
-        the ring holds."""
+        """How far ahead to draw: 1.5 recent steps and two frames, within MAX_LEAD and what the ring holds."""
         recent = [seconds for ended, seconds in steps if ended > time.monotonic() - DUTY_WINDOW]
         ahead = self._channel.capacity(count) - 2  # publishes: one is being read, one written
-        lead = 1.5 * max(recent, default=0.0) + 2 * self._spacing + (1 - _training(steps)) * IDLE_LEAD
-        return min(lead, MAX_LEAD, max(ahead, 0) * self._spacing)
+        return min(1.5 * max(recent, default=0.0) + 2 * self._spacing, MAX_LEAD, max(ahead, 0) * self._spacing)
 
     def _share(self, steps: list[tuple[float, float]]) -> float:
         """The most of its time the drawer may draw: `share`, or all that training leaves."""

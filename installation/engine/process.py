@@ -119,12 +119,17 @@ class EngineProcess:
             raise EngineError("the engine process is not running; restart it") from None
 
     def poll(self) -> EngineState:
-        """The newest state the engine published, with the process facts filled in."""
+        """The newest state the engine published, with the process facts filled in; but while it runs, the first
+        state after a jump (rewind, reset, back, rollback: a new branch) comes before any that follow it, so a caller
+        that polls slowly still sees the iteration the journey jumped to (the rest comes with the next poll)."""
         alive = self.alive  # checked before draining: once dead, everything it sent is already in the pipe
         if self._states is not None:
             try:
                 while self._states.poll():
-                    self._state = self._states.recv()
+                    state, branch = self._states.recv(), self._state.branch
+                    self._state = state
+                    if alive and state.branch != branch:
+                        break
             except (EOFError, OSError):
                 self._states.close()
                 self._states = None
