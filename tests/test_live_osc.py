@@ -208,7 +208,11 @@ def test_rewind_and_reset_while_training_show_the_target_at_once_and_the_feedbac
                                            ("/uncanny/reset", (), 0, checkpoint)]:
         live.until(lambda: installation.frame_iteration > target + 1, "frames of newer weights")  # still training
         sequence, generation = installation.last_sequence, installation.motion.generation
+        # the feedback so far holds every iteration up to now, the target's too: dropped, so a reply means the jump
+        # (anything still on its way is as new as the frames on screen, above the target)
         client.backlog.clear()
+        while client.pending() is not None:
+            pass
         client.send(address, *args)
         assert live.reply("/uncanny/state/shown_iteration", lambda a, t=target: a == [t])
         shown = installation.motion.position(time.time())[1]
