@@ -3,10 +3,11 @@
 It runs in the engine process on a thread of its own (on a GPU, a CUDA stream of its own), so the picture moves at
 the output rate whatever a training step costs. It draws with one copy of the generator ("front") while the trainer
 refreshes the other ("back") after every step (`follow`: a copy of the parameters under a lock, 1.5 ms for the
-embedded 64 px model on one CPU thread); the drawer swaps the two between batches. A rewind, reset or back changes
-the weights at once (`jump`, called from the engine's command thread with a snapshot's weights held in memory), long
-before the trainer has finished the step in progress: each jump is a ticket, and the trainer's refreshes count again
-only once it has carried out the newest ticket, so the weights of the step it abandons never reach the picture.
+embedded 64 px model on one lightly loaded CPU thread); the drawer swaps the two between batches. A rewind, reset or
+back changes the weights at once (`jump`, called from the engine's command thread with a snapshot's weights held in
+memory), long before the trainer has finished the step in progress: each jump is a ticket, and the trainer's
+refreshes count again only once it has carried out the newest ticket, so the weights of the step it abandons never
+reach the picture.
 
 Frames are drawn *ahead*: each for a moment `show_at` (wall clock) up to `lead` seconds in the future, 1 / max_fps
 apart (further apart while drawing cannot keep up), and carries that moment, the iteration of the weights that drew
