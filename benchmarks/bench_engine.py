@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
-"""Engine speed: optimiser steps per second and seconds per snapshot, with the device they were measured on.
+"""Engine speed: optimiser steps per second, seconds per snapshot and the frame drawer's refresh after a step, with
+the device they were measured on.
 
     python3 benchmarks/bench_engine.py            # tiny + small models on CPU; full StyleGAN1 at 256/512/1024 on CUDA
     python3 benchmarks/bench_engine.py --quick    # a few steps of the tiny model only (smoke test)
 
 Random weights: speed does not depend on what the weights are. "snapshot" is the time the training loop waits
-(copying G and Adam state to CPU memory); "write" is the background write of that snapshot to disk.
+(copying G and Adam state to CPU memory); "write" is the background write of that snapshot to disk. "refresh" is
+what the trainer spends after each step handing its weights to the frame drawer (engine/drawer.py: a copy into the
+drawer's spare G under its lock), measured while the drawer draws.
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from installation.engine import Engine, EngineConfig  # noqa: E402
+from installation.engine.config import RenderConfig, WalkConfig  # noqa: E402
+from installation.engine.drawer import FrameDrawer, WalkSettings  # noqa: E402
+from installation.frames import FrameChannel  # noqa: E402
 from installation.models import create_stylegan1  # noqa: E402
 from installation.models.stylegan1 import FFHQ_CHANNELS  # noqa: E402
 
@@ -72,9 +78,28 @@ def bench(name: str, channels: list[int], code_dim: int, n_mlp: int, resolution:
         engine.store.flush()
         total = time.perf_counter() - start
         engine.close(snapshot=False)
+    refresh = drawer_refresh(gan, steps)
     mib = sum(p.numel() for p in gan.generator.parameters()) * 4 * 3 / 2**20  # weights + two Adam moments
     return (f"{name:<24} batch {batch}  {rate:8.2f} steps/s  snapshot {capture:6.3f} s in the loop, "
-            f"{total - capture:6.3f} s written in background ({mib:.0f} MiB)")
+            f"{total - capture:6.3f} s written in background ({mib:.0f} MiB), drawer refresh {1000 * refresh:.2f} ms")
+
+
+def drawer_refresh(gan, count: int) -> float:
+    """Seconds the trainer spends handing its weights to the frame drawer after a step (median), while it draws."""
+    walk = WalkConfig(grid=1)
+    with FrameChannel.create(gan.resolution, gan.resolution, slots=64) as channel:
+        drawer = FrameDrawer(channel.name, walk, RenderConfig(), WalkSettings.start(walk, False))
+        drawer.start(gan, 0)
+        times = []
+        try:
+            for k in range(count):
+                start = time.perf_counter()
+                drawer.follow(gan.generator, k, 0)
+                sync(gan.device)
+                times.append(time.perf_counter() - start)
+        finally:
+            drawer.close()
+    return sorted(times)[len(times) // 2]
 
 
 def main(argv: list[str] | None = None) -> int:

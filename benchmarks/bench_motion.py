@@ -45,7 +45,7 @@ def headless(args: argparse.Namespace) -> None:
     from installation.display.offscreen import Offscreen
     from installation.control.service import ControlService
     from installation.live.run import live_show
-    from installation.live.renderer import poster
+    from installation.engine.drawer import poster
     from installation.models import default_checkpoint, load_gan
     from installation.presets import Preset
     from installation.control.config import OscConfig

@@ -121,7 +121,7 @@ def _has_display() -> bool:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    from .live.renderer import poster
+    from .engine.drawer import poster
     from .live.logfile import log_file
     from .live.run import bind_controls, open_run_folder, run
     from .engine.config import resolve_device

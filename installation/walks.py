@@ -7,7 +7,7 @@ frames sampled at `loop_times(period, fps)` (end point excluded) repeat without 
 
 Keyframe k of a walk is the z that `uncanny sample --seeds s_k` draws (`randn` from `manual_seed(s_k)`), and the
 walk's fixed noise continues the first keyframe's stream as `sample` does, so a walk starts on exactly the image
-`sample` shows for its first seed. `render_walk_frames` draws what the live renderer draws (live/renderer.py), for
+`sample` shows for its first seed. `render_walk_frames` draws what the live frame drawer draws (engine/drawer.py), for
 loop export and for checking the live frames.
 """
 

@@ -106,13 +106,14 @@ def test_monitor_with_a_window_or_headless_says_it_is_ignored(tmp_path, mode, re
 
 
 def test_shared_memory_sizes_read_sensibly():
-    from installation.live.run import DisplayError, _check_shared_memory
+    from installation.frames import SharedMemoryError, check_shared_memory
     from installation.messages import size_text as _size_text
 
     assert [_size_text(n) for n in (300 * 1024, 36_864, 3 * 2**20 + 2**19, 5 * 2**30)] == [
         "300.0 KB", "36.0 KB", "3.5 MB", "5.0 GB"]  # a 32 px 2 x 2 view needs 36 KB, not "0 MB"
-    with pytest.raises(DisplayError, match=r"need 576\.0 GB of shared memory but /dev/shm has [0-9.]+ [KMG]B free"):
-        _check_shared_memory(2**15, 8, slots=3)
+    with pytest.raises(SharedMemoryError, match=r"need 576\.0 GB of shared memory but /dev/shm has [0-9.]+ [KMG]B "
+                                                r"free"):
+        check_shared_memory(3 * 8**2 * (2**15) ** 2 * 3)
 
 
 def test_quick_start_command_runs_the_embedded_model(tmp_path):

@@ -33,7 +33,7 @@ class Rig:
         settings = dict(device="cpu", threads=1, batch=1, probe_size=2, probe_every=1, snapshot_every=2, lr=2e-3)
         self.engine = Engine(create_stylegan1(**TINY), EngineConfig(**{**settings, **engine}), run_dir)
         self.run_dir = run_dir
-        self.director = Director(config, run_dir / "director.json")
+        self.director = Director(config, run_dir / "director.json", self.engine.journey_iterations)
         self.now, self.wall = 1000.0, WEDNESDAY_NOON
         self.blackout = 0.0  # the level the presenter fades to
         self.actions: list[Action] = []
@@ -69,6 +69,17 @@ class Rig:
 
     def close(self) -> None:
         self.engine.close()
+
+
+def test_the_journey_lasts_the_engines_arc_unless_the_gallery_sets_its_own_length(tmp_path):
+    for max_iterations, expected in ((0, 5), (3, 3)):  # 0: [engine] journey_iterations
+        rig = Rig(tmp_path / f"run{max_iterations}", GalleryConfig(cycle="collapse", max_iterations=max_iterations),
+                  journey_iterations=5, collapse_fraction=0.0)  # never collapsed: the length alone ends it
+        try:
+            rig.run_until(lambda: rig.director.phase == "hold", "the hold")
+        finally:
+            rig.close()
+        assert rig.published.iteration == expected
 
 
 def test_collapse_cycle_runs_to_the_end_holds_fades_resets_and_counts_two_cycles(tmp_path):

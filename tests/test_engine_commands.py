@@ -22,8 +22,9 @@ def test_every_command_form_reads_the_same():
     assert parse_command("lr 0") == Command("lr", 0.0)  # the model's own rate
     assert parse_command("loss log") == Command("loss", "log")
     assert parse_command("fault") == Command("fault", "weight")
-    assert set(COMMANDS) == {"pause", "resume", "toggle_pause", "limit", "lr", "loss", "batch", "rewind", "back",
-                             "reset", "snapshot", "shutdown", "fault", "render"}
+    assert parse_command("journey_minutes 30") == Command("journey_minutes", 30.0)
+    assert set(COMMANDS) == {"pause", "resume", "toggle_pause", "limit", "journey_minutes", "lr", "loss", "batch",
+                             "rewind", "back", "reset", "snapshot", "shutdown", "fault", "render"}
 
 
 def test_a_command_keeps_its_senders_id_and_names_itself_unparsed():
@@ -50,6 +51,12 @@ def test_a_command_keeps_its_senders_id_and_names_itself_unparsed():
     ("lr", "lr needs a value"),
     ("limit -1", "steps per second limit must be a finite number >= 0, got -1.0"),
     ("loss hinge", "loss must be one of logit, softplus, log, got 'hinge'"),
+    ("journey_minutes -1", "journey_minutes must be a finite number >= 0 and <= 525600, got -1.0"),
+    ("journey_minutes nan", "journey_minutes must be a finite number >= 0 and <= 525600, got nan"),
+    ("journey_minutes 1e6", "journey_minutes must be a finite number >= 0 and <= 525600, got 1000000.0"),
+    ("journey_minutes soon", "journey_minutes: 'soon' is not a number"),
+    (("journey_minutes", True), "journey_minutes must be a finite number >= 0 and <= 525600, got True"),
+    ("journey_minutes", "journey_minutes needs a value"),
     ("fault disk", "fault must be one of loss, grad, weight"),
     ("reset now", "reset takes no value, got 'now'"),
     ("lr 1 2", "cannot read command 'lr 1 2'"),
@@ -79,6 +86,14 @@ def test_config_defaults_follow_the_paper_and_rosinality():
     ({"collapse_fraction": 1.5}, "collapse_fraction must be a finite number >= 0 and <= 1"),
     ({"nan_lr_factor": 0}, "nan_lr_factor must be a finite number > 0 and <= 1"),
     ({"disk_budget_mb": float("nan")}, "disk_budget_mb must be a finite number > 0"),
+    ({"journey_minutes": -5.0}, "journey_minutes must be a finite number >= 0 and <= 525600, got -5.0"),
+    ({"journey_minutes": float("nan")}, "journey_minutes must be a finite number >= 0 and <= 525600, got nan"),
+    ({"journey_minutes": 1e9}, "journey_minutes must be a finite number >= 0 and <= 525600"),
+    ({"journey_minutes": "20"}, "journey_minutes must be a finite number >= 0 and <= 525600, got '20'"),
+    ({"journey_iterations": 0}, "journey_iterations must be an integer from 1 to 10000000, got 0"),
+    ({"journey_iterations": -2000}, "journey_iterations must be an integer from 1 to 10000000, got -2000"),
+    ({"journey_iterations": 2000.5}, "journey_iterations must be an integer from 1 to 10000000, got 2000.5"),
+    ({"journey_iterations": 10**8}, "journey_iterations must be an integer from 1 to 10000000"),
 ])
 def test_bad_settings_are_refused(changes, message):
     with pytest.raises(ConfigError, match=message):

@@ -2,6 +2,8 @@
 
 import json
 import math
+import queue
+import threading
 import time
 
 import pytest
@@ -17,6 +19,42 @@ TINY = dict(channels=[32, 32, 16, 16], code_dim=32, n_mlp=2)  # 32 px
 
 def tiny_engine(run_dir, hook=None, **settings):
     return Engine(create_stylegan1(**TINY), EngineConfig(device="cpu", **settings), run_dir, between_steps=hook)
+
+
+class Lockstep:
+    """A command script in lockstep with the engine's loop: the between-steps hook feeds one list of commands per
+    pass and waits until the engine's command thread has prepared it, so the next pass applies it."""
+
+    def __init__(self, script, hook=None) -> None:
+        self.script, self.hook = iter(script), hook
+        self.feed: queue.Queue = queue.Queue()
+        self.done = threading.Condition()
+        self.fed = self.prepared = 0
+        self.handed = False
+
+    def receive(self, timeout):
+        with self.done:  # called again: what it handed out last time has been prepared
+            self.prepared += self.handed
+            self.handed = False
+            self.done.notify_all()
+        try:
+            commands = self.feed.get(timeout=timeout)
+        except queue.Empty:
+            return []
+        self.handed = True
+        return commands
+
+    def __call__(self, engine) -> None:
+        if self.hook is not None:
+            self.hook(engine)
+        commands = next(self.script, None)
+        if commands is None:
+            return
+        self.fed += 1
+        self.feed.put(commands)
+        if "shutdown" not in commands:  # after a shutdown the command thread reads no more
+            with self.done:
+                assert self.done.wait_for(lambda: self.prepared >= self.fed, timeout=60)
 
 
 def g_state(engine):
@@ -188,13 +226,13 @@ def test_a_nan_weight_never_reaches_a_frame(tmp_path):
         with torch.no_grad():
             frames.append(engine.gan.generate(torch.ones(1, 32), engine.gan.make_noise(1, torch.Generator())))
 
-    engine = tiny_engine(tmp_path, hook=render, snapshot_every=3)
-    script = iter([[], [], [], [], ["fault weight"], [], [], ["fault loss"], [], [], ["shutdown"]])
-    engine.run(receive=lambda timeout: next(script))
+    script = Lockstep([[], [], [], [], ["fault weight"], [], [], ["fault loss"], [], [], ["shutdown"]], render)
+    engine = tiny_engine(tmp_path, hook=script, snapshot_every=3)
+    engine.run(receive=script.receive)
     with torch.no_grad():  # poison a weight directly, as a buggy hook might
         next(engine.gan.generator.parameters()).view(-1)[0] = math.inf
     assert engine.step() is None
-    assert engine.rollbacks == 3 and len(frames) == 11
+    assert engine.rollbacks == 3 and len(frames) == 12
     assert all(torch.isfinite(frame).all() for frame in frames)
     assert all(torch.isfinite(p).all() for p in engine.gan.generator.parameters())
     engine.close()
@@ -219,8 +257,9 @@ def test_bad_commands_are_rejected_and_the_engine_keeps_running(tmp_path):
     engine = tiny_engine(tmp_path)
     bad = ["warp 9", "rewind -1", Command("warp", id=7), "rewind 1.5", "lr 2", "lr -1", "lr nan", "batch 0",
            "batch 65", "loss hinge", {"name": "lr"}, ("pause", 3), 42, "", Command("lr", 5.0, 8)]
-    script = iter([[], [], [], bad, [], [], [], ["lr 0.0007", "batch 2", "loss softplus"], [], ["shutdown"]])
-    engine.run(receive=lambda timeout: next(script))
+    script = Lockstep([[], [], [], bad, [], [], [], ["lr 0.0007", "batch 2", "loss softplus"], [], ["shutdown"]])
+    engine.between_steps = script
+    engine.run(receive=script.receive)
     state = engine.state()
     errors = [e for e in (json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines())
               if e["event"] == "error"]
@@ -238,7 +277,7 @@ def test_bad_commands_are_rejected_and_the_engine_keeps_running(tmp_path):
     assert state.refusals == ((7, "rejected command: unknown command 'warp'; known: " + ", ".join(COMMANDS)),
                               (8, "rejected command: lr must be 0 (the model's own rate) or a number > 0 and <= 1, "
                                   "got 5.0"))
-    assert state.iteration == 9 and state.status == "stopping"  # it kept stepping through all of that
+    assert state.iteration == 10 and state.status == "stopping"  # it kept stepping through all of that
     assert (state.lr, state.batch, state.objective) == (7e-4, 2, "softplus")
     with pytest.raises(CommandError, match="cannot rewind to -3: iterations start at 0"):
         engine.rewind(-3)

@@ -46,13 +46,6 @@ def crash_on_request(engine):
         raise RuntimeError("boom in the frame hook")
 
 
-def stall_on_request(engine):
-    """A between-steps hook that holds the engine (a step on a slow device, or a hang) while a file says so: the
-    engine reads no commands meanwhile, so its command pipe fills."""
-    while (engine.run_dir / "stall").exists():
-        time.sleep(0.01)
-
-
 def report_threads(engine):
     """A between-steps hook that writes down the engine process's thread settings once."""
     report = engine.run_dir / "threads.json"
@@ -161,10 +154,10 @@ def trigger_events(run_dir, names):
 
 def test_a_full_command_pipe_delays_triggers_in_order_and_keeps_the_newest_setting(tmp_path, checkpoint, engines):
     run_dir = tmp_path / "run"
-    engine = engines(checkpoint, run_dir, CONFIG, between_steps=stall_on_request)
+    engine = engines(checkpoint, run_dir, CONFIG)
     engine.start()
     engine.wait_for(lambda s: s.iteration >= 1)
-    (run_dir / "stall").touch()  # a step that takes its time: the engine reads nothing meanwhile
+    os.kill(engine.pid, signal.SIGSTOP)  # stopped whole (a process stuck on its device): it reads nothing meanwhile
     triggers, newest, most_waiting = [], {}, 0
     for i in range(5000):  # faders swept at full speed, a button pressed now and then
         if i % 25 == 0:
@@ -177,20 +170,20 @@ def test_a_full_command_pipe_delays_triggers_in_order_and_keeps_the_newest_setti
         most_waiting = max(most_waiting, engine.waiting)
     assert most_waiting > 0  # the pipe filled: without the queue these were refused ("it may be hung")
     assert engine.waiting <= len(triggers) + 3  # the settings waited as one value each
-    (run_dir / "stall").unlink()
+    os.kill(engine.pid, signal.SIGCONT)
     state = engine.wait_for(lambda s: engine.waiting == 0 and len(trigger_events(run_dir, triggers)) == 200)
     assert trigger_events(run_dir, ("pause", "snapshot", "resume")) == triggers  # every one, in order
     state = engine.wait_for(lambda s: (s.lr, s.limit, s.batch) == (newest["lr"], newest["limit"], newest["batch"]))
     assert state.error_count == 0 and state.status == "paused"  # the last of pause and resume was a pause
 
     # a hung engine: past MAX_WAITING a trigger is refused with the reason, never dropped unsaid
-    (run_dir / "stall").touch()
+    os.kill(engine.pid, signal.SIGSTOP)
     before, accepted = len(trigger_events(run_dir, ("snapshot",))), 0
     with pytest.raises(EngineError, match=f"{MAX_WAITING} are waiting; its pipe is full\\): it may be hung"):
         for accepted in range(100_000):
             engine.send("snapshot")
     assert engine.waiting == MAX_WAITING
-    (run_dir / "stall").unlink()
+    os.kill(engine.pid, signal.SIGCONT)
     engine.wait_for(lambda s: engine.waiting == 0 and len(trigger_events(run_dir, ("snapshot",))) == before + accepted)
     assert engine.stop() == 0
 
@@ -233,7 +226,9 @@ def test_a_process_that_outlives_sigkill_is_reported_and_never_replaced_beside_i
     assert engine.pid == pid
 
 
-@pytest.mark.skipif(cuda_device_count() > 0, reason="a lost GPU is faked by one that was never there")
+@pytest.mark.skipif(cuda_device_count() > 0 or torch.version.cuda is None,
+                    reason="a lost GPU is faked by one that was never there, with a CUDA build of torch (a CPU-only "
+                           "build can never have one: refused)")
 def test_a_gpu_that_is_gone_when_the_engine_restarts_is_a_crash_to_retry_not_a_refusal(tmp_path, checkpoint,
                                                                                         engines):
     engine = engines(checkpoint, tmp_path / "run", CONFIG.replace(device="cuda:0"))
@@ -304,3 +299,19 @@ def test_out_of_memory_lowers_the_batch_once_and_says_so_even_for_a_batch_a_snap
                       "that fits next to everything else on the device"], done.stdout
     assert done.returncode == 1 and "batch 64: at most" in done.stderr.splitlines()[-1]  # the command refused
     assert f"fits in the memory of cpu (found at an out-of-memory); choose 1..{stepped[3]}" in done.stderr
+def test_a_journey_paced_at_40_iterations_a_minute_makes_36_to_44_in_a_minute_of_training(tmp_path, checkpoint,
+                                                                                        engines):
+    """The arc's 40 iterations over journey_minutes = 1, set live by the engine's command (OSC's
+    /uncanny/journey/minutes) while the engine trains as fast as it can; counted from the engine's own metrics over
+    60 s of training. The tiny model's steps take milliseconds, so the engine idles nearly all of that minute."""
+    run_dir = tmp_path / "run"
+    engine = engines(checkpoint, run_dir, CONFIG.replace(journey_iterations=40))
+    engine.start()
+    engine.wait_for(lambda s: s.iteration >= 5 and s.journey_iterations == 40 and s.journey_minutes == 0)
+    engine.send("journey_minutes 1")
+    start = engine.wait_for(lambda s: s.journey_minutes == 1.0).time + 1.0  # a step may have been under way
+    engine.wait_for(lambda s: s.time > start + 61, timeout=300)
+    assert engine.stop() == 0
+    times = [line["time"] for line in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())]
+    made = sum(start <= t < start + 60 for t in times)
+    assert 36 <= made <= 44, made

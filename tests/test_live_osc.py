@@ -197,6 +197,50 @@ def test_every_address_does_what_it_documents(live, checkpoint):
     assert live.reply("/uncanny/state/collapsed") == [0]
 
 
+def test_rewind_and_reset_while_training_show_the_target_at_once_and_the_feedback_says_so(live, checkpoint):
+    loop, client = live.loop, live.client
+    client.send("/uncanny/ping")  # now a recent sender: the feedback comes here
+    live.reply("/uncanny/pong")
+    live.until(lambda: loop.supervisor.state.iteration >= 2 * SNAPSHOT_EVERY + 2, "two snapshots")
+    rewound = live.run_dir / "snapshots" / f"it{SNAPSHOT_EVERY:08d}.pt"
+    for address, args, target, weights in [("/uncanny/rewind", (SNAPSHOT_EVERY + 2,), SNAPSHOT_EVERY, rewound),
+                                           ("/uncanny/reset", (), 0, checkpoint)]:
+        live.until(lambda: loop.picture.shown_iteration > target + 1, "frames of newer weights")  # still training
+        sequence, generation = loop.picture.last_sequence, loop.picture.motion.generation
+        # the feedback so far holds every iteration up to now, the target's too: dropped, so a reply means the jump
+        # (anything still on its way is as new as the frames on screen, above the target)
+        client.backlog.clear()
+        while client.pending() is not None:
+            pass
+        client.send(address, *args)
+        assert live.reply("/uncanny/state/shown_iteration", lambda a, t=target: a == [t])
+        shown = loop.picture.motion.position(time.time())[1]
+        assert shown.generation > generation and shown.iteration == target
+        jumped = [f for f in loop.picture.channel.read_since(sequence) if f.generation > generation]
+        assert jumped and all(f.iteration == target for f in jumped[:3])  # the next frames: the target's weights
+        for frame in jumped[:3]:
+            assert matches(frame, offline(weights, loop.stage.drawer.settings, frame.walk_time))
+        assert live.reply("/uncanny/state/iteration", lambda a, t=target: a == [t])  # reported, not skipped
+    live.until(lambda: loop.supervisor.state.iteration > 1, "training on from realism")
+
+
+def test_the_journey_pace_is_set_live_echoed_and_bad_values_change_nothing(live):
+    loop, client = live.loop, live.client
+    live.until(lambda: loop.supervisor.state.status == "running", "the engine")
+    client.send("/uncanny/journey/minutes", 30.0)
+    assert live.reply("/uncanny/journey/minutes", lambda a: a == [30.0])
+    assert loop.supervisor.state.journey_minutes == 30.0 and loop.supervisor.state.journey_iterations == 2000
+    for bad, reason in [(-1.0, "journey_minutes must be a finite number >= 0"), (float("nan"), "finite number"),
+                        (1e7, "<= 525600"), ("slow", "expects a number")]:
+        client.send("/uncanny/journey/minutes", bad)
+        assert reason in live.reply("/uncanny/error", lambda a, r=reason: r in a[0])[0]
+        assert live.reply("/uncanny/journey/minutes") == [30.0]  # the fader is told the value in force
+    commands = loop.supervisor.state.commands
+    for _ in range(10):
+        live.tick()
+    assert loop.supervisor.state.journey_minutes == 30.0 and loop.supervisor.state.commands == commands
+
+
 def test_ten_thousand_malformed_datagrams_during_a_live_run(live):
     loop, client = live.loop, live.client
     live.until(lambda: loop.supervisor.state.iteration >= 2, "training")

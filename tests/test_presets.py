@@ -49,6 +49,17 @@ def test_flags_override_a_preset_and_are_validated():
     ("[render]\nshare = 1.5\n", r"\[render\] share must be a finite number"),
     ("[engine]\nhang_seconds = 0.5\n", r"\[engine\] hang_seconds must be a finite number >= 1 and <= 3600"),
     ("[engine]\njournal_mb = 0\n", r"\[engine\] journal_mb must be a finite number >= 0.01"),
+    ("[engine]\njourney_minutes = -20\n", r"\[engine\] journey_minutes must be a finite number >= 0 and <= 525600, "
+                                          r"got -20.0"),
+    ("[engine]\njourney_minutes = nan\n", r"\[engine\] journey_minutes must be a finite number >= 0 and <= 525600, "
+                                          r"got nan"),
+    ("[engine]\njourney_minutes = 1e7\n", r"\[engine\] journey_minutes must be a finite number >= 0 and <= 525600"),
+    ("[engine]\njourney_minutes = '30'\n", r"\[engine\] journey_minutes must be a number, got '30'"),
+    ("[engine]\njourney_iterations = 0\n", r"\[engine\] journey_iterations must be an integer from 1 to 10000000"),
+    ("[engine]\njourney_iterations = -5\n", r"\[engine\] journey_iterations must be an integer from 1 to 10000000"),
+    ("[engine]\njourney_iterations = 2000.0\n", r"\[engine\] journey_iterations must be a whole number, got 2000.0"),
+    ("[engine]\njourney_iterations = inf\n", r"\[engine\] journey_iterations must be a whole number, got inf"),
+    ("[gallery]\nmax_iterations = -1\n", r"\[gallery\] max_iterations must be an integer >= 0"),
     ("[record]\nmax_minutes = -1\n", r"\[record\] max_minutes must be a finite number >= 0"),
     ("[record]\nencoder = \"gpu\"\n", r"\[record\] encoder must be one of auto, x264, nvenc, got 'gpu'"),
     ("[record]\nencoder = 5\n", r"\[record\] encoder must be a string, got 5"),

@@ -97,7 +97,8 @@ def test_commands_to_a_stopped_engine_never_block_and_the_supervisor_replaces_it
                 return
 
     try:
-        engine.wait_for(lambda s: s.status == "running")
+        # running, and its first snapshot on disk (written by a thread of its own): the new engine resumes from it
+        engine.wait_for(lambda s: s.status == "running" and (tmp_path / "run/snapshots/it00000000.pt").exists())
         os.kill(engine.pid, signal.SIGSTOP)
         sender = threading.Thread(target=flood, daemon=True)
         sender.start()

@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..engine.commands import Command
-from ..engine.config import LOSSES, MAX_BATCH, ConfigError, check_batch, check_float, check_int, check_loss, \
-    check_lr, check_rate, WalkConfig
+from ..engine.config import LOSSES, MAX_BATCH, MAX_JOURNEY_MINUTES, ConfigError, check_batch, check_float, \
+    check_int, check_journey_minutes, check_loss, check_lr, check_rate, WalkConfig
 from ..recording import CODECS, check_codec
 
 MAX_LOOP_SECONDS = 600.0  # the longest loop /uncanny/record/loop exports (a seamless loop is seconds to minutes)
@@ -246,6 +246,11 @@ SPECS: tuple[Spec, ...] = (
     Spec("speed", f"{ROOT}/speed", "engine", "training steps per second at most",
          (Arg("steps_per_second", "f", check_rate, low=0.0, note="0 = as fast as the device goes", span=(0.0, 30.0)),),
          continuous=True, command="limit"),
+    Spec("journey_minutes", f"{ROOT}/journey/minutes", "engine",
+         "play the journey's arc ([engine] journey_iterations) over this many minutes of training, on any device",
+         (Arg("minutes", "f", check_journey_minutes, low=0.0, high=MAX_JOURNEY_MINUTES,
+              note="0 = as fast as the device goes", span=(0.0, 120.0)),), continuous=True,
+         command="journey_minutes"),
     Spec("walk_period", f"{ROOT}/walk/period", "display", "seconds per loop of the latent walk, changed without a "
          "jump in the picture",
          (Arg("seconds", "f", _walk("period"), low=0.0, high=86400.0, low_open=True, span=(2.0, 120.0)),),

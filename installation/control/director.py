@@ -12,6 +12,10 @@ The `[gallery]` cycle (GalleryConfig):
     pingpong   journey -> hold -> rewind (one snapshot back every step_seconds, down to 0) -> journey ...
     loop       journey (until loop_to) -> hold -> fade_out -> return (rewind to loop_from) -> fade_in -> journey ...
 
+The journey's length follows the engine's: `max_iterations = 0` (the default) is `[engine] journey_iterations`, the
+arc's length, so a journey paced over `journey_minutes` ends after those minutes if the collapse flag has not come;
+the director's own phases (hold, fades, pingpong's steps) are in seconds already and need no pace.
+
 A cycle counts as completed when the return to its start is asked for (collapse, loop) or reached (pingpong).
 Outside the opening hours the phase is `closed`: black and training paused; at opening it goes through return
 (reset to realism) and fade_in. Training is paused in every phase but journey; a restarted engine (which comes up
@@ -28,6 +32,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
+from ..engine.config import EngineConfig
 from ..schedule import parse_hours
 from ..storage import atomic_write_bytes
 from ..validation import ConfigError, check_choice, check_float, check_int
@@ -51,7 +56,8 @@ class GalleryConfig:
     """The gallery director ([gallery] table, control/director.py): the journey cycling on its own, opening hours."""
 
     cycle: str = "off"  # off | collapse | pingpong | loop
-    max_iterations: int = 3000  # collapse, pingpong: the journey ends here if the collapse flag has not come
+    max_iterations: int = 0  # collapse, pingpong: the journey ends here if the collapse flag has not come first;
+    # 0 = [engine] journey_iterations, the arc's length
     hold_seconds: float = 60.0  # the end of the journey stays on screen (training paused) this long
     fade_seconds: float = 5.0  # fades to black and back
     step_seconds: float = 2.0  # pingpong: seconds per snapshot on the way back to realism
@@ -61,7 +67,7 @@ class GalleryConfig:
 
     def __post_init__(self) -> None:
         check_choice("cycle", self.cycle, CYCLES)
-        check_int("max_iterations", self.max_iterations, 1)
+        check_int("max_iterations", self.max_iterations, 0)
         check_float("hold_seconds", self.hold_seconds, 0.0, 86400.0)
         check_float("fade_seconds", self.fade_seconds, 0.0, 600.0)
         check_float("step_seconds", self.step_seconds, 0.0, 3600.0)
@@ -89,8 +95,10 @@ class DirectorState:
 class Director:
     """`tick(now, wall, state)` once per refresh; returns the actions to put into the inbox."""
 
-    def __init__(self, config: GalleryConfig, path: Path | None = None) -> None:
+    def __init__(self, config: GalleryConfig, path: Path | None = None,
+                 journey_iterations: int = EngineConfig.journey_iterations) -> None:
         self.config = config
+        self.max_iterations = config.max_iterations or journey_iterations
         self.schedule = parse_hours(config.hours)
         self.path = path
         self.state = self._load() if config.active else DirectorState()
@@ -178,7 +186,7 @@ class Director:
             return True  # the engine paused itself after repeated rollbacks: the return cures that too
         if cycle == "loop":
             return state.iteration >= self.config.loop_to
-        return state.collapsed or state.iteration >= self.config.max_iterations
+        return state.collapsed or state.iteration >= self.max_iterations
 
     def _step_back(self, now: float, state: ControlState) -> list[Action]:
         """One snapshot back per step_seconds, once the previous back shows in the state (or it seems lost)."""

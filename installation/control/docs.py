@@ -120,8 +120,10 @@ def osc_markdown() -> str:
         "",
         "## Addresses",
         "",
-        "Engine actions go down the engine's command pipe (one at a time, between training steps); display "
-        "actions apply at the next screen refresh; queries are answered at once. Faders (the continuous "
+        "Engine actions go down the engine's command pipe and are carried out in order between training steps, "
+        "but a rewind, reset or back reaches the picture at once, before the training step in progress ends "
+        "(`/uncanny/state/shown_iteration` says when); display actions apply at the next screen refresh; queries are "
+        "answered at once. Faders (the continuous "
         f"controls {', '.join(f'`{s.address}`' for s in SPECS if s.continuous)}) are coalesced: when several "
         "values arrive within one refresh only the newest is applied. While the engine is busy with a long "
         "training step, its commands wait in order in the display process, each setting (learning rate, speed, "

@@ -74,7 +74,8 @@ def pages() -> list[tuple[str, str, list[Item]]]:
         button("pause", "pause"), button("resume", "resume"), button("toggle_pause", "pause / resume"),
         button("reset", "reset to realism"), button("back", "one snapshot back"), button("snapshot", "snapshot now"),
         fader("rewind", "rewind to iteration (on release)", on_release=True),
-        fader("lr", "learning rate"), fader("speed", "steps/s (0 = free)"), fader("batch", "batch"), *losses,
+        fader("lr", "learning rate"), fader("speed", "steps/s (0 = free)"),
+        fader("journey_minutes", "journey minutes (0 = free)"), fader("batch", "batch"), *losses,
         button("snapshots", "list snapshots"), label("snapshot_list", "snapshots", BY_NAME["snapshots"].address),
     ]
     view = [

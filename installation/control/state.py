@@ -41,6 +41,7 @@ PHASES = tuple(Phase)
 @dataclass(frozen=True)
 class ControlState:
     iteration: int = 0  # the engine's training iteration
+    shown_iteration: int = 0  # the training iteration of the weights that drew the frame on screen
     status: EngineStatus = EngineStatus.STARTING  # as the engine reports it
     paused: bool = False
     loss: float | None = None  # None until the first step
@@ -90,23 +91,26 @@ class ControlState:
 
 # the controls whose applied value the live loop publishes in `controls`: readable (OSCQuery ACCESS 3) and echoed;
 # every other action is write-only
-ECHOED = ("lr", "loss", "batch", "speed", "walk_period", "walk_truncation", "walk_seed", "grid", "hud", "blackout")
+ECHOED = ("lr", "loss", "batch", "speed", "journey_minutes", "walk_period", "walk_truncation", "walk_seed", "grid", "hud",
+          "blackout")
 
 
 # fields sent as soon as they change; the measured ones (loss, fps, ...) change every step and go out with the
 # periodic broadcast only
-ON_CHANGE = ("iteration", "status", "paused", "collapsed", "recording", "recording_path", "export", "cycle", "phase",
+ON_CHANGE = ("iteration", "shown_iteration", "status", "paused", "collapsed", "recording", "recording_path", "export", "cycle", "phase",
              "outputs", "midi_learn", "device", "last_error")
 LOCAL = ("message", "engine_restarts", "degraded", "snapshots_suspended", "saved_iteration", "snapshot_bytes_hour",
          "batch_limit", "model", "run_dir")  # for the HUD, status.json and the web page only
 NOT_SENT = ("snapshots", "controls", "branch", "landed", "refusals")  # answered or used otherwise
 STATE_FIELDS = tuple(f.name for f in dataclasses.fields(ControlState) if f.name not in (*NOT_SENT, *LOCAL))
-TYPE_TAGS = {"iteration": "i", "status": "s", "paused": "i", "loss": "f", "d": "f", "diversity": "f",
-             "collapsed": "i", "fps": "f", "steps_per_second": "f", "recording": "i", "recording_path": "s",
+TYPE_TAGS = {"iteration": "i", "shown_iteration": "i", "status": "s", "paused": "i", "loss": "f", "d": "f",
+             "diversity": "f", "collapsed": "i", "fps": "f", "steps_per_second": "f", "recording": "i", "recording_path": "s",
              "export": "s", "cycle": "i", "phase": "s", "midi_learn": "s", "device": "s", "uptime": "f",
              "disk_free": "f", "last_error": "s", "outputs": "s"}
 DESCRIPTIONS = {
-    "iteration": "training iteration", "status": "engine status (running, paused, ...)",
+    "iteration": "training iteration",
+    "shown_iteration": "training iteration of the weights that drew the frame on screen (0 at once after a reset)",
+    "status": "engine status (running, paused, ...)",
     "paused": "1 while training is paused", "loss": "the inverted loss of the last step",
     "d": "discriminator score of the fixed probe images", "diversity": "1 - MS-SSIM of the probe images",
     "collapsed": "1 once diversity fell below the collapse line", "fps": "frames presented per second",

@@ -16,7 +16,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .config import ConfigError, check_batch, check_choice, check_int, check_loss, check_lr, check_rate
+from .config import ConfigError, check_batch, check_choice, check_int, check_journey_minutes, check_loss, check_lr, \
+    check_rate
 
 FAULTS = ("loss", "grad", "weight")
 
@@ -43,10 +44,12 @@ def _fault(value: Any) -> str:
 
 # name -> (value check or None when the command takes no value, default value, help)
 COMMANDS: dict[str, tuple[Callable[[Any], Any] | None, Any, str]] = {
-    "pause": (None, None, "stop stepping (the between-steps hook keeps running)"),
+    "pause": (None, None, "stop stepping (frames are still drawn)"),
     "resume": (None, None, "step again; also clears a pause after repeated rollbacks"),
     "toggle_pause": (None, None, "pause when running, resume when paused (as the engine sees it, never stale)"),
     "limit": (lambda v: check_rate(_number(float, "limit")(v)), None, "at most N steps per second; 0 = no limit"),
+    "journey_minutes": (lambda v: check_journey_minutes(_number(float, "journey_minutes")(v)), None,
+                        "play the journey's arc over N minutes of training; 0 = as fast as the device goes"),
     "lr": (lambda v: check_lr(_number(float, "lr")(v)), None,
            "learning rate of the synthesis network; 0 = the model's own"),
     "loss": (check_loss, None, "logit, softplus or log"),
@@ -58,7 +61,7 @@ COMMANDS: dict[str, tuple[Callable[[Any], Any] | None, Any, str]] = {
     "snapshot": (None, None, "take a snapshot now"),
     "shutdown": (None, None, "snapshot, stop and exit"),
     "fault": (_fault, "weight", "drill: make the next step non-finite (loss, grad or weight) to exercise the guard"),
-    "render": (lambda v: v, None, "new settings for the between-steps hook that draws frames (it checks them)"),
+    "render": (lambda v: v, None, "new walk settings for the frame drawer (it checks them)"),
 }
 
 

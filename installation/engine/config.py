@@ -17,6 +17,8 @@ from ..validation import (ConfigError, check_choice, check_float, check_int, che
 
 LOSSES = ("logit", "softplus", "log")
 MAX_BATCH = 64
+MAX_JOURNEY_MINUTES = 525600.0  # a year: an arc played over a whole exhibition
+MAX_JOURNEY_ITERATIONS = 10**7
 DEFAULT_LR = 1e-3  # for models that carry no journey rate of their own (rosinality files)
 
 
@@ -45,6 +47,19 @@ def check_loss(value: Any) -> str:
 
 def check_rate(value: Any) -> float:
     return check_float("steps per second limit", value, 0.0)
+
+
+def check_journey_minutes(value: Any) -> float:
+    return check_float("journey_minutes", value, 0.0, MAX_JOURNEY_MINUTES)
+
+
+def check_journey_iterations(value: Any) -> int:
+    return check_int("journey_iterations", value, 1, MAX_JOURNEY_ITERATIONS)
+
+
+def journey_pace(iterations: int, minutes: float) -> float:
+    """Steps per second that play `iterations` over `minutes` of training; 0 (no pace) for 0 minutes."""
+    return iterations / (60.0 * minutes) if minutes else 0.0
 
 
 def check_device(value: Any) -> str:
@@ -128,12 +143,14 @@ def engine_threads(configured: int, cores: int | None = None, cuda: bool = False
 
 @dataclass(frozen=True)
 class EngineConfig:
-    """How the inverted fine-tuning runs. The first four can also be changed live by commands."""
+    """How the inverted fine-tuning runs. The first four and journey_minutes can also be changed live by commands."""
 
     loss: str = "logit"  # logit | softplus | log (see engine/losses.py)
     lr: float = 0.0  # synthesis lr, 0 = the model's own (starting_lr); the mapping network gets lr * mapping_lr_mult
     batch: int = 4  # the paper used 2, 4 and 8
-    steps_per_second: float = 0.0  # 0 = as fast as the device goes
+    steps_per_second: float = 0.0  # 0 = as fast as the device goes; a cap beside the journey's pace
+    journey_iterations: int = 2000  # the arc's length: the paper's journey from realism to collapse
+    journey_minutes: float = 0.0  # the arc plays over this many minutes of training on any device; 0 = no pace
     mapping_lr_mult: float = 0.01
     seed: int = 0
     device: str = "auto"
@@ -155,6 +172,8 @@ class EngineConfig:
         check_lr(self.lr)
         check_batch(self.batch)
         check_rate(self.steps_per_second)
+        check_journey_iterations(self.journey_iterations)
+        check_journey_minutes(self.journey_minutes)
         check_float("mapping_lr_mult", self.mapping_lr_mult, 0.0, 1.0)
         check_int("seed", self.seed, 0, 2**63 - 1)
         check_device(self.device)
@@ -193,7 +212,8 @@ class WalkConfig:
 
 @dataclass(frozen=True)
 class RenderConfig:
-    share: float = 0.5  # share of the engine process's time spent drawing frames rather than training
+    share: float = 0.5  # the most of its time the frame drawer spends drawing while training runs flat out (it
+    # also gets all the time a paced, paused or speed-limited training leaves)
     max_fps: float = 30.0  # most generator frames per second
     precision: str = "fp32"  # display frames only (models.gan.PRECISIONS); training stays fp32
 

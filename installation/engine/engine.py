@@ -13,7 +13,17 @@ Both logs are append-only JSON lines; a line cut off by a kill or power cut is d
 the file, so new lines never join a broken one.
 
 `step()` is one optimiser step; `apply(command)` changes settings between steps; `run()` alternates commands, the
-`between_steps(engine)` hook (where the display renders frames from `engine.gan`) and steps until told to stop.
+`between_steps(engine)` hook (the journey command's contact sheet) and steps until told to stop. A `drawer`
+(drawer.py) draws the display's frames beside it on a thread of its own, from a copy of G refreshed after every step.
+
+Commands are read as they arrive by a thread of their own (`run(receive=...)`), also while a step is in progress, and
+prepared there (`prepare`): a rewind, reset or back is resolved at once to its snapshot (taken from memory, where
+the newest and iteration 0 are kept), whose weights go to the drawer at once, so the picture jumps within a frame;
+the trainer carries out the same resolved jump after its step (the step in progress is abandoned), publishes the
+state at the jump's iteration before it steps again, and holds that state for JUMP_HOLD, so that every reader sees it.
+
+Pace: `journey_minutes` plays `journey_iterations` over that many minutes of training (paused time does not count),
+on any device; `steps_per_second` stays a cap beside it. The time training does not take goes to the drawer.
 
 On a folder that already holds a run, the engine resumes from its newest readable snapshot; the run's own seed,
 probe and live settings (lr, loss, batch as of that snapshot) win over the config passed in.
@@ -36,11 +46,14 @@ import dataclasses
 import fcntl
 import json
 import math
+import queue
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -51,16 +64,21 @@ from ..models import GAN
 from ..journal import compact_events, compact_metrics
 from ..storage import atomic_write_bytes, drop_torn_line, last_json_line
 from .commands import Command, CommandError, command_id, parse_command
-from .config import ConfigError, EngineConfig, describe_device, starting_lr
+from .config import ConfigError, EngineConfig, describe_device, journey_pace, starting_lr
 from .losses import inverted_loss
 from .similarity import DIVERSITY_MEASURE, diversity
 from ..messages import first_line
 from .snapshots import Snapshot, SnapshotError, SnapshotStore, capture, clone_tree
 from .state import EngineState, EngineStatus
 
+if TYPE_CHECKING:
+    from .drawer import FrameDrawer
+
 BETAS = (0.0, 0.99)  # rosinality train.py, and FreezeD fine-tuning the same checkpoints
-IDLE_WAIT = 0.02  # seconds between hook calls while paused or throttled (the display keeps drawing)
+IDLE_WAIT = 0.02  # seconds between hook calls while paused or throttled
 PUBLISH_EVERY = 0.05  # at most 20 state updates a second, plus one after every command or event
+JUMP_HOLD = 0.25  # seconds a rewind, reset or back holds its iteration before the next step: every reader sees it
+JUMPS = ("rewind", "reset", "back")
 ERRORS_KEPT = 8
 REFUSALS_KEPT = 16  # refused commands with an id, kept in the state until newer ones push them out
 SKIPS_SAID_EVERY = 600.0  # seconds: a disk that stays behind the snapshots is said again this often, with a count
@@ -119,6 +137,40 @@ def check_run_folder(run_dir: str | Path, gan: GAN) -> dict[str, Any] | None:
     return info
 
 
+@dataclass(frozen=True)
+class Jump:
+    """A rewind, reset or back resolved to its snapshot when it arrived (`Engine.prepare`)."""
+
+    kind: str  # rewind | reset | back
+    snapshot: Snapshot | None  # None: no readable snapshot at or before the target
+    back_target: int | None  # the next `back` counts from here
+    ticket: int  # the drawer's ticket for it (0 without a drawer)
+    unreadable: tuple[tuple[int, str], ...] = ()  # snapshots found unreadable on the way: discarded, reported
+    requested: int | None = None  # the iteration a rewind asked for
+    looked_for: int = 0
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where the trainer is, as the command thread resolves jumps from it (published whole by the trainer)."""
+
+    iteration: int
+    back_target: int | None
+    snapshots: tuple[int, ...]
+    memory: dict[int, Snapshot]  # the snapshots held in memory (iteration 0 and the newest)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A command as it arrived: parsed and, for jumps and walk settings, already acted on for the drawer; or why it
+    was refused (the trainer reports it in order with the others)."""
+
+    command: Command | None
+    error: str | None = None
+    jump: Jump | None = None
+    sender: int | None = None  # the command's id: its refusal goes back to whoever sent it (EngineState.refusals)
+
+
 def derive_seed(*parts: int) -> int:
     """A 63-bit seed mixed from non-negative integers (seed, stream, branch, iteration)."""
     return int.from_bytes(np.random.SeedSequence(parts).generate_state(2).tobytes(), "little") & (2**63 - 1)
@@ -135,14 +187,24 @@ class Engine:
     """Fine-tunes `gan.generator` against its frozen discriminator; see the module docstring."""
 
     def __init__(self, gan: GAN, config: EngineConfig, run_dir: str | Path, between_steps: Hook | None = None,
-                 previous_death: str | None = None) -> None:
+                 previous_death: str | None = None, drawer: FrameDrawer | None = None) -> None:
         if gan.discriminator is None:
             raise EngineError("this GAN has no discriminator, which the fine-tuning needs")
         self.gan, self.config, self.run_dir, self.between_steps = gan, config, Path(run_dir), between_steps
+        self.drawer = drawer
         self.device = gan.device
         # live settings, changed by commands
         self.lr, self.loss_name, self.batch = starting_lr(config.lr, gan.journey_lr), config.loss, config.batch
         self.steps_per_second = config.steps_per_second
+        self.journey_iterations, self.journey_minutes = config.journey_iterations, config.journey_minutes
+        # What the command thread resolves jumps from: the trainer's published position, and the jumps resolved
+        # but not yet carried out
+        self._jumps = threading.Lock()
+        self._position = Position(0, None, (), {})
+        self._plan: tuple[int, int | None] | None = None  # (iteration, back target) once the pending jumps are done
+        self._resolved = self._carried = 0  # jumps resolved by `prepare` and carried out by the trainer
+        self._ticket = 0  # the drawer's ticket of the newest jump carried out
+        self._drawing = False
         self.seed, self.probe_size = config.seed, config.probe_size
         self.iteration = self.branch = 0
         self.session = 1
@@ -159,7 +221,7 @@ class Engine:
         self._rollbacks_in_row = 0
         self._fault: str | None = None
         self._step_times: deque[float] = deque(maxlen=20)
-        self._next_step_at = 0.0
+        self._next_step_at = self._last_step_at = self._held_until = 0.0
         self.device_name = describe_device(self.device)  # e.g. "cuda:0 NVIDIA RTX 4090", "cpu"
         self.degraded: str | None = None  # said loudly: a GPU run that goes on on the CPU
         self.batch_limit = 0  # the largest batch found to fit the device's memory (0: none found yet)
@@ -213,6 +275,7 @@ class Engine:
                 raise RunFolderError(f"{self.run_dir}: holds snapshots but no run.json; choose an empty run folder")
             else:
                 self._start_new()
+            self._publish_position()
         except BaseException:
             if hasattr(self, "store"):
                 self.store.close()
@@ -321,6 +384,7 @@ class Engine:
         return True
 
     def _step(self) -> dict[str, Any] | None:
+        started = time.monotonic()
         self._rng.manual_seed(derive_seed(self.seed, STEP_STREAM, self.branch, self.iteration))
         z = torch.randn(self.batch, self.gan.latent_dim, generator=self._rng, device=self.device)
         noise = self.gan.make_noise(self.batch, self._rng)
@@ -361,7 +425,10 @@ class Engine:
         self._write_metrics(line)
         if self.iteration % self.config.snapshot_every == 0:
             self.snapshot()
+        self._publish_position()
         self._snapshot_reports()
+        if self.drawer is not None:
+            self.drawer.follow(self.gan.generator, self.iteration, self._ticket, time.monotonic() - started)
         return line
 
     @torch.no_grad()
@@ -392,6 +459,7 @@ class Engine:
         self.store.last_capture_seconds = time.perf_counter() - start
         self._rollbacks_in_row = 0
         self._back_target = None  # a new snapshot: the next `back` counts from here
+        self._publish_position()
         self._dirty = True
 
     def _snapshot_reports(self) -> None:
@@ -423,32 +491,102 @@ class Engine:
     def rewind(self, iteration: int) -> int:
         """Go back to the newest snapshot at or before `iteration` (an iteration ahead of the journey means now: a
         performer's fader is never refused for being early); returns the iteration restored."""
-        if iteration < 0:
-            raise CommandError(f"cannot rewind to {iteration}: iterations start at 0")
-        return self._go_back(min(iteration, self.iteration), "rewind", requested=iteration)
+        return self._carry_out(self._resolve(Command("rewind", iteration)))
 
     def reset(self) -> None:
         """Back to iteration 0, the unmodified model (the live settings stay as they are)."""
-        self._go_back(0, "reset")
+        self._carry_out(self._resolve(Command("reset")))
 
     def back(self) -> int:
         """One snapshot further back: the newest before the current iteration, or, while the journey has not
         reached a new snapshot since the last `back`, the one before that; iteration 0 at the most."""
-        below = self.iteration if self._back_target is None else min(self.iteration, self._back_target)
-        earlier = [it for it in self.store.iterations() if it < below]
-        target = self._go_back(max(earlier, default=0), "back")
-        self._back_target = target
-        return target
+        return self._carry_out(self._resolve(Command("back")))
+
+    def _publish_position(self) -> None:
+        """What the command thread resolves jumps from (the trainer's thread alone touches the store): the
+        iteration, the snapshots and those held in memory, replaced whole, never waiting for a disk."""
+        memory = self.store.held()  # in memory, their copies perhaps still under way: no disk read, no wait
+        with self._jumps:
+            self._position = Position(self.iteration, self._back_target, tuple(self.store.iterations()), memory)
+
+    def _resolve(self, command: Command) -> Jump:
+        """The snapshot a rewind, reset or back goes to, decided as it arrives (on the command thread, one at a
+        time): counted from where the jumps resolved before it leave the journey, so carrying them out later in
+        order ends the same way. Its weights go to the drawer at once. CommandError for a rewind beyond the
+        journey."""
+        with self._jumps:
+            position = self._position
+            iteration, back_target = self._plan or (position.iteration, position.back_target)
+        match command.name, command.value:
+            case "rewind", requested:
+                if requested < 0:
+                    raise CommandError(f"cannot rewind to {requested}: iterations start at 0")
+                target = min(requested, iteration)  # ahead of the journey means now: a fader is never refused
+            case "back", _:
+                below = iteration if back_target is None else min(iteration, back_target)
+                target = max((it for it in position.snapshots if it < below), default=0)
+            case _:
+                target = 0
+        snapshot, unreadable = None, []
+        for it in reversed(position.snapshots):
+            if it > target:
+                continue
+            if it in position.memory:
+                snapshot = position.memory[it].wait()  # its host copies complete (on a GPU, under way just after)
+                break
+            try:  # an older one, from the disk (off the trainer's way)
+                self.store.flush()
+                snapshot = SnapshotStore.read(self.store.path(it))
+                break
+            except SnapshotError as error:
+                unreadable.append((it, str(error)))
+        landed = snapshot.iteration if snapshot is not None else target
+        back_target = landed if command.name == "back" else back_target
+        with self._jumps:
+            ticket = self.drawer.jump(snapshot.generator, landed) \
+                if self.drawer is not None and snapshot is not None else self._ticket
+            self._resolved += 1
+            self._plan = (landed, back_target)
+        return Jump(command.name, snapshot, back_target, ticket, tuple(unreadable),
+                    command.value if command.name == "rewind" else None, target)
+
+    def _carry_out(self, jump: Jump) -> int:
+        """The trainer's side of a resolved jump; returns the iteration it went back to."""
+        for it, message in jump.unreadable:
+            if it in self.store.iterations():  # not one that retention deleted meanwhile
+                self._error(message)
+                self.store.discard(it)
+        if jump.snapshot is None:
+            raise EngineError(f"{self.run_dir}: no readable snapshot at or before iteration {jump.looked_for}")
+        self._jump_to(jump.snapshot)
+        self._ticket, self._back_target = jump.ticket, jump.back_target
+        with self._jumps:
+            self._carried += 1
+            if self._carried == self._resolved:
+                self._plan = None  # the position published next is where the journey is
+        self._held_until = time.monotonic() + JUMP_HOLD
+        self._after_jump(jump.kind, **({"requested": jump.requested} if jump.kind == "rewind" else {}))
+        return jump.snapshot.iteration
 
     def _go_back(self, iteration: float, event: str, **fields: Any) -> int:
+        """A jump of the trainer's own (a rollback): the drawer follows it as a new generation."""
         snapshot = self._load_at_or_before(iteration)
+        self._jump_to(snapshot)
+        self._after_jump(event, **fields)
+        if self.drawer is not None:
+            self.drawer.follow(self.gan.generator, self.iteration, self._ticket, jumped=True)
+        return snapshot.iteration
+
+    def _jump_to(self, snapshot: Snapshot) -> None:
         self.store.discard_after(snapshot.iteration)  # the abandoned future; events.jsonl keeps its story
         branch = max(self.branch, snapshot.branch) + 1
         self._restore(snapshot, settings=False)
         self.branch, self.landed = branch, snapshot.iteration
+
+    def _after_jump(self, event: str, **fields: Any) -> None:
+        self._publish_position()
         self._probe()
-        self._event(event, to=snapshot.iteration, lr=self.lr, **fields)
-        return snapshot.iteration
+        self._event(event, to=self.iteration, lr=self.lr, **fields)
 
     def _load_at_or_before(self, iteration: float, error_type: type[EngineError] = EngineError) -> Snapshot:
         for it in reversed(self.store.iterations()):
@@ -495,9 +633,31 @@ class Engine:
 
     # ---------------------------------------------------------------------------------------------- commands
 
-    def apply(self, raw: Command | str | dict | tuple) -> Command:
+    def prepare(self, raw: Any) -> Prepared:
+        """A command as it arrives, from any thread: parsed, and what concerns the picture done at once (a jump's
+        weights and new walk settings go to the drawer); never raises. `apply` does the rest, in order."""
+        sender = command_id(raw)
+        try:
+            command = parse_command(raw)
+            if command.name in JUMPS:
+                return Prepared(command, jump=self._resolve(command), sender=sender)
+            if command.name == "render":
+                if self.drawer is None:
+                    raise CommandError("render: nothing draws frames in this engine")
+                try:
+                    self.drawer.configure(command.value)
+                except (ValueError, ConfigError) as error:
+                    raise CommandError(f"render: {error}") from None
+            return Prepared(command, sender=sender)
+        except CommandError as error:
+            return Prepared(None, str(error), sender=sender)
+
+    def apply(self, raw: Prepared | Command | str | dict | tuple) -> Command:
         """Validate and apply one command between steps; raises CommandError (and changes nothing) when bad."""
-        command = parse_command(raw)
+        prepared = raw if isinstance(raw, Prepared) else self.prepare(raw)
+        if prepared.error is not None:
+            raise CommandError(prepared.error)
+        command = prepared.command
         match command.name, command.value:
             case "pause", _:
                 self.paused = True
@@ -508,6 +668,10 @@ class Engine:
                 self.apply("resume" if self.paused else "pause")
             case "limit", rate:
                 self.steps_per_second = rate
+                self._next_step_at = self._last_step_at + self._interval()
+            case "journey_minutes", minutes:
+                self.journey_minutes = minutes
+                self._next_step_at = self._last_step_at + self._interval()
             case "lr", lr:
                 self.lr = starting_lr(lr, self.gan.journey_lr)
                 self._set_lr(self.lr)
@@ -518,26 +682,16 @@ class Engine:
                     raise CommandError(f"batch {batch}: at most {self.batch_limit} fits in the memory of "
                                        f"{self.device_name} (found at an out-of-memory); choose 1..{self.batch_limit}")
                 self.batch = batch
-            case "rewind", iteration:
-                self.rewind(iteration)
-            case "reset", _:
-                self.reset()
-            case "back", _:
-                self.back()
+            case "rewind" | "reset" | "back", _:
+                self._carry_out(prepared.jump)
             case "snapshot", _:
                 self.snapshot()
             case "shutdown", _:
                 self.stopping = True
             case "fault", kind:
                 self._fault = kind
-            case "render", settings:
-                configure = getattr(self.between_steps, "configure", None)
-                if configure is None:
-                    raise CommandError("render: nothing draws frames in this engine")
-                try:
-                    configure(settings)
-                except (ValueError, ConfigError) as error:
-                    raise CommandError(f"render: {error}") from None
+            case "render", _:
+                pass  # the drawer has them already (prepare)
         self._event("command", command=command.name, value=command.value)
         return command
 
@@ -550,7 +704,7 @@ class Engine:
         except CommandError as error:
             message = f"rejected command: {error}"
             self._error(message)
-            if (sender := command_id(raw)) is not None:
+            if (sender := raw.sender if isinstance(raw, Prepared) else command_id(raw)) is not None:
                 self.refusals.append((sender, message))
             return False
 
@@ -558,37 +712,64 @@ class Engine:
 
     def run(self, receive: Callable[[float], list[Any]] | None = None,
             publish: Callable[[EngineState], None] | None = None, until: int | None = None) -> None:
-        """Loop: commands, the between-steps hook, a step; until shutdown, `until` iterations, or (with no
-        command source to resume it) a pause. `receive(timeout)` returns the commands that arrived within
-        `timeout` seconds; `publish(state)` gets the state at most every PUBLISH_EVERY s and after changes."""
+        """Loop: commands, the between-steps hook, the state, a step; until shutdown, `until` iterations, or (with
+        no command source to resume it) a pause. `receive(timeout)` returns the commands that arrived within
+        `timeout` seconds (a thread of its own calls it); `publish(state)` gets the state at most every
+        PUBLISH_EVERY s, after changes, and always before a step that follows a change."""
+        if self.drawer is not None and not self._drawing:
+            self.drawer.start(self.gan, self.iteration, self._ticket)
+            self._drawing = True
+        mailbox = _Mailbox(self, receive) if receive is not None else None
         last_publish = 0.0
-        while True:
-            self.heartbeat += 1  # every pass, paused or not: the supervisor's sign of life (live/supervisor.py)
-            wait = self._wait()
-            if receive is not None:
-                for raw in receive(wait):
-                    self.submit(raw)
-            elif wait:
-                time.sleep(wait)
-            if self.between_steps is not None:
-                self.between_steps(self)
-            done = (self.stopping or (until is not None and self.iteration >= until)
-                    or (receive is None and self.paused))
-            if not done and not self.paused and time.monotonic() >= self._next_step_at:
-                self._next_step_at = time.monotonic() + (1 / self.steps_per_second if self.steps_per_second else 0)
-                self.step()
-            else:
-                self._snapshot_reports()  # paused or waiting: what the writer did is still said
-            if publish is not None and (done or self._dirty or time.monotonic() - last_publish >= PUBLISH_EVERY):
-                publish(self.state())
-                last_publish, self._dirty = time.monotonic(), False
-            if done:
-                return
+        try:
+            while True:
+                self.heartbeat += 1  # every pass, paused or not: the supervisor's sign of life (live/supervisor.py)
+                wait = self._wait()
+                if mailbox is not None:
+                    for prepared in mailbox.take(wait):
+                        self.submit(prepared)
+                elif wait:
+                    time.sleep(wait)
+                if self.drawer is not None and self.drawer.failure:
+                    raise EngineError(self.drawer.failure)
+                if self.between_steps is not None:
+                    self.between_steps(self)
+                done = (self.stopping or (until is not None and self.iteration >= until)
+                        or (receive is None and self.paused))
+                if publish is not None and (done or self._dirty or time.monotonic() - last_publish >= PUBLISH_EVERY):
+                    publish(self.state())
+                    last_publish, self._dirty = time.monotonic(), False
+                if done:
+                    return
+                if self._step_due():
+                    self.step()
+                else:
+                    self._snapshot_reports()  # paused or waiting: what the writer did is still said
+        finally:
+            if mailbox is not None:
+                mailbox.stop()
+
+    def _interval(self) -> float:
+        """Seconds from one step's start to the next: the journey's pace or the steps_per_second cap, the slower."""
+        rates = [rate for rate in (self.steps_per_second, journey_pace(self.journey_iterations,
+                                                                      self.journey_minutes)) if rate]
+        return 1 / min(rates) if rates else 0.0
+
+    def _step_due(self) -> bool:
+        """Whether to step now; keeps the cadence while the device keeps up, with no burst after it did not (or after
+        a pause): the next step is one interval after this one, or after the moment it was due."""
+        now = time.monotonic()
+        if self.paused or now < max(self._next_step_at, self._held_until):
+            return False
+        interval = self._interval()
+        self._last_step_at = now
+        self._next_step_at = max(self._next_step_at, now) + interval
+        return True
 
     def _wait(self) -> float:
         if self.paused:
             return IDLE_WAIT
-        return min(IDLE_WAIT, max(0.0, self._next_step_at - time.monotonic()))
+        return min(IDLE_WAIT, max(0.0, max(self._next_step_at, self._held_until) - time.monotonic()))
 
     def state(self) -> EngineState:
         """What the caller shows: progress, numbers, snapshots, errors (see state.py)."""
@@ -600,6 +781,7 @@ class Engine:
         return EngineState(
             status=status, iteration=self.iteration, branch=self.branch, landed=self.landed, session=self.session,
             objective=self.loss_name, lr=self.lr, batch=self.batch, limit=self.steps_per_second,
+            journey_iterations=self.journey_iterations, journey_minutes=self.journey_minutes,
             steps_per_second=rate, **{k: self.last.get(k) for k in ("loss", "batch_d", "grad_norm", "probe_d",
                                                                       "diversity")},
             diversity0=self.diversity0, probe_d0=self.probe_d0, collapsed=self.collapsed,
@@ -621,6 +803,8 @@ class Engine:
         """Finish pending snapshot writes (taking a last one of the current weights unless told not to)."""
         if self._closed:
             return
+        if self.drawer is not None:
+            self.drawer.close()
         if snapshot:
             self.snapshot()
         self.store.flush()
@@ -684,6 +868,46 @@ def is_out_of_memory(error: BaseException) -> bool:
     text = str(error)
     return isinstance(error, torch.OutOfMemoryError) or "out of memory" in text \
         or "can't allocate memory" in text or "ALLOC_FAILED" in text
+class _Mailbox:
+    """The engine's command thread: reads commands as they arrive, also during a training step, and prepares them
+    (`Engine.prepare`: a jump reaches the drawer at once); the trainer takes them in order between steps."""
+
+    def __init__(self, engine: Engine, receive: Callable[[float], list[Any]]) -> None:
+        self._engine, self._receive = engine, receive
+        self._queue: queue.SimpleQueue[Prepared] = queue.SimpleQueue()
+        self._stopping = threading.Event()
+        self._failure: BaseException | None = None
+        self._thread = threading.Thread(target=self._loop, name="engine-commands", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        try:
+            while not self._stopping.is_set():
+                for raw in self._receive(IDLE_WAIT):
+                    prepared = self._engine.prepare(raw)
+                    self._queue.put(prepared)
+                    if prepared.command is not None and prepared.command.name == "shutdown":
+                        return  # nothing after it counts (and a closed pipe would answer shutdown at once, forever)
+        except BaseException as error:  # a bug: the trainer raises it, so the engine crashes rather than goes deaf
+            self._failure = error
+            self._queue.put(Prepared(None, "the command thread failed"))
+
+    def take(self, timeout: float) -> list[Prepared]:
+        """The commands prepared so far, waiting up to `timeout` s for the first."""
+        taken = []
+        try:
+            taken.append(self._queue.get(timeout=timeout) if timeout > 0 else self._queue.get_nowait())
+            while True:
+                taken.append(self._queue.get_nowait())
+        except queue.Empty:
+            pass
+        if self._failure is not None:
+            raise self._failure
+        return taken
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join(5)
 
 
 def _plain(value: Any) -> Any:

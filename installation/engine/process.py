@@ -22,8 +22,9 @@ A start the engine refuses for good (another engine holds the folder, another mo
 checkpoint or setting) is reported as status "refused": restarting cannot help, so a supervisor should stop rather
 than retry. Each restart passes the cause of the previous death to the new engine, which records it in events.jsonl.
 
-`between_steps` (the display's frame hook) is pickled into the child: pass a module-level function or an instance
-of a module-level class, and create GPU/GL resources lazily on its first call, inside the engine process.
+`drawer` (drawer.py: the display's frames, drawn beside training) and `between_steps` (a hook between steps) are
+pickled into the child: pass a module-level function or an instance of a module-level class, and create GPU/GL
+resources lazily, inside the engine process.
 Spawn re-imports the caller's main module in the child, so a script that starts an engine needs the usual
 `if __name__ == "__main__":` guard.
 """
@@ -54,6 +55,7 @@ from ..messages import first_line
 from ..models import CheckpointError, load_gan
 from .commands import MAX_WAITING, SETTINGS, Command, command_name
 from .config import ConfigError, DeviceUnavailable, EngineConfig, engine_threads, resolve_device
+from .drawer import FrameDrawer
 from .engine import Engine, EngineError, EngineRefused, Hook
 from .state import EngineState
 
@@ -74,6 +76,7 @@ class _Spec:
     resolution: int | None
     use_ema: bool
     between_steps: Hook | None
+    drawer: FrameDrawer | None
     previous_death: str | None = None
 
 
@@ -81,8 +84,10 @@ class EngineProcess:
     """Start, command, watch, stop and restart an engine running in a spawned process."""
 
     def __init__(self, checkpoint: str | os.PathLike, run_dir: str | os.PathLike, config: EngineConfig | None = None,
-                 resolution: int | None = None, use_ema: bool = True, between_steps: Hook | None = None) -> None:
-        self._spec = _Spec(str(checkpoint), str(run_dir), config or EngineConfig(), resolution, use_ema, between_steps)
+                 resolution: int | None = None, use_ema: bool = True, between_steps: Hook | None = None,
+                 drawer: FrameDrawer | None = None) -> None:
+        self._spec = _Spec(str(checkpoint), str(run_dir), config or EngineConfig(), resolution, use_ema, between_steps,
+                           drawer)
         self._context = multiprocessing.get_context("spawn")  # fork would copy torch/CUDA/GL state: unsafe
         self._process: multiprocessing.process.BaseProcess | None = None
         self._commands: Connection | None = None
@@ -162,14 +167,19 @@ class EngineProcess:
             self._waiting.popleft()
 
     def poll(self) -> EngineState:
-        """The newest state the engine published, with the process facts filled in."""
+        """The newest state the engine published, with the process facts filled in; but while it runs, the first
+        state after a jump (rewind, reset, back, rollback: a new branch) comes before any that follow it, so a caller
+        that polls slowly still sees the iteration the journey jumped to (the rest comes with the next poll)."""
         if self._waiting:
             self._flush()
         alive = self.alive  # checked before draining: once dead, everything it sent is already in the pipe
         if self._states is not None:
             try:
                 while self._states.poll():
-                    self._state = self._states.recv()
+                    state, branch = self._states.recv(), self._state.branch
+                    self._state = state
+                    if alive and state.branch != branch:
+                        break
             except (EOFError, OSError):
                 self._states.close()
                 self._states = None
@@ -178,6 +188,8 @@ class EngineProcess:
         if self._process is not None and not alive and state.status not in ("stopped", "crashed", "refused"):
             how = f"was killed by signal {-exitcode}" if exitcode is not None and exitcode < 0 \
                 else f"died (exit code {exitcode})"
+            if exitcode == -signal.SIGBUS:  # a write to memory that is not there: /dev/shm ran out under a mapping
+                how += " (SIGBUS: shared memory in /dev/shm may be full)"
             state = state.replace(status="crashed", error=f"the engine process {how}")
         return state
 
@@ -350,7 +362,7 @@ def _serve(spec: _Spec, commands: Connection, states: Connection) -> None:
             torch.set_num_threads(engine_threads(spec.config.threads, cuda=device.type == "cuda"))
             gan = load_gan(spec.checkpoint, resolution=spec.resolution, device=device, use_ema=spec.use_ema,
                            require_discriminator=True)
-            engine = Engine(gan, spec.config, spec.run_dir, spec.between_steps, spec.previous_death)
+            engine = Engine(gan, spec.config, spec.run_dir, spec.between_steps, spec.previous_death, spec.drawer)
         except EngineRefused:
             raise
         except DeviceUnavailable as error:  # checked at start, so the GPU was lost since: retry with back-off

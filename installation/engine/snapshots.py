@@ -353,6 +353,11 @@ class SnapshotStore:
     def in_memory(self) -> list[int]:
         return sorted(self._memory)
 
+    def held(self) -> dict[int, Snapshot]:
+        """The snapshots held in memory (iteration 0 and the newest), their host copies perhaps still under way
+        (Snapshot.wait)."""
+        return dict(self._memory)
+
     @property
     def last_write_seconds(self) -> float:
         return self._writer.last_write_seconds

@@ -42,6 +42,8 @@ class EngineState:
     lr: float = 0.0  # the synthesis network's learning rate in use
     batch: int = 0
     limit: float = 0.0  # steps per second at most; 0 = as fast as the device goes
+    journey_iterations: int = 0  # the arc's length ...
+    journey_minutes: float = 0.0  # ... played over this many minutes of training; 0 = as fast as the device goes
     steps_per_second: float = 0.0  # measured over the last steps
     loss: float | None = None  # of the newest step
     batch_d: float | None = None  # mean D logit of the newest training batch

@@ -108,6 +108,7 @@ class LiveLoop:
         if now - self._disk[1] >= DISK_CHECK_SECONDS:
             self._disk = (disk_free(self.run_dir), now)
         controls = {"lr": s.lr, "loss": s.objective, "batch": s.batch, "speed": s.limit,
+                    "journey_minutes": s.journey_minutes,
                     "walk_period": walk.period, "walk_truncation": walk.truncation, "walk_seed": walk.seed,
                     "grid": int(walk.grid), "hud": int(stage.hud), "blackout": self.presenter.blackout_target}
         if bool(s.snapshots_suspended) != bool(self.state.snapshots_suspended):  # said as it begins and ends
@@ -121,14 +122,15 @@ class LiveLoop:
                    s.snapshots_suspended and f"snapshots suspended: {s.snapshots_suspended}")
         message = "\n".join(line for line in (self.notices.current(now), *lasting) if line)
         return ControlState(
-            iteration=s.iteration, status=s.status, paused=s.paused, loss=s.loss, d=s.probe_d,
+            iteration=s.iteration, shown_iteration=self.picture.shown_iteration, status=s.status, paused=s.paused, loss=s.loss, d=s.probe_d,
             diversity=s.diversity, collapsed=s.collapsed, fps=self.fps, steps_per_second=s.steps_per_second,
             recording=self.recorder.recording, recording_path=self.recorder.path, export=self.exports.status,
             cycle=self.director.cycle, phase=self.director.phase, snapshots=s.snapshots, controls=controls,
             midi_learn=self.midi.learning, outputs=self.outputs.states(), branch=s.branch, landed=s.landed,
             refusals=s.refusals, device=s.device, degraded=s.degraded or "",
             snapshots_suspended=s.snapshots_suspended or "", saved_iteration=s.saved_iteration,
-            snapshot_bytes_hour=s.snapshot_bytes_hour, batch_limit=s.batch_limit, message=message, last_error=self.notices.last_error,
+            snapshot_bytes_hour=s.snapshot_bytes_hour, batch_limit=s.batch_limit, message=message,
+            last_error=self.notices.last_error,
             uptime=round(now - self.started, 1), disk_free=float(self._disk[0]),
             engine_restarts=self.supervisor.restarts,
             model=self.model, run_dir=str(self.run_dir))

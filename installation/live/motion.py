@@ -1,12 +1,17 @@
 """Smooth motion from frames that arrive in bursts: each is played at the moment it was drawn for.
 
-The engine draws between training steps, so frames come in bursts with gaps of a step's length. The renderer
-draws them ahead and tags each with `show_at`, the wall-clock moment it depicts (renderer.py). `FrameQueue` keeps
+The engine's frame drawer draws them ahead and tags each with `show_at`, the wall-clock moment it depicts
+(engine/drawer.py); they come in bursts when the device is busy. `FrameQueue` keeps
 the last few and a display clock that runs a small delay behind real time; each refresh shows the two frames that
 bracket the clock, blended by where the clock stands between them, so motion is continuous at the screen's rate
 whatever the generator's rhythm. The delay is sized from what was measured: the longest recent wait for a frame,
 less how far ahead that frame was drawn. When the buffer runs dry anyway the clock slows down smoothly towards
 the newest frame instead of stopping dead, and catches up (at most MAX_RATE) once frames come again.
+
+Each frame also carries the generation of the weights that drew it. A frame of a newer generation (the weights
+jumped: rewind, reset, a rollback, a restarted engine) drops every frame of the older ones at once, also those the
+clock has not reached yet, so the new weights are on screen at the next refresh; frames of an older generation that
+still arrive are stale and ignored.
 """
 
 from __future__ import annotations
@@ -35,9 +40,15 @@ class FrameQueue:
         self._last_tick: float | None = None
         self._rate = 1.0  # the clock's speed against real time
         self.delay = 0.0
+        self.generation = 0  # of the newest frames
 
     def add(self, frame: Frame, arrived: float) -> None:
         """A frame that just arrived (at wall-clock `arrived`)."""
+        if frame.generation < self.generation:
+            return  # drawn for weights that have been replaced
+        if frame.generation > self.generation:
+            self.generation = frame.generation
+            self._frames.clear()  # new weights: what was drawn for the old ones goes, unplayed
         while self._frames and self._frames[-1].show_at >= frame.show_at:
             self._frames.pop()  # drawn anew from an earlier moment (rewind, reset, a new walk): the stale future goes
         self._frames.append(frame)

@@ -31,8 +31,8 @@ from ..display.sinks import SinkContext
 from ..display.surface import Surface
 from ..engine.process import EngineProcess, EngineUnkillable
 from ..exports.background import LoopExports
-from ..frames import FrameChannel
-from ..messages import size_text
+from ..engine.drawer import FrameDrawer, WalkSettings
+from ..frames import FrameChannel, SharedMemoryError, ring_slots
 from ..outputs import KINDS as OUTPUT_KINDS
 from ..recording.live import HeadlessVideo, LiveRecorder
 from ..exits import TryAgain
@@ -42,7 +42,6 @@ from .loop import LiveLoop
 from .notify import Notifier
 from .outputs import Outputs
 from .picture import Picture
-from .renderer import FrameRenderer, WalkSettings
 from .stage import Stage
 from .logfile import LOG_FILE
 from .status import STOPPED, THUMBNAIL_DIR, LiveStatus, RemoteChecks, write_status
@@ -52,10 +51,6 @@ if TYPE_CHECKING:  # the preset is read here, never imported at run time (tests/
     from ..presets import Preset
 
 log = logging.getLogger(__name__)
-
-FRAME_MEMORY = 64 * 2**20  # bytes of shared memory for frames drawn ahead
-MAX_SLOTS = 96  # frames drawn ahead at the most (3 s at 30 fps)
-
 
 class DisplayError(TryAgain):
     """The picture cannot be shown here now (no GL or display yet at boot, not enough shared memory); one line, and
@@ -172,24 +167,6 @@ def _save_picture(run_dir: Path, image: np.ndarray | None, report: RunReport) ->
         report.error = report.error or f"could not save the last picture in {run_dir}: {error.strerror or error}"
 
 
-def frame_slots(resolution: int, grid: int) -> int:
-    """Frames the channel holds: a burst of frames drawn ahead, within FRAME_MEMORY (3 at the least)."""
-    return min(max(FRAME_MEMORY // (grid**2 * resolution**2 * 3), 3), MAX_SLOTS)
-
-
-def _check_shared_memory(resolution: int, grid: int, slots: int) -> None:
-    """The frame channel lives in /dev/shm, which containers often keep small (Docker: 64 MB)."""
-    need = slots * grid**2 * resolution**2 * 3
-    try:
-        stats = os.statvfs("/dev/shm")
-    except OSError:
-        return  # not Linux-like: shared memory is not a file system here
-    free = stats.f_bavail * stats.f_frsize
-    if need > free:
-        raise DisplayError(f"the frames need {size_text(need)} of shared memory but /dev/shm has "
-                           f"{size_text(free)} free; lower [walk] grid (now {grid}) or enlarge /dev/shm")
-
-
 @contextlib.contextmanager
 def live_show(preset: Preset, checkpoint: Path, resolution: int, run_dir: Path, surface: Surface,
               control: ControlService, poster: np.ndarray | None = None, headless: bool = False) -> Iterator[LiveLoop]:
@@ -199,19 +176,21 @@ def live_show(preset: Preset, checkpoint: Path, resolution: int, run_dir: Path, 
     what was written: the outputs' files first, then the exports, the engine (its final snapshot) and the last
     status, then GL and shared memory."""
     display, notices = preset.display, Notices()
-    slots = frame_slots(resolution, preset.walk.grid)
-    _check_shared_memory(resolution, preset.walk.grid, slots)
     with contextlib.ExitStack() as stack:
-        channel = FrameChannel.create(resolution, resolution, max_count=preset.walk.grid**2, slots=slots)
+        try:
+            channel = FrameChannel.create(resolution, resolution,
+                                          ring_slots(resolution, preset.walk.grid, preset.render.max_fps))
+        except SharedMemoryError as error:
+            raise DisplayError(error.strerror) from None
         stack.callback(channel.close)
         presenter = Presenter(surface.ctx, *surface.size, letterbox=display.letterbox, mode=display.mode)
         stack.callback(presenter.release)
         stopping = stack.enter_context(contextlib.ExitStack())  # the engine's stop: after the outputs' (below)
         population = any(getattr(config, "needs_population", False) for config in preset.outputs)
-        renderer = FrameRenderer(channel.name, preset.walk, preset.render,
-                                 WalkSettings.start(preset.walk, display.show_grid, population))
+        drawer = FrameDrawer(channel.name, preset.walk, preset.render,
+                             WalkSettings.start(preset.walk, display.show_grid, population))
         engine = EngineProcess(checkpoint, run_dir, preset.engine, resolution=resolution,
-                               use_ema=not preset.model.raw_generator, between_steps=renderer)
+                               use_ema=not preset.model.raw_generator, drawer=drawer)
         supervisor = EngineSupervisor(engine, notices.error, hang_seconds=preset.engine.hang_seconds)
         recorder = LiveRecorder(preset.record, run_dir, surface.ctx, notices.say)
         exports = LoopExports(run_dir, recorder.folder, preset.record, preset.source, notices.say)
@@ -233,11 +212,12 @@ def live_show(preset: Preset, checkpoint: Path, resolution: int, run_dir: Path, 
             outputs.sinks.append(OUTPUT_KINDS[config.kind][1](config, context))
         midi = stack.enter_context(MidiController(preset.midi, control.inbox, run_dir, notices.say))
         print(f"uncanny: {midi.describe()}", file=sys.stderr)
-        picture = Picture(channel, presenter, display.crossfade == 0, poster, renderer.settings.epoch)
-        stage = Stage(engine, renderer, presenter, preset.walk.grid, recorder, exports, control, notices.say,
+        picture = Picture(channel, presenter, display.crossfade == 0, poster, drawer.settings.epoch)
+        stage = Stage(engine, drawer, presenter, preset.walk.grid, recorder, exports, control, notices.say,
                       display.hud, lambda: picture.shown_iteration)
         loop = LiveLoop(surface, presenter, picture, stage, supervisor,
-                        Director(preset.gallery, run_dir / DIRECTOR_FILE), control, midi, recorder, exports, outputs,
+                        Director(preset.gallery, run_dir / DIRECTOR_FILE,
+                                 journey_iterations=preset.engine.journey_iterations), control, midi, recorder, exports, outputs,
                         RemoteChecks(run_dir.resolve(), preset.logs, notices.say, time.monotonic()), notices,
                         run_dir.resolve(), str(checkpoint))
         engine.start()

@@ -18,24 +18,24 @@ from ..display.presenter import Presenter
 from ..engine.process import EngineProcess
 from ..exports.background import LoopExports
 from ..recording.live import LiveRecorder
-from .renderer import FrameRenderer, WalkSettings
+from ..engine.drawer import FrameDrawer, WalkSettings
 
 
 class Stage:
-    def __init__(self, engine: EngineProcess, renderer: FrameRenderer, presenter: Presenter, grid: int,
+    def __init__(self, engine: EngineProcess, drawer: FrameDrawer, presenter: Presenter, grid: int,
                  recorder: LiveRecorder, exports: LoopExports, control: ControlService, say: Callable[[str], None],
                  hud: bool, shown_iteration: Callable[[], int]) -> None:
-        """`renderer`: the display's copy of the engine's frame hook, which every (re)started engine process gets, so
+        """`drawer`: the display's copy of the engine's frame drawer, which every (re)started engine process gets, so
         walk changes made here survive an engine restart. `grid`: N of the N x N view. `shown_iteration`: the
         iteration of the weights that drew the picture on screen (recordings are named by it)."""
-        self.engine, self.renderer, self.presenter, self.grid = engine, renderer, presenter, grid
+        self.engine, self.drawer, self.presenter, self.grid = engine, drawer, presenter, grid
         self.recorder, self.exports, self.control, self.say = recorder, exports, control, say
         self.hud, self.shown_iteration = hud, shown_iteration
         self.window_actions: dict[str, Callable[[], None]] = {}  # "fullscreen", "quit": set by a window's loop
 
     @property
     def walk(self) -> WalkSettings:
-        return self.renderer.settings
+        return self.drawer.settings
 
     def apply(self, action: Action) -> None:
         spec = action.spec
@@ -56,10 +56,10 @@ class Stage:
     # ------------------------------------------------------------------------------------ the Stage protocol
     def set_walk(self, **changes: Any) -> None:
         """Change the walk (period, truncation, seed, grid) without a jump."""
-        settings = self.renderer.settings
+        settings = self.drawer.settings
         if "period" in changes:
             settings = settings.with_period(changes.pop("period"))
-        self.renderer.settings = settings = settings.replace(**changes)
+        self.drawer.settings = settings = settings.replace(**changes)
         self.send(("render", settings))
 
     def set_grid(self, on: bool | None) -> None:
