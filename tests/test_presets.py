@@ -47,7 +47,11 @@ def test_flags_override_a_preset_and_are_validated():
     ("[display]\nmonitor = -1\n", r"\[display\] monitor must be an index \(0, 1, ...\) or part of a monitor's name"),
     ("[model]\nresolution = 100\n", r"\[model\] resolution must be 0 or a power of two"),
     ("[render]\nshare = 1.5\n", r"\[render\] share must be a finite number"),
-    ("[engine]\nhang_seconds = 0.5\n", r"\[engine\] hang_seconds must be a finite number >= 1 and <= 3600"),
+    ("[engine]\nhang_seconds = 0.5\n", r"\[engine\] hang_seconds must be a finite number >= 30 and <= 3600"),
+    ("[engine]\nhang_seconds = 5\n", r"\[engine\] hang_seconds must be a finite number >= 30 and <= 3600"),
+    ("[engine]\nthreads = 10000\n", r"\[engine\] threads must be 0 \(all cores but one\) or 1 to \d+ \(the cores "
+                                    r"this process may use\), got 10000"),
+    ("[engine]\nthreads = -1\n", r"\[engine\] threads must be 0 \(all cores but one\) or 1 to \d+"),
     ("[engine]\njournal_mb = 0\n", r"\[engine\] journal_mb must be a finite number >= 0.01"),
     ("[record]\nmax_minutes = -1\n", r"\[record\] max_minutes must be a finite number >= 0"),
     ("[logs]\nthumbnail_width = 8\n", r"\[logs\] thumbnail_width must be an integer from 16 to 1920"),
