@@ -41,6 +41,7 @@ class EngineState:
     errors: tuple[str, ...] = ()  # the newest few, one line each
     error_count: int = 0  # all errors so far (the tuple keeps only the newest)
     failure: str | None = None  # why the engine paused itself
+    storage: str | None = None  # why the run folder cannot be written now and what to do (training goes on unsaved)
     commands: int = 0  # commands received
     heartbeat: int = 0  # passes of the engine loop, growing while paused or idle too; frozen = the engine hangs
     device: str = ""
