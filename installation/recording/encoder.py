@@ -7,7 +7,8 @@ terminal's Ctrl-C and a signal to the process group never reach it: the installa
 Crash safety: the file is written as `NAME.partial` with `-movflags +hybrid_fragmented` (a fragmented file while
 it grows, an ordinary one once finalised), one-second fragments and `-flush_packets 1`, so a SIGKILL or power cut
 loses about the last second, for every codec (MP4 and MOV alike, measured in shared/reference/recording-and-
-operations.md §2). `close()` finalises it and renames it to NAME. ffmpeg refuses `+faststart` together with
+operations.md §2). `close()` finalises it and renames it to NAME; a file whose ffmpeg failed (a disk that filled
+up mid-write) is first cut after its last complete fragment, so it plays to its end. ffmpeg refuses `+faststart` together with
 `+hybrid_fragmented`, so a codec with `faststart` gets its index moved to the front by a stream copy after the
 clean stop (a fraction of a second per 100 MB); a file cut off by a kill keeps its index at the end, still playable.
 
@@ -36,7 +37,7 @@ from pathlib import Path
 import imageio_ffmpeg
 import numpy as np
 
-from .files import PARTIAL
+from .files import PARTIAL, cut_to_whole_fragments
 
 
 @dataclass(frozen=True)
@@ -228,7 +229,9 @@ class VideoEncoder:
             if self.path.exists() and self.path.stat().st_size == 0:
                 self.path.unlink()  # the empty name claimed for it
             return None
-        if self.codec.faststart and code == 0:
+        if code != 0:
+            cut_to_whole_fragments(self.partial)  # a disk that filled mid-fragment: what is whole plays
+        elif self.codec.faststart:
             self._move_index_to_front()
         os.replace(self.partial, self.path)
         return self.path

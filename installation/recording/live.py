@@ -30,7 +30,7 @@ import moderngl
 from ..display.sinks import FittedReadback, OutputState, OutputStatus
 from .config import RecordConfig
 from .encoder import CODECS, EncoderError
-from .files import recover_partials
+from .files import prune_oldest, recover_partials
 from .supervised import SupervisedVideo
 from .yuv import YuvPass, converts_in_gl
 
@@ -45,6 +45,7 @@ SLOT_TOLERANCE = 1e-6  # of a frame: float noise in a refresh time never moves i
 LIVE_PRESET = "ultrafast"
 # ffmpeg's CPU priority relative to the show (see README "Speed": measured with bench_record.py --nice)
 LIVE_NICE = 0
+RECORDED = ("recording-*", "loop-*")  # what [record] folder_gb counts: the recordings and loop exports made here
 
 
 @dataclass
@@ -71,8 +72,7 @@ class LiveRecorder:
         self.config, self.ctx, self.say, self.name, self.stem, self.hud = config, ctx, say, name, stem, config.hud
         # whether yuv420p codecs get their frames converted by the GL pass (None: where the GL is a GPU's)
         self.convert_in_gl = converts_in_gl(ctx) if convert_in_gl is None else convert_in_gl
-        folder = Path(config.folder).expanduser()
-        self.folder = folder if folder.is_absolute() else run_dir / folder
+        self.folder = config.folder_in(run_dir)
         self.files: list[Path] = []  # every file finished in this run
         self.counts = RecordingCounts()
         self._video: SupervisedVideo | None = None
@@ -153,6 +153,9 @@ class LiveRecorder:
         self.counts.dropped += max(0, open_slots)
         files = video.close()
         self.files += files
+        for path in prune_oldest(self.folder, RECORDED, self.config.folder_gb * 2**30, keep=tuple(files)):
+            self.say(f"deleted the oldest recording, {path}, to keep {self.folder} within [record] folder_gb = "
+                     f"{self.config.folder_gb:g}")
         self.counts.frames = video.frames
         counts = self.counts
         wrote = ", ".join(str(path) for path in files) or "no file"
