@@ -9,9 +9,10 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .arguments import (EXIT_BAD_INPUT, UsageError, checked, checkpoint_or_default, default_run_dir, non_negative_float,
-                        parse_seeds, positive_float, resolution_arg, size_arg, whole_number)
+from .arguments import (EXIT_BAD_INPUT, EXIT_TRY_AGAIN, UsageError, checked, checkpoint_or_default, default_run_dir,
+                        non_negative_float, parse_seeds, positive_float, resolution_arg, size_arg, whole_number)
 from .engine.config import LOSSES, check_batch
+from .signals import StopSignals
 
 
 def _load(args: argparse.Namespace, require_discriminator: bool = False):
@@ -120,13 +121,22 @@ def _has_display() -> bool:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
+    stop: StopSignals = args.stop  # taken by main before the imports below, which load torch and GL (seconds)
+    from .engine.config import ConfigError, resolve_device
+    from .engine.runfolder import RunFolder
+    from .frames import sweep_stale
     from .live.renderer import poster
     from .live.logfile import log_file
-    from .live.run import open_run_folder, run
-    from .engine.config import resolve_device
+    from .live.run import run
     from .models import CheckpointError, load_gan
     from .presets import PresetError, load_preset
-    from .signals import StopSignals
+    from .recording import recover_partials
+
+    def stopped() -> bool:
+        """A stop signal during the start-up: one line, and nothing more is started."""
+        if stop.requested:
+            print(f"uncanny: stopped ({stop.name}) while starting; nothing was started", file=sys.stderr)
+        return stop.requested
 
     preset = load_preset(args.preset)
     preset = preset.replace("model", checkpoint=str(args.checkpoint) if args.checkpoint else None,
@@ -143,6 +153,8 @@ def cmd_run(args: argparse.Namespace) -> None:
               "full-screen", file=sys.stderr)
     checkpoint = checkpoint_or_default(Path(preset.model.checkpoint) if preset.model.checkpoint else None)
     resolve_device(preset.engine.device)
+    if stopped():
+        return
     # Check the file here, before any window opens or process starts: a bad file is one line and exit 2.
     try:
         gan = load_gan(checkpoint, resolution=preset.model.resolution or None,
@@ -152,26 +164,36 @@ def cmd_run(args: argparse.Namespace) -> None:
             raise PresetError(f"{preset.source}: [model] checkpoint: {error}") from None
         raise
     run_dir = args.run_dir or default_run_dir(checkpoint)
+    try:
+        if not_now := preset.record.check_folder(run_dir):
+            print(f"uncanny: warning: [record] {not_now}", file=sys.stderr)
+    except ConfigError as error:
+        raise PresetError(f"{preset.source}: [record] {error}") from None
     headless = args.headless
     if not headless and not _has_display():
         print("uncanny: no display found ($DISPLAY is not set): running headless", file=sys.stderr)
         headless = True
+    if stopped():
+        return
     # Refusals that no retry can fix come now, before any file in the folder is touched: one line, exit 2.
-    with StopSignals() as stop, open_run_folder(run_dir, gan) as recovered, log_file(run_dir, preset.logs):
-        for path in recovered:
+    with RunFolder(run_dir).hold(gan), log_file(run_dir, preset.logs):
+        sweep_stale()
+        for path in recover_partials(run_dir):
             print(f"uncanny: {path}: a recording cut off by a kill, kept under this playable name", file=sys.stderr)
         print(f"uncanny: {checkpoint} ({gan.format}, {gan.resolution} px); run folder {run_dir} "
               f"(snapshots, metrics; restarting with the same folder resumes)", file=sys.stderr)
         resolution = gan.resolution
         first_picture = poster(gan, preset.walk, preset.display.show_grid, preset.render.precision)
         del gan  # the engine process loads its own; this one only drew the first picture
+        if stopped():
+            return
         if headless:
             print(f"uncanny: headless: writing {run_dir}/live-DATE-TIME.mp4 until Ctrl-C or SIGTERM"
                   + (f" or {args.seconds:g} s" if args.seconds else ""), file=sys.stderr)
         report = run(preset, checkpoint, resolution, run_dir, args.seconds, stop, first_picture, headless)
     if report.refused:
         raise UsageError(report.error)
-    print(f"uncanny: {report.summary()}", file=sys.stderr)
+    print(f"uncanny: {report.summary(run_dir)}", file=sys.stderr)
     if report.error:
         print(f"uncanny: error: {report.error}", file=sys.stderr)
         raise SystemExit(1)
@@ -288,13 +310,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # The stop signals first: the installation's start-up imports torch and loads the model for seconds, and a stop
+    # during them must end it with one line, not a traceback (or a silent death by SIGTERM or SIGHUP)
+    stop = StopSignals().__enter__()
     args = build_parser().parse_args(argv)
     handler: Callable[[argparse.Namespace], None] = args.handler
+    if handler is cmd_run:
+        args.stop = stop
+    else:
+        stop.hand_back()  # the other commands take their signals the ordinary way
     from .control.cli import OscCliError
     from .control.osc import OscError
     from .live.run import DisplayError
     from .engine import ConfigError
-    from .engine.engine import RunFolderError
+    from .engine.errors import RunFolderError, RunFolderUnavailable
     from .models import CheckpointError
     from .presets import PresetError
 
@@ -304,6 +333,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             OscError) as error:
         print(f"uncanny: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except RunFolderUnavailable as error:
+        print(f"uncanny: error: {error}", file=sys.stderr)
+        return EXIT_TRY_AGAIN
     except KeyboardInterrupt:
         return 130
     return 0

@@ -176,3 +176,22 @@ def test_a_cleanly_stopped_run_reads_as_stopped_not_stale(tmp_path, capsys):
     assert main(["service", "status", "--run-dir", str(tmp_path)]) == 0
     captured = capsys.readouterr()
     assert "STOPPED: the installation ended 1 h ago, not hung" in captured.out and "STALE" not in captured.err
+
+
+def test_status_finds_the_fallback_the_installation_wrote_while_its_run_folder_failed(tmp_path, capsys,
+                                                                                      monkeypatch):
+    from installation.live.status import fallback_folders
+
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "xdg"))
+    write_status(tmp_path, _status(iteration=10))
+    data = json.loads((tmp_path / STATUS_FILE).read_text())
+    data["updated"] -= 60  # the run folder's own, last written a minute ago ...
+    (tmp_path / STATUS_FILE).write_text(json.dumps(data))
+    fallback = fallback_folders(tmp_path)[0]
+    fallback.mkdir(parents=True)
+    problem = f"the disk of {tmp_path} is read-only: training goes on, unsaved"
+    write_status(fallback, _status(iteration=20, storage=problem))  # ... and the fallback since
+    assert main(["service", "status", "--run-dir", str(tmp_path)]) == 0  # not stale: it is being written
+    out = capsys.readouterr().out
+    assert f"uncanny status, {fallback / STATUS_FILE}:" in out and "iteration   20 " in out
+    assert f"storage     {problem}" in out

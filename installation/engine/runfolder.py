@@ -396,6 +396,11 @@ def _plain(value: Any) -> Any:
     return dataclasses.asdict(value) if dataclasses.is_dataclass(value) else repr(value)
 
 
+def snapshot_file(run_dir: str | Path, iteration: int) -> Path:
+    """Where the snapshot of `iteration` is kept (SnapshotStore.path)."""
+    return Path(run_dir) / "snapshots" / f"it{iteration:08d}.pt"
+
+
 def check_run_folder(run_dir: str | Path, gan: GAN) -> dict[str, Any] | None:
     """`RunFolder.check` of a folder by its path."""
     return RunFolder(run_dir).check(gan)

@@ -13,6 +13,7 @@ import dataclasses
 import fcntl
 import logging
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -108,25 +109,32 @@ class RunReport:
     error: str | None = None  # set when the run could not go on (the exit code is then non-zero)
     refused: bool = False  # the engine refused the run folder: bad input, exit code 2
 
-    def summary(self) -> str:
+    def summary(self, run_dir: Path) -> str:
+        """One line of what is on disk: the final snapshot only where its file is there, each video's length as
+        read from the file."""
+        from ..engine.runfolder import snapshot_file
+
         wrote = [f"{path} ({_video_seconds(path)})" for path in self.videos]
         if self.picture is not None:
             wrote.append(str(self.picture))
         parts = [f"stopped ({self.stopped_by})" if self.stopped_by else "stopped"]
         if self.iteration is not None:
-            parts.append(f"final snapshot at iteration {self.iteration}")
+            saved = snapshot_file(run_dir, self.iteration).is_file()
+            parts.append(f"final snapshot at iteration {self.iteration}" if saved else
+                         f"at iteration {self.iteration}, whose snapshot could not be written")
         parts.append("wrote " + ", ".join(wrote) if wrote else "wrote no video or picture")
         return "; ".join(parts)
 
 
 def _video_seconds(path: Path) -> str:
-    try:
-        import imageio_ffmpeg
+    """A video's length as written (its frames counted, not the frames that were sent to ffmpeg)."""
+    from ..recording import video_length
 
-        frames, seconds = imageio_ffmpeg.count_frames_and_secs(str(path))
-        return f"{seconds:.1f} s, {frames} frames"
-    except Exception:
+    try:
+        frames, seconds = video_length(path)
+    except (RuntimeError, OSError, subprocess.TimeoutExpired):
         return "unreadable"
+    return f"{seconds:.1f} s, {frames} frames"
 
 
 def _save_picture(run_dir: Path, image: np.ndarray | None, report: RunReport) -> None:

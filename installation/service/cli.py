@@ -119,7 +119,7 @@ def _duration(seconds: float) -> str:
 
 def cmd_status(args: argparse.Namespace) -> None:
     from ..frames import process_alive
-    from ..live.status import STALE_INTERVALS, STATUS_FILE, STOPPED, THUMBNAIL_DIR, read_status
+    from ..live.status import STALE_INTERVALS, STATUS_FILE, STOPPED, THUMBNAIL_DIR, find_status
     from ..live.logfile import LOG_FILE
     from ..messages import size_text
 
@@ -128,7 +128,7 @@ def cmd_status(args: argparse.Namespace) -> None:
         raise UsageError("no --run-dir given and no installed uncanny.service names one; pass --run-dir RUN_DIR")
     path = run_dir / STATUS_FILE
     try:
-        status = read_status(run_dir)
+        path, status = find_status(run_dir)  # the run folder's, or the fallback's while the run folder failed
         if args.json:
             print(path.read_text(encoding="utf-8"), end="")
     except OSError as error:
@@ -153,6 +153,8 @@ def cmd_status(args: argparse.Namespace) -> None:
             ("recording", status.recording or "no"),
             ("disk free", size_text(status.disk_free)),
             ("last error", status.last_error or "-"),
+            ("message", status.last_message or "-"),
+            ("storage", status.storage or "ok"),
             ("model", status.model),
             ("thumbnails", f"{len(thumbnails)}, newest {thumbnails[-1]}" if thumbnails else "none yet"),
             ("log", str(run_dir / LOG_FILE)),
