@@ -309,10 +309,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    # The stop signals first: the installation's start-up imports torch and loads the model for seconds, and a stop
-    # during them must end it with one line, not a traceback (or a silent death by SIGTERM or SIGHUP)
-    stop = StopSignals().__enter__()
+def main(argv: Sequence[str] | None = None, stop: StopSignals | None = None) -> int:
+    """`stop`: the stop signals as taken by the script before it imported this module (run_installation.py); else
+    they are taken here, first: the installation's start-up imports torch and loads the model for seconds, and a
+    stop during them must end it with one line, not a traceback (or a silent death by SIGTERM or SIGHUP)."""
+    stop = stop or StopSignals().__enter__()
     args = build_parser().parse_args(argv)
     handler: Callable[[argparse.Namespace], None] = args.handler
     if handler is cmd_run:

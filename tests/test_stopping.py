@@ -234,3 +234,89 @@ def test_a_full_disk_stops_the_video_with_one_line_a_playable_file_and_the_show_
     assert len(said) == 1 and said[0].count("recording stopped") == 1, stderr
     videos = list(run_dir.glob("live-*.mp4"))
     assert len(videos) == 1 and decoded_frames(videos[0]) > 0
+
+
+def catches(pid: int, sig: signal.Signals) -> bool:
+    """Whether the process has a handler of its own for `sig` (its SigCgt mask)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    mask = next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:"))
+    return bool(int(mask, 16) >> (sig - 1) & 1)
+
+
+def group_members(pgid: int) -> list[int]:
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[2]) == pgid:
+                members.append(int(stat.parent.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    return members
+
+
+@pytest.mark.parametrize("after", [0.5, 2.0, 5.0])
+@pytest.mark.parametrize("sig, group", [(signal.SIGINT, True), (signal.SIGTERM, False), (signal.SIGHUP, True)])
+def test_a_stop_signal_at_any_moment_of_the_start_is_one_line_and_a_clean_exit(tiny_checkpoint, tmp_path, sig, group,
+                                                                               after):
+    run_dir = tmp_path / "run"
+    began = time.monotonic()
+    process = start(tiny_checkpoint, run_dir, "--headless", "--osc-port", "0")
+    # Before the interpreter runs the script's first line nothing can take a signal (on this loaded machine Python
+    # itself can take over half a second to get there): wait for that, then for the moment tested (importing,
+    # loading the model, the engine loading)
+    wait_until(lambda: catches(process.pid, sig), process, timeout=30)
+    time.sleep(max(0.0, began + after - time.monotonic()))
+    code, stderr = stop_with(process, sig, group)
+    assert code == 0 and "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
+    ends = [line for line in stderr.splitlines() if line.startswith(f"uncanny: stopped ({sig.name})")]
+    assert len(ends) == 1, stderr
+    assert not segments(process.pid), "shared memory left behind"
+    deadline = time.monotonic() + 10
+    while group_members(process.pid):  # the engine and ffmpeg end with it
+        assert time.monotonic() < deadline, group_members(process.pid)
+        time.sleep(0.1)
+    events = run_dir / "events.jsonl"
+    if events.exists():  # the engine got as far as the run folder: it stopped cleanly too
+        kinds = [json.loads(line)["event"] for line in events.read_text().splitlines()]
+        assert kinds[-1] == "stop" and "died" not in kinds, kinds
+
+
+def test_a_run_folder_that_cannot_be_made_now_is_exit_75_for_a_later_start(tiny_checkpoint, tmp_path, read_only,
+                                                                            small_disk):
+    (tmp_path / "runs").mkdir()
+    read_only.on(tmp_path / "runs")
+    full = small_disk("1m,nr_inodes=16")  # no inode left: nothing can be made there
+    for n in range(100):
+        try:
+            (full / f"f{n}").touch()
+        except OSError:
+            break
+    for run_dir, reason in ((tmp_path / "runs" / "run", "Read-only file system"),
+                            (full / "run", "No space left on device")):
+        result = subprocess.run([*RUN, "--checkpoint", str(tiny_checkpoint), "--headless", "--seconds", "1",
+                                 "--device", "cpu", "--osc-port", "0", "--run-dir", str(run_dir)],
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 75 and "Traceback" not in result.stderr, result.stderr
+        errors = [line for line in result.stderr.splitlines() if "error" in line]
+        assert len(errors) == 1 and f"cannot be used ({reason}); start again once it can be written" in errors[0]
+
+
+@pytest.mark.parametrize("folder, message", [
+    ("{tmp}/a-file/recordings", "cannot be written (Not a directory); choose a folder this user may write"),
+    ("/proc/1/recordings", "is under /proc, a view of the kernel, not a disk"),
+])
+def test_a_record_folder_that_can_never_be_written_is_refused_at_start(tiny_checkpoint, tmp_path, folder, message):
+    (tmp_path / "a-file").write_text("not a folder")
+    folder = folder.format(tmp=tmp_path)
+    preset = tmp_path / "p.toml"
+    preset.write_text(f'[record]\nfolder = "{folder}"\n')
+    result = subprocess.run([*RUN, "--checkpoint", str(tiny_checkpoint), "--headless", "--seconds", "1", "--device",
+                             "cpu", "--osc-port", "0", "--preset", str(preset), "--run-dir", str(tmp_path / "run")],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if "error" in line]
+    assert len(errors) == 1 and f"{preset}: [record] folder '{folder}' {message}" in errors[0], result.stderr
+    assert not (tmp_path / "run").exists()  # refused before anything was made
