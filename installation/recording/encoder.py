@@ -233,7 +233,12 @@ class VideoEncoder:
             cut_to_whole_fragments(self.partial)  # a disk that filled mid-fragment: what is whole plays
         elif self.codec.faststart:
             self._move_index_to_front()
-        os.replace(self.partial, self.path)
+        try:
+            os.replace(self.partial, self.path)
+        except OSError as error:  # a folder turned read-only: the file is whole, its name waits for the next start
+            self._fail(f"{self.partial} could not be renamed ({error.strerror or error}); it plays as it is and "
+                       "gets its name at the next start")
+            return self.partial
         return self.path
 
     def _move_index_to_front(self) -> None:
