@@ -82,3 +82,16 @@ def test_a_monitor_index_may_be_a_toml_number(tmp_path):
     path.write_text("[display]\nmonitor = 1\ncrossfade = 0\n")
     display = load_preset(path).display
     assert display.monitor == "1" and display.crossfade == 0.0
+
+
+def test_a_folder_or_a_loop_of_links_given_as_a_preset_is_named_as_such(tmp_path):
+    (tmp_path / "shows").mkdir()
+    (tmp_path / "a.toml").symlink_to(tmp_path / "b.toml")
+    (tmp_path / "b.toml").symlink_to(tmp_path / "a.toml")
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    for given, what in [(tmp_path / "shows", "is a folder, not a preset file"),
+                        (tmp_path / "a.toml", "is a loop of symbolic links"),
+                        (tmp_path / "loop", "is a loop of symbolic links")]:
+        with pytest.raises(PresetError, match=f"preset '{given}' {what}; give a .toml file") as info:
+            load_preset(given)
+        assert "\n" not in str(info.value) and "default, gallery, performance" in str(info.value)
