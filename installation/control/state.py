@@ -38,6 +38,7 @@ class ControlState:
     export: str = ""  # the newest loop export (/uncanny/record/loop): its path once finished, or what went wrong
     cycle: int = 0  # journeys the gallery director has completed (control/director.py), kept across restarts
     phase: str = "off"  # where the director is: one of PHASES
+    storage: str = ""  # why the run folder cannot be written now and what to do (the show goes on); "" while it can
     snapshots: tuple[int, ...] = ()  # iterations that can be rewound to, oldest first
     # the value each control has now, by action name (e.g. {"lr": 5e-05, "grid": 0, "blackout": 0.0}): echoed
     # to controllers when it changes, so a fader snaps to what was really applied
@@ -61,13 +62,13 @@ class ControlState:
 # fields sent as soon as they change; the measured ones (loss, fps, ...) change every step and go out with the
 # periodic broadcast only
 ON_CHANGE = ("iteration", "status", "paused", "collapsed", "recording", "recording_path", "export", "cycle", "phase",
-             "outputs")
+             "outputs", "storage")
 LOCAL = ("message", "last_error", "uptime", "disk_free", "engine_restarts", "model", "run_dir")
 STATE_FIELDS = tuple(f.name for f in dataclasses.fields(ControlState)
                      if f.name not in ("snapshots", "controls", *LOCAL))
 TYPE_TAGS = {"iteration": "i", "status": "s", "paused": "i", "loss": "f", "d": "f", "diversity": "f",
              "collapsed": "i", "fps": "f", "steps_per_second": "f", "recording": "i", "recording_path": "s",
-             "export": "s", "cycle": "i", "phase": "s", "outputs": "s"}
+             "export": "s", "cycle": "i", "phase": "s", "outputs": "s", "storage": "s"}
 DESCRIPTIONS = {
     "iteration": "training iteration", "status": "engine status (running, paused, ...)",
     "paused": "1 while training is paused", "loss": "the inverted loss of the last step",
@@ -79,6 +80,7 @@ DESCRIPTIONS = {
     "cycle": "journeys the gallery director has completed",
     "phase": f"the gallery director's phase ({', '.join(PHASES)})",
     "outputs": "each output (headless file, recording, NDI, stream, windows) and its status: `ndi:uncanny on; ...`",
+    "storage": "why the run folder cannot be written now and what to do (the show goes on); empty while it can",
 }
 
 
