@@ -195,3 +195,4 @@ def test_status_finds_the_fallback_the_installation_wrote_while_its_run_folder_f
     out = capsys.readouterr().out
     assert f"uncanny status, {fallback / STATUS_FILE}:" in out and "iteration   20 " in out
     assert f"storage     {problem}" in out
+    assert "run folder  writable, " in out and " free (now)" in out  # looked at as the command runs

@@ -304,17 +304,18 @@ class RunFolder:
         try:
             stat = os.stat(self.path)
         except OSError:
-            return self._health()
+            return self.health()
         if self._identity is not None and (stat.st_dev, stat.st_ino) != self._identity:
             self._info_due = self.info is not None
             try:
                 self._reopen()
             except OSError as error:
                 return self._describe(error)
-        return self._health()
+        return self.health()
 
-    def _health(self) -> str | None:
-        """Why files cannot be written in the folder now, or None."""
+    def health(self) -> str | None:
+        """Why files cannot be written in the folder now (what is wrong and what to do), or None; touches nothing
+        (`service status` asks it too)."""
         if not self.path.is_dir():
             return self._describe(FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT)))
         if (problem := write_problem(self.path)) is not None:
@@ -329,7 +330,7 @@ class RunFolder:
             with contextlib.suppress(FileExistsError):
                 self.path.mkdir()
             self._info_due = self.info is not None
-        if (problem := self._health()) is not None:
+        if (problem := self.health()) is not None:
             self._set_problem(problem)
             return
         try:

@@ -119,7 +119,8 @@ def _duration(seconds: float) -> str:
 
 def cmd_status(args: argparse.Namespace) -> None:
     from ..frames import process_alive
-    from ..live.status import STALE_INTERVALS, STATUS_FILE, STOPPED, THUMBNAIL_DIR, find_status
+    from ..engine.runfolder import RunFolder
+    from ..live.status import STALE_INTERVALS, STATUS_FILE, STOPPED, THUMBNAIL_DIR, disk_free, find_status
     from ..live.logfile import LOG_FILE
     from ..messages import size_text
 
@@ -155,6 +156,7 @@ def cmd_status(args: argparse.Namespace) -> None:
             ("last error", status.last_error or "-"),
             ("message", status.last_message or "-"),
             ("storage", status.storage or "ok"),
+            ("run folder", RunFolder(run_dir).health() or f"writable, {size_text(disk_free(run_dir))} free (now)"),
             ("model", status.model),
             ("thumbnails", f"{len(thumbnails)}, newest {thumbnails[-1]}" if thumbnails else "none yet"),
             ("log", str(run_dir / LOG_FILE)),
