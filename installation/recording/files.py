@@ -71,6 +71,8 @@ def cut_to_whole_fragments(path: Path) -> bool:
                     length = struct.unpack(">Q", f.read(8))[0]
                 elif length == 0:  # to the end of the file
                     length = size - position
+                if position == 0 and kind != b"ftyp":
+                    return False  # not an MP4/MOV as ffmpeg writes them: leave it as it is
                 if length < 8 or position + length > size:
                     break  # the box being written when it stopped
                 position += length
@@ -80,7 +82,7 @@ def cut_to_whole_fragments(path: Path) -> bool:
                     keep, moof_at = position, None
             if moof_at is not None:
                 keep = min(keep, moof_at)
-            if keep >= size:
+            if keep >= size or keep == 0:
                 return False
             f.truncate(keep)
             return True
