@@ -144,8 +144,8 @@ def memory(count: int) -> None:
             settled = points[2:]  # after its buffers filled
             hours = np.array([frames_ for frames_, _ in settled]) / FPS / HOUR
             slope = np.polyfit(hours, [mb for _, mb in settled], 1)[0]
-            print(f"  {name}: {points[0][1]:.1f} MB after {points[0][0]} frames, {points[-1][1]:.1f} MB after "
-                  f"{points[-1][0]}: {slope:+.1f} MB per hour of video")
+            print(f"  {name}: {slope:+.1f} MB per hour of video (MB after frames: "
+                  + ", ".join(f"{mb:.1f} @ {frames_}" for frames_, mb in points) + ")")
 
 
 def main() -> None:

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .arguments import (EXIT_BAD_INPUT, EXIT_TRY_AGAIN, UsageError, checked, checkpoint_or_default, default_run_dir,
                         non_negative_float, parse_seeds, positive_float, resolution_arg, size_arg, whole_number)
 from .engine.config import LOSSES, check_batch
 from .signals import StopSignals
+
+if TYPE_CHECKING:
+    from .presets import Preset
 
 
 def _load(args: argparse.Namespace, require_discriminator: bool = False):
@@ -122,7 +127,7 @@ def _has_display() -> bool:
 
 def cmd_run(args: argparse.Namespace) -> None:
     stop: StopSignals = args.stop  # taken by main before the imports below, which load torch and GL (seconds)
-    from .engine.config import ConfigError, resolve_device
+    from .engine.config import resolve_device
     from .engine.runfolder import RunFolder
     from .frames import sweep_stale
     from .live.renderer import poster
@@ -164,11 +169,6 @@ def cmd_run(args: argparse.Namespace) -> None:
             raise PresetError(f"{preset.source}: [model] checkpoint: {error}") from None
         raise
     run_dir = args.run_dir or default_run_dir(checkpoint)
-    try:
-        if not_now := preset.record.check_folder(run_dir):
-            print(f"uncanny: warning: [record] {not_now}", file=sys.stderr)
-    except ConfigError as error:
-        raise PresetError(f"{preset.source}: [record] {error}") from None
     headless = args.headless
     if not headless and not _has_display():
         print("uncanny: no display found ($DISPLAY is not set): running headless", file=sys.stderr)
@@ -176,7 +176,9 @@ def cmd_run(args: argparse.Namespace) -> None:
     if stopped():
         return
     # Refusals that no retry can fix come now, before any file in the folder is touched: one line, exit 2.
-    with RunFolder(run_dir).hold(gan), log_file(run_dir, preset.logs):
+    # (each context is made as the one before it is entered: the recordings folder is judged after the run folder's
+    # own checks, since it is usually inside it, and before the log is written there)
+    with RunFolder(run_dir).hold(gan), _record_folder_checked(preset, run_dir), log_file(run_dir, preset.logs):
         sweep_stale()
         for path in recover_partials(run_dir):
             print(f"uncanny: {path}: a recording cut off by a kill, kept under this playable name", file=sys.stderr)
@@ -197,6 +199,20 @@ def cmd_run(args: argparse.Namespace) -> None:
     if report.error:
         print(f"uncanny: error: {report.error}", file=sys.stderr)
         raise SystemExit(1)
+
+
+def _record_folder_checked(preset: Preset, run_dir: Path) -> contextlib.AbstractContextManager[None]:
+    """[record] folder at start: refused in one line naming the file and key where it can never take a recording,
+    a warning where it cannot now (the show then starts without recording)."""
+    from .engine.config import ConfigError
+    from .presets import PresetError
+
+    try:
+        if not_now := preset.record.check_folder(run_dir):
+            print(f"uncanny: warning: [record] {not_now}", file=sys.stderr)
+    except ConfigError as error:
+        raise PresetError(f"{preset.source}: [record] {error}") from None
+    return contextlib.nullcontext()
 
 
 def _checkpoint_options(parser: argparse.ArgumentParser) -> None:
