@@ -3,7 +3,7 @@
 
     python3 benchmarks/bench_disk.py                       # both parts
     python3 benchmarks/bench_disk.py --part disk --seconds 20
-    python3 benchmarks/bench_disk.py --part memory --frames 36000
+    python3 benchmarks/bench_disk.py --part memory --frames 216000
 
 disk: the embedded model's walk (as the headless installation shows it by default: one face, letterboxed into
 the output) rendered for `--seconds` at 30 fps, scaled to each output size and encoded exactly as the headless live
@@ -11,10 +11,11 @@ video is (recording/encoder.py's H.264, keyframes every 5 s, 1 s fragments); byt
 and how many hours [record] live_gb keeps. Then the sizes of a snapshot file of that model: with the optimiser's
 moments (a resume point) and G alone (a rewind point).
 
-memory: frames of that walk at 640x360 fed as fast as ffmpeg takes them, with the live video's flags
-(+hybrid_fragmented) and with a purely fragmented file; ffmpeg's resident memory sampled along, its growth given
-per hour of 30 fps video. A frame's index entry stays in memory until a hybrid (or ordinary) MP4 ends, which is
-why the live video is cut into segments (recording/rotating.py).
+memory: frames of that walk fed as fast as ffmpeg takes them, with the live video's flags (+hybrid_fragmented) and
+with a purely fragmented file; ffmpeg's resident memory sampled along, its growth given per hour of 30 fps video.
+A frame's index entry stays in memory until a hybrid (or ordinary) MP4 ends, whatever the frame's size, which is
+why the live video is cut into segments (recording/rotating.py). Small frames by default: at 640x360 x264's own
+buffers swing by +-5 MB from sample to sample, which hides the entries' steady growth within an hour or two.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from installation.arguments import size_arg  # noqa: E402
 from installation.presets import load_preset  # noqa: E402
 from installation.recording import VideoEncoder  # noqa: E402
 from installation.recording.encoder import CODECS, KEYFRAME_SECONDS  # noqa: E402
@@ -114,10 +116,9 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def memory(count: int) -> None:
+def memory(count: int, width: int, height: int) -> None:
     import imageio_ffmpeg
 
-    width, height = SIZES[0]
     frames = [letterboxed(frame, width, height).tobytes() for frame in walk_frames(20.0)]
     flags = {"+hybrid_fragmented (the live video's)": ("-movflags", "+hybrid_fragmented"),
              "purely fragmented": ("-movflags", "+frag_keyframe+empty_moov+default_base_moof")}
@@ -154,7 +155,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", choices=("disk", "memory", "both"), default="both")
     parser.add_argument("--seconds", type=float, default=20.0, help="seconds of video measured per size")
-    parser.add_argument("--frames", type=int, default=36000, help="frames fed for the memory part")
+    parser.add_argument("--frames", type=int, default=216000, help="frames fed for the memory part (2 hours)")
+    parser.add_argument("--memory-size", type=size_arg, default=(160, 90), help="frame size for the memory part")
     args = parser.parse_args()
     torch.set_num_threads(1)
     print(f"bench_disk on {cpu_name()} ({os.cpu_count()} cores, {platform.system()}), load "
@@ -162,7 +164,7 @@ def main() -> None:
     if args.part in ("disk", "both"):
         disk(args.seconds, load_preset("default").record.live_gb)
     if args.part in ("memory", "both"):
-        memory(args.frames)
+        memory(args.frames, *args.memory_size)
 
 
 if __name__ == "__main__":
