@@ -6,9 +6,9 @@
     python3 benchmarks/bench_disk.py --part memory --frames 216000
 
 disk: the embedded model's walk (as the headless installation shows it by default: one face, letterboxed into
-the output) rendered for `--seconds` at 30 fps, scaled to each output size and encoded exactly as the headless live
-video is (recording/encoder.py's H.264, keyframes every 5 s, 1 s fragments); bytes per hour of video, per 30 days,
-and how many hours [record] live_gb keeps. Then the sizes of a snapshot file of that model: with the optimiser's
+the output) rendered for `--seconds` at 30 fps, scaled to each output size and encoded as the headless video is
+(recording/live.py's HeadlessVideo: H.264 at x264's live preset and [record] quality, keyframes every 5 s, 1 s
+fragments); bytes per hour of video, per 30 days, and how many hours [record] live_gb keeps. Then the sizes of a snapshot file of that model: with the optimiser's
 moments (a resume point) and G alone (a rewind point).
 
 memory: frames of that walk fed as fast as ffmpeg takes them, with the live video's flags (+hybrid_fragmented) and
@@ -42,6 +42,7 @@ from installation.arguments import size_arg  # noqa: E402
 from installation.presets import load_preset  # noqa: E402
 from installation.recording import VideoEncoder  # noqa: E402
 from installation.recording.encoder import CODECS, KEYFRAME_SECONDS  # noqa: E402
+from installation.recording.live import LIVE_PRESET  # noqa: E402
 
 FPS = 30.0
 SIZES = ((640, 360), (1280, 720), (1920, 1080))
@@ -70,15 +71,20 @@ def letterboxed(frame: np.ndarray, width: int, height: int) -> np.ndarray:
     return out
 
 
+def live_options() -> dict[str, str]:
+    """The headless video's encoder options (HeadlessVideo, as LiveRecorder.start gives them)."""
+    return {"-crf": str(load_preset("default").record.quality), "-preset": LIVE_PRESET}
+
+
 def disk(seconds: float, live_gb: float) -> None:
     frames = walk_frames(seconds)
-    print(f"the live video, {CODECS['h264'].label}, keyframes every {KEYFRAME_SECONDS:g} s, {len(frames)} frames "
-          f"of the embedded model's walk at {FPS:g} fps:")
+    print(f"the headless video, {CODECS['h264'].label}, x264 {LIVE_PRESET} crf {live_options()['-crf']}, keyframes "
+          f"every {KEYFRAME_SECONDS:g} s, {len(frames)} frames of the embedded model's walk at {FPS:g} fps:")
     print(f"{'size':>10} {'MB/hour':>8} {'GB/30 days':>10} {f'hours in live_gb = {live_gb:g}':>24}")
     with tempfile.TemporaryDirectory(prefix="uncanny-disk-") as tmp:
         for width, height in SIZES:
             path = Path(tmp) / f"live-{width}x{height}.mp4"
-            with VideoEncoder(path, width, height, FPS) as video:
+            with VideoEncoder(path, width, height, FPS, options=live_options()) as video:
                 for frame in frames:
                     video.write(letterboxed(frame, width, height))
             per_hour = path.stat().st_size / (len(frames) / FPS) * HOUR
@@ -124,6 +130,8 @@ def memory(count: int, width: int, height: int) -> None:
              "purely fragmented": ("-movflags", "+frag_keyframe+empty_moov+default_base_moof")}
     codec = [arg.format(gop=round(KEYFRAME_SECONDS * FPS)) for arg in CODECS["h264"].output]
     codec = codec[:codec.index("-movflags")]  # the codec's own options; the muxer's flags per variant
+    for option, value in live_options().items():
+        codec[codec.index(option) + 1] = value
     print(f"ffmpeg's resident memory as a {width}x{height} live video grows ({count} frames, as fast as it takes "
           "them):")
     with tempfile.TemporaryDirectory(prefix="uncanny-rss-") as tmp:

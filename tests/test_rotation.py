@@ -1,6 +1,7 @@
-"""A month on one disk: the headless live video in segments within a budget (each a whole file that ffmpeg
-decodes), suspended while its disk is full and recording again by itself; files cut off mid-write made playable;
-lengths read from what was written; the recordings folder within [record] folder_gb."""
+"""A month on one disk: the headless video in files of a fixed length within a budget (each a whole file that
+ffmpeg decodes), suspended while its disk is full and recording again by itself, never making a run folder that has
+gone; files cut off mid-write made playable; lengths read from what was written; the recordings folder within
+[record] folder_gb."""
 
 from __future__ import annotations
 
@@ -13,10 +14,14 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 
+from installation.display.offscreen import Offscreen
+from installation.display.presenter import Presenter
 from installation.presets import PresetError, load_preset
-from installation.recording import RotatingVideo, VideoEncoder, cut_to_whole_fragments, prune_oldest, video_length
+from installation.recording import RecordConfig, VideoEncoder, cut_to_whole_fragments, prune_oldest, video_length
+from installation.recording.live import HEADLESS_RETRY, HeadlessVideo
 
 FPS = 30.0
+SIZE = (64, 48)
 
 
 def decoded_frames(path: Path) -> int:
@@ -28,62 +33,106 @@ def noise(rng: np.random.Generator, width: int = 64, height: int = 48) -> np.nda
     return rng.integers(0, 256, (height, width, 3), np.uint8)
 
 
-def test_the_live_video_rotates_into_whole_segments_and_keeps_within_its_budget(tmp_path):
+@pytest.fixture
+def screen(egl_ctx):
+    """A presenter on an offscreen target, as the headless installation draws (one refresh: `show(video, now)`)."""
+    surface = Offscreen(*SIZE, ctx=egl_ctx)
+    presenter = Presenter(egl_ctx, *SIZE, crossfade=0.0)
     rng = np.random.default_rng(0)
-    sizing = RotatingVideo(tmp_path, "live", 64, 48, FPS, segment_seconds=1.0, budget_bytes=1e12)
-    for _ in range(90):
-        sizing.write(noise(rng))
-    segment = max(path.stat().st_size for path in sizing.close())
+
+    def show(video: HeadlessVideo, now: float) -> None:
+        """A refresh at `now` on the display clock; presented again while the encoder could not take its picture
+        (a clock faster than real time outruns ffmpeg)."""
+        presenter.set_frame(noise(rng), now)  # a new picture every refresh: the files have a real size
+        deadline = time.monotonic() + 30
+        while True:
+            dropped = video.counts.dropped
+            surface.use()
+            capture = video.capture_for(now, SIZE)
+            presenter.render(now, () if capture is None else (capture,))
+            if video.counts.dropped == dropped or not video.recording or time.monotonic() > deadline:
+                return
+            time.sleep(0.005)
+
+    yield show
+    presenter.release()
+    surface.release()
+
+
+def headless(ctx, folder: Path, said: list[str], **settings) -> HeadlessVideo:
+    """The headless video as the live run makes it, at 1 fps (a one-minute file is 60 frames)."""
+    config = RecordConfig(**{"codec": "h264", "fps": 1.0, "max_minutes": 0.0, "folder": ".", "hud": True, **settings})
+    return HeadlessVideo(config, folder, ctx, said.append)
+
+
+def test_the_headless_video_rotates_into_whole_files_and_keeps_within_live_gb(screen, egl_ctx, tmp_path):
+    sizing = headless(egl_ctx, tmp_path, [], live_segment_minutes=1.0)
+    for second in range(120):  # refreshes on a clock of their own: one file frame each
+        screen(sizing, 1000.0 + second)
+    sizing.close()
+    segment = max(path.stat().st_size for path in sizing.files)
+
     folder = tmp_path / "run"
-    folder.mkdir()  # the run folder (a missing one is waited for, not made: see the next test)
-
+    folder.mkdir()
     said: list[str] = []
-    video = RotatingVideo(folder, "live", 64, 48, FPS, segment_seconds=1.0, budget_bytes=2.5 * segment,
-                          say=said.append)
-    for _ in range(300):  # ten segments of 30 frames
-        video.write(noise(rng))
-    assert video.frames == 300
-    kept = video.close()
+    video = headless(egl_ctx, folder, said, live_segment_minutes=1.0, live_gb=2.5 * segment / 2**30)
+    for second in range(600):  # ten files of a minute
+        screen(video, 1000.0 + second)
+    video.close()
     on_disk = sorted(folder.glob("live-*.mp4"), key=lambda path: path.stat().st_mtime)
-    assert kept == on_disk and 2 <= len(kept) < 10  # the oldest went, the newest stayed
-    assert sum(path.stat().st_size for path in kept) <= 2.5 * segment
-    assert [decoded_frames(path) for path in kept] == [30] * len(kept)  # each a whole, playable file
-    assert [video_length(path) for path in kept] == [(30, 1.0)] * len(kept)
-    deleted = [line for line in said if line.startswith("deleted the oldest live video")]
-    assert len(deleted) == 10 - len(kept) and not list(folder.glob("*.partial"))
+    assert video.files == on_disk and 2 <= len(on_disk) < 10  # the oldest went, the newest stayed
+    assert sum(path.stat().st_size for path in on_disk) <= 2.5 * segment
+    assert [decoded_frames(path) for path in on_disk[:-1]] == [60] * (len(on_disk) - 1)  # whole, playable files
+    assert all(video_length(path) == (60, 60.0) for path in on_disk[:-1])
+    deleted = [line for line in said if line.startswith("deleted the oldest headless file")]
+    assert len(deleted) == 10 - len(on_disk) and all("([record] live_gb)" in line for line in deleted)
+    assert not list(folder.glob("*.partial"))
 
 
-def test_a_full_disk_suspends_the_live_video_and_it_records_again_once_there_is_room(small_disk, fill_disk):
-    disk = small_disk("80m")  # room to record again: twice the free space every writer leaves, and more
-    rng = np.random.default_rng(1)
+def test_a_full_disk_suspends_the_headless_video_and_it_starts_again_once_there_is_room(screen, egl_ctx, small_disk,
+                                                                                       fill_disk):
+    disk = small_disk("48m")  # 16 MB above the free space every writer leaves
     said: list[str] = []
-    video = RotatingVideo(disk, "live", 320, 240, FPS, segment_seconds=600.0, budget_bytes=1e12, say=said.append)
-    for _ in range(90):
-        video.write(noise(rng, 320, 240))
-    partial = video.path.with_name(video.path.name + ".partial")
-    deadline = time.monotonic() + 60
-    while partial.stat().st_size < 100_000:  # a fragment or two on disk
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    video = headless(egl_ctx, disk, said, fps=30.0)
+    now = 1000.0
+    while not list(disk.glob("live-*.partial")) or max(p.stat().st_size for p in disk.glob("*.partial")) < 50_000:
+        screen(video, now)  # a fragment or two on disk
+        now += 1 / 30
     filler = fill_disk(disk)
-    while video.suspended is None:  # ffmpeg meets the full disk, or the guard sees it first
+    deadline = time.monotonic() + 60
+    while video.recording:  # ffmpeg meets the full disk, or the guard sees it first
         assert time.monotonic() < deadline, said
-        video.write(noise(rng, 320, 240))
+        screen(video, now)
+        now += 1 / 30
     (first,) = video.files
     frames, seconds = video_length(first)
-    assert decoded_frames(first) == frames > 0 and seconds == frames / FPS  # it plays, and its length is true
-    assert any("the live video is suspended" in line and "starts again by itself" in line for line in said), said
-    assert not video.write(noise(rng, 320, 240))  # waiting, not failing
+    assert decoded_frames(first) == frames > 0 and seconds == frames / 30  # it plays, and its length is true
+    assert any(line.startswith("recording stopped (") and "free" in line for line in said), said
+    for _ in range(3):  # tries every HEADLESS_RETRY seconds of the display clock, each failing quietly
+        now += HEADLESS_RETRY
+        screen(video, now)
+    assert not video.recording and len([line for line in said if "cannot start recording" in line]) == 1
     filler.unlink()
-    while video.suspended is not None:
-        assert time.monotonic() < deadline + 60, said
-        video.write(noise(rng, 320, 240))
-        time.sleep(0.05)
+    now += HEADLESS_RETRY
+    screen(video, now)
+    assert video.recording  # by itself, at the next try
     for _ in range(40):
-        video.write(noise(rng, 320, 240))
-    assert any(line.startswith("the live video records again") for line in said), said
-    first_again, second = video.close()
-    assert first_again == first and decoded_frames(second) >= 40
+        now += 1 / 30
+        screen(video, now)
+    video.close()
+    assert video.files[0] == first and decoded_frames(video.files[1]) >= 30
+
+
+def test_a_run_folder_that_has_gone_is_waited_for_not_made_by_the_headless_video(screen, egl_ctx, tmp_path):
+    folder = tmp_path / "run"
+    video = headless(egl_ctx, folder, [], fps=30.0)
+    for frame in range(30):
+        screen(video, 1000.0 + frame / 30)
+    assert not video.recording and not folder.exists()  # the engine's RunFolder makes it, run.json first
+    folder.mkdir()
+    screen(video, 1000.0 + HEADLESS_RETRY + 1)
+    assert video.recording
+    video.close()
 
 
 def test_a_file_cut_off_mid_fragment_is_cut_to_its_whole_fragments_and_plays(tmp_path):

@@ -3,9 +3,9 @@
 - `VideoEncoder` (encoder.py): frames in, a crash-safe video file out; never blocks the caller on a dead ffmpeg.
 - `claim_path`, `recover_partials` (files.py): names that never overwrite a recording, leftovers made playable.
 - `RecordConfig`, `check_codec` (config.py): the [record] table and the codec rule OSC shares.
-- `LiveRecorder` (live.py): the performer's recordings of the presented picture (key v, /uncanny/record/*).
-- `SupervisedVideo` (supervised.py): a video that outlives its encoder; `RotatingVideo` (rotating.py): the headless
-  live video in segments within a budget, suspended while its disk is full.
+- `LiveRecorder` (live.py): the performer's recordings of the presented picture (key v, /uncanny/record/*);
+  `HeadlessVideo` the headless run's video, in files of a fixed length within a budget.
+- `SupervisedVideo` (supervised.py): a video that outlives its encoder.
 - `video_length`, `cut_to_whole_fragments`, `prune_oldest` (files.py): what a file holds as written; a file whose
   disk filled mid-write made playable; a folder kept within a size.
 The offline loop and film exports are a package of their own (exports/).
@@ -14,9 +14,8 @@ The offline loop and film exports are a package of their own (exports/).
 from .config import RecordConfig, check_codec
 from .encoder import CODECS, KEYFRAME_SECONDS, EncoderError, VideoEncoder
 from .files import claim_path, cut_to_whole_fragments, prune_oldest, recover_partials, video_length
-from .rotating import RotatingVideo
 from .supervised import SupervisedVideo
 
-__all__ = ["CODECS", "EncoderError", "KEYFRAME_SECONDS", "RecordConfig", "RotatingVideo", "SupervisedVideo",
+__all__ = ["CODECS", "EncoderError", "KEYFRAME_SECONDS", "RecordConfig", "SupervisedVideo",
            "VideoEncoder", "check_codec", "claim_path", "cut_to_whole_fragments", "prune_oldest", "recover_partials",
            "video_length"]
