@@ -107,7 +107,7 @@ class LiveStatus:
                    engine_restarts=state.engine_restarts, steps_per_second=state.steps_per_second,
                    collapsed=state.collapsed, disk_free=state.disk_free, recording=state.recording_path,
                    model=state.model, run_dir=state.run_dir, every=every,
-                   outputs=tuple(output.describe() for output in state.outputs))
+                   outputs=tuple(output.describe() for output in state.outputs), storage=state.storage)
 
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
