@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 INFO_FILE = "run.json"
 JOURNAL = ("metrics", "events")  # metrics.jsonl, events.jsonl
 ENGINE_LOCK, LIVE_LOCK = ".lock", ".live.lock"
-CHECK_SECONDS = 5.0
+CHECK_SECONDS = 1.0  # three system calls: a folder gone is found before the next snapshot would make it again
 RETRY_SECONDS = 2.0
 HELD_LINES = 20_000  # per journal file while the folder cannot be written: hours of steps, a few MB
 # where the folder must be made: errors that a disk freed, remounted or plugged in again can clear
@@ -306,7 +306,8 @@ class RunFolder:
         except OSError:
             return self.health()
         if self._identity is not None and (stat.st_dev, stat.st_ino) != self._identity:
-            self._info_due = self.info is not None
+            replaced = f"the run folder {self.path} was deleted and made again: what it held is lost"
+            self._changes += [StorageChange(replaced, None), StorageChange(None, replaced)]
             try:
                 self._reopen()
             except OSError as error:
@@ -329,7 +330,6 @@ class RunFolder:
         if not self.path.is_dir() and self.path.parent.is_dir() and write_problem(self.path.parent) is None:
             with contextlib.suppress(FileExistsError):
                 self.path.mkdir()
-            self._info_due = self.info is not None
         if (problem := self.health()) is not None:
             self._set_problem(problem)
             return
@@ -342,7 +342,11 @@ class RunFolder:
         self.problem, self._dropped = None, 0
 
     def _reopen(self) -> None:
-        """run.json first where it is due, then the journal, the lines held while it could not be written last."""
+        """run.json first where it is due (also in a folder made again, by anyone), then the journal, the lines held
+        while it could not be written last."""
+        stat = os.stat(self.path)
+        if self._identity is not None and (stat.st_dev, stat.st_ino) != self._identity:
+            self._info_due = self.info is not None
         if self._info_due:
             self._write_info()
         for name in JOURNAL:
