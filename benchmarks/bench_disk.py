@@ -8,8 +8,8 @@
 disk: the embedded model's walk (as the headless installation shows it by default: one face, letterboxed into
 the output) rendered for `--seconds` at 30 fps, scaled to each output size and encoded as the headless video is
 (recording/live.py's HeadlessVideo: H.264 at x264's live preset and [record] quality, keyframes every 5 s, 1 s
-fragments); bytes per hour of video, per 30 days, and how many hours [record] live_gb keeps. Then the sizes of a snapshot file of that model: with the optimiser's
-moments (a resume point) and G alone (a rewind point).
+fragments); bytes per hour of video, per 30 days, and how many hours [record] live_gb keeps. Then the sizes of a
+snapshot file of that model: with the optimiser's moments (a resume point) and G alone (a rewind point).
 
 memory: frames of that walk fed as fast as ffmpeg takes them, with the live video's flags (+hybrid_fragmented) and
 with a purely fragmented file; ffmpeg's resident memory sampled along, its growth given per hour of 30 fps video.

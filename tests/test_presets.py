@@ -55,8 +55,9 @@ def test_flags_override_a_preset_and_are_validated():
     ("[engine]\njournal_mb = 0\n", r"\[engine\] journal_mb must be a finite number >= 0.01"),
     ("[record]\nmax_minutes = -1\n", r"\[record\] max_minutes must be a finite number >= 0"),
     ("[record]\nfolder = \"rec\\u0000ordings\"\n", r"\[record\] folder must name a folder .*, got 'rec\\x00ordings'"),
-    ("[record]\nfolder = \"/proc/self/recordings\"\n", r"\[record\] folder '/proc/self/recordings' is under /proc, a view "
-                                                     r"of the kernel, not a disk; choose a folder on a disk"),
+    ("[record]\nfolder = \"/proc/self/recordings\"\n",
+     r"\[record\] folder '/proc/self/recordings' is under /proc, a view of the kernel, not a disk; choose a folder "
+     r"on a disk"),
     ("[record]\nfolder = \"/sys/recordings\"\n", r"\[record\] folder '/sys/recordings' is under /sys"),
     ("[logs]\nthumbnail_width = 8\n", r"\[logs\] thumbnail_width must be an integer from 16 to 1920"),
     ("[gallery]\nhold_seconds = -1\n", r"\[gallery\] hold_seconds must be a finite number"),

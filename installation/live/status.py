@@ -241,7 +241,7 @@ class RemoteChecks:
         current = status()  # one per tick: it asks the disk for its free space
         if status_due:
             self._status_due = now + self.config.status_every
-            self._write(current)
+            self.write(current)
         if thumbnail_due and self._failing is None:
             self._thumbnail_due = now + self.config.thumbnail_minutes * 60
             try:
@@ -250,8 +250,9 @@ class RemoteChecks:
             except OSError as error:
                 self.say(f"cannot save a thumbnail in {self.thumbnails.folder}: {error.strerror or error}")
 
-    def _write(self, current: LiveStatus) -> None:
-        """status.json into the run folder, or its fallback while the run folder cannot take it."""
+    def write(self, current: LiveStatus) -> None:
+        """status.json into the run folder, or its fallback while the run folder cannot take it (also the last one
+        a run writes as it stops)."""
         try:
             write_status(self.run_dir, current)
         except OSError as error:  # full, read-only or gone: the status goes on, elsewhere

@@ -8,9 +8,10 @@ Crash safety: the file is written as `NAME.partial` with `-movflags +hybrid_frag
 it grows, an ordinary one once finalised), one-second fragments and `-flush_packets 1`, so a SIGKILL or power cut
 loses about the last second, for every codec (MP4 and MOV alike, measured in shared/reference/recording-and-
 operations.md §2). `close()` finalises it and renames it to NAME; a file whose ffmpeg failed (a disk that filled
-up mid-write) is first cut after its last complete fragment, so it plays to its end. ffmpeg refuses `+faststart` together with
-`+hybrid_fragmented`, so a codec with `faststart` gets its index moved to the front by a stream copy after the
-clean stop (a fraction of a second per 100 MB); a file cut off by a kill keeps its index at the end, still playable.
+up mid-write) is first cut after its last complete fragment, so it plays to its end. ffmpeg refuses `+faststart`
+together with `+hybrid_fragmented`, so a codec with `faststart` gets its index moved to the front by a stream copy
+after the clean stop (a fraction of a second per 100 MB); a file cut off by a kill keeps its index at the end,
+still playable.
 
 Sizes: each codec needs width and height to be a multiple of `Codec.multiple` (4:2:0 and 4:2:2 chroma: 2; HAP's
 4x4 texture blocks: 4). ffmpeg would otherwise rescale or fail, so the encoder crops the frame to the multiple below
