@@ -116,10 +116,10 @@ def test_held_lines_are_bounded_and_the_dropped_ones_counted(tmp_path, read_only
     folder.tick(time.monotonic())  # the look finds it read-only
     for i in range(HELD_LINES + 5):
         folder.append("metrics", {"iteration": i, "branch": 0})
-    assert "read-only" in folder.problem
+    assert "read-only" in folder.problem and not folder.can_write(1)  # what the snapshot writer asks
     read_only.off(folder.path)
     folder.tick(time.monotonic() + 60)
-    assert folder.problem is None
+    assert folder.problem is None and folder.can_write(1) and not folder.can_write(folder.free_bytes())
     (change, cleared) = folder.take_changes()
     assert change.problem is not None and cleared.problem is None and cleared.dropped == 5
     written = lines(folder.path / "metrics.jsonl")
