@@ -334,3 +334,36 @@ def test_a_record_folder_that_cannot_be_written_now_is_a_warning_and_the_show_st
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
     assert (f"uncanny: warning: [record] folder '{tmp_path / 'recordings'}' cannot be written (Read-only file "
             "system): recording is off until it can be") in result.stderr
+
+
+def engine_of(pid: int) -> int | None:
+    """The engine process of the installation `pid` (its spawned child that is not the resource tracker)."""
+    for child, _ in children(pid):
+        try:
+            command = Path(f"/proc/{child}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"spawn_main" in command and b"resource_tracker" not in command:
+            return child
+    return None
+
+
+def test_events_tell_a_display_killed_apart_from_a_stop_and_an_engine_killed_while_loading(tiny_checkpoint,
+                                                                                            tmp_path):
+    run_dir = tmp_path / "run"
+    process = start(tiny_checkpoint, run_dir, "--headless", "--osc-port", "0")
+    wait_until(lambda: engine_of(process.pid) is not None, process)
+    os.kill(engine_of(process.pid), signal.SIGKILL)  # while it loads: it has not opened the run folder yet
+    wait_until(lambda: steps(run_dir) > 2, process)  # the engine started again, and trains
+    engine = engine_of(process.pid)
+    os.kill(process.pid, signal.SIGKILL)  # the display alone: the engine reads the end of its command pipe
+    process.communicate(timeout=30)
+    deadline = time.monotonic() + 60
+    while Path(f"/proc/{engine}").exists():  # it stops on its own, with a final snapshot
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    died = [e for e in events if e["event"] == "died"]
+    assert len(died) == 1 and died[0]["while_loading"] and "killed by signal 9" in died[0]["cause"], died
+    assert events[-1]["event"] == "abandoned" and "display process went away" in events[-1]["cause"]
+    assert (run_dir / "snapshots" / f"it{events[-1]['iteration']:08d}.pt").exists()
