@@ -6,11 +6,12 @@
 
 A tiny model (thousands of iterations a minute) runs headless through run_installation.py, the director cycling
 (`collapse` with a small max_iterations, short hold and fades), while a controller sends OSC traffic (walk changes,
-state queries, pings) over loopback. Every few seconds the display and engine processes are sampled: resident
-memory and open file descriptors; at the end their slopes after the warm-up (least squares, per hour), the run
-folder's size and growth (videos apart: the headless recording grows by design), cycles completed, engine
-restarts, pings answered (UDP may drop a few on a loaded machine), and what was lost (a video that does not decode,
-partial files, a missing final snapshot, an unclean exit). Printed with the device.
+state queries, pings) over loopback. Every few seconds every process of the installation is sampled (the display
+process and all its descendants, by role: engine, ffmpeg, multiprocessing's resource tracker, an export): resident
+memory and open file descriptors; at the end the slope of each after the warm-up (per hour; `SoakResult.slope`), the
+run folder's size and growth (its videos apart, kept within [record] live_gb by rotation), cycles completed,
+engine restarts, pings answered (UDP may drop a few on a loaded machine), and what was lost (a video that does not
+decode, partial files, a missing final snapshot, an unclean exit). Printed with the device.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -51,25 +53,32 @@ period = 4.0
 max_fps = 10
 [display]
 fps = 10.0
+[record]
+live_segment_minutes = {segment_minutes}
+live_gb = {live_gb}
 [gallery]
 cycle = "collapse"
 max_iterations = {max_iterations}
 hold_seconds = 1.0
 fade_seconds = 0.5
 """
+ROLES = ("display", "engine", "ffmpeg", "resource tracker")  # always reported; others (an export) when they ran
 
 
 @dataclass
 class Sample:
     seconds: float
-    display_rss: int  # bytes
-    display_fds: int
-    engine_rss: int
-    engine_fds: int
+    processes: dict[str, tuple[int, int]]  # role -> (resident bytes, open descriptors), summed over its processes
     engine_pid: int
     run_bytes: int  # the run folder without its videos (snapshots, logs, director.json)
-    video_bytes: int  # the headless recording, which grows by design
+    video_bytes: int  # the headless live video's files (rotated within [record] live_gb)
     cycle: int
+
+    def rss(self, role: str) -> int:
+        return self.processes.get(role, (0, 0))[0]
+
+    def fds(self, role: str) -> int:
+        return self.processes.get(role, (0, 0))[1]
 
 
 @dataclass
@@ -85,16 +94,19 @@ class SoakResult:
     video_frames: int = 0
     lost: list[str] = field(default_factory=list)
 
-    def slope(self, name: str, warmup: float) -> float:
-        """Least-squares growth of a sampled figure per hour, after `warmup` of the run (a share, 0..1)."""
-        points = [(s.seconds, getattr(s, name)) for s in self.samples]
+    def slope(self, value: Callable[[Sample], float], warmup: float) -> float:
+        """Growth of a sampled figure per hour after `warmup` of the run (a share, 0..1): the median of the slopes
+        between every two samples (Theil-Sen). Least squares is thrown by a single step, and a shared machine makes
+        them: the kernel reclaiming 20 MB from the display and the engine at once read as -60 MB/h over 35 minutes;
+        so does a sample that falls on the live video's new ffmpeg."""
+        points = [(s.seconds, value(s)) for s in self.samples]
         points = points[int(len(points) * warmup):]
-        if len(points) < 2:
+        slopes = sorted((v2 - v1) / (t2 - t1) for i, (t1, v1) in enumerate(points) for t2, v2 in points[i + 1:]
+                        if t2 > t1)
+        if not slopes:
             return 0.0
-        mean_t = sum(t for t, _ in points) / len(points)
-        mean_v = sum(v for _, v in points) / len(points)
-        spread = sum((t - mean_t) ** 2 for t, _ in points)
-        return 0.0 if spread == 0 else sum((t - mean_t) * (v - mean_v) for t, v in points) / spread * 3600
+        middle = len(slopes) // 2
+        return (slopes[middle] if len(slopes) % 2 else (slopes[middle - 1] + slopes[middle]) / 2) * 3600
 
 
 def rss(pid: int) -> int:
@@ -114,23 +126,64 @@ def fds(pid: int) -> int:
         return 0
 
 
-def engine_pid(parent: int) -> int:
-    """The engine process: the spawned multiprocessing child of the display process (0 while there is none)."""
+def descendants(root: int) -> dict[int, str]:
+    """Every process under `root` (itself included) with its role: display (root), engine, resource tracker,
+    ffmpeg, or the program's name."""
+    parents: dict[int, int] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == parent and \
-                    b"spawn_main" in (stat.parent / "cmdline").read_bytes():
-                return int(stat.parent.name)
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
         except (OSError, IndexError, ValueError):
             continue
-    return 0
+    found, frontier = {root: "display"}, [root]
+    while frontier:
+        parent = frontier.pop()
+        for pid in [pid for pid, ppid in parents.items() if ppid == parent]:
+            found[pid] = role(pid)
+            frontier.append(pid)
+    return found
+
+
+def role(pid: int) -> str:
+    try:
+        argv = [arg.decode(errors="replace") for arg in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if arg]
+    except OSError:
+        return "gone"
+    text, name = " ".join(argv), Path(argv[0]).name if argv else "?"
+    if "resource_tracker" in text:
+        return "resource tracker"
+    if "spawn_main" in text:
+        return "engine"
+    if name.startswith("ffmpeg"):
+        return "ffmpeg"
+    return "export" if " loop " in text or " film " in text else name
+
+
+def engine_pid(parent: int) -> int:
+    """The engine process: the spawned multiprocessing child of the display process (0 while there is none)."""
+    return next((pid for pid, name in descendants(parent).items() if name == "engine"), 0)
+
+
+def sample_processes(root: int) -> tuple[dict[str, tuple[int, int]], int]:
+    """(role -> (resident bytes, descriptors) summed over its processes, the engine's pid)."""
+    processes: dict[str, tuple[int, int]] = {}
+    engine = 0
+    for pid, name in descendants(root).items():
+        engine = pid if name == "engine" else engine
+        memory, descriptors = processes.get(name, (0, 0))
+        processes[name] = (memory + rss(pid), descriptors + fds(pid))
+    return processes, engine
 
 
 def folder_bytes(path: Path, videos: bool) -> int:
     """Bytes in the run folder: its videos, or everything else."""
-    if not path.exists():
-        return 0
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and p.name.startswith("live-") == videos)
+    total = 0
+    for file in path.rglob("*") if path.exists() else ():
+        try:
+            total += file.stat().st_size if file.is_file() and file.name.startswith("live-") == videos else 0
+        except OSError:  # rotated away while the folder was walked
+            continue
+    return total
 
 
 def osc_port(log: IO[str]) -> int | None:
@@ -140,13 +193,14 @@ def osc_port(log: IO[str]) -> int | None:
     return int(found[1]) if found else None
 
 
-def soak(minutes: float, workdir: Path, sample_every: float = 5.0, max_iterations: int = 40) -> SoakResult:
+def soak(minutes: float, workdir: Path, sample_every: float = 5.0, max_iterations: int = 40,
+         segment_minutes: float = 1.0, live_gb: float = 0.05) -> SoakResult:
     from installation.models import create_stylegan1, save_gan
 
     checkpoint = workdir / "tiny.pt"
     save_gan(create_stylegan1([32, 32, 16, 16], code_dim=32, n_mlp=2, seed=1), checkpoint)
     preset = workdir / "soak.toml"
-    preset.write_text(PRESET.format(max_iterations=max_iterations))
+    preset.write_text(PRESET.format(max_iterations=max_iterations, segment_minutes=segment_minutes, live_gb=live_gb))
     run_dir = workdir / "run"
     log = open(workdir / "stderr.log", "w+")
     process = subprocess.Popen([sys.executable, str(ROOT / "run_installation.py"), "--checkpoint", str(checkpoint),
@@ -178,9 +232,8 @@ def soak(minutes: float, workdir: Path, sample_every: float = 5.0, max_iteration
             now = time.monotonic()
             if now >= next_sample:
                 next_sample += sample_every
-                engine = engine_pid(process.pid)
-                result.samples.append(Sample(now - start, rss(process.pid), fds(process.pid), rss(engine),
-                                             fds(engine), engine, folder_bytes(run_dir, videos=False),
+                processes, engine = sample_processes(process.pid)
+                result.samples.append(Sample(now - start, processes, engine, folder_bytes(run_dir, videos=False),
                                              folder_bytes(run_dir, videos=True), cycle_of(run_dir)))
             time.sleep(0.05)  # ~20 pings a second, 2 walk changes and 2 state queries
         time.sleep(0.5)
@@ -249,16 +302,18 @@ def report(result: SoakResult, minutes: float) -> None:
     from bench_engine import cpu_name
 
     mb = 2**20
+    roles = [*ROLES, *sorted({name for s in result.samples for name in s.processes} - set(ROLES))]
     print(f"soak: {minutes:g} min on {cpu_name()} ({os.cpu_count()} cores, {platform.system()}), engine on cpu")
-    print(f"{'t s':>7} {'display MB':>10} {'fds':>4} {'engine MB':>9} {'fds':>4} {'engine':>7} {'run MB':>7} "
-          f"{'video MB':>8} {'cycle':>5}")
+    print(f"{'t s':>7} " + " ".join(f"{name[:12]:>12} MB {'fds':>4}" for name in roles)
+          + f" {'run MB':>7} {'video MB':>8} {'cycle':>5}")
     for s in result.samples:
-        print(f"{s.seconds:7.0f} {s.display_rss / mb:10.1f} {s.display_fds:4d} {s.engine_rss / mb:9.1f} "
-              f"{s.engine_fds:4d} {s.engine_pid:7d} {s.run_bytes / mb:7.2f} {s.video_bytes / mb:8.2f} {s.cycle:5d}")
-    print(f"slopes after the first 30%, per hour: display RSS {result.slope('display_rss', 0.3) / mb:+.1f} MB, "
-          f"fds {result.slope('display_fds', 0.3):+.1f}; engine RSS {result.slope('engine_rss', 0.3) / mb:+.1f} MB, "
-          f"fds {result.slope('engine_fds', 0.3):+.1f}; run folder {result.slope('run_bytes', 0.3) / mb:+.1f} MB "
-          f"(+ video {result.slope('video_bytes', 0.3) / mb:+.1f} MB)")
+        print(f"{s.seconds:7.0f} " + " ".join(f"{s.rss(name) / mb:15.1f} {s.fds(name):4d}" for name in roles)
+              + f" {s.run_bytes / mb:7.2f} {s.video_bytes / mb:8.2f} {s.cycle:5d}")
+    print("slopes after the first 30%, per hour: " + "; ".join(
+        f"{name} RSS {result.slope(lambda s, n=name: s.rss(n), 0.3) / mb:+.1f} MB, "
+        f"fds {result.slope(lambda s, n=name: s.fds(n), 0.3):+.1f}" for name in roles)
+        + f"; run folder {result.slope(lambda s: s.run_bytes, 0.3) / mb:+.1f} MB "
+          f"(+ video {result.slope(lambda s: s.video_bytes, 0.3) / mb:+.1f} MB)")
     per_minute = result.iterations / minutes if minutes else 0
     print(f"cycles {result.cycles} ({result.resets} resets), iterations {result.iterations} ({per_minute:.0f}/min), "
           f"engine restarts {result.restarts}, pings {result.pongs}/{result.pings} answered (UDP), "
@@ -272,10 +327,13 @@ def main(argv: list[str] | None = None) -> SoakResult:
     parser.add_argument("--sample-every", type=float, default=None, help="seconds between samples (default: "
                         "60 samples over the run, at least 2 s apart)")
     parser.add_argument("--max-iterations", type=int, default=40, help="the director's journey length")
+    parser.add_argument("--segment-minutes", type=float, default=1.0,
+                        help="[record] live_segment_minutes: the live video's segments (default 1, the least)")
+    parser.add_argument("--live-gb", type=float, default=0.05, help="[record] live_gb (default 0.05: rotation soon)")
     args = parser.parse_args(argv)
     every = args.sample_every or max(2.0, args.minutes * 60 / 60)
     with tempfile.TemporaryDirectory(prefix="uncanny-soak-") as tmp:
-        result = soak(args.minutes, Path(tmp), every, args.max_iterations)
+        result = soak(args.minutes, Path(tmp), every, args.max_iterations, args.segment_minutes, args.live_gb)
     report(result, args.minutes)
     return result
 

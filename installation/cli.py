@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .arguments import (UsageError, checked, checkpoint_or_default, default_run_dir, non_negative_float,
                         parse_seeds, positive_float, resolution_arg, size_arg, whole_number)
 from .engine.config import LOSSES, check_batch
 from .exits import EXIT_TRY_AGAIN, exit_code
+from .signals import StopSignals
+
+if TYPE_CHECKING:
+    from .presets import Preset
 
 
 def _load(args: argparse.Namespace, require_discriminator: bool = False):
@@ -121,14 +127,23 @@ def _has_display() -> bool:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    from .engine.drawer import poster
-    from .live.logfile import log_file
-    from .live.run import bind_controls, open_run_folder, run
+    stop: StopSignals = args.stop  # taken by main before the imports below, which load torch and GL (seconds)
     from .engine.config import resolve_device
+    from .engine.drawer import poster
+    from .engine.runfolder import RunFolder
+    from .frames import sweep_stale
+    from .live.logfile import log_file
+    from .live.run import bind_controls, run
     from .models import CheckpointError, load_gan
     from .models.gan import host_precision
     from .presets import PresetError, load_preset
-    from .signals import StopSignals
+    from .recording import recover_partials
+
+    def stopped() -> bool:
+        """A stop signal during the start-up: one line, and nothing more is started."""
+        if stop.requested:
+            print(f"uncanny: stopped ({stop.name}) while starting; nothing was started", file=sys.stderr)
+        return stop.requested
 
     preset = load_preset(args.preset)
     preset = preset.replace("model", checkpoint=str(args.checkpoint) if args.checkpoint else None,
@@ -146,6 +161,8 @@ def cmd_run(args: argparse.Namespace) -> None:
               "full-screen", file=sys.stderr)
     checkpoint = checkpoint_or_default(Path(preset.model.checkpoint) if preset.model.checkpoint else None)
     resolve_device(preset.engine.device)
+    if stopped():
+        return
     # Check the file here, before any window opens or process starts: a bad file is one line and exit 2.
     try:
         gan = load_gan(checkpoint, resolution=preset.model.resolution or None,
@@ -159,11 +176,16 @@ def cmd_run(args: argparse.Namespace) -> None:
     if not headless and not _has_display():
         print("uncanny: no display found ($DISPLAY is not set): running headless", file=sys.stderr)
         headless = True
+    if stopped():
+        return
     # The ports are bound first (a busy one is one line and exit 75, before anything is written), then the run folder's
-    # refusals, before any file in it is touched: one line, exit 2 (or 75 while another installation holds it).
-    with bind_controls(preset, run_dir) as control, StopSignals() as stop, open_run_folder(run_dir, gan) as recovered, \
-            log_file(run_dir, preset.logs):
-        for path in recovered:
+    # refusals, before any file in it is touched: one line, exit 2 (or 75 while another installation holds it). Each
+    # context is made as the one before it is entered: the recordings folder is judged after the run folder's own
+    # checks, since it is usually inside it, and before the log is written there.
+    with bind_controls(preset, run_dir) as control, RunFolder(run_dir).hold(gan), \
+            _record_folder_checked(preset, run_dir), log_file(run_dir, preset.logs):
+        sweep_stale()
+        for path in recover_partials(run_dir):
             print(f"uncanny: {path}: a recording cut off by a kill, kept under this playable name", file=sys.stderr)
         print(f"uncanny: {checkpoint} ({gan.format}, {gan.resolution} px); run folder {run_dir} "
               f"(snapshots, metrics; restarting with the same folder resumes)", file=sys.stderr)
@@ -171,6 +193,8 @@ def cmd_run(args: argparse.Namespace) -> None:
         # drawn here on the CPU at once: in bf16 only where this CPU has it (emulated bf16 is many times slower)
         first_picture = poster(gan, preset.walk, preset.display.show_grid, host_precision(preset.render.precision))
         del gan  # the engine process loads its own; this one only drew the first picture
+        if stopped():
+            return
         if headless:
             until = "Ctrl-C or SIGTERM" + (f" or {args.seconds:g} s" if args.seconds else "")
             print(f"uncanny: headless until {until}, the picture recorded into {run_dir} (the file's name "
@@ -178,10 +202,24 @@ def cmd_run(args: argparse.Namespace) -> None:
         report = run(preset, checkpoint, resolution, run_dir, args.seconds, stop, control, first_picture, headless)
     if report.refused:
         raise UsageError(report.error)
-    print(f"uncanny: {report.summary()}", file=sys.stderr)
+    print(f"uncanny: {report.summary(run_dir)}", file=sys.stderr)
     if report.error:
         print(f"uncanny: error: {report.error}", file=sys.stderr)
         raise SystemExit(EXIT_TRY_AGAIN if report.try_again else 1)
+
+
+def _record_folder_checked(preset: Preset, run_dir: Path) -> contextlib.AbstractContextManager[None]:
+    """[record] folder at start: refused in one line naming the file and key where it can never take a recording,
+    a warning where it cannot now (the show then starts without recording)."""
+    from .engine.config import ConfigError
+    from .presets import PresetError
+
+    try:
+        if not_now := preset.record.check_folder(run_dir):
+            print(f"uncanny: warning: [record] {not_now}", file=sys.stderr)
+    except ConfigError as error:
+        raise PresetError(f"{preset.source}: [record] {error}") from None
+    return contextlib.nullcontext()
 
 
 def _checkpoint_options(parser: argparse.ArgumentParser) -> None:
@@ -226,7 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--no-keys", action="store_true", help="ignore the keyboard (gallery use)")
     live.add_argument("--osc-port", type=whole_number(0, 65535), default=None,
                       help="UDP port of the OSC server (default [osc] port, 8000; 0 = any free port)")
-    live.add_argument("--no-osc", action="store_true", help="no OSC server (the status page stays; --http-port 0 turns it off)")
+    live.add_argument("--no-osc", action="store_true",
+                      help="no OSC server (the status page stays; --http-port 0 turns it off)")
     live.add_argument("--http-port", type=whole_number(0, 65535), default=None,
                       help="TCP port of the status page (/ui/) and OSCQuery (default [http] port, 5678; 0 = no HTTP "
                            "server)")
@@ -302,11 +341,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, stop: StopSignals | None = None) -> int:
     """Run one command; a refusal is one line and its exit code (installation/exits.py: 2 for input that can never
-    work, 75 for a start that may work later)."""
+    work, 75 for a start that may work later). `stop`: the stop signals as taken by the script before it imported
+    this module (run_installation.py); else they are taken here, first: the installation's start-up imports torch and
+    loads the model for seconds, and a stop during them must end it with one line, not a traceback (or a silent death
+    by SIGTERM or SIGHUP)."""
+    stop = stop or StopSignals().__enter__()
     args = build_parser().parse_args(argv)
     handler: Callable[[argparse.Namespace], None] = args.handler
+    if handler is cmd_run:
+        args.stop = stop
+    else:
+        stop.hand_back()  # the other commands take their signals the ordinary way
     try:
         handler(args)
     except KeyboardInterrupt:

@@ -11,6 +11,8 @@ line naming the file, the key and what is allowed.
 from __future__ import annotations
 
 import dataclasses
+import errno
+import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,13 +119,20 @@ def _outputs(tables: Any) -> tuple[Any, ...]:
 def load_preset(name_or_path: str | Path) -> Preset:
     """A preset by file path, or by name from presets/ (`default` = presets/default.toml)."""
     path = Path(name_or_path)
-    if not path.suffix and not path.exists():
+    if not path.suffix and not os.path.lexists(path):
         path = PRESET_DIR / f"{name_or_path}.toml"
-    if not path.is_file():
-        names = ", ".join(sorted(p.stem for p in PRESET_DIR.glob("*.toml")))
-        raise PresetError(f"preset {str(name_or_path)!r} not found; give a .toml file or one of: {names}")
+    names = ", ".join(sorted(p.stem for p in PRESET_DIR.glob("*.toml")))
     try:
+        if path.is_dir():
+            raise PresetError(f"preset {str(name_or_path)!r} is a folder, not a preset file; give a .toml file (or "
+                              f"one of: {names})")
         data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PresetError(f"preset {str(name_or_path)!r} not found; give a .toml file or one of: {names}") from None
+    except OSError as error:  # a loop of symbolic links, no permission, a disk error
+        what = "is a loop of symbolic links" if error.errno == errno.ELOOP else \
+            f"cannot be read ({error.strerror or error})"
+        raise PresetError(f"preset {str(name_or_path)!r} {what}; give a .toml file (or one of: {names})") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise PresetError(f"{path}: not valid TOML ({error})") from None
     built: dict[str, Any] = {}

@@ -4,6 +4,8 @@ A terminal's Ctrl-C and hang-up go to the whole process group, a service manager
 process, or to the group), `kill PID` sends SIGTERM. The handlers only note the signal; the display loop sees
 `requested` at its next refresh and shuts down in order: the video finalised, the engine's final snapshot, GL and
 shared memory released, the last picture saved. No KeyboardInterrupt is ever raised in the middle of a write.
+The command line takes them from its first instant, before the seconds of importing torch and loading the model,
+so a stop during start-up ends it with one line too (cli.main).
 """
 
 from __future__ import annotations
@@ -44,3 +46,11 @@ class StopSignals:
         for s, handler in self._previous.items():
             signal.signal(s, handler)
         self._previous = {}
+
+    def hand_back(self) -> None:
+        """Restore the handlers there were, and deliver a signal noted meanwhile as they would have (for a command
+        that takes its signals the ordinary way: Ctrl-C is then its KeyboardInterrupt)."""
+        received = self.received
+        self.__exit__(None, None, None)
+        if received is not None:
+            signal.raise_signal(received)

@@ -3,6 +3,7 @@ JSON-lines logs whose cut-off last line is dropped before new lines are appended
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -10,14 +11,38 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+# What writers leave free on a disk: recording stops, snapshots and logs wait, before it is this close to full (the
+# rest of the machine, and the finishing of a video, still need room)
+MIN_FREE_BYTES = 32 * 2**20
 
 
-def atomic_write(path: Path, write: Callable[[IO[bytes]], Any], durable: bool = True) -> None:
+def write_problem(folder: Path) -> OSError | None:
+    """Why files cannot be written in `folder` now (read-only, no permission, a file in the way), or None. A folder
+    that does not exist yet is judged by the nearest one above it, where it would be made. Touches nothing."""
+    probe = Path(folder)
+    try:
+        while not probe.is_dir() and not probe.exists() and probe.parent != probe:
+            probe = probe.parent
+        if not probe.is_dir():
+            return NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(probe))
+        if os.access(probe, os.W_OK | os.X_OK):
+            return None
+        code = errno.EROFS if os.statvfs(probe).f_flag & os.ST_RDONLY else errno.EACCES
+    except OSError as error:
+        return error
+    return OSError(code, os.strerror(code), str(probe))
+
+
+def atomic_write(path: Path, write: Callable[[IO[bytes]], Any], durable: bool = True, make_folder: bool = True
+                 ) -> None:
     """Write through `write(file)` into a temporary file beside `path`, fsync it, then rename it into place.
     `durable=False` skips the fsyncs: still whole or not at all, but a power cut may leave the old file (for files
-    rewritten every few seconds from the render loop, where an fsync on a slow disk would stall the picture)."""
+    rewritten every few seconds from the render loop, where an fsync on a slow disk would stall the picture).
+    `make_folder=False`: a missing folder is FileNotFoundError, not made again (a run folder deleted while the show
+    runs is remade by its RunFolder, run.json first)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if make_folder:
+        path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; the result should read like any other file
@@ -79,8 +104,8 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
     atomic_write(path, save)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    atomic_write(path, lambda f: f.write(data))
+def atomic_write_bytes(path: Path, data: bytes, make_folder: bool = True) -> None:
+    atomic_write(path, lambda f: f.write(data), make_folder=make_folder)
 
 
 def drop_torn_line(path: Path) -> bool:

@@ -163,11 +163,60 @@ def cli(capsys) -> Callable[..., tuple[int, str]]:
     refusals that come before anything starts, it spares a new interpreter and its torch import; each kind of
     refusal keeps a test through a real process too (the exit code and stderr a user sees)."""
     from installation.cli import main
+    from installation.signals import StopSignals
 
     def run(*args: object) -> tuple[int, str]:
-        try:
-            code = main([str(arg) for arg in args])
-        except SystemExit as exit_:  # argparse's own refusal
-            code = exit_.code
+        with StopSignals() as stop:  # the test process's own handlers come back after the command
+            try:
+                code = main([str(arg) for arg in args], stop=stop)
+            except SystemExit as exit_:  # argparse's own refusal
+                code = exit_.code
         return code, capsys.readouterr().err
     return run
+class ReadOnly:
+    """Folders turned read-only for real: a read-only bind mount of the folder over itself. New opens, renames and
+    deletions there fail with EROFS, while descriptors opened before keep writing underneath, which is how a disk
+    remounted read-only under a running program looks to it (a plain `remount,ro` is refused while files are open
+    for writing)."""
+
+    def __init__(self) -> None:
+        self.mounted: list[Path] = []
+
+    def on(self, folder: Path) -> None:
+        if subprocess.run(["mount", "--bind", str(folder), str(folder)], capture_output=True).returncode != 0:
+            pytest.skip("a bind mount needs root")
+        self.mounted.append(folder)
+        subprocess.run(["mount", "-o", "remount,ro,bind", str(folder)], check=True, capture_output=True)
+
+    def off(self, folder: Path) -> None:
+        """Writable again (lazily unmounted: descriptors opened through the read-only view stay valid)."""
+        self.mounted.remove(folder)
+        subprocess.run(["umount", "-l", str(folder)], check=True, capture_output=True)
+
+
+@pytest.fixture
+def read_only() -> Iterator[ReadOnly]:
+    """`read_only.on(folder)`, `read_only.off(folder)`; whatever is still read-only is made writable after."""
+    turned = ReadOnly()
+    yield turned
+    for folder in list(turned.mounted):
+        turned.off(folder)
+
+
+@pytest.fixture
+def fill_disk() -> Callable[[Path], Path]:
+    """`fill_disk(folder)`: fill the disk of `folder` to its last byte with one file, returned (delete it to free
+    the space again)."""
+    return _fill
+
+
+def _fill(folder: Path) -> Path:
+    filler = folder / "filler"
+    with open(filler, "wb", buffering=0) as f:
+        for block in (2**20, 4096, 1):
+            try:
+                while f.write(b"\0" * block):
+                    pass
+            except OSError:  # no space left for a block this size
+                pass
+    return filler

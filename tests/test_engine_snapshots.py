@@ -184,7 +184,7 @@ def test_a_resume_records_the_death_before_it_and_the_history_is_one_journey(tmp
     for _ in range(11):
         first.step()
     first.store.flush()
-    first._release()  # like kill -9: no final snapshot, no stop event, the lock released by the kernel
+    first.folder.release()  # like kill -9: no final snapshot, no stop event, the lock released by the kernel
     resumed = Engine(create_stylegan1(**TINY), EngineConfig(device="cpu", snapshot_every=4), tmp_path,
                      previous_death="the engine process was killed by signal 9")
     assert resumed.iteration == 8 and resumed.session == 2
@@ -195,6 +195,7 @@ def test_a_resume_records_the_death_before_it_and_the_history_is_one_journey(tmp
     died = [e for e in events if e["event"] == "died"]
     assert len(died) == 1 and died[0]["cause"] == "the engine process was killed by signal 9"
     assert died[0]["session"] == 1 and events.index(died[0]) < [e["event"] for e in events].index("resume")
+    assert died[0]["iteration"] == 11  # the iteration the dead session had reached, not where the new one starts
 
     lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert len({(m["iteration"], m["session"]) for m in lines}) == len(lines)  # each line says which session
@@ -378,7 +379,8 @@ def test_a_removed_run_folder_is_made_again_with_what_memory_holds(tmp_path):
     for _ in range(3):
         engine.step()
     engine.close(snapshot=False)
-    assert [e for e in engine.errors] == []  # nothing went wrong that needs a person
+    # what the journal held before is gone, and said; what memory holds is written again
+    assert list(engine.errors) == [f"the run folder {run} was deleted and made again: what it held is lost"]
     assert sorted(int(p.stem[2:]) for p in (run / "snapshots").glob("it*.pt")) == [0, 3, 6]
     assert json.loads((run / "run.json").read_text())["seed"] == 0
     resumed = tiny_engine(run, snapshot_every=3)

@@ -348,3 +348,35 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, cli, args, message):
     assert code == (75 if "cuda:3" in args and torch.version.cuda is not None else 2), stderr
     error_lines = [line for line in stderr.splitlines() if "error" in line]
     assert len(error_lines) == 1 and re.search(message, error_lines[0]), stderr
+
+
+def test_a_zip_bomb_is_refused_before_anything_is_unpacked(tmp_path):
+    import zipfile
+
+    g, g_running, d = sg1_models(SMALL, code_dim=32, n_mlp=2)
+    real = write_sg1_train_step(tmp_path / "real.model", g, g_running, d)
+    bomb = tmp_path / "train_step-5.model"
+    with zipfile.ZipFile(real) as source, zipfile.ZipFile(bomb, "w") as target:
+        storages = [m for m in source.infolist() if "/data/" in m.filename and not m.filename.endswith(".pkl")]
+        victim = max(storages, key=lambda m: m.file_size).filename  # torch.load unpacks it (measured: 1.2 GB peak)
+        for member in source.infolist():
+            if member.filename != victim:
+                target.writestr(member, source.read(member))
+        # in its place a gigabyte of zeros, deflated to about a megabyte
+        member = zipfile.ZipInfo(victim)
+        member.compress_type = zipfile.ZIP_DEFLATED
+        with target.open(member, "w", force_zip64=True) as inflated:
+            for _ in range(64):
+                inflated.write(bytes(2**24))
+    assert bomb.stat().st_size < 3 * 2**20
+    expect_error(bomb, r"refused: its parts would unpack to 1\.0 GB from a 1\.\d MB file, which no checkpoint does "
+                       r"\(a zip bomb\?\); use the checkpoint as torch.save wrote it")
+    # and in a process of its own, the memory it took: far from the gigabyte it claims
+    # (VmHWM, the peak of this process's own memory: ru_maxrss would carry over the parent's from before exec)
+    script = ("import sys\nfrom pathlib import Path\nfrom installation.models import CheckpointError, load_gan\n"
+              "try:\n    load_gan(sys.argv[1])\nexcept CheckpointError:\n    pass\n"
+              "print(next(l.split()[1] for l in Path('/proc/self/status').read_text().splitlines() "
+              "if l.startswith('VmHWM:')))")
+    done = subprocess.run([sys.executable, "-c", script, str(bomb)], capture_output=True, text=True, cwd=ROOT,
+                          timeout=120)
+    assert int(done.stdout) * 1024 < 600 * 2**20, done.stdout  # torch itself is about 300 MB here

@@ -47,7 +47,11 @@ def test_flags_override_a_preset_and_are_validated():
     ("[display]\nmonitor = -1\n", r"\[display\] monitor must be an index \(0, 1, ...\) or part of a monitor's name"),
     ("[model]\nresolution = 100\n", r"\[model\] resolution must be 0 or a power of two"),
     ("[render]\nshare = 1.5\n", r"\[render\] share must be a finite number"),
-    ("[engine]\nhang_seconds = 0.5\n", r"\[engine\] hang_seconds must be a finite number >= 1 and <= 3600"),
+    ("[engine]\nhang_seconds = 0.5\n", r"\[engine\] hang_seconds must be a finite number >= 30 and <= 3600"),
+    ("[engine]\nhang_seconds = 5\n", r"\[engine\] hang_seconds must be a finite number >= 30 and <= 3600"),
+    ("[engine]\nthreads = 10000\n", r"\[engine\] threads must be 0 \(all cores but one\) or 1 to \d+ \(the cores "
+                                    r"this process may use\), got 10000"),
+    ("[engine]\nthreads = -1\n", r"\[engine\] threads must be 0 \(all cores but one\) or 1 to \d+"),
     ("[engine]\njournal_mb = 0\n", r"\[engine\] journal_mb must be a finite number >= 0.01"),
     ("[engine]\njourney_minutes = -20\n", r"\[engine\] journey_minutes must be a finite number >= 0 and <= 525600, "
                                           r"got -20.0"),
@@ -64,6 +68,11 @@ def test_flags_override_a_preset_and_are_validated():
     ("[record]\nencoder = \"gpu\"\n", r"\[record\] encoder must be one of auto, x264, nvenc, got 'gpu'"),
     ("[record]\nencoder = 5\n", r"\[record\] encoder must be a string, got 5"),
     ("[engine]\ndevice = \"tpu\"\n", r"\[engine\] device must be auto, cpu, cuda or cuda:N, got 'tpu'"),
+    ("[record]\nfolder = \"rec\\u0000ordings\"\n", r"\[record\] folder must name a folder .*, got 'rec\\x00ordings'"),
+    ("[record]\nfolder = \"/proc/self/recordings\"\n",
+     r"\[record\] folder '/proc/self/recordings' is under /proc, a view of the kernel, not a disk; choose a folder "
+     r"on a disk"),
+    ("[record]\nfolder = \"/sys/recordings\"\n", r"\[record\] folder '/sys/recordings' is under /sys"),
     ("[logs]\nthumbnail_width = 8\n", r"\[logs\] thumbnail_width must be an integer from 16 to 1920"),
     ("[gallery]\nhold_seconds = -1\n", r"\[gallery\] hold_seconds must be a finite number"),
     ("[http]\nport = 70000\n", r"\[http\] port must be an integer from 0 to 65535, got 70000"),
@@ -96,3 +105,16 @@ def test_a_monitor_index_may_be_a_toml_number(tmp_path):
     path.write_text("[display]\nmonitor = 1\ncrossfade = 0\n")
     display = load_preset(path).display
     assert display.monitor == "1" and display.crossfade == 0.0
+
+
+def test_a_folder_or_a_loop_of_links_given_as_a_preset_is_named_as_such(tmp_path):
+    (tmp_path / "shows").mkdir()
+    (tmp_path / "a.toml").symlink_to(tmp_path / "b.toml")
+    (tmp_path / "b.toml").symlink_to(tmp_path / "a.toml")
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    for given, what in [(tmp_path / "shows", "is a folder, not a preset file"),
+                        (tmp_path / "a.toml", "is a loop of symbolic links"),
+                        (tmp_path / "loop", "is a loop of symbolic links")]:
+        with pytest.raises(PresetError, match=f"preset '{given}' {what}; give a .toml file") as info:
+            load_preset(given)
+        assert "\n" not in str(info.value) and "default, gallery, performance" in str(info.value)

@@ -12,8 +12,8 @@ from installation.engine import Engine, EngineConfig
 from installation.journal import KEEP_SHARE, compact_events, compact_metrics
 from installation.journey import read_metrics
 from installation.live.logfile import LOG_FILE, log_file
-from installation.live.status import (STATUS_FILE, LiveStatus, RemoteChecks, ThumbnailLog, read_status,
-                                      write_status)
+from installation.live.status import (STATUS_FILE, LiveStatus, RemoteChecks, ThumbnailLog, find_status,
+                                      read_status, write_status)
 from installation.models import create_stylegan1
 from installation.presets import PresetError, load_preset
 from installation.live.status import LogsConfig
@@ -59,7 +59,9 @@ def test_thumbnails_stay_within_their_budget_and_keep_the_newest(tmp_path):
     assert kept[-1].name.endswith("-it11.jpg")
 
 
-def test_remote_checks_keep_their_own_clocks_and_say_a_write_failure_once(tmp_path):
+def test_remote_checks_keep_their_own_clocks_and_say_a_write_failure_once(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "xdg"))
+    (tmp_path / "xdg").mkdir(mode=0o700)
     said = []
     checks = RemoteChecks(tmp_path, LogsConfig(status_every=2.0, thumbnail_minutes=1.0, thumbnail_width=32),
                           said.append, now=100.0)
@@ -81,8 +83,36 @@ def test_remote_checks_keep_their_own_clocks_and_say_a_write_failure_once(tmp_pa
     (tmp_path / STATUS_FILE / "in-the-way").mkdir(parents=True)  # a folder where the file goes: every write fails
     for now in (200.0, 210.0, 220.0):
         checks.tick(now, status, lambda: picture)
-    assert len(said) == 1 and "cannot write the status or thumbnail" in said[0]
+    fallback = checks.fallback / STATUS_FILE
+    assert fallback.is_relative_to(tmp_path / "xdg" / "uncanny")
+    assert said == [f"{tmp_path} cannot take status.json (Is a directory); it goes to {fallback} meanwhile"]
     assert not list(tmp_path.glob(".*.tmp"))  # a failed write leaves nothing behind
+    where, found = find_status(tmp_path)  # what `service status` reads: the newest of the two
+    assert where == fallback and found.iteration == json.loads(fallback.read_text())["iteration"] > first
+    assert len(list((tmp_path / "thumbnails").glob("*.jpg"))) == 1  # none while the run folder fails
+    (tmp_path / STATUS_FILE / "in-the-way").rmdir()
+    (tmp_path / STATUS_FILE).rmdir()
+    checks.tick(230.0, status, lambda: picture)
+    assert said[-1] == f"status.json is written in {tmp_path} again" and not fallback.exists()
+    assert find_status(tmp_path)[0] == tmp_path / STATUS_FILE
+
+
+def test_status_of_a_vanished_run_folder_goes_to_its_fallback_and_the_folder_is_not_made_again(tmp_path,
+                                                                                                monkeypatch):
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    said = []
+    checks = RemoteChecks(run_dir, LogsConfig(status_every=1.0, thumbnail_minutes=0.0), said.append, now=0.0)
+    run_dir.rmdir()  # deleted, or its disk unmounted
+    checks.tick(0.0, lambda: a_status(storage="the run folder has gone"), lambda: None)
+    assert not run_dir.exists() and checks.fallback.is_relative_to(tmp_path / "tmp" / f"uncanny-{os.getuid()}")
+    where, status = find_status(run_dir)
+    assert where == checks.fallback / STATUS_FILE and status.storage == "the run folder has gone"
+    assert oct(checks.fallback.stat().st_mode & 0o777) == oct(0o700)  # others on the machine cannot read it
+    assert "No such file or directory" in said[0]
 
 
 def test_logs_table_goes_through_the_preset_validation(tmp_path):
@@ -184,3 +214,32 @@ def test_an_installation_refused_the_run_folder_leaves_the_holders_status_alone(
     # held for now (a journey, another installation): 75, which the service retries; nothing in it touched
     assert done.returncode == 75 and "another installation or journey is running on it" in done.stderr, done.stderr
     assert after == before
+
+
+def test_a_fallback_folder_that_another_user_could_have_planted_is_not_used(tmp_path, monkeypatch):
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "tmp" / f"uncanny-{os.getuid()}").symlink_to(tmp_path / "elsewhere")  # there before us
+    said = []
+    checks = RemoteChecks(tmp_path / "gone", LogsConfig(thumbnail_minutes=0.0), said.append, now=0.0)
+    checks.tick(0.0, a_status, lambda: None)
+    assert "nor can" in said[0] and "not this user's own folder" in said[0]
+    assert not list((tmp_path / "elsewhere").iterdir())
+
+
+def test_the_log_on_a_read_only_run_folder_drops_its_lines_quietly_and_writes_again_once_it_can(tmp_path, capfd,
+                                                                                                 read_only):
+    logger = logging.getLogger("installation.test")
+    (tmp_path / "logs").mkdir()
+    read_only.on(tmp_path)
+    with log_file(tmp_path, LogsConfig()) as path:
+        logger.info("not written: the folder is read-only")
+        logger.warning("still on stderr")
+        read_only.off(tmp_path)
+        logger.info("written again")
+    err = capfd.readouterr().err
+    assert "still on stderr" in err and "Logging error" not in err and "Traceback" not in err
+    text = path.read_text()
+    assert "written again" in text and "not written" not in text

@@ -217,7 +217,7 @@ def test_status_says_running_readably_with_a_plugin_line_and_exits_0(tmp_path):
     ("engine crashed", "ENGINE DOWN", 1, "the picture is up but the engine is crashed: engine died"),
     ("stale", "STALE", 2, "not rewritten for 1 min, more than 3 times its interval; process {gone} is not running"),
     ("stopped", "STOPPED", 2, "the installation ended 1 h ago, not hung, and is not running"),
-    ("never ran", "UNKNOWN", 3, "status.json: cannot be read (No such file or directory)"),
+    ("never ran", "UNKNOWN", 3, "status.json: cannot be read (no status.json in "),
     ("not a status", "UNKNOWN", 3, "status.json: not a status file"),
 ])
 def test_status_exit_codes_follow_the_monitoring_plugin_convention(tmp_path, case, state, code, words):
@@ -245,3 +245,26 @@ def test_status_exit_codes_follow_the_monitoring_plugin_convention(tmp_path, cas
 def test_status_with_no_installed_unit_and_no_run_dir_is_unknown(tmp_path):
     checked = status_of(None, env={"XDG_CONFIG_HOME": str(tmp_path / "config")})
     assert checked.returncode == 3 and "no installed uncanny.service" in checked.stdout, checked
+
+
+def test_status_finds_the_fallback_the_installation_wrote_while_its_run_folder_failed(tmp_path, capsys,
+                                                                                      monkeypatch):
+    from installation.live.status import fallback_folders
+
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "xdg"))
+    write_status(tmp_path, _status(iteration=10))
+    data = json.loads((tmp_path / STATUS_FILE).read_text())
+    data["updated"] -= 60  # the run folder's own, last written a minute ago ...
+    (tmp_path / STATUS_FILE).write_text(json.dumps(data))
+    fallback = fallback_folders(tmp_path)[0]
+    fallback.mkdir(parents=True)
+    problem = f"the disk of {tmp_path} is read-only: training goes on, unsaved"
+    write_status(fallback, _status(iteration=20, storage=problem))  # ... and the fallback since
+    with pytest.raises(SystemExit) as ended:  # not stale (it is being written), but a warning: plugin code 1
+        main(["service", "status", "--run-dir", str(tmp_path)])
+    assert ended.value.code == 1
+    out = capsys.readouterr().out
+    assert out.startswith(f"uncanny STORAGE: the show goes on, but the run folder cannot be written: {problem}")
+    assert f"{fallback / STATUS_FILE}:" in out and "iteration   20 " in out
+    assert f"storage     {problem}" in out
+    assert "run folder  writable, " in out and " free (now)" in out  # looked at as the command runs

@@ -256,3 +256,137 @@ def test_a_full_disk_stops_the_video_with_one_line_a_playable_file_and_the_show_
     assert len(said) == 1 and said[0].count("recording stopped") == 1, stderr
     videos = list(run_dir.glob("live-*.mp4"))
     assert len(videos) == 1 and decoded_frames(videos[0]) > 0
+
+
+def catches(pid: int, sig: signal.Signals) -> bool:
+    """Whether the process has a handler of its own for `sig` (its SigCgt mask)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    mask = next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:"))
+    return bool(int(mask, 16) >> (sig - 1) & 1)
+
+
+def group_members(pgid: int) -> list[int]:
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[2]) == pgid:
+                members.append(int(stat.parent.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    return members
+
+
+@pytest.mark.parametrize("after", [0.5, 2.0, 5.0])
+@pytest.mark.parametrize("sig, group", [(signal.SIGINT, True), (signal.SIGTERM, False), (signal.SIGHUP, True)])
+def test_a_stop_signal_at_any_moment_of_the_start_is_one_line_and_a_clean_exit(tiny_checkpoint, tmp_path, sig, group,
+                                                                               after):
+    run_dir = tmp_path / "run"
+    began = time.monotonic()
+    process = start(tiny_checkpoint, run_dir, "--headless", "--osc-port", "0", "--http-port", "0")
+    # Before the interpreter runs the script's first line nothing can take a signal (on this loaded machine Python
+    # itself can take over half a second to get there): wait for that, then for the moment tested (importing,
+    # loading the model, the engine loading)
+    wait_until(lambda: catches(process.pid, sig), process, timeout=30)
+    time.sleep(max(0.0, began + after - time.monotonic()))
+    code, stderr = stop_with(process, sig, group)
+    assert code == 0 and "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
+    ends = [line for line in stderr.splitlines() if line.startswith(f"uncanny: stopped ({sig.name})")]
+    assert len(ends) == 1, stderr
+    assert not segments(process.pid), "shared memory left behind"
+    deadline = time.monotonic() + 10
+    while group_members(process.pid):  # the engine and ffmpeg end with it
+        assert time.monotonic() < deadline, group_members(process.pid)
+        time.sleep(0.1)
+    events = run_dir / "events.jsonl"
+    if events.exists():  # the engine got as far as the run folder: it stopped cleanly too
+        kinds = [json.loads(line)["event"] for line in events.read_text().splitlines()]
+        assert kinds[-1] == "stop" and "died" not in kinds, kinds
+
+
+def test_a_run_folder_that_cannot_be_made_now_is_exit_75_for_a_later_start(tiny_checkpoint, tmp_path, read_only,
+                                                                            small_disk):
+    (tmp_path / "runs").mkdir()
+    read_only.on(tmp_path / "runs")
+    full = small_disk("1m,nr_inodes=16")  # no inode left: nothing can be made there
+    for n in range(100):
+        try:
+            (full / f"f{n}").touch()
+        except OSError:
+            break
+    for run_dir, reason in ((tmp_path / "runs" / "run", "Read-only file system"),
+                            (full / "run", "No space left on device")):
+        result = subprocess.run([*RUN, "--checkpoint", str(tiny_checkpoint), "--headless", "--seconds", "1",
+                                 "--device", "cpu", "--osc-port", "0", "--http-port", "0", "--run-dir", str(run_dir)],
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 75 and "Traceback" not in result.stderr, result.stderr
+        errors = [line for line in result.stderr.splitlines() if "error" in line]
+        assert len(errors) == 1 and f"cannot be used ({reason}); start again once it can be written" in errors[0]
+
+
+@pytest.mark.parametrize("folder, message", [
+    ("{tmp}/a-file/recordings", "cannot be written (Not a directory); choose a folder this user may write"),
+    ("/proc/1/recordings", "is under /proc, a view of the kernel, not a disk"),
+])
+def test_a_record_folder_that_can_never_be_written_is_refused_at_start(tiny_checkpoint, tmp_path, folder, message):
+    (tmp_path / "a-file").write_text("not a folder")
+    folder = folder.format(tmp=tmp_path)
+    preset = tmp_path / "p.toml"
+    preset.write_text(f'[record]\nfolder = "{folder}"\n')
+    result = subprocess.run([*RUN, "--checkpoint", str(tiny_checkpoint), "--headless", "--seconds", "1", "--device",
+                             "cpu", "--osc-port", "0", "--http-port", "0", "--preset", str(preset), "--run-dir",
+                             str(tmp_path / "run")],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if "error" in line]
+    assert len(errors) == 1 and f"{preset}: [record] folder '{folder}' {message}" in errors[0], result.stderr
+    assert not [path for path in (tmp_path / "run").rglob("*") if path.is_file() and path.stat().st_size]
+
+
+def test_a_record_folder_that_cannot_be_written_now_is_a_warning_and_the_show_starts(tiny_checkpoint, tmp_path,
+                                                                                      read_only):
+    (tmp_path / "recordings").mkdir()
+    read_only.on(tmp_path / "recordings")
+    preset = tmp_path / "p.toml"
+    preset.write_text(f'[record]\nfolder = "{tmp_path / "recordings"}"\n')
+    result = subprocess.run([*RUN, "--checkpoint", str(tiny_checkpoint), "--headless", "--seconds", "2", "--size",
+                             "160x120", "--device", "cpu", "--osc-port", "0", "--http-port", "0", "--preset",
+                             str(preset), "--run-dir", str(tmp_path / "run")], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert (f"uncanny: warning: [record] folder '{tmp_path / 'recordings'}' cannot be written (Read-only file "
+            "system): recording is off until it can be") in result.stderr
+
+
+def engine_of(pid: int) -> int | None:
+    """The engine process of the installation `pid` (its spawned child that is not the resource tracker)."""
+    for child, _ in children(pid):
+        try:
+            command = Path(f"/proc/{child}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"spawn_main" in command and b"resource_tracker" not in command:
+            return child
+    return None
+
+
+def test_events_tell_a_display_killed_apart_from_a_stop_and_an_engine_killed_while_loading(tiny_checkpoint,
+                                                                                            tmp_path):
+    run_dir = tmp_path / "run"
+    process = start(tiny_checkpoint, run_dir, "--headless", "--osc-port", "0", "--http-port", "0")
+    wait_until(lambda: engine_of(process.pid) is not None, process)
+    os.kill(engine_of(process.pid), signal.SIGKILL)  # while it loads: it has not opened the run folder yet
+    wait_until(lambda: steps(run_dir) > 2, process)  # the engine started again, and trains
+    engine = engine_of(process.pid)
+    os.kill(process.pid, signal.SIGKILL)  # the display alone: the engine reads the end of its command pipe
+    process.communicate(timeout=30)
+    deadline = time.monotonic() + 60
+    while Path(f"/proc/{engine}").exists():  # it stops on its own, with a final snapshot
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    died = [e for e in events if e["event"] == "died"]
+    assert len(died) == 1 and died[0]["while_loading"] and "killed by signal 9" in died[0]["cause"], died
+    assert events[-1]["event"] == "abandoned" and "display process went away" in events[-1]["cause"]
+    assert (run_dir / "snapshots" / f"it{events[-1]['iteration']:08d}.pt").exists()

@@ -61,6 +61,7 @@ class ControlState:
     disk_free: float = 0.0  # bytes free where the run folder is (a float: OSC integers stop at 2 GB); measured
     # every few seconds
     last_error: str = ""  # the newest problem the installation reported (also on screen), "" for none
+    storage: str = ""  # why the run folder cannot be written now and what to do (the show goes on); "" while it can
     snapshots: tuple[int, ...] = ()  # iterations that can be rewound to, oldest first
     # the value each control has now, by action name (e.g. {"lr": 5e-05, "grid": 0, "blackout": 0.0}): echoed
     # to controllers when it changes, so a fader snaps to what was really applied; only ECHOED actions have one
@@ -91,22 +92,22 @@ class ControlState:
 
 # the controls whose applied value the live loop publishes in `controls`: readable (OSCQuery ACCESS 3) and echoed;
 # every other action is write-only
-ECHOED = ("lr", "loss", "batch", "speed", "journey_minutes", "walk_period", "walk_truncation", "walk_seed", "grid", "hud",
-          "blackout")
+ECHOED = ("lr", "loss", "batch", "speed", "journey_minutes", "walk_period", "walk_truncation", "walk_seed", "grid",
+          "hud", "blackout")
 
 
 # fields sent as soon as they change; the measured ones (loss, fps, ...) change every step and go out with the
 # periodic broadcast only
-ON_CHANGE = ("iteration", "shown_iteration", "status", "paused", "collapsed", "recording", "recording_path", "export", "cycle", "phase",
-             "outputs", "midi_learn", "device", "last_error")
+ON_CHANGE = ("iteration", "shown_iteration", "status", "paused", "collapsed", "recording", "recording_path", "export",
+             "cycle", "phase", "outputs", "midi_learn", "device", "last_error", "storage")
 LOCAL = ("message", "engine_restarts", "degraded", "snapshots_suspended", "saved_iteration", "snapshot_bytes_hour",
          "batch_limit", "model", "run_dir")  # for the HUD, status.json and the web page only
 NOT_SENT = ("snapshots", "controls", "branch", "landed", "refusals")  # answered or used otherwise
 STATE_FIELDS = tuple(f.name for f in dataclasses.fields(ControlState) if f.name not in (*NOT_SENT, *LOCAL))
 TYPE_TAGS = {"iteration": "i", "shown_iteration": "i", "status": "s", "paused": "i", "loss": "f", "d": "f",
-             "diversity": "f", "collapsed": "i", "fps": "f", "steps_per_second": "f", "recording": "i", "recording_path": "s",
-             "export": "s", "cycle": "i", "phase": "s", "midi_learn": "s", "device": "s", "uptime": "f",
-             "disk_free": "f", "last_error": "s", "outputs": "s"}
+             "diversity": "f", "collapsed": "i", "fps": "f", "steps_per_second": "f", "recording": "i",
+             "recording_path": "s", "export": "s", "cycle": "i", "phase": "s", "midi_learn": "s", "device": "s",
+             "uptime": "f", "disk_free": "f", "last_error": "s", "outputs": "s", "storage": "s"}
 DESCRIPTIONS = {
     "iteration": "training iteration",
     "shown_iteration": "training iteration of the weights that drew the frame on screen (0 at once after a reset)",
@@ -120,9 +121,11 @@ DESCRIPTIONS = {
     "cycle": "journeys the gallery director has completed",
     "phase": f"the gallery director's phase ({', '.join(PHASES)})",
     "midi_learn": "the address waiting for a MIDI control to be moved (MIDI learn); empty when none",
-    "device": "the device the engine runs on, e.g. cuda:0 NVIDIA GeForce RTX 4090, or cpu", "uptime": "seconds since the installation started",
+    "device": "the device the engine runs on, e.g. cuda:0 NVIDIA GeForce RTX 4090, or cpu",
+    "uptime": "seconds since the installation started",
     "disk_free": "bytes free where the run folder is", "last_error": "the newest problem reported, empty for none",
     "outputs": "each output (headless file, recording, NDI, stream, windows) and its status: `ndi:uncanny on; ...`",
+    "storage": "why the run folder cannot be written now and what to do (the show goes on); empty while it can",
 }
 
 

@@ -20,6 +20,10 @@ MAX_BATCH = 64
 MAX_JOURNEY_MINUTES = 525600.0  # a year: an arc played over a whole exhibition
 MAX_JOURNEY_ITERATIONS = 10**7
 DEFAULT_LR = 1e-3  # for models that carry no journey rate of their own (rosinality files)
+# The least silence that may count as a hang. One pass of the engine loop is a step, a probe and a snapshot's
+# capture: seconds for full-size models on a CPU, and several times that on a loaded machine (5 s killed a healthy
+# engine at a load of 7 on 2 cores).
+MIN_HANG_SECONDS = 30.0
 
 
 def check_lr(value: Any) -> float:
@@ -130,15 +134,30 @@ def describe_device(device: Any) -> str:
     return f"cuda:{index} {torch.cuda.get_device_name(index)}"
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, which a container or `taskset` narrows)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def engine_threads(configured: int, cores: int | None = None, cuda: bool = False) -> int:
     """torch CPU threads for the engine process: `threads` where set; for 0, on a CUDA device 2 at most (the GPU
     does the work; more threads only contend with the display and ffmpeg), on the CPU every core this process may use
-    but one, which stays free for the display (llvmpipe renders GL on the CPU) and ffmpeg; at least 1."""
+    but one, which stays free for the display (llvmpipe renders GL on the CPU) and ffmpeg; at least 1 (2 cores: 1)."""
     if configured:
         return configured
-    if cores is None:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = cores or usable_cores()
     return max(1, min(cores, 2) if cuda else cores - 1)
+
+
+def check_threads(value: Any) -> int:
+    """More threads than cores only adds switching: 10,000 of them loaded a 2-core machine to 8,400 and left the
+    engine deaf to SIGTERM for minutes."""
+    cores = usable_cores()
+    try:
+        return check_int("threads", value, 0, cores)
+    except ConfigError:
+        raise ConfigError(f"threads must be 0 (all cores but one) or 1 to {cores} (the cores this process may use), "
+                          f"got {value!r}") from None
 
 
 @dataclass(frozen=True)
@@ -186,9 +205,9 @@ class EngineConfig:
         check_float("collapse_fraction", self.collapse_fraction, 0.0, 1.0)
         check_float("nan_lr_factor", self.nan_lr_factor, 0.0, 1.0, low_open=True)
         check_int("max_rollbacks", self.max_rollbacks, 1)
-        check_int("threads", self.threads, 0)
+        check_threads(self.threads)
         check_float("journal_mb", self.journal_mb, 0.01)
-        check_float("hang_seconds", self.hang_seconds, 1.0, 3600.0)
+        check_float("hang_seconds", self.hang_seconds, MIN_HANG_SECONDS, 3600.0)
 
     def replace(self, **changes: Any) -> EngineConfig:
         return dataclasses.replace(self, **changes)

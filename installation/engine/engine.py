@@ -1,16 +1,19 @@
 """The inverted fine-tuning engine: G is pushed, step by step, towards what its frozen D calls fake.
 
-One `Engine` owns the GAN, the Adam optimiser, the snapshots and a run folder:
+One `Engine` owns the GAN, the Adam optimiser, the snapshots and a run folder (runfolder.py):
 
     run.json        model facts, seed, probe size, iteration-0 probe values (written when the run starts), and the
                     count of engine sessions (starts and resumes) so far
     metrics.jsonl   one line per step, tagged with its session; see `journal.history` for reading it as one journey
-    events.jsonl    start, resume, the death of the session before (with its cause), commands, rewinds, resets,
-                    rollbacks, collapse, errors, stop
+    events.jsonl    start, resume, the death of the session before (with its cause and the iteration it reached),
+                    commands, rewinds, resets, rollbacks, collapse, storage faults, errors, and the end: "stop", or
+                    "abandoned" when the display process went away without stopping it
     snapshots/      see snapshots.py
 
 Both logs are append-only JSON lines; a line cut off by a kill or power cut is dropped when the next session opens
-the file, so new lines never join a broken one.
+the file, so new lines never join a broken one. A run folder that cannot be written (full, read-only, deleted) does
+not stop the engine: it trains on from memory, says so in `EngineState.storage`, and saves again by itself once
+the folder can be written.
 
 `step()` is one optimiser step; `apply(command)` changes settings between steps; `run()` alternates commands, the
 `between_steps(engine)` hook (the journey command's contact sheet) and steps until told to stop. A `drawer`
@@ -42,9 +45,6 @@ below `collapse_fraction` of its iteration-0 value.
 
 from __future__ import annotations
 
-import dataclasses
-import fcntl
-import json
 import math
 import queue
 import threading
@@ -53,21 +53,19 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from ..exits import BadInput
 from ..models import GAN
-from ..journal import compact_events, compact_metrics
-from ..storage import atomic_write_bytes, drop_torn_line, last_json_line
 from .commands import Command, CommandError, command_id, parse_command
 from .config import ConfigError, EngineConfig, describe_device, journey_pace, starting_lr
+from .errors import EngineError, EngineRefused, RunFolderError  # noqa: F401 (raised from here since the start)
 from .losses import inverted_loss
+from .runfolder import RunFolder, check_run_folder, model_facts  # noqa: F401 (the live run and tests use them)
 from .similarity import DIVERSITY_MEASURE, diversity
-from ..messages import first_line
 from .snapshots import Snapshot, SnapshotError, SnapshotStore, capture, clone_tree
 from .state import EngineState, EngineStatus
 
@@ -83,58 +81,9 @@ ERRORS_KEPT = 8
 REFUSALS_KEPT = 16  # refused commands with an id, kept in the state until newer ones push them out
 SKIPS_SAID_EVERY = 600.0  # seconds: a disk that stays behind the snapshots is said again this often, with a count
 PROBE_STREAM, STEP_STREAM = 1, 2
+CLEAN_ENDS = ("stop", "abandoned")  # the last event of a session that ended itself
 
 Hook = Callable[["Engine"], None]
-
-
-class EngineError(Exception):
-    """The engine cannot start or go on; the message is one line."""
-
-
-class EngineRefused(EngineError):
-    """The engine cannot start with this model and run folder, and retrying cannot help; one line."""
-
-
-class RunFolderError(EngineRefused, BadInput):
-    """The run folder cannot be used (taken by another engine, another model's, unreadable)."""
-
-
-def model_facts(gan: GAN) -> dict[str, Any]:
-    """What run.json records of the model, and what a run folder must match to be resumed with it."""
-    return {"arch": gan.arch, "g_config": json.loads(json.dumps(gan.g_config)), "resolution": gan.resolution}
-
-
-def read_run_info(run_dir: Path) -> dict[str, Any] | None:
-    """run.json, or None for a folder where no run has started; RunFolderError when it cannot be read."""
-    path = run_dir / "run.json"
-    if not path.exists():
-        return None
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(info, dict):
-            raise ValueError("not a JSON object")
-        return info
-    except (OSError, ValueError) as error:
-        raise RunFolderError(f"{path}: unreadable ({first_line(error)}); choose another run folder") from None
-
-
-def check_run_folder(run_dir: str | Path, gan: GAN) -> dict[str, Any] | None:
-    """Refuse, before anything starts, a run folder that the engine would refuse: another model's, an unreadable
-    run.json, snapshots without one. Returns its run.json (None for a new run)."""
-    run_dir = Path(run_dir)
-    info = read_run_info(run_dir)
-    if info is None:
-        if any((run_dir / "snapshots").glob("it*.pt")):
-            raise RunFolderError(f"{run_dir}: holds snapshots but no run.json; choose an empty run folder")
-        return None
-    facts = model_facts(gan)
-    if any(info.get(k) != v for k, v in facts.items()):
-        raise RunFolderError(f"{run_dir}: this run folder belongs to another model ({info.get('arch')}, "
-                             f"{info.get('resolution')} px); choose another run folder")
-    for key in ("seed", "probe_size", "diversity0", "probe_d0"):
-        if key not in info:
-            raise RunFolderError(f"{run_dir / 'run.json'}: has no {key!r}; choose another run folder")
-    return info
 
 
 @dataclass(frozen=True)
@@ -228,7 +177,6 @@ class Engine:
         self._lowered_from = 0  # the batch an out-of-memory lowered, until the lower one has stepped
         self._skips: list[int] = []  # snapshots the disk was too slow for, since they were last said
         self._skips_said = -math.inf
-        self._run_info: dict[str, Any] = {}
         self._dirty = True
         self._closed = False
 
@@ -243,15 +191,12 @@ class Engine:
         ], betas=BETAS)
         self._rng = torch.Generator(device=self.device)
 
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self._lock = _lock_folder(self.run_dir)
-        self._metrics: IO[str] | None = None
-        self._events: IO[str] | None = None
+        self.folder = RunFolder(self.run_dir, config.journal_mb)
+        self.folder.make()
+        self.folder.lock()
         try:
-            info = check_run_folder(self.run_dir, gan)
-            torn = [name for name in ("metrics.jsonl", "events.jsonl") if drop_torn_line(self.run_dir / name)]
-            last_event = last_json_line(self.run_dir / "events.jsonl")
-            self._open_journal()
+            info = self.folder.check(gan)
+            torn = self.folder.open_journal()
             # g_config: NVlabs networks are rebuilt from their settings, not from the tensors' shapes
             header = {"arch": gan.arch, "resolution": gan.resolution, "mean_latent": gan.mean_latent.detach().cpu(),
                       "trained_resolution": max(gan.trained_resolutions or (gan.resolution,)),
@@ -262,31 +207,39 @@ class Engine:
                 self.session = int(info.get("sessions", 1)) + 1
                 self._check_degraded(info.get("device"))
                 # a GPU run going on on the CPU keeps naming its GPU, so every restart without it says so again
-                self._write_run_info({**info, "sessions": self.session,
-                                      "device": info.get("device") if self.degraded else self.device_name})
-                if last_event is not None and last_event.get("event") != "stop":
-                    self._event("died", session=self.session - 1, cause=previous_death or
-                                "the session ended without a clean stop (killed, crashed or a power cut)",
-                                last_seen=last_event.get("time"))
+                self.folder.write_info({**info, "sessions": self.session,
+                                        "device": info.get("device") if self.degraded else self.device_name})
+                self._record_death(previous_death)
                 for name in torn:
                     self._event("torn_line_dropped", file=name)
                 self._resume(info)
             elif self.store.iterations():
                 raise RunFolderError(f"{self.run_dir}: holds snapshots but no run.json; choose an empty run folder")
             else:
+                self._record_death(previous_death)
                 self._start_new()
             self._publish_position()
         except BaseException:
             if hasattr(self, "store"):
                 self.store.close()
-            self._release()
+            self.folder.release()
             raise
 
     # ------------------------------------------------------------------------------------------ start / resume
 
-    def _write_run_info(self, info: dict[str, Any]) -> None:
-        self._run_info = info
-        atomic_write_bytes(self.run_dir / "run.json", json.dumps(info, indent=2).encode())
+    def _record_death(self, cause: str | None) -> None:
+        """A "died" event for the session before when it did not end itself, at the iteration it had reached; also
+        for an engine that died while loading (`cause` known to the supervisor that restarted it, though the
+        session before ended cleanly or never was: that engine never opened the folder)."""
+        last = self.folder.last_event
+        if last is not None and last.get("event") not in CLEAN_ENDS:
+            fields = {"session": self.session - 1, "last_seen": last.get("time")}
+        elif cause is not None:
+            fields = {"while_loading": True}
+        else:
+            return
+        self._event("died", **self.folder.reached, **fields,
+                    cause=cause or "the session ended without a clean stop (killed, crashed or a power cut)")
 
     def _start_new(self) -> None:
         self._make_probe()
@@ -296,7 +249,7 @@ class Engine:
         info = {**model_facts(self.gan), "source": self.gan.source, "seed": self.seed, "probe_size": self.probe_size,
                 "diversity0": self.diversity0, "diversity_measure": DIVERSITY_MEASURE, "probe_d0": self.probe_d0,
                 "created": time.time(), "sessions": self.session, "device": self.device_name}
-        self._write_run_info(info)
+        self.folder.write_info(info)
         self._write_metrics({"iteration": 0, "branch": 0, "session": self.session, "time": time.time(),
                              "loss": None, "batch_d": None,
                              "grad_norm": None, "lr": self.lr, "objective": self.loss_name, "batch": self.batch,
@@ -335,8 +288,7 @@ class Engine:
         self.diversity0 = None  # no collapse verdict against a value in the old measure
         if self._probe():
             old, self.diversity0 = info["diversity0"], self.last["diversity"]
-            self._write_run_info({**self._run_info, "diversity0": self.diversity0,
-                                  "diversity_measure": DIVERSITY_MEASURE})
+            self.folder.write_info({**info, "diversity0": self.diversity0, "diversity_measure": DIVERSITY_MEASURE})
             self._event("diversity_remeasured", measure=DIVERSITY_MEASURE, old=old, diversity0=self.diversity0)
 
     def _make_probe(self) -> None:
@@ -473,12 +425,7 @@ class Engine:
                     self._event("snapshot_skipped", iteration=report.iteration, branch=report.branch)
                     self._skips.append(report.iteration)
                 case "resumed":
-                    self._event("snapshots_resumed", message=report.message)
-                    if self._run_info and not (self.run_dir / "run.json").exists():
-                        try:  # the run folder was removed: a restart must find the run again
-                            self._write_run_info(self._run_info)
-                        except OSError as error:
-                            self._error(f"run.json could not be written again ({error.strerror or error})")
+                    self._event("snapshots_resumed", message=report.message)  # run.json: RunFolder's to write again
                 case _:
                     self._error(report.message)
         if self._skips and time.monotonic() - self._skips_said >= SKIPS_SAID_EVERY:
@@ -734,6 +681,7 @@ class Engine:
                     raise EngineError(self.drawer.failure)
                 if self.between_steps is not None:
                     self.between_steps(self)
+                self._look_after_storage()
                 done = (self.stopping or (until is not None and self.iteration >= until)
                         or (receive is None and self.paused))
                 if publish is not None and (done or self._dirty or time.monotonic() - last_publish >= PUBLISH_EVERY):
@@ -790,7 +738,7 @@ class Engine:
             snapshot_bytes_hour=self.store.bytes_last_hour(), snapshots_suspended=self.store.suspended,
             batch_limit=self.batch_limit, degraded=self.degraded, rollbacks=self.rollbacks,
             errors=tuple(self.errors), error_count=self.error_count, refusals=tuple(self.refusals),
-            failure=self.failure,
+            failure=self.failure, storage=self.folder.problem,
             commands=self.commands, heartbeat=self.heartbeat, device=self.device_name,
             resolution=self.gan.resolution, seed=self.seed,
             time=time.time())
@@ -799,8 +747,9 @@ class Engine:
         """Log a failure that ends this session (the supervisor restarts the engine, which resumes)."""
         self._event("crash", error=message)
 
-    def close(self, snapshot: bool = True) -> None:
-        """Finish pending snapshot writes (taking a last one of the current weights unless told not to)."""
+    def close(self, snapshot: bool = True, cause: str | None = None) -> None:
+        """Finish pending snapshot writes (taking a last one of the current weights unless told not to). `cause`:
+        why the engine stops though nobody asked it to (its display process went away), logged as "abandoned"."""
         if self._closed:
             return
         if self.drawer is not None:
@@ -810,9 +759,16 @@ class Engine:
         self.store.flush()
         self._snapshot_reports()
         self.store.close()
-        self._event("stop")
+        self._look_after_storage(math.inf)  # a last look: a folder removed (or made again) since is written again
+        if cause is None:
+            self._event("stop")
+        else:
+            self._event("abandoned", cause=cause)
         self._closed = True
-        self._release()
+        problem = self.folder.problem
+        if lost := self.folder.close():
+            self.errors.append(f"{lost} lines of metrics and events were lost ({problem})")
+            self.error_count += 1
 
     # ------------------------------------------------------------------------------------------------ logging
 
@@ -823,44 +779,22 @@ class Engine:
 
     def _event(self, kind: str, **fields: Any) -> None:
         self._dirty = True
-        if self._events is not None:
-            line = {"time": time.time(), "event": kind, "iteration": self.iteration, "branch": self.branch, **fields}
-            self._events.write(json.dumps(line, default=_plain) + "\n")
-            self._events.flush()
+        self.folder.append("events", {"time": time.time(), "event": kind, "iteration": self.iteration,
+                                      "branch": self.branch, **fields})
 
     def _write_metrics(self, line: dict[str, Any]) -> None:
-        self._metrics.write(json.dumps(line) + "\n")
-        self._metrics.flush()
-        if self._metrics.tell() + self._events.tell() > self._compact_at:
-            self._open_journal()
+        self.folder.append("metrics", line)
 
-    def _open_journal(self) -> None:
-        """(Re)open metrics.jsonl and events.jsonl for appending, compacted first when over their budget: metrics
-        get three quarters of [engine] journal_mb, events the rest (journal.py; under a second for 200,000 lines)."""
-        for handle in (self._metrics, self._events):
-            if handle is not None:
-                handle.close()
-        self._metrics = self._events = None
-        budget = self.config.journal_mb * 2**20
-        files = (self.run_dir / "metrics.jsonl", self.run_dir / "events.jsonl")
-        problem = None
-        try:
-            compact_metrics(files[0], int(budget * 0.75))
-            compact_events(files[1], int(budget * 0.25))
-            self._compact_at = budget
-        except OSError as error:  # a full disk: keep appending, and try again only once they grew a quarter more
-            self._compact_at = 1.25 * sum(path.stat().st_size for path in files if path.exists())
-            problem = f"metrics.jsonl and events.jsonl could not be compacted ({error.strerror or error})"
-        self._metrics = open(files[0], "a", encoding="utf-8")
-        self._events = open(files[1], "a", encoding="utf-8")
-        if problem is not None:
-            self._error(problem)
-
-    def _release(self) -> None:
-        for handle in (self._metrics, self._events, self._lock):
-            if handle is not None:
-                handle.close()  # closing the lock file releases the flock
-        self._metrics = self._events = self._lock = None
+    def _look_after_storage(self, now: float | None = None) -> None:
+        """The run folder looked at when due (at `now`, by default the present); each change of its problem said
+        (an error, on screen) and logged."""
+        self.folder.tick(time.monotonic() if now is None else now)
+        for change in self.folder.take_changes():
+            if change.problem is not None:
+                self._error(change.problem)
+            else:
+                self._event("storage_recovered", problem=change.previous, seconds=round(change.seconds, 1),
+                            dropped_lines=change.dropped)
 
 
 def is_out_of_memory(error: BaseException) -> bool:
@@ -868,6 +802,8 @@ def is_out_of_memory(error: BaseException) -> bool:
     text = str(error)
     return isinstance(error, torch.OutOfMemoryError) or "out of memory" in text \
         or "can't allocate memory" in text or "ALLOC_FAILED" in text
+
+
 class _Mailbox:
     """The engine's command thread: reads commands as they arrive, also during a training step, and prepares them
     (`Engine.prepare`: a jump reaches the drawer at once); the trainer takes them in order between steps."""
@@ -909,19 +845,3 @@ class _Mailbox:
         self._stopping.set()
         self._thread.join(5)
 
-
-def _plain(value: Any) -> Any:
-    """JSON for what commands carry beyond numbers and text (the renderer's settings dataclass)."""
-    return dataclasses.asdict(value) if dataclasses.is_dataclass(value) else repr(value)
-
-
-def _lock_folder(run_dir: Path) -> IO[str]:
-    """One engine per run folder; the kernel drops the lock when its process dies, even by kill -9."""
-    handle = open(run_dir / ".lock", "a")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        raise RunFolderError(f"{run_dir}: another engine is using this run folder; stop it or choose another") \
-            from None
-    return handle

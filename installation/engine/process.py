@@ -2,9 +2,10 @@
 
 Caller and engine share no memory and no locks: commands go down one pipe, states (state.py) come up another. Each
 end of each pipe is held by one process only, so when the engine dies (crash, kill -9) the caller reads EOF instead of
-hanging, and when the caller dies the engine reads EOF and shuts down cleanly. The engine publishes from a thread
-that holds only the newest state, so a caller that stops reading never stalls training. `restart()` starts a fresh
-process on the same run folder, which resumes from the newest complete snapshot.
+hanging, and when the caller dies the engine reads EOF and shuts down cleanly (its events then end "abandoned", not
+"stop": the installation did not stop, it died). The engine publishes from a thread that holds only the newest
+state, so a caller that stops reading never stalls training. `restart()` starts a fresh process on the same run
+folder, which resumes from the newest complete snapshot.
 
 Signals: the engine ignores SIGINT and SIGHUP (a terminal's Ctrl-C and hang-up reach the whole process group; the
 caller decides when the engine stops) and takes SIGTERM (a service manager stopping the group, or `terminate()`)
@@ -329,6 +330,8 @@ def _group_signals_ignored() -> Iterator[None]:
 
 
 _terminate_requested = threading.Event()
+_caller_gone = threading.Event()
+CALLER_GONE = "the display process went away without stopping the engine (killed or crashed)"
 
 
 def _receiver(conn: Connection) -> Callable[[float], list[Any]]:
@@ -343,7 +346,8 @@ def _receiver(conn: Connection) -> Callable[[float], list[Any]]:
                 received.append(conn.recv())
             return received
         except (EOFError, OSError):
-            return [Command("shutdown")]  # the caller has gone away
+            _caller_gone.set()
+            return [Command("shutdown")]
     return receive
 
 
@@ -370,7 +374,7 @@ def _serve(spec: _Spec, commands: Connection, states: Connection) -> None:
         except (CheckpointError, ConfigError) as error:  # the same file and settings will fail the same way
             raise EngineRefused(str(error)) from None
         engine.run(receive=_receiver(commands), publish=publisher.publish)
-        engine.close()
+        engine.close(cause=CALLER_GONE if _caller_gone.is_set() else None)
         publisher.publish(engine.state())
     except BaseException as error:
         if isinstance(error, EngineError):

@@ -66,6 +66,7 @@ class EngineState:
     error_count: int = 0  # all errors so far (the tuple keeps only the newest)
     refusals: tuple[tuple[int, str], ...] = ()  # the newest few refused commands that carried an id: (id, why)
     failure: str | None = None  # why the engine paused itself
+    storage: str | None = None  # why the run folder cannot be written now and what to do (training goes on unsaved)
     commands: int = 0  # commands received
     heartbeat: int = 0  # passes of the engine loop, growing while paused or idle too; frozen = the engine hangs
     device: str = ""  # the device in use, named: "cuda:0 NVIDIA GeForce RTX 4090", "cpu"

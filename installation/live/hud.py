@@ -44,6 +44,8 @@ def hud_text(state: ControlState, show_numbers: bool, gallery: str | None = None
         numbers = [f"iteration {state.iteration}", f"loss {_fmt(state.loss)}", f"D {_fmt(state.d)}",
                    f"{state.steps_per_second:.1f} steps/s", f"{state.fps:.0f} fps", state.status,
                    state.device or "device ?"]
+        if minutes := state.controls.get("journey_minutes"):
+            numbers.insert(4, f"journey {minutes:g} min")
         if state.collapsed:
             numbers.append("collapsed")
         if gallery:

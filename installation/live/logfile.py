@@ -1,6 +1,10 @@
 """The installation's log file: RUN_DIR/logs/uncanny.log, rotated at `[logs] log_mb` keeping `log_files` older
 ones, so weeks of messages stay within a fixed size and the evidence of why something went wrong survives a
-restart. Warnings still go to stderr too (the journal, under systemd), as they did without a log file."""
+restart. Warnings still go to stderr too (the journal, under systemd), as they did without a log file.
+
+A run folder that cannot be written (full, read-only, gone) does not stop the show for its log: the lines that
+cannot be written are dropped quietly (no traceback on stderr for each of them), the file is opened again at the
+next line, and the warnings still reach stderr."""
 
 from __future__ import annotations
 
@@ -20,20 +24,31 @@ LOG_FILE = Path("logs") / "uncanny.log"
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
+class _QuietFile(logging.handlers.RotatingFileHandler):
+    """The rotating file, opened at the first line (and again after a failure), never making the run folder; a
+    line it cannot write is dropped and counted instead of printing logging's traceback."""
+
+    dropped = 0
+
+    def _open(self):  # noqa: ANN202 (logging's own signature)
+        Path(self.baseFilename).parent.mkdir(exist_ok=True)  # logs/, not the run folder above it
+        return super()._open()
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        self.dropped += 1
+        if self.stream is not None:
+            with contextlib.suppress(OSError):
+                self.stream.close()
+            self.stream = None
+
+
 @contextlib.contextmanager
 def log_file(run_dir: Path, config: LogsConfig) -> Iterator[Path]:
     """For the length of the `with`, the process's log (INFO and up) goes to the rotating file and warnings to
-    stderr; a folder where the log cannot be written is a RunFolderError (one line)."""
-    from ..engine.engine import RunFolderError
-
+    stderr (see the module docstring for a folder that cannot be written)."""
     path = run_dir / LOG_FILE
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handler = logging.handlers.RotatingFileHandler(path, maxBytes=int(config.log_mb * 2**20),
-                                                       backupCount=config.log_files, encoding="utf-8")
-    except OSError as error:
-        raise RunFolderError(f"{path}: cannot write the log ({error.strerror or error}); choose a run folder that "
-                             "can be written") from None
+    handler = _QuietFile(path, maxBytes=int(config.log_mb * 2**20), backupCount=config.log_files,
+                         encoding="utf-8", delay=True)
     handler.setFormatter(logging.Formatter(FORMAT))
     handler.setLevel(logging.INFO)
     root = logging.getLogger()

@@ -117,12 +117,13 @@ class LiveLoop:
             else:
                 self.notices.say("snapshots are written again")
         # what stays true stays on screen after its message has gone: a restart that waits (a crash loop backing
-        # off), a GPU lost, snapshots that cannot be written
-        lasting = (self.supervisor.notice(now), s.degraded,
+        # off), a GPU lost, a run folder or snapshots that cannot be written
+        lasting = (self.supervisor.notice(now), s.degraded, s.storage,
                    s.snapshots_suspended and f"snapshots suspended: {s.snapshots_suspended}")
         message = "\n".join(line for line in (self.notices.current(now), *lasting) if line)
         return ControlState(
-            iteration=s.iteration, shown_iteration=self.picture.shown_iteration, status=s.status, paused=s.paused, loss=s.loss, d=s.probe_d,
+            iteration=s.iteration, shown_iteration=self.picture.shown_iteration, status=s.status, paused=s.paused,
+            loss=s.loss, d=s.probe_d,
             diversity=s.diversity, collapsed=s.collapsed, fps=self.fps, steps_per_second=s.steps_per_second,
             recording=self.recorder.recording, recording_path=self.recorder.path, export=self.exports.status,
             cycle=self.director.cycle, phase=self.director.phase, snapshots=s.snapshots, controls=controls,
@@ -130,7 +131,7 @@ class LiveLoop:
             refusals=s.refusals, device=s.device, degraded=s.degraded or "",
             snapshots_suspended=s.snapshots_suspended or "", saved_iteration=s.saved_iteration,
             snapshot_bytes_hour=s.snapshot_bytes_hour, batch_limit=s.batch_limit, message=message,
-            last_error=self.notices.last_error,
+            last_error=self.notices.last_error, storage=s.storage or "",
             uptime=round(now - self.started, 1), disk_free=float(self._disk[0]),
             engine_restarts=self.supervisor.restarts,
             model=self.model, run_dir=str(self.run_dir))

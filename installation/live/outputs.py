@@ -25,7 +25,8 @@ class Outputs:
         self.sinks, self.say = list(sinks), say
         self._failures: dict[str, tuple[int, float, str]] = {}  # name -> (failures in a row, retry at, why)
 
-    def captures(self, now: float, output: tuple[int, int]) -> tuple[list[Callable[[], None]], list[Callable[[], None]]]:
+    def captures(self, now: float,
+                 output: tuple[int, int]) -> tuple[list[Callable[[], None]], list[Callable[[], None]]]:
         """The readbacks due this refresh: (those without the HUD, those with it)."""
         before, after = [], []
         for sink in self.sinks:

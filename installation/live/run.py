@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import logging
-import os
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -57,54 +56,6 @@ class DisplayError(TryAgain):
     a start the service tries again."""
 
 
-@contextlib.contextmanager
-def open_run_folder(run_dir: Path, gan: Any) -> Iterator[list[Path]]:
-    """Hold `run_dir` for this installation for the length of the `with`. Every check comes before the first write,
-    so a refused start leaves the folder as it was (or uncreated): a folder that cannot be one or that the engine
-    would refuse (another model's) raises RunFolderError, exit 2; one that another installation or engine (a
-    `journey`) holds raises TryAgain, exit 75 (the service retries). Yields the recordings of a killed earlier run
-    that were given playable names."""
-    from ..engine.engine import RunFolderError, check_run_folder
-    from ..exits import TryAgain
-    from ..frames import sweep_stale
-    from ..recording import recover_partials
-
-    def held(name: str) -> bool:
-        """True when another process holds the flock on run_dir/name (the file is only opened, never created)."""
-        try:
-            with open(run_dir / name, "rb") as probe:
-                fcntl.flock(probe, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except FileNotFoundError:
-            return False
-        except BlockingIOError:
-            return True
-        return False
-
-    unusable = f"run folder {run_dir}: cannot be used (%s); choose a folder that can be created and written"
-    try:
-        if run_dir.exists():
-            if not run_dir.is_dir():
-                raise RunFolderError(unusable % "File exists")
-            check_run_folder(run_dir, gan)  # reads only
-            if held(".live.lock") or held(".lock"):
-                raise TryAgain(f"run folder {run_dir}: another installation or journey is running on it; stop it "
-                               "or choose another --run-dir")
-        run_dir.mkdir(parents=True, exist_ok=True)  # a new folder: nothing in it to check
-        lock = open(run_dir / ".live.lock", "a")
-    except OSError as error:
-        raise RunFolderError(unusable % (error.strerror or error)) from None
-    try:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:  # taken since the check above
-            raise TryAgain(f"run folder {run_dir}: another installation is running on it; stop it or choose "
-                           "another --run-dir") from None
-        sweep_stale()
-        yield recover_partials(run_dir)
-    finally:
-        lock.close()
-
-
 def bind_controls(preset: Preset, run_dir: Path) -> ControlService:
     """The OSC and HTTP (OSCQuery, the status page) servers, bound before anything else starts or is written, so a
     taken port is one line (OscError: exit 75); started by entering it."""
@@ -131,25 +82,32 @@ class RunReport:
     refused: bool = False  # the engine refused the run folder: bad input, exit code 2
     try_again: bool = False  # the engine is stuck where nothing here can free it: a later start may work (75)
 
-    def summary(self) -> str:
+    def summary(self, run_dir: Path) -> str:
+        """One line of what is on disk: the final snapshot only where its file is there, each video's length as
+        read from the file."""
+        from ..engine.runfolder import snapshot_file
+
         wrote = [f"{path} ({_video_seconds(path)})" for path in self.videos]
         if self.picture is not None:
             wrote.append(str(self.picture))
         parts = [f"stopped ({self.stopped_by})" if self.stopped_by else "stopped"]
         if self.iteration is not None:
-            parts.append(f"final snapshot at iteration {self.iteration}")
+            saved = snapshot_file(run_dir, self.iteration).is_file()
+            parts.append(f"final snapshot at iteration {self.iteration}" if saved else
+                         f"at iteration {self.iteration}, whose snapshot could not be written")
         parts.append("wrote " + ", ".join(wrote) if wrote else "wrote no video or picture")
         return "; ".join(parts)
 
 
 def _video_seconds(path: Path) -> str:
-    try:
-        import imageio_ffmpeg
+    """A video's length as written (its frames counted, not the frames that were sent to ffmpeg)."""
+    from ..recording import video_length
 
-        frames, seconds = imageio_ffmpeg.count_frames_and_secs(str(path))
-        return f"{seconds:.1f} s, {frames} frames"
-    except Exception:
+    try:
+        frames, seconds = video_length(path)
+    except (RuntimeError, OSError, subprocess.TimeoutExpired):
         return "unreadable"
+    return f"{seconds:.1f} s, {frames} frames"
 
 
 def _save_picture(run_dir: Path, image: np.ndarray | None, report: RunReport) -> None:
@@ -172,9 +130,9 @@ def live_show(preset: Preset, checkpoint: Path, resolution: int, run_dir: Path, 
               control: ControlService, poster: np.ndarray | None = None, headless: bool = False) -> Iterator[LiveLoop]:
     """The live loop with everything it drives, built here and passed in: the frame channel, the presenter, the
     engine process and its supervisor, the controllers (`control`'s OSC, the director, MIDI), the stage actions act
-    on, the recorder, the exports, the outputs (the headless video when `headless`), the remote checks. On leaving, they close in the order that keeps
-    what was written: the outputs' files first, then the exports, the engine (its final snapshot) and the last
-    status, then GL and shared memory."""
+    on, the recorder, the exports, the outputs (the headless video when `headless`), the remote checks. On leaving,
+    they close in the order that keeps what was written: the outputs' files first, then the exports, the engine (its
+    final snapshot) and the last status, then GL and shared memory."""
     display, notices = preset.display, Notices()
     with contextlib.ExitStack() as stack:
         try:
@@ -217,7 +175,8 @@ def live_show(preset: Preset, checkpoint: Path, resolution: int, run_dir: Path, 
                       display.hud, lambda: picture.shown_iteration)
         loop = LiveLoop(surface, presenter, picture, stage, supervisor,
                         Director(preset.gallery, run_dir / DIRECTOR_FILE,
-                                 journey_iterations=preset.engine.journey_iterations), control, midi, recorder, exports, outputs,
+                                 journey_iterations=preset.engine.journey_iterations),
+                        control, midi, recorder, exports, outputs,
                         RemoteChecks(run_dir.resolve(), preset.logs, notices.say, time.monotonic()), notices,
                         run_dir.resolve(), str(checkpoint))
         engine.start()

@@ -4,6 +4,11 @@
 - `thumbnails/YYYYmmdd-HHMMSS-itN.jpg`, a small picture of the output every `[logs] thumbnail_minutes`, the
   oldest deleted to stay within `thumbnail_budget_mb` (a "screenshot log": was the screen right last night?).
 
+While the run folder cannot be written (full, read-only, deleted or unmounted) status.json goes to a fallback
+outside it, `$XDG_RUNTIME_DIR/uncanny/NAME/status.json` (else /tmp/uncanny-UID/NAME/), and back once it can;
+`find_status` (and so `service status`) reads whichever of them is newest. A vanished run folder is never made
+again from here: the engine's RunFolder does that, run.json first.
+
 `RemoteChecks.tick` runs once per refresh and costs nothing between its due times; the thumbnail is one plain
 read of the framebuffer every few minutes (about 1 ms at 1080p on llvmpipe).
 """
@@ -11,10 +16,13 @@ read of the framebuffer every few minutes (about 1 ms at 1080p on llvmpipe).
 from __future__ import annotations
 
 import dataclasses
+import errno
 import functools
+import hashlib
 import json
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -74,7 +82,7 @@ class LiveStatus:
     phase: str
     fps: float
     uptime: float  # seconds since the display process started the installation
-    last_error: str  # the newest message the installation reported (also shown on screen), "" for none
+    last_error: str  # the newest error the installation reported (also shown on screen), "" for none
     engine_status: str
     engine_restarts: int
     steps_per_second: float
@@ -94,6 +102,10 @@ class LiveStatus:
     updated: float = 0.0  # wall time of the write (time.time())
     pid: int = 0
     version: str = ""
+    last_message: str = ""  # the newest message that is not an error (a recording started, a file deleted ...)
+    storage: str = ""  # why the run folder cannot be written now and what to do; "" while it can
+    shown_iteration: int = 0  # of the weights that drew the picture on screen
+    journey_minutes: float = 0.0  # the arc's pace ([engine] journey_minutes); 0 = as fast as the device goes
 
     @classmethod
     def of(cls, state: ControlState, every: float) -> LiveStatus:
@@ -106,7 +118,8 @@ class LiveStatus:
                    outputs=tuple(output.describe() for output in state.outputs), device=state.device,
                    degraded=state.degraded, snapshots_suspended=state.snapshots_suspended,
                    saved_iteration=state.saved_iteration, snapshot_bytes_hour=state.snapshot_bytes_hour,
-                   batch_limit=state.batch_limit)
+                   batch_limit=state.batch_limit, storage=state.storage, shown_iteration=state.shown_iteration,
+                   journey_minutes=float(state.controls.get("journey_minutes", 0.0)))
 
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -144,11 +157,48 @@ def disk_free(folder: Path) -> int:
 
 
 def write_status(run_dir: Path, status: LiveStatus) -> None:
-    """status.json, whole or not at all. Not durable (no fsync): it is rewritten in seconds anyway, and an fsync on
-    a slow disk would stall the render loop."""
+    """FOLDER/status.json, whole or not at all, never making FOLDER (OSError when it is missing). Not durable (no
+    fsync): it is rewritten in seconds anyway, and an fsync on a slow disk would stall the render loop."""
     data = dataclasses.replace(status, updated=time.time(), pid=os.getpid(), version=package_version())
     text = json.dumps(data.to_json(), indent=1) + "\n"
-    atomic_write(run_dir / STATUS_FILE, lambda f: f.write(text.encode("utf-8")), durable=False)
+    atomic_write(run_dir / STATUS_FILE, lambda f: f.write(text.encode("utf-8")), durable=False, make_folder=False)
+
+
+def fallback_folders(run_dir: Path) -> list[Path]:
+    """Where status.json goes while the run folder cannot be written: under $XDG_RUNTIME_DIR (the user's, in RAM)
+    where it is set, and under the temporary folder; a writer takes the first, a reader looks in all."""
+    run_dir = Path(run_dir).resolve()
+    name = f"{run_dir.name}-{hashlib.sha1(str(run_dir).encode()).hexdigest()[:8]}"  # one per run folder
+    bases = [Path(os.environ["XDG_RUNTIME_DIR"]) / "uncanny"] if os.environ.get("XDG_RUNTIME_DIR") else []
+    bases.append(Path(tempfile.gettempdir()) / f"uncanny-{os.getuid()}")
+    return [base / name for base in bases]
+
+
+def _private_folder(folder: Path) -> None:
+    """Make `folder` (and the one above it) this user's own, or PermissionError: in a shared temporary folder another
+    user could have put a folder, or a link to one, of that name first."""
+    for path in (folder.parent, folder):
+        path.mkdir(exist_ok=True, mode=0o700)
+        if path.is_symlink() or path.stat().st_uid != os.getuid():
+            raise PermissionError(errno.EPERM, "not this user's own folder", str(path))
+
+
+def find_status(run_dir: Path) -> tuple[Path, LiveStatus]:
+    """The newest status of a run folder, from RUN_DIR/status.json or a fallback, and where it was; OSError when
+    there is none, ValueError when the newest is unreadable."""
+    found, unreadable = [], None
+    for folder in [Path(run_dir), *fallback_folders(run_dir)]:
+        try:
+            found.append((folder / STATUS_FILE, read_status(folder)))
+        except OSError:
+            continue
+        except ValueError as error:
+            unreadable = unreadable or error
+    if not found:
+        if unreadable is not None:
+            raise unreadable
+        raise FileNotFoundError(f"no {STATUS_FILE} in {run_dir} nor in {fallback_folders(run_dir)[0]}")
+    return max(found, key=lambda pair: pair[1].updated)
 
 
 class ThumbnailLog:
@@ -181,16 +231,19 @@ class ThumbnailLog:
 
 
 class RemoteChecks:
-    """status.json and the thumbnails of one run, on their own clocks (monotonic seconds)."""
+    """status.json and the thumbnails of one run, on their own clocks (monotonic seconds). While the run folder
+    cannot be written, status.json goes to its fallback (said once, and once when it is back) and no thumbnail is
+    taken; nothing here stops the picture."""
 
     def __init__(self, run_dir: Path, config: LogsConfig, say: Callable[[str], None], now: float) -> None:
         self.run_dir, self.config, self.say = run_dir, config, say
         self.thumbnails = ThumbnailLog(run_dir / THUMBNAIL_DIR, config.thumbnail_width,
                                        int(config.thumbnail_budget_mb * 2**20))
+        self.fallback = fallback_folders(run_dir)[0]
         self._status_due = now
         interval = config.thumbnail_minutes * 60
         self._thumbnail_due = now + min(FIRST_THUMBNAIL_SECONDS, interval) if interval else None
-        self._failing: str | None = None  # the last write failure said, so a full disk is said once, not per tick
+        self._failing: str | None = None  # why the run folder took no status, said once, not per tick
 
     def tick(self, now: float, status: Callable[[], LiveStatus], picture: Callable[[], np.ndarray]) -> None:
         status_due = now >= self._status_due
@@ -198,19 +251,38 @@ class RemoteChecks:
         if not (status_due or thumbnail_due):
             return
         current = status()  # one per tick: it asks the disk for its free space
-        try:
-            if status_due:
-                self._status_due = now + self.config.status_every
-                write_status(self.run_dir, current)
-            if thumbnail_due:
-                self._thumbnail_due = now + self.config.thumbnail_minutes * 60
+        if status_due:
+            self._status_due = now + self.config.status_every
+            self.write(current)
+        if thumbnail_due and self._failing is None:
+            self._thumbnail_due = now + self.config.thumbnail_minutes * 60
+            try:
+                self.thumbnails.folder.mkdir(exist_ok=True)  # never the run folder above it
                 self.thumbnails.save(picture(), current.iteration)
-            self._failing = None
-        except OSError as error:  # a full or read-only disk must not stop the picture
-            problem = f"cannot write the status or thumbnail in {self.run_dir}: {error.strerror or error}"
+            except OSError as error:
+                self.say(f"cannot save a thumbnail in {self.thumbnails.folder}: {error.strerror or error}")
+
+    def write(self, current: LiveStatus) -> None:
+        """status.json into the run folder, or its fallback while the run folder cannot take it (also the last one
+        a run writes as it stops)."""
+        try:
+            write_status(self.run_dir, current)
+        except OSError as error:  # full, read-only or gone: the status goes on, elsewhere
+            problem = f"{self.run_dir} cannot take status.json ({error.strerror or error})"
+            try:
+                _private_folder(self.fallback)
+                write_status(self.fallback, current)
+                where = f"it goes to {self.fallback / STATUS_FILE} meanwhile"
+            except OSError as fallback_error:
+                where = f"nor can {self.fallback} ({fallback_error.strerror or fallback_error})"
             if problem != self._failing:
-                self._failing = problem
-                self.say(problem)
+                self.say(f"{problem}; {where}")
+            self._failing = problem
+            return
+        if self._failing is not None:
+            self._failing = None
+            (self.fallback / STATUS_FILE).unlink(missing_ok=True)
+            self.say(f"status.json is written in {self.run_dir} again")
 
 
 def read_status(run_dir: Path) -> LiveStatus:

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from ..exits import BadInput
-from ..messages import first_line, quiet_torch_load
+from ..messages import first_line, quiet_torch_load, size_text
 from ..storage import atomic_torch_save
 from . import stylegan1, stylegan2, stylegan2_ada, stylegan3
 from .gan import ARCHS, GAN, NVLABS_ARCHS, build_discriminator, build_generator, estimate_mean_latent
@@ -67,6 +67,8 @@ def _read(path: Path) -> Any:
     if is_zip and not zipfile.is_zipfile(path):
         raise CheckpointError(f"{path}: the file is truncated or corrupt ({size} bytes, zip index missing); "
                               "copy or download it again")
+    if is_zip:
+        _refuse_inflation(path, size)
     try:
         with torch.serialization.safe_globals([argparse.Namespace]), quiet_torch_load():
             return torch.load(path, map_location="cpu", weights_only=True)
@@ -79,6 +81,28 @@ def _read(path: Path) -> Any:
     except Exception as error:  # pickle.UnpicklingError and friends: a pickle that is not plain weights
         raise CheckpointError(f"{path}: refused to unpickle it safely ({first_line(error)}); "
                               "only weight files can be loaded, never pickled code") from None
+
+
+# torch.save stores a checkpoint's parts uncompressed, so they unpack to about the file's size; a compressed copy
+# of one unpacks to a few times it. This much more is refused before anything is unpacked: a zip bomb of 1 MB
+# claiming gigabytes reached 2.3 GB of memory in torch.load before it failed.
+INFLATION_LIMIT = 4
+INFLATION_SLACK = 64 * 2**20
+
+
+def _refuse_inflation(path: Path, size: int) -> None:
+    """CheckpointError when the zip's members would unpack to far more than the file (their sizes as the index
+    declares them: a member that inflates beyond its declared size fails in the reader)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            unpacked = sum(member.file_size for member in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError) as error:
+        raise CheckpointError(f"{path}: the file is truncated or corrupt ({first_line(error)}); copy or download it "
+                              "again") from None
+    if unpacked > INFLATION_LIMIT * size + INFLATION_SLACK:
+        raise CheckpointError(f"{path}: refused: its parts would unpack to {size_text(unpacked)} from a "
+                              f"{size_text(size)} file, which no checkpoint does (a zip bomb?); use the checkpoint "
+                              "as torch.save wrote it")
 
 
 class NVlabsPickle(dict):

@@ -7,9 +7,11 @@ terminal's Ctrl-C and a signal to the process group never reach it: the installa
 Crash safety: the file is written as `NAME.partial` with `-movflags +hybrid_fragmented` (a fragmented file while it
 grows, an ordinary one once finalised), one-second fragments and `-flush_packets 1`, so a SIGKILL or power cut loses
 about the last second, for every codec (measured for H.264 MP4, ProRes and HAP MOV: a plain MP4 cut off by a kill
-has no index and plays nothing). `close()` finalises it and renames it to NAME. ffmpeg refuses `+faststart` together
-with `+hybrid_fragmented`, so a codec with `faststart` gets its index moved to the front by a stream copy after the
-clean stop (a fraction of a second per 100 MB); a file cut off by a kill keeps its index at the end, still playable.
+has no index and plays nothing). `close()` finalises it and renames it to NAME; a file whose ffmpeg failed (a disk
+that filled up mid-write) is first cut after its last complete fragment, so it plays to its end. ffmpeg refuses
+`+faststart` together with `+hybrid_fragmented`, so a codec with `faststart` gets its index moved to the front by a
+stream copy after the clean stop (a fraction of a second per 100 MB); a file cut off by a kill keeps its index at
+the end, still playable.
 
 Sizes: each codec needs width and height to be a multiple of `Codec.multiple` (4:2:0 and 4:2:2 chroma: 2; HAP's
 4x4 texture blocks: 4). ffmpeg would otherwise rescale or fail, so the encoder crops the frame to the multiple below
@@ -44,7 +46,7 @@ import imageio_ffmpeg
 import numpy as np
 
 from ..validation import check_choice
-from .files import partial_path
+from .files import cut_to_whole_fragments, partial_path
 
 
 @dataclass(frozen=True)
@@ -278,9 +280,16 @@ class VideoEncoder:
         if not self.partial.exists() or self.partial.stat().st_size == 0:
             self.partial.unlink(missing_ok=True)  # nothing written (or only the name claimed for it)
             return None
-        if self.codec.faststart and code == 0:
+        if code != 0:
+            cut_to_whole_fragments(self.partial)  # a disk that filled mid-fragment: what is whole plays
+        elif self.codec.faststart:
             self._move_index_to_front()
-        os.replace(self.partial, self.path)
+        try:
+            os.replace(self.partial, self.path)
+        except OSError as error:  # a folder turned read-only: the file is whole, its name waits for the next start
+            self._fail(f"{self.partial} could not be renamed ({error.strerror or error}); it plays as it is and "
+                       "gets its name at the next start")
+            return self.partial
         return self.path
 
     def _move_index_to_front(self) -> None:

@@ -30,7 +30,8 @@ import moderngl
 from ..display.sinks import FittedReadback, OutputState, OutputStatus
 from .config import RecordConfig
 from .encoder import CODECS, EncoderError, choose_encoder
-from .files import recover_partials
+from ..messages import size_text
+from .files import prune_oldest, recover_partials
 from .supervised import SupervisedVideo
 from .yuv import YuvPass, converts_in_gl
 
@@ -45,6 +46,8 @@ SLOT_TOLERANCE = 1e-6  # of a frame: float noise in a refresh time never moves i
 LIVE_PRESET = "ultrafast"
 # ffmpeg's CPU priority relative to the show (see README "Speed": measured with bench_record.py --nice)
 LIVE_NICE = 0
+RECORDED = ("recording-*", "loop-*")  # what [record] folder_gb counts: the recordings and loop exports made here
+LIVE = ("live-*",)  # what [record] live_gb counts: the headless video's files
 
 
 @dataclass
@@ -75,7 +78,9 @@ class LiveRecorder:
         if note:
             say(note)
         self.folder = config.folder_in(run_dir)
-        self.files: list[Path] = []  # every file finished in this run
+        self.files: list[Path] = []  # every file finished in this run (and still there: see `kept`)
+        # what stays within a budget in `folder`: its recordings and loop exports, the oldest deleted first
+        self.kept, self.budget = RECORDED, config.folder_gb * 2**30
         self.counts = RecordingCounts()
         self._video: SupervisedVideo | None = None
         self._failed: Callable[[str], None] = _nobody
@@ -155,6 +160,11 @@ class LiveRecorder:
         self.counts.dropped += max(0, open_slots)
         files = video.close()
         self.files += files
+        for path in prune_oldest(self.folder, self.kept, self.budget, keep=tuple(files)):
+            self.say(f"deleted the oldest {self.name} file, {path}, to keep {self.folder} within "
+                     f"{size_text(self.budget)} ([record] {'live_gb' if self.kept == LIVE else 'folder_gb'})")
+            if path in self.files:
+                self.files.remove(path)
         self.counts.frames = video.frames
         counts = self.counts
         wrote = ", ".join(str(path) for path in files) or "no file"
@@ -251,17 +261,27 @@ class HeadlessVideo(LiveRecorder):
     """The headless run's video (`live-DATE-TIME.mp4` in the run folder): what a screen would show, HUD included
     (`config.hud`), at its constant rate on the display clock from the first refresh to the stop, so its duration is
     the run's. Stopped by the disk guard, it tries again every HEADLESS_RETRY seconds and starts by itself once a
-    try finds the space (a failed try is said once, not at every retry)."""
+    try finds the space (a failed try is said once, not at every retry); a run folder that has gone is waited for,
+    not made here (the engine's RunFolder makes it again, run.json first).
+
+    For weeks on one disk it is a new file every `[record] live_segment_minutes`, each whole and playable, and its
+    files stay within `live_gb`, the oldest deleted first. A new file also bounds ffmpeg: its MP4 muxer keeps every
+    frame's index entry in memory until the file ends (benchmarks/bench_disk.py measures it)."""
 
     def __init__(self, config: RecordConfig, run_dir: Path, ctx: moderngl.Context,
                  say: Callable[[str], None]) -> None:
         super().__init__(config, run_dir, ctx, say, name="headless", stem="live")
+        self.kept, self.budget = LIVE, config.live_gb * 2**30
+        self._segment_frames = max(1, round(config.live_segment_minutes * 60 * config.fps))
         self._retry_at = 0.0
         self._failing = False  # a try has failed since the last file began
 
     def capture_for(self, now: float, output: tuple[int, int]) -> Callable[[], None] | None:
+        if self._video is not None and self._video.frames >= self._segment_frames:
+            self.stop(f"a new file every {self.config.live_segment_minutes:g} min", now)
+            self._retry_at = now  # the next file begins with this refresh
         if not self.recording:
-            if now < self._retry_at:
+            if now < self._retry_at or not self.folder.is_dir():
                 return None
             self._retry_at = now + HEADLESS_RETRY  # the next try, should this one fail or the disk fill again
             if not self.start(None, None, output, now=now, quiet=self._failing):

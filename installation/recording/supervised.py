@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -11,20 +12,22 @@ from typing import Any
 import numpy as np
 
 from ..messages import size_text
+from ..storage import MIN_FREE_BYTES
 from .encoder import CODECS, EncoderError, VideoEncoder
-from .files import claim_partial
-
-MIN_FREE_BYTES = 32 * 2**20  # recording stops cleanly before the disk is this close to full
+from .files import claim_partial, video_length
 RESTART_BACKOFF = (1.0, 5.0, 30.0)  # seconds before starting a new file after an encoder failure
 DISK_CHECK_EVERY = 1.0
 
 
 class DiskFullError(EncoderError):
-    """Too little space left to record; one line."""
+    """Too little space left to record (or the folder has gone); one line."""
 
 
 def check_free_space(folder: Path) -> None:
-    free = shutil.disk_usage(folder).free
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError as error:  # deleted or unmounted while the show runs
+        raise DiskFullError(f"{folder}: cannot be written ({error.strerror or error})") from None
     if free < MIN_FREE_BYTES:
         raise DiskFullError(f"{folder}: only {size_text(free)} free on its disk (recording needs at least "
                             f"{size_text(MIN_FREE_BYTES)}); free some space or choose another run folder")
@@ -44,7 +47,7 @@ class SupervisedVideo:
         # VideoEncoder's own keywords (options, input_format, bottom_up, nice), for every file it opens
         self.encoder_options = encoder_options
         self.files: list[Path] = []
-        self._counts: list[int] = []  # frames of the finished files
+        self._counts: list[int] = []  # frames of the finished files, as written
         self.stopped: str | None = None
         self._failures = 0
         self._restart_at: float | None = None
@@ -76,7 +79,8 @@ class SupervisedVideo:
                 check_free_space(self.folder)
             except DiskFullError as error:
                 self._finish()
-                self.stopped = str(error)  # said by the recorder, with what the file holds
+                self.stopped = str(error)  # said by the caller, with what the file holds (a recording stops, the
+                # live video waits)
                 return False
         if self._encoder is None:
             if now < self._restart_at:
@@ -100,16 +104,27 @@ class SupervisedVideo:
         self.say(f"{message}; a new file starts in {delay:g} s")
 
     def _finish(self) -> str:
-        """Finalise the current file; a few words on what it holds."""
+        """Finalise the current file; a few words on what it holds, read from the file (frames queued for an ffmpeg
+        that failed never reached it)."""
         encoder, self._encoder = self._encoder, None
         if encoder is None:
             return "no file was open"
         path = encoder.close()
-        self._counts.append(encoder.frames)
         if path is None:
+            self._counts.append(0)
             return "nothing had been written"
         self.files.append(path)
-        return f"kept {path} ({encoder.seconds:.1f} s)"
+        try:
+            frames, seconds = video_length(path)
+        except (RuntimeError, OSError, subprocess.TimeoutExpired):
+            self._counts.append(0)
+            return f"kept {path} (unreadable)"
+        self._counts.append(frames)
+        if frames == 0:  # its first fragment never reached the disk (full from the start)
+            self.files.remove(path)
+            path.unlink(missing_ok=True)
+            return "nothing had reached the disk"
+        return f"kept {path} ({seconds:.1f} s, {frames} frames)"
 
     def close(self) -> list[Path]:
         self._finish()

@@ -167,12 +167,15 @@ def verdict(status: LiveStatus, now: float) -> tuple[str, int, str]:
     if status.engine_status in ENGINE_DOWN:
         return "ENGINE DOWN", WARNING, (f"the picture is up but the engine is {status.engine_status}: "
                                         f"{status.last_error or 'see the log'}")
+    if status.storage:
+        return "STORAGE", WARNING, f"the show goes on, but the run folder cannot be written: {status.storage}"
     return "RUNNING", OK, (f"iteration {status.iteration}, {status.fps:.1f} fps, {status.steps_per_second:.2f} "
                            f"steps/s, up {_duration(status.uptime)}")
 
 
 def cmd_status(args: argparse.Namespace) -> None:
-    from ..live.status import STATUS_FILE, THUMBNAIL_DIR, read_status
+    from ..engine.runfolder import RunFolder
+    from ..live.status import STATUS_FILE, THUMBNAIL_DIR, disk_free, find_status
     from ..live.logfile import LOG_FILE
     from ..messages import size_text
 
@@ -182,7 +185,7 @@ def cmd_status(args: argparse.Namespace) -> None:
                        "--run-dir RUN_DIR")
     path = run_dir / STATUS_FILE
     try:
-        status = read_status(run_dir)
+        path, status = find_status(run_dir)  # the run folder's, or the fallback's while the run folder failed
     except OSError as error:
         _unknown(args, f"{path}: cannot be read ({error.strerror or error}); is this the run folder, and has the "
                        "installation ever run on it?")
@@ -212,6 +215,9 @@ def cmd_status(args: argparse.Namespace) -> None:
             ("recording", status.recording or "no"),
             ("disk free", size_text(status.disk_free)),
             ("last error", status.last_error or "-"),
+            ("message", status.last_message or "-"),
+            ("storage", status.storage or "ok"),
+            ("run folder", RunFolder(run_dir).health() or f"writable, {size_text(disk_free(run_dir))} free (now)"),
             ("model", status.model),
             ("thumbnails", f"{len(thumbnails)}, newest {thumbnails[-1]}" if thumbnails else "none yet"),
             ("log", str(run_dir / LOG_FILE)),
