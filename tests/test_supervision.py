@@ -219,7 +219,7 @@ def test_an_engine_stuck_in_the_kernel_ends_the_installation_with_the_status_the
     checkpoint = tmp_path / "tiny.pt"
     save_gan(create_stylegan1([32, 32, 16, 16], code_dim=32, n_mlp=2, seed=1), checkpoint)
     preset = tmp_path / "watched.toml"
-    preset.write_text(f"[engine]\nhang_seconds = {HANG_SECONDS}\nthreads = 1\n[render]\nmax_fps = 5\n"
+    preset.write_text(f"[engine]\nhang_seconds = {PRESET_HANG_SECONDS}\nthreads = 1\n[render]\nmax_fps = 5\n"
                       "[display]\nfps = 10.0\n")
     run_dir, log = tmp_path / "run", tmp_path / "stderr.txt"
     with open(log, "w") as stderr:  # a file, not a pipe: the frozen engine keeps its copy of stderr open
