@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from .arguments import (UsageError, checked, checkpoint_or_default, default_run_dir, non_negative_float,
                         parse_seeds, positive_float, resolution_arg, size_arg, whole_number)
 from .engine.config import LOSSES, check_batch
-from .exits import EXIT_TRY_AGAIN, exit_code
+from .exits import EXIT_TRY_AGAIN, TryAgain, exit_code
 from .signals import StopSignals
 
 if TYPE_CHECKING:
@@ -89,6 +89,8 @@ def cmd_journey(args: argparse.Namespace) -> None:
     try:
         config = EngineConfig(seed=args.seed, device=str(gan.device), snapshot_every=args.snapshot_every, **asked)
         summary = run_journey(gan, args.out, config, args.iterations, args.every, rows=args.rows, asked=asked)
+    except TryAgain:
+        raise  # held by another installation or journey: a later start may work (exit 75)
     except (ConfigError, EngineError, CommandError, JourneyRequestError) as error:
         raise UsageError(str(error)) from None
     except JourneyError as error:
@@ -178,12 +180,11 @@ def cmd_run(args: argparse.Namespace) -> None:
         headless = True
     if stopped():
         return
-    # The ports are bound first (a busy one is one line and exit 75, before anything is written), then the run folder's
-    # refusals, before any file in it is touched: one line, exit 2 (or 75 while another installation holds it). Each
-    # context is made as the one before it is entered: the recordings folder is judged after the run folder's own
-    # checks, since it is usually inside it, and before the log is written there.
-    with bind_controls(preset, run_dir) as control, RunFolder(run_dir).hold(gan), \
-            _record_folder_checked(preset, run_dir), log_file(run_dir, preset.logs):
+    # The ports are bound first (a busy one is one line and exit 75, before anything is written), then the recordings
+    # folder (judged by its nearest existing folder when it is not there yet) and the run folder's refusals, before any
+    # file in either is touched: one line, exit 2 (or 75 while another installation holds it); the log comes last.
+    with bind_controls(preset, run_dir) as control, _record_folder_checked(preset, run_dir), \
+            RunFolder(run_dir).hold(gan), log_file(run_dir, preset.logs):
         sweep_stale()
         for path in recover_partials(run_dir):
             print(f"uncanny: {path}: a recording cut off by a kill, kept under this playable name", file=sys.stderr)
@@ -350,11 +351,11 @@ def main(argv: Sequence[str] | None = None, stop: StopSignals | None = None) -> 
     stop = stop or StopSignals().__enter__()
     args = build_parser().parse_args(argv)
     handler: Callable[[argparse.Namespace], None] = args.handler
-    if handler is cmd_run:
-        args.stop = stop
-    else:
-        stop.hand_back()  # the other commands take their signals the ordinary way
     try:
+        if handler is cmd_run:
+            args.stop = stop
+        else:
+            stop.hand_back()  # the other commands take their signals the ordinary way (a Ctrl-C noted: exit 130)
         handler(args)
     except KeyboardInterrupt:
         return 130

@@ -27,6 +27,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .engine import Engine, EngineConfig
 from .engine.engine import derive_seed, fixed_latents
+from .engine.errors import RunFolderUnavailable
+from .engine.runfolder import LIVE_LOCK, RunFolder
 from .engine.state import EngineState
 from .images import grid, save_png, to_uint8
 from .journal import history
@@ -216,6 +218,9 @@ def run_journey(gan: GAN, out: Path, config: EngineConfig, iterations: int, ever
     columns = journey_columns(iterations, every)
     if len(columns) > MAX_COLUMNS:
         raise ValueError(f"{len(columns)} contact-sheet columns; raise `every` to keep at most {MAX_COLUMNS}")
+    if RunFolder(out).held_elsewhere(LIVE_LOCK):  # its engine restarts between our steps and would find ours
+        raise RunFolderUnavailable(f"run folder {out}: an installation is running on it; stop it or choose another "
+                                   "--out")
     renderer = ColumnRenderer(out / "columns", columns, rows)
     resuming = (out / "run.json").is_file()
     engine = Engine(gan, config, out, between_steps=renderer)

@@ -131,3 +131,22 @@ def test_benchmark_quick_run(capsys):
     assert bench.main(["--quick", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert "device: cpu (" in out and "steps/s" in out and "snapshot" in out
+
+
+def test_a_journey_on_the_folder_of_a_running_installation_is_a_start_to_try_later(tmp_path, checkpoint, cli):
+    """The installation's engine restarts between a journey's steps and would find the folder taken: the journey
+    stays out (exit 75, nothing written) while an installation holds the folder."""
+    from installation.engine.runfolder import LIVE_LOCK, RunFolder
+
+    run_dir = tmp_path / "run"
+    live = RunFolder(run_dir)
+    live.make()
+    live.lock(LIVE_LOCK)  # as a running installation holds it
+    try:
+        code, stderr = cli("journey", "--checkpoint", checkpoint, "--iterations", "2", "--every", "1", "--out",
+                           run_dir, "--device", "cpu")
+    finally:
+        live.release()
+    assert code == 75, stderr
+    assert f"run folder {run_dir}: an installation is running on it" in stderr and "Traceback" not in stderr
+    assert sorted(path.name for path in run_dir.iterdir()) == [LIVE_LOCK]

@@ -42,7 +42,7 @@ def test_disk_and_memory_follow_the_policy(tmp_path):
     engine = tiny_engine(tmp_path, snapshot_every=1, keep_recent=3, memory_snapshots=3)
     for _ in range(16):
         engine.step()
-    engine.store.flush()
+        engine.store.flush()  # the policy, not the disk's speed: under load a writer behind would skip one
     files = sorted(int(p.stem[2:]) for p in (tmp_path / "snapshots").glob("it*.pt"))
     assert files == engine.store.on_disk() == [0, 8, 12, 14, 15, 16]
     assert engine.store.in_memory() == [0, 15, 16]
@@ -293,8 +293,11 @@ def test_a_slow_disk_never_holds_training_up_it_skips_a_rewind_point_and_says_so
     from installation.engine.snapshots import _Job
 
     engine = tiny_engine(tmp_path, snapshot_every=1)
-    gate = threading.Event()
-    engine.store._writer.put(_Job("write", 10**6, 0, tmp_path / "slow.pt", lambda: gate.wait(60) and {}))
+    engine.store.flush()  # iteration 0 on disk first
+    gate, taken = threading.Event(), threading.Event()
+    engine.store._writer.put(_Job("write", 10**6, 0, tmp_path / "slow.pt",
+                                  lambda: taken.set() or (gate.wait(60) and {})))
+    assert taken.wait(60)  # the writer is in the slow write, not merely about to start it
     for _ in range(6):  # five snapshots while the writer is stuck: two wait, three are pushed out
         engine.step()
     assert engine.iteration == 6 and not gate.is_set()

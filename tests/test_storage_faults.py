@@ -12,7 +12,7 @@ import time
 import pytest
 
 from installation.engine import Engine, EngineConfig
-from installation.engine.engine import RunFolderError
+from installation.engine.errors import RunFolderUnavailable
 from installation.engine.runfolder import HELD_LINES, RunFolder
 from installation.journal import history
 from installation.models import create_stylegan1
@@ -78,7 +78,7 @@ def test_a_read_only_folder_keeps_the_engine_training_and_a_start_on_it_resumes(
     again = tiny_engine(run_dir)  # a restart on the read-only folder: it takes its lock and resumes, unsaved
     assert again.iteration == 0 and again.session == 2 and "read-only" in again.state().storage
     train_until(again, lambda s: s.iteration >= 5)
-    with pytest.raises(RunFolderError, match="another engine is using this run folder"):
+    with pytest.raises(RunFolderUnavailable, match="another engine is using this run folder"):
         tiny_engine(run_dir)  # the lock holds on a read-only folder too
     read_only.off(run_dir)
     train_until(again, lambda s: s.storage is None)

@@ -288,7 +288,8 @@ class Engine:
         self.diversity0 = None  # no collapse verdict against a value in the old measure
         if self._probe():
             old, self.diversity0 = info["diversity0"], self.last["diversity"]
-            self.folder.write_info({**info, "diversity0": self.diversity0, "diversity_measure": DIVERSITY_MEASURE})
+            self.folder.write_info({**(self.folder.info or info), "diversity0": self.diversity0,
+                                    "diversity_measure": DIVERSITY_MEASURE})
             self._event("diversity_remeasured", measure=DIVERSITY_MEASURE, old=old, diversity0=self.diversity0)
 
     def _make_probe(self) -> None:
@@ -482,8 +483,7 @@ class Engine:
                 snapshot = position.memory[it].wait()  # its host copies complete (on a GPU, under way just after)
                 break
             try:  # an older one, from the disk (off the trainer's way)
-                self.store.flush()
-                snapshot = SnapshotStore.read(self.store.path(it))
+                snapshot = _read_written(self.store, it)
                 break
             except SnapshotError as error:
                 unreadable.append((it, str(error)))
@@ -507,6 +507,7 @@ class Engine:
             raise EngineError(f"{self.run_dir}: no readable snapshot at or before iteration {jump.looked_for}")
         self._jump_to(jump.snapshot)
         self._ticket, self._back_target = jump.ticket, jump.back_target
+        self._publish_position()  # before the plan is cleared: a jump resolved next counts from here, not from before
         with self._jumps:
             self._carried += 1
             if self._carried == self._resolved:
@@ -845,3 +846,12 @@ class _Mailbox:
         self._stopping.set()
         self._thread.join(5)
 
+
+def _read_written(store: SnapshotStore, iteration: int) -> Snapshot:
+    """A snapshot read from its file on the command thread; only where that fails (its write still queued) after
+    waiting for the writer, which on a disk slower than the snapshots may take a while, so not before."""
+    try:
+        return SnapshotStore.read(store.path(iteration))
+    except SnapshotError:
+        store.flush()
+        return SnapshotStore.read(store.path(iteration))

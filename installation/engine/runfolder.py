@@ -156,7 +156,7 @@ class RunFolder:
             if name == LIVE_LOCK:
                 raise RunFolderUnavailable(f"run folder {self.path}: another installation or journey is running on "
                                            "it; stop it or choose another --run-dir") from None
-            raise RunFolderError(f"{self.path}: another engine is using this run folder; stop it or choose "
+            raise RunFolderUnavailable(f"{self.path}: another engine is using this run folder; stop it or choose "
                                  "another") from None
         self._locks.append(fd)
 
@@ -166,7 +166,7 @@ class RunFolder:
         refuse (touching nothing when refused) and locked against a second installation. Yields its run.json."""
         self.make()
         info = self.check(gan)
-        if self._held_elsewhere(ENGINE_LOCK):  # asked before the lock below makes a file: a refusal touches nothing
+        if self.held_elsewhere(ENGINE_LOCK):  # asked before the lock below makes a file: a refusal touches nothing
             raise RunFolderUnavailable(f"run folder {self.path}: another installation or journey is running on it; "
                                        "stop it or choose another --run-dir")
         self.lock(LIVE_LOCK)
@@ -175,7 +175,7 @@ class RunFolder:
         finally:
             self.release()
 
-    def _held_elsewhere(self, name: str) -> bool:
+    def held_elsewhere(self, name: str) -> bool:
         """Whether another process holds the lock `name` now (its file only opened, never made)."""
         try:
             fd = os.open(self.path / name, os.O_RDONLY)
