@@ -180,11 +180,12 @@ def cmd_run(args: argparse.Namespace) -> None:
         headless = True
     if stopped():
         return
-    # The ports are bound first (a busy one is one line and exit 75, before anything is written), then the recordings
-    # folder (judged by its nearest existing folder when it is not there yet) and the run folder's refusals, before any
-    # file in either is touched: one line, exit 2 (or 75 while another installation holds it); the log comes last.
-    with bind_controls(preset, run_dir) as control, _record_folder_checked(preset, run_dir), \
-            RunFolder(run_dir).hold(gan), log_file(run_dir, preset.logs):
+    # The ports are bound first (a busy one is one line and exit 75, before anything is written), then the run folder's
+    # refusals, before any file in it is touched: one line, exit 2 (or 75 while another installation holds it). Each
+    # context is made as the one before it is entered: the recordings folder is judged after the run folder's own
+    # checks, since it is usually inside it, and before the log is written there.
+    with bind_controls(preset, run_dir) as control, RunFolder(run_dir).hold(gan), \
+            _record_folder_checked(preset, run_dir), log_file(run_dir, preset.logs):
         sweep_stale()
         for path in recover_partials(run_dir):
             print(f"uncanny: {path}: a recording cut off by a kill, kept under this playable name", file=sys.stderr)

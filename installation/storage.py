@@ -11,9 +11,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-# What writers leave free on a disk: recording stops, snapshots and logs wait, before it is this close to full (the
-# rest of the machine, and the finishing of a video, still need room)
+# What writers leave free on a disk: snapshots and logs wait before it is this close to full (the rest of the machine,
+# and the finishing of a video, still need room) ...
 MIN_FREE_BYTES = 32 * 2**20
+# ... and recordings, the large writers, stop well before that, so the run's own small files go on after them
+RECORDING_FREE_BYTES = 2 * MIN_FREE_BYTES
 
 
 def write_problem(folder: Path) -> OSError | None:

@@ -103,8 +103,8 @@ def small_disk(tmp_path) -> Iterator[Callable[[str], Path]]:
         return disk
 
     yield mount
-    for disk in mounted:
-        subprocess.run(["umount", str(disk)], check=True)
+    for disk in mounted:  # lazily: a process a failed test left behind may still hold a file there
+        subprocess.run(["umount", "-l", str(disk)], check=True)
 
 
 @pytest.fixture

@@ -310,7 +310,9 @@ def test_a_zeroconf_browser_on_loopback_finds_both_adverts_and_their_goodbye():
             assert any("zeroconf: announcing _osc._udp port" in line for line in service.describe())
             wait_for(lambda: set(names) <= seen["added"], f"the browser seeing {names}")
             info = browser_zeroconf.get_service_info(OSCQUERY_SERVICE, names[1], timeout=int(WAIT * 1000))
-            assert info.port == http_port and info.parsed_addresses() == ["127.0.0.1"]
+            # its address (beside a running installation that advertises on every interface, the browser's cache
+            # holds that one's addresses too for the same host name)
+            assert info.port == http_port and "127.0.0.1" in info.parsed_addresses()
             assert names[1].startswith("uncanny on ")
             osc_info = browser_zeroconf.get_service_info(OSC_SERVICE, names[0], timeout=int(WAIT * 1000))
             assert osc_info.port == service.osc.address[1]

@@ -235,8 +235,8 @@ def test_a_gpu_that_is_gone_when_the_engine_restarts_is_a_crash_to_retry_not_a_r
     engine.start()
     state = engine.wait_for(lambda s: s.status in ("crashed", "refused"))
     assert state.status == "crashed"  # the supervisor restarts it with its back-off: the GPU may come back
-    assert state.error == ("device cuda:0: no CUDA device is available here; use cpu or auto (the GPU was lost: a "
-                           "driver reset or a fault)")
+    assert state.error == ("device cuda:0: no CUDA device is available here now; check the GPU driver (nvidia-smi), "
+                           "or use cpu or auto (the GPU was lost: a driver reset or a fault)")
 
 
 @pytest.mark.skipif(cuda_device_count() > 0, reason="device auto would find this machine's GPU")

@@ -127,10 +127,10 @@ def test_a_chosen_size_is_the_picture_fitted_into_it(screen, tmp_path):
 
 
 def test_the_disk_guard_stops_a_recording_cleanly_and_tells_its_starter(screen, small_disk, tmp_path):
-    from installation.recording.supervised import MIN_FREE_BYTES
+    from installation.storage import RECORDING_FREE_BYTES
 
     surface, presenter = screen
-    disk = small_disk(f"{(MIN_FREE_BYTES + 2**20) // 2**10}k")  # 1 MiB above the guard's line
+    disk = small_disk(f"{(RECORDING_FREE_BYTES + 2**20) // 2**10}k")  # 1 MiB above the guard's line
     lines: list[str] = []
     told: list[str] = []
     recorder = LiveRecorder(RecordConfig(folder=str(disk)), tmp_path, surface.ctx, say=lines.append)

@@ -91,7 +91,7 @@ def test_the_headless_video_rotates_into_whole_files_and_keeps_within_live_gb(sc
 
 def test_a_full_disk_suspends_the_headless_video_and_it_starts_again_once_there_is_room(screen, egl_ctx, small_disk,
                                                                                        fill_disk):
-    disk = small_disk("48m")  # 16 MB above the free space every writer leaves
+    disk = small_disk("80m")  # 16 MB above the free space a recording leaves
     said: list[str] = []
     video = headless(egl_ctx, disk, said, fps=30.0)
     now = 1000.0

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..messages import size_text
-from ..storage import MIN_FREE_BYTES
+from ..storage import RECORDING_FREE_BYTES
 from .encoder import CODECS, EncoderError, VideoEncoder
 from .files import claim_partial, video_length
 RESTART_BACKOFF = (1.0, 5.0, 30.0)  # seconds before starting a new file after an encoder failure
@@ -28,9 +28,9 @@ def check_free_space(folder: Path) -> None:
         free = shutil.disk_usage(folder).free
     except OSError as error:  # deleted or unmounted while the show runs
         raise DiskFullError(f"{folder}: cannot be written ({error.strerror or error})") from None
-    if free < MIN_FREE_BYTES:
+    if free < RECORDING_FREE_BYTES:
         raise DiskFullError(f"{folder}: only {size_text(free)} free on its disk (recording needs at least "
-                            f"{size_text(MIN_FREE_BYTES)}); free some space or choose another run folder")
+                            f"{size_text(RECORDING_FREE_BYTES)}); free some space or choose another run folder")
 
 
 class SupervisedVideo:
